@@ -1,0 +1,3 @@
+from emonet_face.cli.main import main
+
+main()

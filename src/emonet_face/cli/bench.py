@@ -1,0 +1,7 @@
+"""`emonet-face bench ...` (not built yet)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="bench commands", no_args_is_help=True)
