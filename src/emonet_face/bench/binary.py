@@ -20,7 +20,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from emonet_face.bench.tables import read_table, require_columns
 from emonet_face.errors import InputError
-from emonet_face.taxonomy import Emotion, resolve_emotion
+from emonet_face.taxonomy import resolve_emotion
 
 _TRUE = {"true", "1", "1.0", "yes", "t", "y"}
 _FALSE = {"false", "0", "0.0", "no", "f", "n"}
@@ -72,7 +72,7 @@ def _emotion_name(text: str, unknown: set[str]) -> str:
     except KeyError:
         unknown.add(text)
         return text
-    return item.name if isinstance(item, Emotion) else item.name
+    return item.name
 
 
 def load_votes(path: str | Path) -> tuple[pd.DataFrame, list[str]]:

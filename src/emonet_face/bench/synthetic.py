@@ -67,7 +67,10 @@ def make_synthetic_hq(
             items[k] = int(rng.integers(0, 4))
         rows.append((image, annotator, human, repr(items)))
 
-    human_noise = rng.normal(0, 0.9, (n_humans, n_images, n_emotions))
+    # Emotions differ in how hard they are to read; experts differ in leniency.
+    difficulty = rng.uniform(0.6, 2.6, n_emotions)
+    leniency = rng.normal(0, 0.4, (n_humans, 1, n_emotions))
+    human_noise = rng.normal(0, 1, (n_humans, n_images, n_emotions)) * difficulty + leniency
     for i, image in enumerate(images):
         for h in rng.choice(n_humans, humans_per_image, replace=False):
             values = np.clip(np.rint(latent[i] + human_noise[h, i]), 0, 7)
