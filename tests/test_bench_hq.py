@@ -66,7 +66,10 @@ def test_loader_applies_published_normalisation(tmp_path: Path) -> None:
 
 def test_loader_reads_hf_label_layout(tmp_path: Path) -> None:
     rows = [
-        {"image": {"path": "x/one.jpg"}, "label": [{"rater-a": {ANGER.annotation_key: 3}}, {"rater-b": {ANGER.annotation_key: 6}}]},
+        {
+            "image": {"path": "x/one.jpg"},
+            "label": [{"rater-a": {ANGER.annotation_key: 3}}, {"rater-b": {ANGER.annotation_key: 6}}],
+        },
         {"image": {"path": "x/two.jpg"}, "label": [{"rater-a": {SURPRISE.annotation_key: 1}}]},
     ]
     path = tmp_path / "hf.jsonl"
@@ -91,7 +94,9 @@ def test_protocol_matches_plain_reference_loop(hq_file: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                return cohen_kappa_score(x[shared].astype(int), y[shared].astype(int), weights="quadratic", labels=range(8))
+                return cohen_kappa_score(
+                    x[shared].astype(int), y[shared].astype(int), weights="quadratic", labels=range(8)
+                )
             except ValueError:
                 return np.nan
 
@@ -132,7 +137,13 @@ def test_cli_hq_writes_outputs_reproducibly(hq_file: Path, tmp_path: Path) -> No
     assert "Astonishment/Surprise" in summary["kappa_per_emotion"]["Hume Face*"]
     assert summary["dropped_pairs"]["Empathic Insight Face Large"] > 0  # mean-subtracted negatives drop out
     assert summary["dropped_pairs"]["Gemini 2.0 Flash ZS"] == 0
-    for stem in ("pairwise_kappa_heatmap", "agreement_per_emotion", "group_boxplot", "spearman_bars", "alpha_per_emotion"):
+    for stem in (
+        "pairwise_kappa_heatmap",
+        "agreement_per_emotion",
+        "group_boxplot",
+        "spearman_bars",
+        "alpha_per_emotion",
+    ):
         assert (first / f"{stem}.png").stat().st_size > 0 and (first / f"{stem}.pdf").exists()
     assert (first / "annotators.tex").read_text().startswith("\\begin{tabular}")
     assert "calibrated" in (first / "report.md").read_text()
@@ -164,8 +175,22 @@ def test_predictions_score_table_joins_as_annotator(hq_file: Path, tmp_path: Pat
     pred = tmp_path / "scores.parquet"
     table.to_parquet(pred)
     out = tmp_path / "out"
-    result = _run(["bench", "hq", str(hq_file), "--predictions", str(pred), "--name", "My model", "--out", str(out),
-                   "--n-boot", "20", "--no-figures"])
+    result = _run(
+        [
+            "bench",
+            "hq",
+            str(hq_file),
+            "--predictions",
+            str(pred),
+            "--name",
+            "My model",
+            "--out",
+            str(out),
+            "--n-boot",
+            "20",
+            "--no-figures",
+        ]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["annotators"]["My model"]["group"] == "other"
@@ -180,8 +205,22 @@ def test_predictions_in_hq_layout_with_json_annotations(hq_file: Path, tmp_path:
     pred = tmp_path / "vlm.csv"
     vlm.to_csv(pred, index=False)
     out = tmp_path / "out"
-    result = _run(["bench", "hq", str(hq_file), "--predictions", str(pred), "--name", "Copy ZS", "--out", str(out),
-                   "--n-boot", "20", "--no-figures"])
+    result = _run(
+        [
+            "bench",
+            "hq",
+            str(hq_file),
+            "--predictions",
+            str(pred),
+            "--name",
+            "Copy ZS",
+            "--out",
+            str(out),
+            "--n-boot",
+            "20",
+            "--no-figures",
+        ]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["annotators"]["Copy ZS"]["group"] == "vlm_zs"
@@ -200,20 +239,30 @@ def test_malformed_inputs_give_one_line_errors(tmp_path: Path) -> None:
     missing = tmp_path / "missing_cols.csv"
     pd.DataFrame({"image": ["a"], "rater": ["x"]}).to_csv(missing, index=False)
     assert "lacks column" in _one_line_error(_run(["bench", "hq", str(missing), "--out", str(tmp_path / "o")]))
-    assert "does not exist" in _one_line_error(_run(["bench", "hq", str(tmp_path / "nope.csv"), "--out", str(tmp_path)]))
+    assert "does not exist" in _one_line_error(
+        _run(["bench", "hq", str(tmp_path / "nope.csv"), "--out", str(tmp_path)])
+    )
     garbage = tmp_path / "garbage.csv"
-    pd.DataFrame({"image": ["a", "b"], "annotator": ["h1", "h2"], "human": [True, True],
-                  "annotations": ["{not a dict", "[1, 2"]}).to_csv(garbage, index=False)
-    assert "no row could be parsed" in _one_line_error(_run(["bench", "hq", str(garbage), "--out", str(tmp_path / "o")]))
+    pd.DataFrame(
+        {"image": ["a", "b"], "annotator": ["h1", "h2"], "human": [True, True], "annotations": ["{not a dict", "[1, 2"]}
+    ).to_csv(garbage, index=False)
+    assert "no row could be parsed" in _one_line_error(
+        _run(["bench", "hq", str(garbage), "--out", str(tmp_path / "o")])
+    )
     only_models = tmp_path / "models.csv"
-    pd.DataFrame({"image": ["a"], "annotator": ["m"], "human": [False],
-                  "annotations": [repr({ANGER.annotation_key: 1})]}).to_csv(only_models, index=False)
+    pd.DataFrame(
+        {"image": ["a"], "annotator": ["m"], "human": [False], "annotations": [repr({ANGER.annotation_key: 1})]}
+    ).to_csv(only_models, index=False)
     assert "human annotators" in _one_line_error(_run(["bench", "hq", str(only_models), "--out", str(tmp_path / "o")]))
     bad_pred = tmp_path / "pred.csv"
     pd.DataFrame({"path": ["zzz.jpg"], "anger": [1.0]}).to_csv(bad_pred, index=False)
     good = tmp_path / "good.csv"
-    make_synthetic_hq(n_images=12, n_humans=4, humans_per_image=3, models=("Random Baseline",), seed=1).to_csv(good, index=False)
-    error = _one_line_error(_run(["bench", "hq", str(good), "--predictions", str(bad_pred), "--out", str(tmp_path / "o")]))
+    make_synthetic_hq(n_images=12, n_humans=4, humans_per_image=3, models=("Random Baseline",), seed=1).to_csv(
+        good, index=False
+    )
+    error = _one_line_error(
+        _run(["bench", "hq", str(good), "--predictions", str(bad_pred), "--out", str(tmp_path / "o")])
+    )
     assert "matches" in error
 
 

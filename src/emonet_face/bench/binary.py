@@ -77,7 +77,7 @@ def _emotion_name(text: str, unknown: set[str]) -> str:
 
 def load_votes(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """Votes as ``path, annotator, emotion, vote`` (vote 0/1) with normalised emotion names."""
-    frame = read_table(path, what="vote file")
+    frame = read_table(path, what="vote file", text_columns=("path", "annotator", "emotion"))
     require_columns(frame, ["path", "annotator", "value", "emotion"], path=path, what="vote file")
     warn: list[str] = []
     votes = pd.DataFrame(

@@ -273,7 +273,9 @@ def load_hq(path: str | Path, *, default_human: bool | None = None) -> HQData:
     ``default_human`` is used when the file has no ``human`` column (e.g. model-only files).
     """
     path = Path(path)
-    return _load_frame(read_table(path, what="annotation file"), path, default_human)
+    return _load_frame(
+        read_table(path, what="annotation file", text_columns=("image", "annotator")), path, default_human
+    )
 
 
 def _load_frame(frame: pd.DataFrame, path: Path, default_human: bool | None) -> HQData:

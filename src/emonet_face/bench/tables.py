@@ -14,8 +14,11 @@ from emonet_face.errors import InputError
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
 
 
-def read_table(path: str | Path, *, what: str = "table") -> pd.DataFrame:
-    """Read a table by its suffix; every failure becomes an :class:`InputError` naming the file."""
+def read_table(path: str | Path, *, what: str = "table", text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read a table by its suffix; every failure becomes an :class:`InputError` naming the file.
+
+    ``text_columns`` are read as text from CSV/TSV (ids like ``00012`` keep their zeros).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{what} {path} does not exist or is not a file; pass the path of an existing file")
@@ -31,9 +34,9 @@ def read_table(path: str | Path, *, what: str = "table") -> pd.DataFrame:
             except ValueError:
                 frame = pd.read_json(path, dtype=False)
         elif suffix == ".tsv":
-            frame = pd.read_csv(path, sep="\t")
+            frame = pd.read_csv(path, sep="\t", dtype=dict.fromkeys(text_columns, str))
         else:
-            frame = pd.read_csv(path)
+            frame = pd.read_csv(path, dtype=dict.fromkeys(text_columns, str))
     except Exception as exc:  # pandas/pyarrow raise many types; the user needs one line
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
