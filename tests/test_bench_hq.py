@@ -77,6 +77,10 @@ def test_loader_reads_hf_label_layout(tmp_path: Path) -> None:
     data = load_hq(path)
     assert data.images == ["one.jpg", "two.jpg"] and data.human.all()
     assert data.ratings[data.annotators.index("rater-b"), 0, EMOTIONS.index(ANGER)] == 6
+    pd.DataFrame(rows).to_parquet(tmp_path / "hf.parquet")  # Parquet pads lists of structs with None
+    from_parquet = load_hq(tmp_path / "hf.parquet")
+    np.testing.assert_array_equal(from_parquet.ratings, data.ratings)
+    assert from_parquet.annotators == data.annotators and not from_parquet.warnings
 
 
 def test_protocol_matches_plain_reference_loop(hq_file: Path) -> None:

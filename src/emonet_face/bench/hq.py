@@ -119,6 +119,8 @@ class _RowParser:
             index = _key_lookup(str(key), self.cache)
             if index is _EXTRA:
                 continue
+            if value is None:
+                continue  # absent (e.g. a Parquet struct field this rater did not use): counts 0
             if index is _UNKNOWN:
                 self.unknown_keys[str(key)] += 1
                 continue
@@ -250,6 +252,8 @@ def _load_hf_layout(frame: pd.DataFrame, path: Path) -> HQData:
                 bad_rows += 1
                 continue
             for rater, ratings in entry.items():
+                if ratings is None:
+                    continue  # Parquet structs list every rater; None = this rater did not rate the image
                 if not isinstance(ratings, dict):
                     bad_rows += 1
                     continue
