@@ -277,6 +277,7 @@ def test_bad_rows_no_overlap_and_out_of_range_are_reported(tmp_path: Path) -> No
             ("other.jpg", "Lonely ZS", False, repr({ANGER.annotation_key: 3})),  # shares no image with humans
             (frame["image"][0], "human-1", True, "{oops"),  # unparsable dict
             (frame["image"][1], "human-9", True, repr({ANGER.annotation_key: 11})),  # out of range
+            (frame["image"][2], "Nan ZS", False, repr({ANGER.annotation_key: float("nan")})),  # Python's bare nan
         ],
         columns=frame.columns,
     )
@@ -288,5 +289,6 @@ def test_bad_rows_no_overlap_and_out_of_range_are_reported(tmp_path: Path) -> No
     summary = json.loads((out / "summary.json").read_text())
     text = " ".join(summary["warnings"])
     assert "skipped 1 rows" in text and "Lonely ZS" in text and "not integers in 0..7" in text
+    assert "1 non-numeric or non-finite ratings counted as 0" in text
     assert summary["kappa_mean"]["Lonely ZS"] is None
     assert "warning:" in result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pandas as pd
 
 from emonet_face.errors import InputError
 
+_BARE_NAN = re.compile(r"(?<=[:\s\[,])nan\b")
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
 
 
@@ -67,6 +69,19 @@ def parse_mapping(value: Any) -> dict | list | None:
         return json.loads(value)
     except ValueError:
         pass
+    if '"' not in value:
+        # Fast path for Python's repr of {str: number} dicts: quotes swapped it is JSON, and ~10x
+        # quicker to parse than literal_eval. Anything else (True/None/tuples) fails and falls through.
+        text = value.replace("'", '"')
+        if "nan" in text:  # Python writes float('nan') as a bare nan; JSON spells it NaN
+            text = _BARE_NAN.sub("NaN", text)
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            pass
+        else:
+            if isinstance(parsed, (dict, list)):
+                return parsed
     try:
         parsed = ast.literal_eval(value)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
