@@ -169,7 +169,7 @@ def test_predictions_score_table_joins_as_annotator(hq_file: Path, tmp_path: Pat
     """A score table carrying an existing annotator's values must reproduce that annotator's kappas."""
     data = load_hq(hq_file)
     a = data.annotators.index("Empathic Insight Face Large")
-    columns: dict[str, object] = {"path": [f"/photos/{i}" for i in data.images]}
+    columns: dict[str, object] = {"path": [f"/photos/{Path(i).stem}.png" for i in data.images]}  # re-encoded copies
     for e, emotion in enumerate(EMOTIONS):
         columns[emotion.key] = data.ratings[a, :, e]
         columns[f"raw.{emotion.key}"] = 99.0  # must be ignored

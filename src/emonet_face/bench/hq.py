@@ -57,15 +57,19 @@ class HQData:
             raise InputError(
                 f"annotator name {name!r} from {source} is already in the annotation file; pick another --name"
             )
-        index_by_base: dict[str, list[int]] = {}
-        for i, image in enumerate(self.images):
-            index_by_base.setdefault(image_id(image) or image, []).append(i)
         row = np.full((len(self.images), N_EMOTIONS), np.nan)
         matched = 0
-        for base, values in values_by_image.items():
-            for i in index_by_base.get(base, ()):
-                row[i] = values
-                matched += 1
+        # By file name; failing that by stem (predictions made on re-encoded copies, .png vs .jpg).
+        for key in (lambda name: name, lambda name: Path(name).stem):
+            index: dict[str, list[int]] = {}
+            for i, image in enumerate(self.images):
+                index.setdefault(key(image_id(image) or image), []).append(i)
+            for base, values in values_by_image.items():
+                for i in index.get(key(base), ()):
+                    row[i] = values
+                    matched += 1
+            if matched:
+                break
         if matched == 0:
             raise InputError(
                 f"no image of {source} matches an image of the annotation file by file name; "
