@@ -118,6 +118,11 @@ def test_protocol_matches_plain_reference_loop(hq_file: Path) -> None:
         assert result.spearman_per_emotion.at["Gemini 2.0 Flash ZS", emotion] == pytest.approx(
             spearmanr(model, median).statistic, abs=1e-9
         )
+    reliable = result.alpha.index[result.alpha["alpha"] >= 0.3]
+    assert 0 < len(reliable) and list(reliable) == result.reliable_emotions
+    assert result.per_annotator.at["Hume Face*", "kappa_mean_reliable"] == pytest.approx(
+        result.kappa_per_emotion.loc["Hume Face*", reliable].mean(), abs=1e-12
+    )
     headline = result.per_annotator["kappa_mean"]
     assert headline["Empathic Insight Face Large"] > 0.2 > headline["Random Baseline"]  # planted signal
 

@@ -54,6 +54,8 @@ class HQResult:
     alpha_mean: dict[str, float]
     group_tests: pd.DataFrame
     group_values: dict[str, np.ndarray]
+    reliable_alpha: float = 0.3
+    reliable_emotions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -94,6 +96,9 @@ class HQResult:
             "alpha": {e: _clean(v) for e, v in self.alpha["alpha"].items()},
             "alpha_ci": {e: [_clean(r.ci_low), _clean(r.ci_high)] for e, r in self.alpha.iterrows()},
             "alpha_mean": {k: _clean(v) for k, v in self.alpha_mean.items()},
+            "reliable_alpha": self.reliable_alpha,
+            "reliable_emotions": list(self.reliable_emotions),
+            "kappa_mean_reliable": column("kappa_mean_reliable"),
             "could_be_annotator": {a: (None if pd.isna(v) else bool(v)) for a, v in pa["could_be_annotator"].items()},
             "vs_humans": {
                 a: {
@@ -194,8 +199,14 @@ def _summarise_kappa(kappa_e: np.ndarray, rng: np.random.Generator, n_boot: int)
     }
 
 
-def run_hq_protocol(data: HQData, *, readout: str = "published", seed: int = 42, n_boot: int = 1000) -> HQResult:
-    """Run every statistic of the protocol; the same data and seed give the same numbers to the last digit."""
+def run_hq_protocol(
+    data: HQData, *, readout: str = "published", seed: int = 42, n_boot: int = 1000, reliable_alpha: float = 0.3
+) -> HQResult:
+    """Run every statistic of the protocol; the same data and seed give the same numbers to the last digit.
+
+    ``reliable_alpha``: emotions whose human alpha reaches it also get a headline of their own
+    (``kappa_mean_reliable``), since kappa on emotions experts themselves disagree on is mostly noise.
+    """
     if readout not in READOUTS:
         raise InputError(f"unknown readout {readout!r}; use one of {', '.join(READOUTS)}")
     human = data.human.astype(bool)
@@ -251,6 +262,9 @@ def run_hq_protocol(data: HQData, *, readout: str = "published", seed: int = 42,
     alpha_frame = pd.DataFrame({"alpha": alpha, "ci_low": a_low, "ci_high": a_high}, index=EMOTION_NAMES)
     alpha_frame.index.name = "emotion"
 
+    reliable = [EMOTION_NAMES[e] for e in np.flatnonzero(alpha >= reliable_alpha)]
+    kappa_reliable = _nanmean(kappa_e[:, alpha >= reliable_alpha], axis=1) if reliable else np.full(len(names), np.nan)
+
     groups = [annotator_group(n, bool(h)) for n, h in zip(names, human)]
     group_values = {g: kappa_e[[i for i, x in enumerate(groups) if x == g]].ravel() for g in dict.fromkeys(groups)}
     group_tests = compare_groups(group_values, n_boot, np.random.default_rng([seed, _STREAM["groups"]]))
@@ -264,6 +278,7 @@ def run_hq_protocol(data: HQData, *, readout: str = "published", seed: int = 42,
             **kappa_stats,
             "kappa_mean_published": kappa_pub,
             "kappa_mean_calibrated": kappa_cal,
+            "kappa_mean_reliable": kappa_reliable,
             "dropped_pairs": dropped_n,
             "dropped_share": dropped_share,
             "dropped_pairs_published": dropped_pub,
@@ -292,6 +307,8 @@ def run_hq_protocol(data: HQData, *, readout: str = "published", seed: int = 42,
         pairwise_kappa=pairwise,
         alpha=alpha_frame,
         alpha_mean={"alpha_mean": float(_nanmean(alpha, axis=0)), "ci_low": float(m_low), "ci_high": float(m_high)},
+        reliable_alpha=reliable_alpha,
+        reliable_emotions=reliable,
         group_tests=group_tests,
         group_values=group_values,
         warnings=warn,

@@ -85,6 +85,7 @@ def write_hq_outputs(result, out: Path, *, figures: bool = True) -> dict[str, An
             "kappa_top_emotion",
             "kappa_mean_published",
             "kappa_mean_calibrated",
+            "kappa_mean_reliable",
             "dropped_pairs",
             "dropped_share",
             "spearman_mean",
@@ -156,6 +157,9 @@ def _hq_markdown(result, summary: dict[str, Any], figures: bool) -> str:
         "",
         f"Krippendorff's alpha (interval) over the human experts, mean over emotions {_fmt(am['alpha_mean'])} "
         f"[{_fmt(am['ci_low'])}, {_fmt(am['ci_high'])}] (CIs: bootstrap over images). Per emotion: `alpha.csv`.",
+        "",
+        f"{len(result.reliable_emotions)} emotions reach alpha ≥ {result.reliable_alpha} (reliable): "
+        f"{', '.join(result.reliable_emotions) or 'none'}; `kappa_mean_reliable` averages kappa over these only.",
         "",
         "## Groups",
         "",

@@ -63,6 +63,9 @@ def hq(
     ] = Readout.published,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every bootstrap (recorded in summary.json).")] = 42,
     n_boot: Annotated[int, typer.Option("--n-boot", min=10, help="Bootstrap draws for every CI.")] = 1000,
+    reliable_alpha: Annotated[
+        float, typer.Option("--reliable-alpha", help="Human alpha at which an emotion counts as reliable.")
+    ] = 0.3,
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Draw PNG/PDF figures.")] = True,
 ) -> None:
     """Agreement of every annotator with the human experts (kappa, Spearman, alpha, groups)."""
@@ -78,7 +81,7 @@ def hq(
             add_predictions(data, pred, names[k] if k < len(names) else None)
         if name and len(names) > len(predictions or []):
             data.warnings.append("more --name than --predictions; extra names ignored")
-        result = run_hq_protocol(data, readout=readout.value, seed=seed, n_boot=n_boot)
+        result = run_hq_protocol(data, readout=readout.value, seed=seed, n_boot=n_boot, reliable_alpha=reliable_alpha)
         summary = write_hq_outputs(result, out, figures=figures)
         _warn(result.warnings)
         _print_hq(summary)
