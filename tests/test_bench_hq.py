@@ -119,7 +119,7 @@ def test_protocol_matches_plain_reference_loop(hq_file: Path) -> None:
             spearmanr(model, median).statistic, abs=1e-9
         )
     reliable = result.alpha.index[result.alpha["alpha"] >= 0.3]
-    assert 0 < len(reliable) and list(reliable) == result.reliable_emotions
+    assert len(reliable) > 0 and list(reliable) == result.reliable_emotions
     assert result.per_annotator.at["Hume Face*", "kappa_mean_reliable"] == pytest.approx(
         result.kappa_per_emotion.loc["Hume Face*", reliable].mean(), abs=1e-12
     )
