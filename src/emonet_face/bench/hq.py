@@ -43,10 +43,6 @@ class HQData:
     ratings: np.ndarray
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def human_index(self) -> np.ndarray:
-        return np.flatnonzero(self.human)
-
     def rated(self) -> np.ndarray:
         """(A, I) bool: which annotator rated which image."""
         return ~np.isnan(self.ratings[:, :, 0])
@@ -60,12 +56,12 @@ class HQData:
         row = np.full((len(self.images), N_EMOTIONS), np.nan)
         matched = 0
         # By file name; failing that by stem (predictions made on re-encoded copies, .png vs .jpg).
-        for key in (lambda name: name, lambda name: Path(name).stem):
+        for key in (lambda file_name: file_name, lambda file_name: Path(file_name).stem):
             index: dict[str, list[int]] = {}
             for i, image in enumerate(self.images):
                 index.setdefault(key(image_id(image) or image), []).append(i)
-            for base, values in values_by_image.items():
-                for i in index.get(key(base), ()):
+            for file_name, values in values_by_image.items():
+                for i in index.get(key(file_name), ()):
                     row[i] = values
                     matched += 1
             if matched:

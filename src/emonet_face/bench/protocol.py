@@ -227,9 +227,10 @@ def run_hq_protocol(
     kappa_cal = _nanmean(kappa_vs_humans(calibrated.kappa, human), axis=1)
 
     rated = data.rated()
-    human_images = rated[human].any(axis=0)
+    humans_per_image = rated[human].sum(axis=0)
     for a, name in enumerate(names):
-        if not (rated[a] & human_images).any():
+        other_humans = humans_per_image - (rated[a] if human[a] else 0)
+        if not (rated[a] & (other_humans > 0)).any():
             warn.append(f"annotator {name!r} shares no image with any human expert; its agreement is undefined (null)")
 
     def dropped_vs_humans(pk: PairwiseKappa) -> tuple[np.ndarray, np.ndarray]:
