@@ -67,6 +67,8 @@ class Seen:
     image: int | None
     previous_for_image: int
     """Requests for the same image before this one."""
+    time: float
+    """Arrival (``time.monotonic()``)."""
 
 
 @dataclass
@@ -148,7 +150,7 @@ class FakeVLM:
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                     previous = fake._per_image.get(image, 0)
                     fake._per_image[image] = previous + 1
-                    seen = Seen(len(fake.seen), self.path, dict(self.headers), body, image, previous)
+                    seen = Seen(len(fake.seen), self.path, dict(self.headers), body, image, previous, time.monotonic())
                     fake.seen.append(seen)
                 try:
                     reply = fake.behaviour(seen)
