@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
-from vlm_fakes import FakeVLM, Reply, Seen, answer, make_images, ok, wait_until
 
 from emonet_face.cli.main import app
 from emonet_face.taxonomy import EMOTIONS, EXTRA_DIMENSIONS, Emotion, resolve_emotion
 from emonet_face.vlm.annotate import read_log
 from emonet_face.vlm.prompts import build_prompt
+from vlm_fakes import FakeVLM, Reply, Seen, answer, make_images, ok, wait_until
 
 KEY = "sk-test-DO-NOT-LEAK-0123456789"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -86,9 +86,7 @@ def test_annotate_handles_every_server_behaviour_and_writes_hq_rows(tmp_path: Pa
     make_images(tmp_path / "imgs", 9)
     out = tmp_path / "vlm.csv"
     with FakeVLM(mixed_behaviour) as server:
-        result = run_cli(
-            annotate_args(server, [str(tmp_path / "imgs")], out, "--concurrency", "3", "--timeout", "0.5")
-        )
+        result = run_cli(annotate_args(server, [str(tmp_path / "imgs")], out, "--concurrency", "3", "--timeout", "0.5"))
     assert result.exit_code == 1, result.output  # one image failed for good
     counts = {i: len(server.requests_for(i)) for i in range(9)}
     assert counts == {0: 1, 1: 1, 2: 2, 3: 2, 4: 2, 5: 2, 6: 2, 7: 3, 8: 1}

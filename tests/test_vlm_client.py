@@ -9,7 +9,6 @@ import time
 
 import pytest
 from PIL import Image
-from vlm_fakes import FakeVLM, Reply, Seen
 
 from emonet_face.vlm.client import (
     ChatClient,
@@ -20,6 +19,7 @@ from emonet_face.vlm.client import (
     image_data_url,
     parse_retry_after,
 )
+from vlm_fakes import FakeVLM, Reply, Seen
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.001, max_delay=0.01)
 MESSAGES = [{"role": "user", "content": "rate"}]
@@ -71,9 +71,11 @@ def test_429_honours_retry_after() -> None:
 
 
 def test_retries_are_bounded_and_back_off_exponentially() -> None:
-    with FakeVLM(lambda seen: Reply(status=503, content="down")) as server:
-        with pytest.raises(RequestError, match="gave up after 4 requests; last: HTTP 503") as err:
-            call(server, retry=RetryPolicy(max_retries=3, base_delay=0.05, max_delay=10))
+    with (
+        FakeVLM(lambda seen: Reply(status=503, content="down")) as server,
+        pytest.raises(RequestError, match="gave up after 4 requests; last: HTTP 503") as err,
+    ):
+        call(server, retry=RetryPolicy(max_retries=3, base_delay=0.05, max_delay=10))
     assert len(server.seen) == 4 and err.value.http_attempts == 4
     policy = RetryPolicy(base_delay=1.0, max_delay=5.0)
     for index, (low, high) in enumerate([(0.5, 1), (1, 2), (2, 4), (2.5, 5), (2.5, 5)]):
@@ -94,9 +96,8 @@ def test_slow_response_times_out_and_is_retried() -> None:
 
 
 def test_slow_every_time_gives_up_with_a_timeout_error() -> None:
-    with FakeVLM(lambda seen: Reply(content="late", delay=3.0)) as server:
-        with pytest.raises(RequestError, match="timeout"):
-            call(server, timeout=0.2, retry=RetryPolicy(max_retries=1, base_delay=0.001))
+    with FakeVLM(lambda seen: Reply(content="late", delay=3.0)) as server, pytest.raises(RequestError, match="timeout"):
+        call(server, timeout=0.2, retry=RetryPolicy(max_retries=1, base_delay=0.001))
     assert len(server.seen) == 2
 
 
@@ -121,16 +122,20 @@ def test_json_mode_rejected_falls_back_and_stays_off() -> None:
 
 def test_auth_and_not_found_are_fatal_and_not_retried() -> None:
     for status in (401, 404):
-        with FakeVLM(lambda seen, status=status: Reply(status=status, content="nope")) as server:
-            with pytest.raises(FatalRequestError, match=f"HTTP {status}"):
-                call(server)
+        with (
+            FakeVLM(lambda seen, status=status: Reply(status=status, content="nope")) as server,
+            pytest.raises(FatalRequestError, match=f"HTTP {status}"),
+        ):
+            call(server)
         assert len(server.seen) == 1
 
 
 def test_other_client_errors_fail_without_retry() -> None:
-    with FakeVLM(lambda seen: Reply(status=413, content="image too large")) as server:
-        with pytest.raises(RequestError, match="HTTP 413: .*image too large"):
-            call(server)
+    with (
+        FakeVLM(lambda seen: Reply(status=413, content="image too large")) as server,
+        pytest.raises(RequestError, match=r"HTTP 413: .*image too large"),
+    ):
+        call(server)
     assert len(server.seen) == 1
 
 
@@ -144,16 +149,20 @@ def test_echoed_key_is_redacted_from_errors_and_answers() -> None:
     with FakeVLM(behaviour) as server:
         result, _ = call(server, key=key)
     assert key not in result.text and "[REDACTED]" in result.text
-    with FakeVLM(lambda seen: Reply(status=400, content=f"bad key {seen.headers['Authorization']}")) as server:
-        with pytest.raises(RequestError) as err:
-            call(server, key=key, json_mode=False)
+    with (
+        FakeVLM(lambda seen: Reply(status=400, content=f"bad key {seen.headers['Authorization']}")) as server,
+        pytest.raises(RequestError) as err,
+    ):
+        call(server, key=key, json_mode=False)
     assert key not in str(err.value)
 
 
 def test_not_a_completion_is_an_error() -> None:
-    with FakeVLM(lambda seen: Reply(raw=b"<html>proxy</html>")) as server:
-        with pytest.raises(RequestError, match="not a chat completion"):
-            call(server)
+    with (
+        FakeVLM(lambda seen: Reply(raw=b"<html>proxy</html>")) as server,
+        pytest.raises(RequestError, match="not a chat completion"),
+    ):
+        call(server)
 
 
 def test_helpers() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from vlm_fakes import answer
 
 from emonet_face.errors import InputError
 from emonet_face.taxonomy import EMOTIONS, EXTRA_DIMENSIONS, resolve_emotion
 from emonet_face.vlm.parse import ParseError, extract_json, parse_answer, validate
 from emonet_face.vlm.prompts import build_prompt
+from vlm_fakes import answer
 
 
 @pytest.mark.parametrize("kind", ["zero-shot", "multi-shot"])
@@ -51,7 +51,7 @@ def test_prompt_file_is_a_template_and_changes_the_hash(tmp_path) -> None:
     assert '{"emotions": {}}' in prompt.text and "$unknown stays" in prompt.text
     assert prompt.source == str(template)
     assert prompt.sha256 != build_prompt("zero-shot").sha256
-    with pytest.raises(InputError, match="missing.txt"):
+    with pytest.raises(InputError, match=r"missing\.txt"):
         build_prompt("zero-shot", tmp_path / "missing.txt")
     with pytest.raises(InputError, match="--prompt"):
         build_prompt("few-shot")
@@ -75,16 +75,14 @@ VALID = answer(3, nonzero=4)
 def test_extract_json_tolerates_fences_trailing_text_and_single_quotes(text: str) -> None:
     assert extract_json(text) == VALID
     parsed = parse_answer(text)
-    assert parsed.emotions == {
-        resolve_emotion(name).key: item["rating"] for name, item in VALID["emotions"].items()
-    }
+    assert parsed.emotions == {resolve_emotion(name).key: item["rating"] for name, item in VALID["emotions"].items()}
 
 
 def test_single_quotes_with_apostrophes_in_reasons() -> None:
     data = answer(1)
     data["emotions"][EMOTIONS[0].name]["reason"] = "the person's smile"
     text = repr(data)
-    assert "\"the person's smile\"" in text and "'rating'" in text
+    assert '"the person\'s smile"' in text and "'rating'" in text
     assert parse_answer(text).reasons[EMOTIONS[0].name] == "the person's smile"
 
 

@@ -49,7 +49,9 @@ def answer(index: int = 0, *, nonzero: int = 3, reason_key: str = "reason", over
     for position, emotion in enumerate(EMOTIONS):
         rating = 1 + (index + position) % 7 if position < nonzero else 0
         emotions[emotion.name] = {"rating": rating, reason_key: f"because {position}"}
-    extras = {d.name: {"rating": d.low + (index % (d.high - d.low + 1)), reason_key: "looks so"} for d in EXTRA_DIMENSIONS}
+    extras = {
+        d.name: {"rating": d.low + (index % (d.high - d.low + 1)), reason_key: "looks so"} for d in EXTRA_DIMENSIONS
+    }
     result = {"emotions": emotions, "extra_dimensions": extras}
     for name, rating in (overrides or {}).items():
         result["emotions"][name]["rating"] = rating

@@ -158,7 +158,9 @@ def cost(
     model: Annotated[
         str | None, typer.Option("--model", help="With --out: leave out images this model already annotated.")
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="The annotate --out file, to count only what is left.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="The annotate --out file, to count only what is left.")
+    ] = None,
     log: Annotated[Path | None, typer.Option("--log", help="The annotate --log file (default from --out).")] = None,
     max_tokens: MaxTokensOpt = 4096,
     repair_attempts: RepairOpt = 2,

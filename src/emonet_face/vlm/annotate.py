@@ -479,7 +479,9 @@ async def _run(
             record(item, {"status": "error", "error": f"{path}: no face found", "attempts": []})
             return
         for index, crop in enumerate(crops):
-            face_item = _Item(path, path.name, None if cropper is None else index, None if cropper is None else len(crops))
+            face_item = _Item(
+                path, path.name, None if cropper is None else index, None if cropper is None else len(crops)
+            )
             if (face_item.source, face_item.face) in done:
                 summary.skipped += 1
                 continue
@@ -499,7 +501,7 @@ async def _run(
         async with client:
             tasks = [asyncio.create_task(worker()) for _ in range(min(options.concurrency, max(queue.qsize(), 1)))]
             try:
-                finished, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                finished, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             finally:
                 for task in tasks:
                     task.cancel()
