@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import time
 
 import pytest
@@ -19,7 +20,7 @@ from emonet_face.vlm.client import (
     image_data_url,
     parse_retry_after,
 )
-from vlm_fakes import FakeVLM, Reply, Seen
+from vlm_fakes import FakeVLM, Reply, Seen, completion
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.001, max_delay=0.01)
 MESSAGES = [{"role": "user", "content": "rate"}]
@@ -175,3 +176,29 @@ def test_helpers() -> None:
     assert url.startswith("data:image/jpeg;base64,")
     decoded = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
     assert decoded.size == (8, 8)
+
+
+def test_a_400_for_another_reason_does_not_turn_json_mode_off() -> None:
+    async def go():
+        async with ChatClient(server.url, "m", retry=FAST) as client:
+            with pytest.raises(RequestError, match="HTTP 400"):
+                await client.complete(MESSAGES)
+            return client
+
+    with FakeVLM(lambda seen: Reply(status=400, content="image could not be decoded")) as server:
+        client = asyncio.run(go())
+    assert ["response_format" in s.body for s in server.seen] == [True, False]
+    assert client.json_mode is True
+
+
+def test_error_object_with_status_200_is_retried_and_finish_reason_kept() -> None:
+    def behaviour(seen: Seen) -> Reply:
+        if seen.number == 0:
+            return Reply(raw=b'{"error": {"message": "upstream overloaded", "code": 502}}')
+        body = json.loads(completion("partial {"))
+        body["choices"][0]["finish_reason"] = "length"
+        return Reply(raw=json.dumps(body).encode())
+
+    with FakeVLM(behaviour) as server:
+        result, _ = call(server)
+    assert len(server.seen) == 2 and result.text == "partial {" and result.finish_reason == "length"

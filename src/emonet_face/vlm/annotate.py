@@ -326,6 +326,7 @@ async def _annotate_image(client: ChatClient, image: Image.Image, prompt: Prompt
             "retry_waits_s": [round(w, 3) for w in result.retry_waits],
             "latency_s": round(result.latency_s, 3),
             "usage": result.usage,
+            "finish_reason": result.finish_reason,
             "raw_response": raw,
         }
         try:
@@ -334,6 +335,8 @@ async def _annotate_image(client: ChatClient, image: Image.Image, prompt: Prompt
             entry["error"] = str(exc)
             attempts.append(entry)
             error = f"invalid answer after {attempt} attempts: {exc}"
+            if result.finish_reason == "length":
+                error += " (the answer was cut off at --max-tokens; raise it)"
             messages += [{"role": "assistant", "content": raw}, {"role": "user", "content": _repair_message(exc)}]
             continue
         attempts.append(entry)
@@ -405,6 +408,7 @@ async def _run(
         max_tokens=options.max_tokens,
         json_mode=options.json_mode,
         retry=options.retry,
+        max_connections=options.concurrency,
     )
     log = _LogWriter(options.log_path, client.redact)
     write_hq_csv(options.log_path, options.out)  # whole again even if a killed run tore its last line

@@ -50,6 +50,10 @@ class RequestError(EmoNetError):
         self.http_attempts = http_attempts
 
 
+class _ErrorInBody(Exception):
+    """A 2xx response whose body is an error object (proxies relay upstream failures this way): retried."""
+
+
 class FatalRequestError(RequestError):
     """The endpoint refuses every request (bad key, no access, wrong URL or model): stop the run."""
 
@@ -77,6 +81,8 @@ class ChatResult:
     latency_s: float
     http_attempts: int
     retry_waits: list[float] = field(default_factory=list)
+    finish_reason: str | None = None
+    """``"length"`` means the answer was cut off at ``max_tokens``."""
 
 
 def image_data_url(image: Image.Image, *, quality: int = 95) -> str:
@@ -123,6 +129,7 @@ class ChatClient:
         max_tokens: int | None = 4096,
         json_mode: bool = True,
         retry: RetryPolicy | None = None,
+        max_connections: int | None = None,
     ) -> None:
         self.url = chat_completions_url(base_url)
         self.model = model
@@ -131,6 +138,7 @@ class ChatClient:
         self.json_mode = json_mode
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
+        self.max_connections = max_connections
         self._api_key = api_key or None
         self._http: httpx.AsyncClient | None = None
         self.requests_sent = 0
@@ -139,7 +147,10 @@ class ChatClient:
         headers = {"Content-Type": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        self._http = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(self.timeout), follow_redirects=True)
+        limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections)
+        self._http = httpx.AsyncClient(
+            headers=headers, timeout=httpx.Timeout(self.timeout), limits=limits, follow_redirects=True
+        )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -153,13 +164,13 @@ class ChatClient:
             return text.replace(self._api_key, "[REDACTED]")
         return text
 
-    def _payload(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    def _payload(self, messages: list[dict[str, Any]], *, json_mode: bool) -> dict[str, Any]:
         payload: dict[str, Any] = {"model": self.model, "messages": messages}
         if self.temperature is not None:
             payload["temperature"] = self.temperature
         if self.max_tokens is not None:
             payload["max_tokens"] = self.max_tokens
-        if self.json_mode:
+        if json_mode:
             payload["response_format"] = {"type": "json_object"}
         return payload
 
@@ -175,37 +186,45 @@ class ChatClient:
         waits: list[float] = []
         attempts = 0
         retries_left = self.retry.max_retries
-        json_fallback_tried = False
+        json_mode = self.json_mode
         while True:
             attempts += 1
             self.requests_sent += 1
             wait: float | None = None
+            status: int | None = None
             try:
-                response = await self._http.post(self.url, json=self._payload(messages))
+                response = await self._http.post(self.url, json=self._payload(messages, json_mode=json_mode))
             except httpx.TimeoutException:
-                failure, status = f"no answer within {self.timeout:g} s (timeout)", None
+                failure = f"no answer within {self.timeout:g} s (timeout)"
             except httpx.TransportError as exc:
-                failure, status = f"connection failed ({type(exc).__name__}: {self.redact(str(exc))})", None
+                failure = f"connection failed ({type(exc).__name__}: {self.redact(str(exc))})"
             else:
                 status = response.status_code
                 if status < 300:
-                    return self._result(response, started, attempts, waits)
-                failure = f"HTTP {status}: {self._excerpt(response)}"
-                if status in _JSON_MODE_REJECTED and self.json_mode and not json_fallback_tried:
-                    # The server does not know response_format: drop JSON mode for this and later requests;
-                    # tolerant parsing takes over. Not counted as a retry.
-                    self.json_mode = False
-                    json_fallback_tried = True
-                    continue
-                if status in FATAL_STATUS:
-                    raise FatalRequestError(
-                        f"{self.url} answered {failure}; check --base-url, --model and the API key",
-                        status=status,
-                        http_attempts=attempts,
-                    )
-                if status not in RETRYABLE_STATUS:
-                    raise RequestError(f"{self.url} answered {failure}", status=status, http_attempts=attempts)
-                wait = parse_retry_after(response.headers.get("Retry-After"))
+                    try:
+                        result = self._result(response, started, attempts, waits)
+                    except _ErrorInBody as exc:  # a proxy's upstream error delivered with a 200
+                        failure = str(exc)
+                    else:
+                        if json_mode != self.json_mode:
+                            self.json_mode = json_mode  # the server rejected response_format: stop sending it
+                        return result
+                else:
+                    failure = f"HTTP {status}: {self._excerpt(response)}"
+                    if status in _JSON_MODE_REJECTED and json_mode:
+                        # Perhaps the server does not know response_format: ask once more without it
+                        # (tolerant parsing takes over). Not counted as a retry.
+                        json_mode = False
+                        continue
+                    if status in FATAL_STATUS:
+                        raise FatalRequestError(
+                            f"{self.url} answered {failure}; check --base-url, --model and the API key",
+                            status=status,
+                            http_attempts=attempts,
+                        )
+                    if status not in RETRYABLE_STATUS:
+                        raise RequestError(f"{self.url} answered {failure}", status=status, http_attempts=attempts)
+                    wait = parse_retry_after(response.headers.get("Retry-After"))
             if retries_left <= 0:
                 raise RequestError(
                     f"gave up after {attempts} requests; last: {failure}", status=status, http_attempts=attempts
@@ -219,9 +238,14 @@ class ChatClient:
     def _result(self, response: httpx.Response, started: float, attempts: int, waits: list[float]) -> ChatResult:
         try:
             body = response.json()
-            message = body["choices"][0]["message"]
-            content = message.get("content")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and "error" in body and not body.get("choices"):
+            raise _ErrorInBody(f"HTTP {response.status_code} with an error: {self._excerpt(response)}")
+        try:
+            choice = body["choices"][0]
+            content = choice["message"].get("content")
+        except (KeyError, IndexError, TypeError, AttributeError):
             raise RequestError(
                 f"{self.url} answered HTTP {response.status_code} but not a chat completion: {self._excerpt(response)}",
                 status=response.status_code,
@@ -241,4 +265,5 @@ class ChatClient:
             latency_s=time.perf_counter() - started,
             http_attempts=attempts,
             retry_waits=waits,
+            finish_reason=choice.get("finish_reason") if isinstance(choice, dict) else None,
         )
