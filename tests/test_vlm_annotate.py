@@ -337,3 +337,31 @@ def test_multi_shot_enforces_top5_with_a_repair(tmp_path: Path) -> None:
     assert len(server.seen) == 2
     assert "25 emotions are non-zero but at most 5" in server.seen[1].body["messages"][2]["content"]
     assert pd.read_csv(tmp_path / "o.csv")["annotator"].tolist() == ["test-model MS"]
+
+
+def test_faces_through_face_regions_logs_the_box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The faces module's ``face_regions(image, detector, mode)`` shape, with a stand-in detector."""
+    make_images(tmp_path / "imgs", 2)
+
+    def face_regions(image: Image.Image, detector: object, mode: str) -> list[types.SimpleNamespace]:
+        assert detector == "stub-detector" and mode == "detect"
+        if image.getpixel((0, 0))[0] == 0:  # img_000: no face -> a row without a crop
+            return [types.SimpleNamespace(image=None, ids={"face": None})]
+        box = {"face": 0, "box_x": 1.0, "box_y": 2.0, "box_w": 10.0, "box_h": 12.0, "det_score": 0.9}
+        return [types.SimpleNamespace(image=image.crop((1, 2, 11, 14)), ids=box)]
+
+    stub = types.SimpleNamespace(get_detector=lambda: "stub-detector", face_regions=face_regions)
+    monkeypatch.setitem(sys.modules, "emonet_face.faces", stub)
+    with FakeVLM(lambda seen: ok(1)) as server:
+        result = run_cli(annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv", "--faces", "detect"))
+    assert result.exit_code == 1 and len(server.seen) == 1
+    records = {r["image"]: r for r in image_records(tmp_path / "o.log.jsonl")}
+    assert records["img_000.png"]["error"].endswith("no face found")
+    assert records["img_001.png"]["region"] == {
+        "box_x": 1.0,
+        "box_y": 2.0,
+        "box_w": 10.0,
+        "box_h": 12.0,
+        "det_score": 0.9,
+    }
+    assert pd.read_csv(tmp_path / "o.csv")["image"].tolist() == ["img_001.png"]

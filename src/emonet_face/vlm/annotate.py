@@ -228,11 +228,17 @@ class _CsvAppender:
 # -------------------------------------------------------------------------------------------- faces
 
 
-def face_cropper(mode: str) -> Callable[[Image.Image], list[Image.Image]] | None:
+Crop = tuple[Image.Image, dict[str, Any]]
+"""A face crop and where it came from (box and detector score, logged with the answer)."""
+
+
+def face_cropper(mode: str) -> Callable[[Image.Image], list[Crop]] | None:
     """The face-cropping function for ``--faces`` (``None`` for ``none``), checked before any request.
 
-    Face detection and portrait crops belong to :mod:`emonet_face.faces` (shared with ``predict``);
-    it is imported lazily so that whole-image runs never need it.
+    Face detection and portrait crops belong to :mod:`emonet_face.faces`, shared with ``predict``
+    (``face_regions(image, detector, mode)`` with the default detector from ``get_detector()``; a
+    plain ``crop_faces(image, mode=...)`` is accepted too). It is imported lazily so that
+    whole-image runs never need it.
     """
     if mode not in FACE_MODES:
         raise InputError(f"--faces {mode!r}: expected one of {', '.join(FACE_MODES)}")
@@ -245,16 +251,24 @@ def face_cropper(mode: str) -> Callable[[Image.Image], list[Image.Image]] | None
             f"--faces {mode}: face detection is not available in this installation ({exc}); "
             "use --faces none with portrait images"
         ) from None
-    crop = getattr(faces, "crop_faces", None)
-    if crop is None:
+    if hasattr(faces, "face_regions") and hasattr(faces, "get_detector"):
+        detector = faces.get_detector()
+
+        def regions(image: Image.Image) -> list[Crop]:
+            found = faces.face_regions(image, detector, mode)
+            return [(region.image, dict(region.ids)) for region in found if region.image is not None]
+
+        return regions
+    crop_faces = getattr(faces, "crop_faces", None)
+    if crop_faces is None:
         raise InputError(
-            f"--faces {mode}: emonet_face.faces has no crop_faces(image, mode=...); use --faces none with portraits"
+            f"--faces {mode}: emonet_face.faces offers neither face_regions nor crop_faces; use --faces none"
         )
 
-    def run(image: Image.Image) -> list[Image.Image]:
-        return list(crop(image, mode=mode))
+    def crops(image: Image.Image) -> list[Crop]:
+        return [(crop, {}) for crop in crop_faces(image, mode=mode)]
 
-    return run
+    return crops
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -395,7 +409,7 @@ async def _run(
     paths: list[Path],
     options: AnnotateOptions,
     api_key: str | None,
-    cropper: Callable[[Image.Image], list[Image.Image]] | None,
+    cropper: Callable[[Image.Image], list[Crop]] | None,
     done: set[tuple[str, int | None]],
     summary: RunSummary,
 ) -> RunSummary:
@@ -474,7 +488,7 @@ async def _run(
         item = _Item(path=path, source=path.name)
         try:
             image = await asyncio.to_thread(load_image, path)
-            crops = [image] if cropper is None else await asyncio.to_thread(cropper, image)
+            crops: list[Crop] = [(image, {})] if cropper is None else await asyncio.to_thread(cropper, image)
         except EmoNetError as exc:
             record(item, {"status": "error", "error": str(exc), "attempts": []})
             return
@@ -482,7 +496,7 @@ async def _run(
             item.face = None
             record(item, {"status": "error", "error": f"{path}: no face found", "attempts": []})
             return
-        for index, crop in enumerate(crops):
+        for index, (crop, region) in enumerate(crops):
             face_item = _Item(
                 path, path.name, None if cropper is None else index, None if cropper is None else len(crops)
             )
@@ -490,6 +504,8 @@ async def _run(
                 summary.skipped += 1
                 continue
             fields = await _annotate_image(client, crop, options.prompt, options.repair_attempts)
+            if region:
+                fields["region"] = {k: v for k, v in region.items() if k != "face"}
             record(face_item, fields)
 
     async def worker() -> None:
