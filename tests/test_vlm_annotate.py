@@ -199,7 +199,7 @@ def test_resume_after_kill_sends_no_duplicate_requests(tmp_path: Path) -> None:
         args = annotate_args(server, [str(tmp_path / "imgs")], out, "--concurrency", "1")
         env = {**os.environ, "PYTHONPATH": str(SRC), "OPENAI_API_KEY": KEY}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "emonet_face", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            [sys.executable, "-m", "emonet_face", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
             assert wait_until(lambda: len(server.seen) >= 4 and len(image_records(log)) >= 3, timeout=60)
