@@ -86,7 +86,7 @@ def test_annotate_handles_every_server_behaviour_and_writes_hq_rows(tmp_path: Pa
     make_images(tmp_path / "imgs", 9)
     out = tmp_path / "vlm.csv"
     with FakeVLM(mixed_behaviour) as server:
-        result = run_cli(annotate_args(server, [str(tmp_path / "imgs")], out, "--concurrency", "3", "--timeout", "0.5"))
+        result = run_cli(annotate_args(server, [str(tmp_path / "imgs")], out, "--concurrency", "3", "--timeout", "1.5"))
     assert result.exit_code == 1, result.output  # one image failed for good
     counts = {i: len(server.requests_for(i)) for i in range(9)}
     assert counts == {0: 1, 1: 1, 2: 2, 3: 2, 4: 2, 5: 2, 6: 2, 7: 3, 8: 1}
@@ -175,13 +175,13 @@ def test_output_joins_human_rows_in_the_hq_layout(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_concurrency_limits_requests_in_flight(tmp_path: Path, concurrency: int) -> None:
-    make_images(tmp_path / "imgs", 9)
-    with FakeVLM(lambda seen: Reply(content=json.dumps(answer(seen.image)), delay=0.15)) as server:
+    make_images(tmp_path / "imgs", 6)
+    with FakeVLM(lambda seen: Reply(content=json.dumps(answer(seen.image)), delay=0.3)) as server:
         result = run_cli(
             annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv", "--concurrency", str(concurrency))
         )
     assert result.exit_code == 0, result.output
-    assert len(server.seen) == 9
+    assert len(server.seen) == 6
     assert server.max_in_flight == concurrency
 
 
