@@ -263,6 +263,7 @@ def test_fatal_endpoint_error_stops_the_run(tmp_path: Path) -> None:
 def test_bad_image_gets_a_log_row_and_the_batch_goes_on(tmp_path: Path) -> None:
     make_images(tmp_path / "imgs", 2)
     (tmp_path / "imgs" / "broken.png").write_bytes(b"not an image")
+    (tmp_path / "imgs" / "clip.mp4").write_bytes(b"\x00" * 64)  # folders give images only: videos are skipped
     with FakeVLM(lambda seen: ok(seen.image)) as server:
         result = run_cli(annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv"))
     assert result.exit_code == 1

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 from PIL import Image
 
 from emonet_face.errors import EmoNetError, InputError
-from emonet_face.inputs import discover_inputs, load_image
+from emonet_face.inputs import IMAGE_SUFFIXES, discover_inputs, load_image
 from emonet_face.vlm.client import ChatClient, FatalRequestError, RequestError, RetryPolicy, image_data_url
 from emonet_face.vlm.parse import Annotation, ParseError, parse_answer
 from emonet_face.vlm.prompts import Prompt
@@ -391,7 +391,7 @@ def run_annotation(inputs: list[str], options: AnnotateOptions, api_key: str | N
     """Annotate every input image (or face) not yet done; see the module docstring for the guarantees."""
     if options.concurrency < 1:
         raise InputError(f"--concurrency {options.concurrency}: must be at least 1")
-    paths = discover_inputs(inputs)
+    paths = discover_inputs(inputs, suffixes=IMAGE_SUFFIXES)  # folders: images only (no video frames here)
     _check_unique_names(paths)
     cropper = face_cropper(options.faces)
     log_path = options.log_path

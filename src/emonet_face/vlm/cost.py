@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from emonet_face.inputs import discover_inputs
+from emonet_face.inputs import IMAGE_SUFFIXES, discover_inputs
 from emonet_face.taxonomy import EMOTIONS, EXTRA_DIMENSIONS
 from emonet_face.vlm.prompts import Prompt
 
@@ -109,7 +109,7 @@ def estimate_cost(
 ) -> CostEstimate:
     """Requests and token bounds for annotating ``inputs`` (whole images; face crops are smaller)."""
     done_sources = done_sources or set()
-    paths = discover_inputs(inputs)
+    paths = discover_inputs(inputs, suffixes=IMAGE_SUFFIXES)
     todo = [p for p in paths if p.name not in done_sources]
     sizes = [_image_size(p) for p in todo]
     readable = [s for s in sizes if s is not None]
