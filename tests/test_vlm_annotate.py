@@ -366,3 +366,32 @@ def test_faces_through_face_regions_logs_the_box(tmp_path: Path, monkeypatch: py
         "det_score": 0.9,
     }
     assert pd.read_csv(tmp_path / "o.csv")["image"].tolist() == ["img_001.png"]
+
+
+def test_bench_hq_reads_vlm_output_with_human_rows(tmp_path: Path) -> None:
+    """The VLM annotator file joins real-layout human rows and goes through `bench hq` as one more annotator."""
+    import numpy as np
+
+    n_images = 8
+    make_images(tmp_path / "imgs", n_images)
+    out = tmp_path / "vlm.csv"
+    with FakeVLM(lambda seen: ok(seen.image, nonzero=3)) as server:
+        assert run_cli(annotate_args(server, [str(tmp_path / "imgs")], out, "--name", "My VLM")).exit_code == 0
+    rng = np.random.default_rng(0)
+    human_rows = [
+        {
+            "image": f"img_{i:03d}.png",
+            "annotator": f"expert-{j}",
+            "human": True,
+            "annotations": repr({e.annotation_key: int(rng.integers(0, 8)) for e in EMOTIONS}),
+        }
+        for i in range(n_images)
+        for j in range(3)
+    ]
+    both = tmp_path / "hq.csv"
+    pd.concat([pd.DataFrame(human_rows), pd.read_csv(out)]).to_csv(both, index=False)
+    result = run_cli(["bench", "hq", str(both), "--out", str(tmp_path / "bench"), "--no-figures", "--n-boot", "20"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "bench" / "summary.json").read_text())
+    assert set(summary["kappa_mean"]) == {"expert-0", "expert-1", "expert-2", "My VLM"}
+    assert set(summary["kappa_per_emotion"]["My VLM"]) == {e.name for e in EMOTIONS}
