@@ -125,7 +125,7 @@ class ParquetDataset:
     ) -> None:
         self.name = str(ref)
         self.shards = resolve_dataset_shards(ref, revision=revision, cache_dir=cache_dir, split=split)
-        self.kind = kind or _guess_kind(self.name)
+        self.kind = kind or _guess_kind(Path(self.name).name)
         self.batch_rows = batch_rows
         try:
             schema = pq.read_schema(self.shards[0])
@@ -194,8 +194,8 @@ class ParquetDataset:
             parse_label({key: record.get(column)}, parse)
         ratings, votes = parse.mean_ratings(), parse.vote_counts()
         self._iterated += 1
-        self._seen_ratings.update(ratings)
-        self._seen_votes.update(votes)
+        self._seen_ratings.update(ratings.keys())
+        self._seen_votes.update(votes.keys())
         self._unknown.update(parse.unknown_keys)
         if not ratings and not votes:
             self._unlabelled += 1
