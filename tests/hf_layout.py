@@ -34,9 +34,7 @@ def binary_label(rng: np.random.Generator, target: int) -> list[dict]:
 
 
 def hq_label(rng: np.random.Generator) -> list[dict]:
-    return [
-        {f"human-{r + 1}": {e.annotation_key: int(rng.integers(0, 8)) for e in EMOTIONS[:10]}} for r in range(2)
-    ]
+    return [{f"human-{r + 1}": {e.annotation_key: int(rng.integers(0, 8)) for e in EMOTIONS[:10]}} for r in range(2)]
 
 
 def big_label(rng: np.random.Generator) -> str:
@@ -46,7 +44,9 @@ def big_label(rng: np.random.Generator) -> str:
     return json.dumps({"generated": ratings})
 
 
-def write_shards(folder: Path, kind: str, n: int, *, shards: int = 2, seed: int = 0, corrupt: int | None = None) -> Path:
+def write_shards(
+    folder: Path, kind: str, n: int, *, shards: int = 2, seed: int = 0, corrupt: int | None = None
+) -> Path:
     """``n`` rows split over ``shards`` files ``data/train-0000i-of-0000k.parquet``."""
     rng = np.random.default_rng(seed)
     out = folder / "data"
@@ -76,7 +76,8 @@ def write_shards(folder: Path, kind: str, n: int, *, shards: int = 2, seed: int 
         )
     per = -(-n // shards)
     schema = pa.schema(
-        [("path", IMAGE_TYPE)] + [(c, pa.string()) for c in ("prompt", "age", "ethnicity", "gender", "emotion", "subset", "label")]
+        [("path", IMAGE_TYPE)]
+        + [(c, pa.string()) for c in ("prompt", "age", "ethnicity", "gender", "emotion", "subset", "label")]
     )
     for s in range(shards):
         part = rows[s * per : (s + 1) * per]

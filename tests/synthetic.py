@@ -52,7 +52,9 @@ def binary_arrays(n: int, dim: int, seed: int = 2) -> tuple[np.ndarray, np.ndarr
     return z, yes, no, metadata
 
 
-def make_stores(root: Path, dim: int = 32, n_big: int = 3000, n_binary: int = 3000, shuffle: bool = False) -> tuple[Path, Path]:
+def make_stores(
+    root: Path, dim: int = 32, n_big: int = 3000, n_binary: int = 3000, shuffle: bool = False
+) -> tuple[Path, Path]:
     z_big, ratings = big_arrays(n_big, dim)
     z_bin, yes, no, meta = binary_arrays(n_binary, dim)
     if shuffle:

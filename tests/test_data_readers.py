@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from hf_layout import write_shards
 from PIL import Image
 
 from emonet_face.data import ImageFolderDataset, ParquetDataset, open_dataset
 from emonet_face.data.samples import resolve_head_key
 from emonet_face.errors import InputError
 from emonet_face.taxonomy import EMOTION_KEYS, HEAD_KEYS
+from hf_layout import write_shards
 
 
 def test_binary_shards_stream_votes_and_metadata(tmp_path):
@@ -35,7 +35,9 @@ def test_binary_shards_stream_votes_and_metadata(tmp_path):
         for raters in json.loads(label):
             for votes in raters.values():
                 for name, vote in votes.items():
-                    key = next(k for k in EMOTION_KEYS if k.replace("_", "") in name.lower().replace(" ", "").replace("/", ""))
+                    key = next(
+                        k for k in EMOTION_KEYS if k.replace("_", "") in name.lower().replace(" ", "").replace("/", "")
+                    )
                     expected.setdefault(key, [0, 0])[0 if vote else 1] += 1
         assert sample.votes == {k: tuple(v) for k, v in expected.items()}
 

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from hf_layout import write_shards
 
 from emonet_face.data import open_dataset
 from emonet_face.data.store import (
@@ -22,6 +21,7 @@ from emonet_face.data.store import (
 from emonet_face.encoder import ImageEncoder
 from emonet_face.errors import InputError
 from emonet_face.taxonomy import HEAD_KEYS
+from hf_layout import write_shards
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,9 @@ def binary_shards(tmp_path_factory):
 
 def test_store_holds_the_encoder_features_targets_and_metadata(tmp_path, encoder, binary_shards):
     dataset = open_dataset(binary_shards)
-    manifest = write_store(dataset, tmp_path / "store", encoder, batch_size=4, shard_size=8, num_workers=2, progress=False)
+    manifest = write_store(
+        dataset, tmp_path / "store", encoder, batch_size=4, shard_size=8, num_workers=2, progress=False
+    )
     assert is_store(tmp_path / "store") and not is_store(binary_shards)
     assert manifest["count"] == 30 and len(manifest["shards"]) == 4 and manifest["complete"]
     assert manifest["encoder"]["encoder"] == str(encoder.name) and manifest["encoder"]["normalize"] is True
@@ -124,9 +126,10 @@ def test_reads_are_memory_mapped_and_zero_copy_per_shard(tmp_path):
     write_embeddings(tmp_path / "one", matrix, metadata=meta)
     embeddings, frame = read_store(tmp_path / "one")
     np.testing.assert_array_equal(embeddings, matrix)
+    assert frame.columns.tolist() == ["id", "emotion"] and frame["id"].iloc[-1] == "999"
     assert not embeddings.flags.owndata  # a view on the Arrow buffer, not a parsed copy
     write_embeddings(tmp_path / "many", matrix, shard_size=300)
-    embeddings, frame = read_store(tmp_path / "many")
+    embeddings, _frame = read_store(tmp_path / "many")
     np.testing.assert_array_equal(embeddings, matrix)
     assert len(list((tmp_path / "many").glob("part-*.parquet"))) == 4
     schema = pq.read_schema(next((tmp_path / "many").glob("part-*.parquet")))

@@ -11,13 +11,23 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
-from synthetic import make_stores
 
 from emonet_face.data.store import read_store, read_store_targets
 from emonet_face.heads import FusedHeads, HeadArchitecture, build_head_module, load_heads
 from emonet_face.taxonomy import HEAD_KEYS, NEUTRAL_STATS_FILENAME, head_stats_key
 from emonet_face.train import StageConfig, StageData, TrainConfig, predict, train_heads, train_stage
 from emonet_face.train.stage import epoch_metric, head_metric
+from synthetic import make_stores
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices: one intra-op thread is several times faster than two on a busy 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 
 CONFIG = TrainConfig(
     arch="small",
@@ -30,7 +40,9 @@ CONFIG = TrainConfig(
 
 def _run(root, shuffle: bool):
     big, binary = make_stores(root, n_big=2000, n_binary=2000, shuffle=shuffle)
-    result = train_heads(root / "out", pretrain=big, finetune=binary, config=CONFIG, neutral="emotion=neutral", progress=False)
+    result = train_heads(
+        root / "out", pretrain=big, finetune=binary, config=CONFIG, neutral="emotion=neutral", progress=False
+    )
     return result, big, binary
 
 
@@ -90,7 +102,7 @@ def test_report_numbers_are_scipy_and_sklearn(planted):
 
 
 def test_exports_reload_in_both_layouts(planted):
-    result, big, binary = planted
+    result, _big, binary = planted
     out = result.out
     probe = torch.from_numpy(np.random.default_rng(5).normal(size=(64, 32)).astype(np.float32))
     with torch.no_grad():
@@ -118,7 +130,9 @@ def test_metrics_plot_and_record(planted):
     result, _, _ = planted
     out = result.out
     metrics = pd.read_csv(out / "metrics.csv")
-    assert {"stage", "epoch", "head", "train_loss", "val_loss", "val_metric", "lr", "best_epoch"} <= set(metrics.columns)
+    assert {"stage", "epoch", "head", "train_loss", "val_loss", "val_metric", "lr", "best_epoch"} <= set(
+        metrics.columns
+    )
     runs = {k: v.epochs_run for k, v in result.stages.items()}
     assert len(metrics) == 44 * sum(runs.values())
     assert (out / "metrics.png").stat().st_size > 1000

@@ -27,10 +27,14 @@ def embed(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per encoder batch.")] = 32,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps …")] = "cpu",
     num_workers: Annotated[int, typer.Option(min=0, help="Threads decoding + preprocessing images.")] = 2,
-    resume: Annotated[bool, typer.Option(help="Continue a killed run: finished shards are kept, their ids skipped.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue a killed run: finished shards are kept, their ids skipped.")
+    ] = False,
     shard_size: Annotated[int, typer.Option(min=1, help="Rows per Parquet shard (the resume granularity).")] = 4096,
     targets: Annotated[Path | None, typer.Option(help="Targets CSV for an image-folder DATASET.")] = None,
-    images: Annotated[Path | None, typer.Option(help="Image folder for a .csv DATASET (default: the CSV's folder).")] = None,
+    images: Annotated[
+        Path | None, typer.Option(help="Image folder for a .csv DATASET (default: the CSV's folder).")
+    ] = None,
     kind: Annotated[str | None, typer.Option(help="Override the dataset kind: big, binary, hq.")] = None,
     split: Annotated[str | None, typer.Option(help="Only shards whose path contains this (e.g. train).")] = None,
     dataset_revision: Annotated[str | None, typer.Option(help="Revision of a Hub dataset.")] = None,

@@ -36,7 +36,9 @@ def train(
     val_fraction: Annotated[float, typer.Option(help="Held-out fraction of each store for validation.")] = 0.1,
     neutral: Annotated[
         str | None,
-        typer.Option(help="Neutral faces for the neutral statistics: a store, or a metadata filter like emotion=neutral."),
+        typer.Option(
+            help="Neutral faces for the neutral statistics: a store, or a metadata filter like emotion=neutral."
+        ),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps …")] = "cpu",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
@@ -63,18 +65,20 @@ def train(
         finetune=StageConfig(finetune_epochs, finetune_lr, weight_decay, batch_size, patience, schedule),
     )
     try:
-        result = train_heads(out, pretrain=pretrain, finetune=finetune, config=config, neutral=neutral, progress=progress)
+        result = train_heads(
+            out, pretrain=pretrain, finetune=finetune, config=config, neutral=neutral, progress=progress
+        )
     except EmoNetError as exc:
         _fail(str(exc))
         return
     report = result.report
     for stage, stage_result in result.stages.items():
-        typer.echo(
-            f"{stage}: {stage_result.epochs_run} epoch(s), {stage_result.samples_per_second:,.0f} embeddings/s"
-        )
+        typer.echo(f"{stage}: {stage_result.epochs_run} epoch(s), {stage_result.samples_per_second:,.0f} embeddings/s")
     for column in ("spearman", "roc_auc", "kappa_votes"):
         if column in report and report[column].notna().any():
-            typer.echo(f"validation {column}: median {report[column].median():.3f} over {report[column].notna().sum()} heads")
+            typer.echo(
+                f"validation {column}: median {report[column].median():.3f} over {report[column].notna().sum()} heads"
+            )
     typer.echo(f"heads: {out / 'released'} (released layout), {out / 'safetensors'} (safetensors)")
     typer.echo(f"report: {out / 'validation_report.csv'}, metrics: {out / 'metrics.csv'}, {out / 'metrics.png'}")
 

@@ -208,7 +208,9 @@ class ParquetDataset:
         if not self._iterated:
             return ""
         if self._unlabelled:
-            lines.append(f"{self.name}: {self._unlabelled} of {self._iterated} rows had no recognisable ratings or votes")
+            lines.append(
+                f"{self.name}: {self._unlabelled} of {self._iterated} rows had no recognisable ratings or votes"
+            )
         if self._seen_ratings or self.kind in ("big", "hq"):
             expected = HEAD_KEYS if self.kind == "big" else EMOTION_KEYS
             missing = [k for k in expected if k not in self._seen_ratings]

@@ -110,9 +110,7 @@ def read_store(path: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
     manifest = read_manifest(path)
     embeddings = _read_matrix(path, "embedding", np.dtype(np.float32))
     meta_columns = ["id", *manifest.get("metadata_fields", [])]
-    frames = [
-        pq.read_table(s, columns=meta_columns, memory_map=True).to_pandas() for s in _shard_files(path)
-    ]
+    frames = [pq.read_table(s, columns=meta_columns, memory_map=True).to_pandas() for s in _shard_files(path)]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=meta_columns)
     if len(frame) != len(embeddings):
         raise InputError(f"{path}: shards disagree on row counts; re-run `emonet-face embed --resume`")
@@ -432,7 +430,10 @@ def write_embeddings(
             fixed(ratings, pa.float32()),
             fixed(votes_yes, pa.int16()),
             fixed(votes_no, pa.int16()),
-            *[pa.array([None if pd.isna(v) else str(v) for v in metadata[f].iloc[sl]], type=pa.string()) for f in fields],
+            *[
+                pa.array([None if pd.isna(v) else str(v) for v in metadata[f].iloc[sl]], type=pa.string())
+                for f in fields
+            ],
         ]
         name = SHARD_PATTERN.format(index)
         pq.write_table(pa.Table.from_arrays(arrays, schema=schema), out / (name + ".tmp"))

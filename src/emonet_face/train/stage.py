@@ -63,16 +63,26 @@ def _batch(x: np.ndarray, idx: np.ndarray, device: torch.device) -> torch.Tensor
 
 
 @torch.no_grad()
-def predict(heads: FusedHeads, embeddings: np.ndarray, device: torch.device | str = "cpu", chunk: int = 4096) -> np.ndarray:
+def predict(
+    heads: FusedHeads, embeddings: np.ndarray, device: torch.device | str = "cpu", chunk: int = 4096
+) -> np.ndarray:
     """Raw outputs ``(N, H)`` in eval mode (no dropout), float32 numpy."""
     was_training = heads.training
     heads.eval()
     outs = [
-        heads(_batch(embeddings, np.arange(s, min(s + chunk, len(embeddings))), torch.device(device))).float().cpu().numpy()
+        heads(_batch(embeddings, np.arange(s, min(s + chunk, len(embeddings))), torch.device(device)))
+        .float()
+        .cpu()
+        .numpy()
         for s in range(0, len(embeddings), chunk)
     ]
     heads.train(was_training)
     return np.concatenate(outs) if outs else np.empty((0, len(heads.keys)), dtype=np.float32)
+
+
+def _nanmean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
 
 
 def _weighted_mse(pred: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -106,7 +116,7 @@ def head_metric(kind: str, pred: np.ndarray, target: np.ndarray, weight: np.ndar
     if kind == "ratings":
         from scipy.stats import spearmanr
 
-        if present.sum() < 3 or np.ptp(target[present]) == 0:
+        if present.sum() < 3 or np.ptp(target[present]) == 0 or np.ptp(pred[present]) == 0:
             return float("nan")
         return float(spearmanr(pred[present], target[present]).statistic)
     from sklearn.metrics import roc_auc_score
@@ -150,7 +160,9 @@ def train_stage(
     if config.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.epochs * steps_per_epoch))
     elif config.schedule == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, config.patience // 2))
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.5, patience=max(1, config.patience // 2)
+        )
     else:
         raise ValueError(f"unknown schedule {config.schedule!r}; use 'cosine' or 'plateau'")
 
@@ -200,7 +212,7 @@ def train_stage(
         epoch_seconds = time.perf_counter() - t_epoch
         val_loss, val_metric = evaluate()
         if config.schedule == "plateau":
-            scheduler.step(float(np.nanmean(val_loss)) if has_val.any() else 0.0)
+            scheduler.step(_nanmean(val_loss) if has_val.any() else 0.0)
         improved = has_val & (val_loss < best_loss)
         with torch.no_grad():
             mask = torch.from_numpy(improved).to(device)
@@ -228,7 +240,7 @@ def train_stage(
                 }
             )
         active = int((has_val & (stale < config.patience)).sum())
-        bar.set_postfix(val_loss=f"{np.nanmean(val_loss):.3f}", metric=f"{np.nanmean(val_metric):.3f}", active=active)
+        bar.set_postfix(val_loss=f"{_nanmean(val_loss):.3f}", metric=f"{_nanmean(val_metric):.3f}", active=active)
         result.epochs_run = epoch
         if has_val.any() and active == 0:
             break

@@ -37,9 +37,7 @@ def rating_targets(ratings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(present, ratings, 0.0).astype(np.float32), present.astype(np.float32)
 
 
-def vote_targets(
-    votes_yes: np.ndarray, votes_no: np.ndarray, keys: tuple[str, ...]
-) -> tuple[np.ndarray, np.ndarray]:
+def vote_targets(votes_yes: np.ndarray, votes_no: np.ndarray, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """``(targets, weights)`` from vote counts as documented above; extra dimensions get no votes."""
     total = (votes_yes + votes_no).astype(np.float32)
     share = np.divide(votes_yes, total, out=np.zeros_like(total), where=total > 0)

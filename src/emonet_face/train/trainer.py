@@ -79,7 +79,9 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _load_stage(store: str | Path, name: str, kind: str, val_fraction: float, seed: int) -> tuple[StageData, pd.DataFrame]:
+def _load_stage(
+    store: str | Path, name: str, kind: str, val_fraction: float, seed: int
+) -> tuple[StageData, pd.DataFrame]:
     if not is_store(store):
         raise InputError(f"{store}: not an embedding store; create it with `emonet-face embed DATASET --out {store}`")
     embeddings, frame = read_store(store)
@@ -209,8 +211,8 @@ def train_heads(
                 "epochs_run": r.epochs_run,
                 "seconds": r.seconds,
                 "embeddings_per_second": r.samples_per_second,
-                "rows_train": int(len(stages[name].train_idx)),
-                "rows_val": int(len(stages[name].val_idx)),
+                "rows_train": len(stages[name].train_idx),
+                "rows_val": len(stages[name].val_idx),
                 "best_epoch": dict(zip(HEAD_KEYS, map(int, r.best_epoch))),
             }
             for name, r in results.items()
