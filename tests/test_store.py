@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from emonet_face.data import open_dataset
 from emonet_face.data.store import (
@@ -22,6 +23,15 @@ from emonet_face.encoder import ImageEncoder
 from emonet_face.errors import InputError
 from emonet_face.taxonomy import HEAD_KEYS
 from hf_layout import write_shards
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread is several times faster than two on a busy 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -157,6 +157,19 @@ def _schema(dim: int, metadata_fields: Sequence[str]) -> pa.Schema:
     )
 
 
+def _write_shard(table: pa.Table, path: Path) -> None:
+    """Embeddings PLAIN-encoded and uncompressed (random floats do not compress; decoding is then a
+    copy, which is what makes reading fast); everything else dictionary-encoded + zstd."""
+    lists = ["embedding", "ratings", "votes_yes", "votes_no"]
+    pq.write_table(
+        table,
+        path,
+        compression={name: ("none" if name == "embedding" else "zstd") for name in table.column_names},
+        use_dictionary=[name for name in table.column_names if name not in lists],
+        write_statistics=["id"],
+    )
+
+
 class _ShardBuffer:
     def __init__(self, dim: int, metadata_fields: Sequence[str]) -> None:
         self.dim = dim
@@ -294,7 +307,7 @@ def write_store(
             return
         name = SHARD_PATTERN.format(next_index)
         tmp = out / (name + ".tmp")
-        pq.write_table(buffer.table(), tmp)
+        _write_shard(buffer.table(), tmp)
         os.replace(tmp, out / name)
         manifest["shards"].append({"file": name, "rows": len(buffer)})
         manifest["count"] += len(buffer)
@@ -436,7 +449,7 @@ def write_embeddings(
             ],
         ]
         name = SHARD_PATTERN.format(index)
-        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), out / (name + ".tmp"))
+        _write_shard(pa.Table.from_arrays(arrays, schema=schema), out / (name + ".tmp"))
         os.replace(out / (name + ".tmp"), out / name)
         shards.append({"file": name, "rows": sl.stop - sl.start})
     manifest = {

@@ -19,7 +19,16 @@ from tqdm.auto import tqdm
 
 from emonet_face.heads import FusedHeads
 
-__all__ = ["StageConfig", "StageData", "StageResult", "epoch_metric", "head_metric", "predict", "train_stage"]
+__all__ = [
+    "StageConfig",
+    "StageData",
+    "StageResult",
+    "epoch_metric",
+    "head_metric",
+    "predict",
+    "train_stage",
+    "training_step",
+]
 
 
 @dataclass
@@ -60,6 +69,23 @@ class StageResult:
 
 def _batch(x: np.ndarray, idx: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x[idx], dtype=np.float32)).to(device, non_blocking=True)
+
+
+def training_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, t: torch.Tensor, w: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One masked, weighted MSE step of all heads; returns per-head (weighted squared error sum, weight sum).
+
+    ``model`` maps ``(B, D)`` to ``(B, H)``; the loss is the sum over heads of each head's weighted mean.
+    """
+    pred = model(x)
+    err = w * (pred - t) ** 2
+    den = w.sum(0)
+    loss = (err.sum(0) / den.clamp_min(1e-8)).sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return err.detach().sum(0), den.detach()
 
 
 @torch.no_grad()
@@ -197,17 +223,11 @@ def train_stage(
             x = _batch(data.embeddings, idx, device)
             t = target_t[idx].to(device, non_blocking=True)
             w = weight_t[idx].to(device, non_blocking=True)
-            pred = heads(x)
-            err = w * (pred - t) ** 2
-            den = w.sum(0)
-            loss = (err.sum(0) / den.clamp_min(1e-8)).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            err, den = training_step(heads, optimizer, x, t, w)
             if config.schedule == "cosine":
                 scheduler.step()
-            loss_num += err.detach().sum(0).double().cpu()
-            loss_den += den.detach().double().cpu()
+            loss_num += err.double().cpu()
+            loss_den += den.double().cpu()
         seen += len(order)
         epoch_seconds = time.perf_counter() - t_epoch
         val_loss, val_metric = evaluate()
