@@ -209,3 +209,16 @@ def test_targets_reach_the_store(planted):
     assert (~np.isnan(read_store_targets(big).ratings)).all()
     yes = read_store_targets(binary).votes_yes
     assert yes.shape == (2000, 44) and yes[:, 40:].sum() == 0
+
+
+def test_heads_without_any_target_are_not_exported(tmp_path):
+    """Fine-tuning alone gives the 4 extra dimensions no target: they are left out, with a warning."""
+    _, binary = make_stores(tmp_path, n_big=10, n_binary=300)
+    config = TrainConfig(hidden=(8,), finetune=StageConfig(epochs=2, batch_size=64))
+    with pytest.warns(UserWarning, match="no training targets for 4 head"):
+        result = train_heads(
+            tmp_path / "out", finetune=binary, config=config, neutral="emotion=neutral", progress=False
+        )
+    assert len(result.heads.keys) == 40 and "valence" not in result.heads.keys
+    assert load_heads(tmp_path / "out" / "released").keys == result.heads.keys
+    assert set(result.report["head"]) == set(result.heads.keys) and "spearman" not in result.report
