@@ -25,10 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from emonet_face.data.store import read_store, write_embeddings  # noqa: E402
-from emonet_face.heads import HEAD_ARCHITECTURES, FusedHeads, HeadArchitecture, build_head_module  # noqa: E402
-from emonet_face.taxonomy import HEAD_KEYS  # noqa: E402
-from emonet_face.train.stage import training_step  # noqa: E402
+from emonet_face.data.store import read_store, write_embeddings
+from emonet_face.heads import HEAD_ARCHITECTURES, FusedHeads, HeadArchitecture, build_head_module
+from emonet_face.taxonomy import HEAD_KEYS
+from emonet_face.train.stage import training_step
 
 
 def _batches(x: np.ndarray, t: np.ndarray, w: np.ndarray, steps: int, batch: int, seed: int = 0):
