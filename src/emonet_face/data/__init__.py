@@ -6,6 +6,15 @@ from pathlib import Path
 
 from emonet_face.data.parquet import HF_DATASETS, ParquetDataset, resolve_dataset_shards
 from emonet_face.data.samples import Dataset, Sample, parse_label
+from emonet_face.data.store import (
+    StoreTargets,
+    is_store,
+    read_manifest,
+    read_store,
+    read_store_targets,
+    write_embeddings,
+    write_store,
+)
 from emonet_face.data.tables import ImageFolderDataset, read_targets_csv
 from emonet_face.errors import InputError
 
@@ -15,10 +24,17 @@ __all__ = [
     "ImageFolderDataset",
     "ParquetDataset",
     "Sample",
+    "StoreTargets",
+    "is_store",
     "open_dataset",
     "parse_label",
+    "read_manifest",
+    "read_store",
+    "read_store_targets",
     "read_targets_csv",
     "resolve_dataset_shards",
+    "write_embeddings",
+    "write_store",
 ]
 
 
