@@ -222,3 +222,20 @@ def test_heads_without_any_target_are_not_exported(tmp_path):
     assert len(result.heads.keys) == 40 and "valence" not in result.heads.keys
     assert load_heads(tmp_path / "out" / "released").keys == result.heads.keys
     assert set(result.report["head"]) == set(result.heads.keys) and "spearman" not in result.report
+
+
+def test_plateau_schedule_and_a_neutral_store(tmp_path):
+    from emonet_face.data.store import write_embeddings
+
+    big, _ = make_stores(tmp_path, n_big=400, n_binary=10)
+    neutral_rows = np.random.default_rng(3).normal(size=(25, 32)).astype(np.float32)
+    write_embeddings(tmp_path / "neutral", neutral_rows)
+    config = TrainConfig(hidden=(8,), pretrain=StageConfig(epochs=3, batch_size=64, schedule="plateau"))
+    result = train_heads(
+        tmp_path / "out", pretrain=big, config=config, neutral=str(tmp_path / "neutral"), progress=False
+    )
+    expected = predict(result.heads, neutral_rows).mean(0)
+    np.testing.assert_allclose(result.heads.neutral_mean.numpy(), expected, atol=1e-6)
+    record = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert record["neutral"] == {"source": f"store {tmp_path / 'neutral'}", "count": 25}
+    assert record["config"]["pretrain"]["schedule"] == "plateau" and "finetune" not in record["stages"]
