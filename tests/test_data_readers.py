@@ -132,3 +132,36 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     (tmp_path / "shards" / "x.parquet").write_bytes(b"junk")
     with pytest.raises(InputError, match="not a readable Parquet"):
         open_dataset(tmp_path / "shards")
+
+
+def test_dataset_card_layout_image_annotations_demographics(tmp_path):
+    """The layout some EmoNet-Face cards describe: ``image``, ``annotations``, a ``demographics`` dict."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hf_layout import IMAGE_TYPE, png_bytes
+
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "image": {"bytes": png_bytes(rng), "path": f"img{i}.png"},
+            "prompt": "a face",
+            "demographics": {"ethnicity": "asian", "gender": "male", "age": "30"},
+            "annotations": json.dumps({"scores": {"Anger": 4, "Arousal": 6}}),
+        }
+        for i in range(3)
+    ]
+    schema = pa.schema(
+        [
+            ("image", IMAGE_TYPE),
+            ("prompt", pa.string()),
+            ("demographics", pa.struct([("ethnicity", pa.string()), ("gender", pa.string()), ("age", pa.string())])),
+            ("annotations", pa.string()),
+        ]
+    )
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp_path / "big.parquet")
+    dataset = open_dataset(tmp_path / "big.parquet")
+    assert dataset.metadata_fields == ("prompt", "ethnicity", "gender", "age")
+    sample = next(iter(dataset))
+    assert sample.id == "img0.png" and sample.ratings == {"anger": 4.0, "arousal": 6.0}
+    assert sample.metadata == {"prompt": "a face", "ethnicity": "asian", "gender": "male", "age": "30"}

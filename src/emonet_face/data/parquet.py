@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emonet_face.data.samples import LabelParse, Sample, parse_label
@@ -25,8 +26,9 @@ HF_DATASETS = {
     "binary": "laion/emonet-face-binary",
     "big": "laion/emonet-face-big",
 }
-IMAGE_COLUMN = "path"
-LABEL_COLUMN = "label"
+IMAGE_COLUMNS = ("path", "image")
+"""The image struct column: ``path`` (the Hub Parquet layout), ``image`` as some dataset cards name it."""
+LABEL_COLUMNS = ("label", "annotations", "labels")
 METADATA_COLUMNS = ("prompt", "age", "ethnicity", "gender", "emotion", "subset")
 
 
@@ -132,22 +134,39 @@ class ParquetDataset:
         except Exception as exc:
             raise InputError(f"{self.shards[0]}: not a readable Parquet file ({exc})") from None
         names = list(schema.names)
-        if IMAGE_COLUMN not in names:
+        image_column = next((c for c in IMAGE_COLUMNS if c in names), None)
+        if image_column is None:
             raise InputError(
-                f"{self.shards[0]}: no '{IMAGE_COLUMN}' image column (columns: {', '.join(names)}); "
+                f"{self.shards[0]}: no image column ('path' or 'image'; columns: {', '.join(names)}); "
                 "expected the EmoNet-Face Hub layout"
             )
+        self.image_column = image_column
+        self.label_column = next((c for c in LABEL_COLUMNS if c in names), None)
+        special = (image_column, self.label_column)
         self.rating_columns: dict[str, str] = {}
         for column in names:
-            if column in (IMAGE_COLUMN, LABEL_COLUMN, *METADATA_COLUMNS):
+            if column in (*special, *METADATA_COLUMNS):
                 continue
             try:
                 self.rating_columns[column] = resolve_emotion(column).key
             except KeyError:
                 continue
-        self.metadata_fields: tuple[str, ...] = tuple(
-            c for c in names if c not in (IMAGE_COLUMN, LABEL_COLUMN) and c not in self.rating_columns
-        )
+        # Scalar columns are metadata as they are; struct columns (e.g. a ``demographics`` dict) are
+        # flattened into their fields (``ethnicity``, ``gender``, ``age``).
+        self._struct_fields: dict[str, tuple[str, str]] = {}
+        fields: list[str] = []
+        for column in names:
+            if column in special or column in self.rating_columns:
+                continue
+            column_type = schema.field(column).type
+            if pa.types.is_struct(column_type):
+                for child in column_type:
+                    name = child.name if child.name not in names else f"{column}.{child.name}"
+                    self._struct_fields[name] = (column, child.name)
+                    fields.append(name)
+            else:
+                fields.append(column)
+        self.metadata_fields: tuple[str, ...] = tuple(fields)
         self._rows = sum(pq.ParquetFile(p).metadata.num_rows for p in self.shards)
         self._seen_ratings: Counter[str] = Counter()
         self._seen_votes: Counter[str] = Counter()
@@ -176,7 +195,7 @@ class ParquetDataset:
                     row += 1
 
     def _sample(self, shard: Path, row: int, record: dict[str, Any]) -> Sample:
-        image_field = record.get(IMAGE_COLUMN)
+        image_field = record.get(self.image_column)
         image: bytes | Path | None = None
         image_path = None
         if isinstance(image_field, dict):
@@ -189,7 +208,7 @@ class ParquetDataset:
         if image is None and image_path and (shard.parent / image_path).is_file():
             image = shard.parent / image_path
         sample_id = str(image_path) if image_path else f"{shard.stem}#{row}"
-        parse = parse_label(record.get(LABEL_COLUMN), LabelParse())
+        parse = parse_label(record.get(self.label_column) if self.label_column else None, LabelParse())
         for column, key in self.rating_columns.items():
             parse_label({key: record.get(column)}, parse)
         ratings, votes = parse.mean_ratings(), parse.vote_counts()
@@ -199,8 +218,15 @@ class ParquetDataset:
         self._unknown.update(parse.unknown_keys)
         if not ratings and not votes:
             self._unlabelled += 1
-        metadata = {f: _scalar_text(record.get(f)) for f in self.metadata_fields}
+        metadata = {f: _scalar_text(self._metadata_value(record, f)) for f in self.metadata_fields}
         return Sample(sample_id, image, ratings, votes, metadata)
+
+    def _metadata_value(self, record: dict[str, Any], name: str) -> Any:
+        if name in self._struct_fields:
+            column, child = self._struct_fields[name]
+            parent = record.get(column)
+            return parent.get(child) if isinstance(parent, dict) else None
+        return record.get(name)
 
     def coverage_report(self) -> str:
         """What the labels lacked over the last full pass (call after iterating)."""
