@@ -209,10 +209,17 @@ def train_stage(
     result = StageResult(best_epoch, best_loss, 0)
     target_t = torch.from_numpy(np.ascontiguousarray(data.targets, dtype=np.float32))
     weight_t = torch.from_numpy(np.ascontiguousarray(data.weights, dtype=np.float32))
-    bar = tqdm(range(1, config.epochs + 1), desc=f"{data.name}", unit="epoch", disable=not progress)
+    bar = tqdm(
+        total=config.epochs * len(train_idx),
+        desc=data.name,
+        unit="emb",
+        unit_scale=True,
+        disable=not progress,
+    )
     t_start = time.perf_counter()
     seen = 0
-    for epoch in bar:
+    for epoch in range(1, config.epochs + 1):
+        bar.set_description(f"{data.name} epoch {epoch}/{config.epochs}")
         heads.train()
         order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
         loss_num = torch.zeros(n_heads, dtype=torch.float64)
@@ -224,6 +231,7 @@ def train_stage(
             t = target_t[idx].to(device, non_blocking=True)
             w = weight_t[idx].to(device, non_blocking=True)
             err, den = training_step(heads, optimizer, x, t, w)
+            bar.update(len(idx))
             if config.schedule == "cosine":
                 scheduler.step()
             loss_num += err.double().cpu()

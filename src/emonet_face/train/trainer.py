@@ -135,6 +135,7 @@ def train_heads(
     config = config or TrainConfig()
     if pretrain is None and finetune is None:
         raise InputError("nothing to train: pass --pretrain BIG_STORE and/or --finetune BINARY_STORE")
+    widths = config.widths  # an unknown --arch fails before any store is read
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
@@ -156,7 +157,7 @@ def train_heads(
         notes.append("pretrain and finetune stores were embedded with different encoder settings")
         warnings.warn(notes[-1], stacklevel=2)
 
-    arch = HeadArchitecture(next(iter(dims.values())), config.widths, config.dropout)
+    arch = HeadArchitecture(next(iter(dims.values())), widths, config.dropout)
     heads = FusedHeads(HEAD_KEYS, arch)
     results: dict[str, StageResult] = {}
     stage_configs = {"pretrain": config.pretrain, "finetune": config.finetune}
