@@ -122,6 +122,16 @@ def neutral_embeddings(spec: str, frames: dict[str, tuple[np.ndarray, pd.DataFra
     return matrix, f"filter {column}={value}"
 
 
+def _start_at_target_means(heads: FusedHeads, data: StageData) -> None:
+    """Set each fresh head's output bias to the mean of its training targets, so the first epochs learn
+    the signal instead of the offset (the outputs of a fresh head sit near 0, the targets near 3.5)."""
+    w = data.weights[data.train_idx]
+    totals = w.sum(0)
+    means = np.divide((w * data.targets[data.train_idx]).sum(0), totals, out=np.zeros(len(totals)), where=totals > 0)
+    with torch.no_grad():
+        heads.biases[-1][:, 0] = torch.from_numpy(means.astype(np.float32))
+
+
 def train_heads(
     out: str | Path,
     *,
@@ -161,6 +171,7 @@ def train_heads(
     heads = FusedHeads(HEAD_KEYS, arch)
     results: dict[str, StageResult] = {}
     stage_configs = {"pretrain": config.pretrain, "finetune": config.finetune}
+    _start_at_target_means(heads, next(iter(stages.values())))
     for name, data in stages.items():
         results[name] = train_stage(
             heads, data, stage_configs[name], device=config.device, seed=config.seed, progress=progress
