@@ -44,7 +44,7 @@ def embed(
     import warnings
 
     from emonet_face.data import open_dataset
-    from emonet_face.data.store import write_store
+    from emonet_face.data.store import is_store, read_manifest, write_store
     from emonet_face.encoder import ImageEncoder
     from emonet_face.errors import EmoNetError
     from emonet_face.hub import DEFAULT_ENCODER
@@ -67,6 +67,10 @@ def embed(
     except EmoNetError as exc:
         _fail(str(exc))
         return
+    except KeyboardInterrupt:
+        saved = read_manifest(out)["count"] if is_store(out) else 0
+        typer.echo(f"interrupted: {saved} rows are safe in finished shards of {out}; re-run with --resume", err=True)
+        raise typer.Exit(130) from None
     for warning in caught:
         typer.echo(f"warning: {warning.message}", err=True)
     report = data.coverage_report()
