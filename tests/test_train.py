@@ -17,7 +17,7 @@ from emonet_face.heads import FusedHeads, HeadArchitecture, build_head_module, l
 from emonet_face.taxonomy import HEAD_KEYS, NEUTRAL_STATS_FILENAME, head_stats_key
 from emonet_face.train import StageConfig, StageData, TrainConfig, predict, train_heads, train_stage
 from emonet_face.train.stage import epoch_metric, head_metric
-from synthetic import make_stores
+from synthetic_stores import make_stores
 
 
 @pytest.fixture(scope="module", autouse=True)
