@@ -1,9 +1,88 @@
-"""`emonet-face embed` (not built yet)."""
+"""`emonet-face embed DATASET --out STORE`: embed a dataset once into a resumable embedding store."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def embed(
+    dataset: Annotated[
+        str,
+        typer.Argument(
+            help="hq | binary | big (the EmoNet-Face Hub datasets), a Hub dataset id, a folder of .parquet shards, "
+            "a targets .csv, or an image folder."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Store folder to create (or continue with --resume).")],
+    encoder: Annotated[str, typer.Option(help="SigLIP/SigLIP2 encoder: Hub id or local folder.")] = "",
+    revision: Annotated[str | None, typer.Option(help="Encoder revision (branch, tag or commit).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per encoder batch.")] = 32,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps …")] = "cpu",
+    num_workers: Annotated[int, typer.Option(min=0, help="Threads decoding + preprocessing images.")] = 2,
+    resume: Annotated[
+        bool, typer.Option(help="Continue a killed run: finished shards are kept, their ids skipped.")
+    ] = False,
+    shard_size: Annotated[int, typer.Option(min=1, help="Rows per Parquet shard (the resume granularity).")] = 4096,
+    targets: Annotated[Path | None, typer.Option(help="Targets CSV for an image-folder DATASET.")] = None,
+    images: Annotated[
+        Path | None, typer.Option(help="Image folder for a .csv DATASET (default: the CSV's folder).")
+    ] = None,
+    kind: Annotated[str | None, typer.Option(help="Override the dataset kind: big, binary, hq.")] = None,
+    split: Annotated[str | None, typer.Option(help="Only shards whose path contains this (e.g. train).")] = None,
+    dataset_revision: Annotated[str | None, typer.Option(help="Revision of a Hub dataset.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Embed every image of DATASET with the encoder into Parquet shards + manifest.json (resumable)."""
+    import warnings
+
+    from emonet_face.data import open_dataset
+    from emonet_face.data.store import is_store, read_manifest, write_store
+    from emonet_face.encoder import ImageEncoder
+    from emonet_face.errors import EmoNetError
+    from emonet_face.hub import DEFAULT_ENCODER
+
+    try:
+        data = open_dataset(dataset, targets=targets, images=images, kind=kind, revision=dataset_revision, split=split)
+        model = ImageEncoder.from_pretrained(encoder or DEFAULT_ENCODER, revision=revision, device=device)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            manifest = write_store(
+                data,
+                out,
+                model,
+                batch_size=batch_size,
+                shard_size=shard_size,
+                num_workers=num_workers,
+                resume=resume,
+                progress=progress,
+            )
+    except EmoNetError as exc:
+        _fail(str(exc))
+        return
+    except KeyboardInterrupt:
+        saved = read_manifest(out)["count"] if is_store(out) else 0
+        typer.echo(f"interrupted: {saved} rows are safe in finished shards of {out}; re-run with --resume", err=True)
+        raise typer.Exit(130) from None
+    for warning in caught:
+        typer.echo(f"warning: {warning.message}", err=True)
+    report = data.coverage_report()
+    if report:
+        for line in report.splitlines():
+            typer.echo(f"warning: {line}", err=True)
+    typer.echo(
+        f"{out}: {manifest['count']} embeddings (dim {manifest['dim']}) in {len(manifest['shards'])} shard(s)"
+        + (f", {len(manifest['skipped'])} image(s) skipped" if manifest["skipped"] else "")
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the main app."""
+    app.command("embed")(embed)
