@@ -23,6 +23,7 @@ def test_shares_match_plain_pandas_groupby(shared_data: Path, tmp_path: Path) ->
     assert (tmp_path / "binary_agreement.png").exists()
 
     votes = pd.read_csv(shared_data / "emonet-face_binary.csv", dtype={"path": str})
+    votes["emotion"] = votes["emotion"].replace({"Hopelessness": "Helplessness"})  # the CSV's name for it
     votes["yes"] = votes["value"].astype(str).str.lower().eq("true")
     items = votes.groupby(["path", "emotion"]).agg(n=("yes", "size"), yes=("yes", "sum")).reset_index()
     items = items[items["n"] >= 2]

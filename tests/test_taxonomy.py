@@ -42,3 +42,12 @@ def test_extra_dimension_scales():
     assert scales == {"valence": (-3, 3), "arousal": (0, 7), "dominance": (-3, 3), "emotional_vulnerability": (0, 5)}
     with pytest.raises(KeyError):
         tx.resolve_emotion("Happiness")
+
+
+def test_binary_csv_names_resolve(shared_data):
+    import pandas as pd
+
+    names = pd.read_csv(shared_data / "emonet-face_binary.csv", usecols=["emotion"])["emotion"].unique()
+    keys = {tx.resolve_emotion(n).key for n in names}
+    assert keys == set(tx.EMOTION_KEYS)
+    assert tx.resolve_emotion("Hopelessness").key == "helplessness"

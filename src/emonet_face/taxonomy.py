@@ -402,12 +402,21 @@ for _item in (*EMOTIONS, *EXTRA_DIMENSIONS):
         _LOOKUP.setdefault(_normalise(_item.name.split("/")[0]), _item)
 
 
+# Names the released data uses for an emotion besides its display name.
+_DATA_ALIASES = {
+    "Hopelessness": "helplessness",  # the BINARY votes CSV names Helplessness by this descriptor word
+}
+for _alias, _key in _DATA_ALIASES.items():
+    _LOOKUP[_normalise(_alias)] = _BY_KEY[_key]
+
+
 def resolve_emotion(text: str) -> Emotion | ExtraDimension:
     """Find an emotion or extra dimension from any of its spellings.
 
     Accepts the key (``"jealousy_&_envy"``), the display name (``"Jealousy & Envy"``), the HQ
     annotation key (``"Negative Low-Energy Emotions|Jealousy & Envy"``), the released stats key
-    (``"model_jealousy_&_envy_best"``) or file name, case- and punctuation-insensitively.
+    (``"model_jealousy_&_envy_best"``) or file name, case- and punctuation-insensitively, plus the
+    aliases the released data uses (BINARY's ``"Hopelessness"`` for Helplessness).
     """
     found = _LOOKUP.get(_normalise(text))
     if found is None:

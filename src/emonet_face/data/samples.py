@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from emonet_face.errors import InputError
-from emonet_face.taxonomy import EMOTIONS, resolve_emotion
+from emonet_face.taxonomy import resolve_emotion
 
 __all__ = ["Dataset", "LabelParse", "Sample", "parse_label", "resolve_head_key"]
 
@@ -84,34 +84,12 @@ class LabelParse:
         return {k: (v[0], v[1]) for k, v in self.votes.items()}
 
 
-def _descriptor_aliases() -> dict[str, str]:
-    """Descriptor words that belong to exactly one emotion (the released BINARY CSV names
-    ``Helplessness`` as ``Hopelessness``, one of its descriptors)."""
-    owners: dict[str, set[str]] = {}
-    for item in EMOTIONS:
-        for word in item.descriptors:
-            owners.setdefault(_normalise_text(word), set()).add(item.key)
-    return {word: next(iter(keys)) for word, keys in owners.items() if len(keys) == 1}
-
-
-def _normalise_text(text: str) -> str:
-    return "".join(ch for ch in text.lower() if ch.isalnum() or ch == "&")
-
-
-_ALIASES: dict[str, str] | None = None
-
-
 def resolve_head_key(name: str) -> str | None:
-    """Head key for any spelling :func:`resolve_emotion` accepts, else a descriptor word unique to one
-    emotion; ``None`` when neither matches."""
-    global _ALIASES
+    """Head key for any spelling :func:`resolve_emotion` accepts; ``None`` when none matches."""
     try:
         return resolve_emotion(name).key
     except KeyError:
-        pass
-    if _ALIASES is None:
-        _ALIASES = _descriptor_aliases()
-    return _ALIASES.get(_normalise_text(name))
+        return None
 
 
 def _coerce_leaf(value: Any) -> bool | float | None:
