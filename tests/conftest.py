@@ -10,6 +10,19 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach the network
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one intra-op thread is several times faster than two on a busy 2-core machine.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "emonet-data"
 
 

@@ -19,14 +19,7 @@ from emonet_face.train import StageConfig, StageData, TrainConfig, predict, trai
 from emonet_face.train.stage import epoch_metric, head_metric
 from synthetic_stores import make_stores
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: one intra-op thread is several times faster than two on a busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CONFIG = TrainConfig(

@@ -15,13 +15,7 @@ from emonet_face.heads import load_heads
 from emonet_face.taxonomy import HEAD_KEYS
 from hf_layout import write_shards
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_embed_then_train_end_to_end(tmp_path, tiny_encoder_dir):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from emonet_face.errors import ModelLoadError
+from emonet_face.errors import EmoNetError, ModelLoadError
 
 __all__ = ["DEFAULT_ENCODER", "MODELS", "ModelSpec", "resolve_model_dir"]
 
@@ -41,6 +41,8 @@ def resolve_model_dir(
     allow_patterns: Sequence[str] | None = None,
     local_files_only: bool | None = None,
     what: str = "model",
+    repo_type: str = "model",
+    error: type[EmoNetError] = ModelLoadError,
 ) -> Path:
     """Return a local folder holding ``ref``.
 
@@ -55,7 +57,7 @@ def resolve_model_dir(
         return path
     text = str(ref)
     if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
-        raise ModelLoadError(f"{text}: {what} folder not found, and not a Hub repo id of the form 'owner/name'")
+        raise error(f"{text}: {what} folder not found, and not a Hub repo id of the form 'owner/name'")
 
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
@@ -70,6 +72,7 @@ def resolve_model_dir(
     try:
         folder = snapshot_download(
             repo_id=text,
+            repo_type=repo_type,
             revision=revision,
             cache_dir=str(cache_dir) if cache_dir else None,
             allow_patterns=list(allow_patterns) if allow_patterns else None,
@@ -77,20 +80,21 @@ def resolve_model_dir(
         )
     except LocalEntryNotFoundError:
         how = "offline mode is on (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
-        raise ModelLoadError(
+        flag = "" if repo_type == "model" else f" --repo-type {repo_type}"
+        raise error(
             f"{text}: {what} not in the local Hugging Face cache and {how}; run once with network access "
-            f"(or `hf download {text}`), or pass a local folder"
+            f"(or `hf download {text}{flag}`), or pass a local folder"
         ) from None
     except GatedRepoError:
-        raise ModelLoadError(
+        raise error(
             f"{text}: gated {what} repository; accept its terms on the Hub and log in (`hf auth login`)"
         ) from None
     except RepositoryNotFoundError:
-        raise ModelLoadError(f"{text}: no such {what} repository on the Hub (or it is private); check the id") from None
+        raise error(f"{text}: no such {what} repository on the Hub (or it is private); check the id") from None
     except RevisionNotFoundError:
-        raise ModelLoadError(f"{text}: revision {revision!r} not found; check --revision") from None
+        raise error(f"{text}: revision {revision!r} not found; check --revision") from None
     except (HfHubHTTPError, OSError) as exc:
-        raise ModelLoadError(
+        raise error(
             f"{text}: could not download the {what} ({type(exc).__name__}: {exc}); retry or pass a local folder"
         ) from None
     return Path(folder)

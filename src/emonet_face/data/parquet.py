@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from emonet_face.data.samples import LabelParse, Sample, parse_label
 from emonet_face.errors import InputError
+from emonet_face.hub import resolve_model_dir
 from emonet_face.taxonomy import EMOTION_KEYS, HEAD_KEYS, resolve_emotion
 
 __all__ = ["HF_DATASETS", "ParquetDataset", "resolve_dataset_shards"]
@@ -52,7 +53,7 @@ def resolve_dataset_shards(
         text = str(ref)
         if text.startswith((".", "/", "~")) or text.count("/") != 1:
             raise InputError(f"{text}: dataset not found: not a folder, a .parquet file or a Hub id 'owner/name'")
-        shards = sorted(Path(_download(text, revision, cache_dir)).rglob("*.parquet"))
+        shards = sorted(_download(text, revision, cache_dir).rglob("*.parquet"))
     if split:
         shards = [p for p in shards if split in p.relative_to(p.anchor).as_posix()]
     if not shards:
@@ -60,42 +61,16 @@ def resolve_dataset_shards(
     return shards
 
 
-def _download(repo_id: str, revision: str | None, cache_dir: str | Path | None) -> str:
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
+def _download(repo_id: str, revision: str | None, cache_dir: str | Path | None) -> Path:
+    return resolve_model_dir(
+        repo_id,
+        revision=revision,
+        cache_dir=cache_dir,
+        allow_patterns=["*.parquet", "**/*.parquet"],
+        what="dataset",
+        repo_type="dataset",
+        error=InputError,
     )
-
-    offline = constants.HF_HUB_OFFLINE
-    try:
-        return snapshot_download(
-            repo_id=repo_id,
-            repo_type="dataset",
-            revision=revision,
-            cache_dir=str(cache_dir) if cache_dir else None,
-            allow_patterns=["*.parquet", "**/*.parquet"],
-            local_files_only=offline,
-        )
-    except LocalEntryNotFoundError:
-        how = "offline mode is on (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
-        raise InputError(
-            f"{repo_id}: dataset not in the local Hugging Face cache and {how}; run once with network access "
-            f"(or `hf download {repo_id} --repo-type dataset`), or pass a local folder of .parquet shards"
-        ) from None
-    except GatedRepoError:
-        raise InputError(
-            f"{repo_id}: gated dataset; accept its terms on the Hub and log in (`hf auth login`)"
-        ) from None
-    except RepositoryNotFoundError:
-        raise InputError(f"{repo_id}: no such dataset on the Hub (or it is private); check the id") from None
-    except RevisionNotFoundError:
-        raise InputError(f"{repo_id}: revision {revision!r} not found; check --revision") from None
-    except (HfHubHTTPError, OSError) as exc:
-        raise InputError(f"{repo_id}: could not download the dataset ({type(exc).__name__}: {exc})") from None
 
 
 def _guess_kind(name: str) -> str:
