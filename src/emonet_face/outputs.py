@@ -19,6 +19,7 @@ Writers append batch by batch so that a killed run keeps everything already writ
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -129,12 +130,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     frames: list[pd.DataFrame] = []
     try:
-        if suffix == ".csv":
-            if path.is_file() and path.stat().st_size:
-                frames.append(pd.read_csv(path))
-        elif suffix == ".jsonl":
-            if path.is_file() and path.stat().st_size:
-                frames.append(pd.read_json(path, lines=True, dtype=False))
+        if suffix in (".csv", ".jsonl"):
+            text = _complete_lines(path)
+            if text.strip():
+                buffer = io.StringIO(text)
+                frames.append(pd.read_csv(buffer) if suffix == ".csv" else pd.read_json(buffer, lines=True, dtype=False))
         elif suffix == ".parquet":
             if path.is_file():
                 frames.append(pd.read_parquet(path))
@@ -149,6 +149,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame()
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _complete_lines(path: Path) -> str:
+    """The file's text up to its last newline: a partial line left by a killed run is ignored."""
+    if not path.is_file():
+        return ""
+    data = path.read_bytes()
+    return data[: data.rfind(b"\n") + 1].decode("utf-8")
 
 
 def done_keys(path: str | Path) -> set[tuple]:
