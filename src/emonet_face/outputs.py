@@ -134,7 +134,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
             text = _complete_lines(path)
             if text.strip():
                 buffer = io.StringIO(text)
-                frames.append(pd.read_csv(buffer) if suffix == ".csv" else pd.read_json(buffer, lines=True, dtype=False))
+                frames.append(
+                    pd.read_csv(buffer) if suffix == ".csv" else pd.read_json(buffer, lines=True, dtype=False)
+                )
         elif suffix == ".parquet":
             if path.is_file():
                 frames.append(pd.read_parquet(path))
