@@ -30,11 +30,13 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn :class:`EmoNetError` into a one-line message + exit 2, Ctrl-C into exit 130."""
+    """Turn :class:`EmoNetError` (and unreadable files) into a one-line message + exit 2, Ctrl-C into exit 130."""
     try:
         yield
     except EmoNetError as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"{exc.filename or ''}: {exc.strerror or exc}; check the path and permissions")
     except KeyboardInterrupt:
         typer.echo("interrupted; rows written so far are kept (rerun with --resume)", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from emonet_face.cli._common import user_errors
+
 app = typer.Typer(
     help="Benchmark models against EmoNet-Face expert ratings (HQ protocol, transfer, BINARY votes).",
     no_args_is_help=True,
@@ -30,16 +32,8 @@ class Dataset(str, Enum):
 
 def _run(action: Callable[[], Any]) -> Any:
     """Run a command body; user-fixable problems become one `error:` line and exit code 2."""
-    from emonet_face.errors import EmoNetError
-
-    try:
+    with user_errors():
         return action()
-    except EmoNetError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except OSError as exc:
-        typer.echo(f"error: {exc.filename or ''}: {exc.strerror or exc}; check the path and permissions", err=True)
-        raise typer.Exit(2) from None
 
 
 def _warn(messages: list[str]) -> None:

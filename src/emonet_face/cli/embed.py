@@ -7,10 +7,7 @@ from typing import Annotated
 
 import typer
 
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+from emonet_face.cli._common import fail
 
 
 def embed(
@@ -65,8 +62,7 @@ def embed(
                 progress=progress,
             )
     except EmoNetError as exc:
-        _fail(str(exc))
-        return
+        fail(str(exc))
     except KeyboardInterrupt:
         saved = read_manifest(out)["count"] if is_store(out) else 0
         typer.echo(f"interrupted: {saved} rows are safe in finished shards of {out}; re-run with --resume", err=True)

@@ -7,10 +7,7 @@ from typing import Annotated
 
 import typer
 
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+from emonet_face.cli._common import fail
 
 
 def train(
@@ -50,10 +47,9 @@ def train(
     try:
         widths = tuple(int(w) for w in hidden.split(",")) if hidden else None
     except ValueError:
-        _fail(f"--hidden {hidden!r}: expected comma-separated integers such as 256,64")
-        return
+        fail(f"--hidden {hidden!r}: expected comma-separated integers such as 256,64")
     if schedule not in ("cosine", "plateau"):
-        _fail(f"--schedule {schedule!r}: use cosine or plateau")
+        fail(f"--schedule {schedule!r}: use cosine or plateau")
     config = TrainConfig(
         arch=arch,
         hidden=widths,
@@ -69,8 +65,7 @@ def train(
             out, pretrain=pretrain, finetune=finetune, config=config, neutral=neutral, progress=progress
         )
     except EmoNetError as exc:
-        _fail(str(exc))
-        return
+        fail(str(exc))
     report = result.report
     for stage, stage_result in result.stages.items():
         typer.echo(f"{stage}: {stage_result.epochs_run} epoch(s), {stage_result.samples_per_second:,.0f} embeddings/s")

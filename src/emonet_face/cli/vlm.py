@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from emonet_face.cli._common import fail
+
 app = typer.Typer(
     help="Rate the 40 emotions with any VLM behind an OpenAI-compatible chat-completions endpoint.",
     no_args_is_help=True,
@@ -44,11 +46,6 @@ MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="Completi
 RepairOpt = Annotated[
     int, typer.Option("--repair-attempts", min=0, help="Times an invalid answer is sent back with its errors.")
 ]
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
 
 
 def _echo_lines(lines: list[str], *, err: bool = True) -> None:
@@ -117,7 +114,7 @@ def annotate(
             _echo_lines(estimate.lines(), err=False)
             return
         if not base_url:
-            raise _fail("--base-url is required (the OpenAI-compatible API root, e.g. http://localhost:8000/v1)")
+            fail("--base-url is required (the OpenAI-compatible API root, e.g. http://localhost:8000/v1)")
         api_key = os.environ.get(api_key_env) or None
         if api_key is None:
             typer.echo(f"note: ${api_key_env} is not set; sending requests without an API key", err=True)
@@ -141,11 +138,11 @@ def annotate(
         )
         summary = run_annotation(images, options, api_key)
     except EmoNetError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     _echo_lines(summary.lines())
     typer.echo(f"wrote {out} and {log_path}", err=True)
     if summary.stopped:
-        raise _fail(summary.stopped)
+        fail(summary.stopped)
     if summary.failed:
         raise typer.Exit(code=1)
 
@@ -192,7 +189,7 @@ def cost(
             price_output_per_million=price_output,
         )
     except EmoNetError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps(estimate.as_dict(), indent=2))
     else:
