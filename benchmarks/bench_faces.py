@@ -74,8 +74,8 @@ def lfw() -> tuple[list[Image.Image], list[Image.Image]]:
 
 
 def run(spec: str) -> dict[str, object]:
-    from emonet_face.faces import get_detector
     from emonet_face.errors import EmoNetError
+    from emonet_face.faces import get_detector
 
     try:
         detector = get_detector(spec)
