@@ -2,9 +2,12 @@
 
 Public API (everything else is internal and may change)."""
 
+from emonet_face.encoder import ImageEncoder
 from emonet_face.errors import EmoNetError, InputError, ModelLoadError
 from emonet_face.heads import FusedHeads, load_heads, postprocess_scores, save_heads
 from emonet_face.hub import MODELS, resolve_model_dir
+from emonet_face.outputs import build_score_table, open_writer, read_table
+from emonet_face.pipeline import EmoNetFace, ImageSource
 from emonet_face.taxonomy import (
     EMOTION_KEYS,
     EMOTIONS,
@@ -26,12 +29,18 @@ __all__ = [
     "HEAD_KEYS",
     "MODELS",
     "EmoNetError",
+    "EmoNetFace",
     "FusedHeads",
+    "ImageEncoder",
+    "ImageSource",
     "InputError",
     "ModelLoadError",
     "__version__",
+    "build_score_table",
     "load_heads",
+    "open_writer",
     "postprocess_scores",
+    "read_table",
     "resolve_emotion",
     "resolve_model_dir",
     "save_heads",

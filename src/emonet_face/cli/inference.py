@@ -1,9 +1,233 @@
-"""`emonet-face predict` and `emonet-face score` (not built yet)."""
+"""`emonet-face predict` (images → scores) and `emonet-face score` (cached embeddings → scores).
+
+Exit codes: 0 all rows scored, 1 some rows have an ``error``, 2 usage or load error.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+from emonet_face.cli._common import EXIT_ROW_ERRORS, fail, progress_enabled, user_errors
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Released model: large or small.")]
+HeadsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--heads", help="Heads: Hub id (owner/name, or owner/name@rev) or local folder; default: the --model heads."
+    ),
+]
+RevisionOpt = Annotated[str | None, typer.Option("--revision", help="Hub revision (branch, tag, commit) of the heads.")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Hugging Face cache folder.")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:N (default: cuda if available).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", "-o", help="Output file: .csv, .parquet or .jsonl (default: a table on stdout)."),
+]
 
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the main app."""
+    app.command("predict")(predict)
+    app.command("score")(score)
+
+
+def predict(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
+    out: OutOpt = None,
+    model: ModelOpt = "large",
+    encoder: Annotated[
+        str | None, typer.Option("--encoder", help="Encoder: Hub id (owner/name, or owner/name@rev) or local folder.")
+    ] = None,
+    heads: HeadsOpt = None,
+    revision: RevisionOpt = None,
+    cache_dir: CacheOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per encoder batch.")] = 16,
+    num_workers: Annotated[
+        int | None, typer.Option("--num-workers", min=0, help="Image decoding workers (default: cores-1, max 4).")
+    ] = None,
+    device: DeviceOpt = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="Encoder precision: float32, bfloat16 or float16.")] = "float32",
+    no_normalize: Annotated[
+        bool, typer.Option("--no-normalize", help="Do not L2-normalise image features (released usage normalises).")
+    ] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip inputs already in --out and append the rest.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Score images with the 40 EmoNet-Face emotions + 4 dimensions (one row per image)."""
+    if dtype not in ("float32", "bfloat16", "float16"):
+        fail(f"--dtype {dtype}: use float32, bfloat16 or float16")
+    if resume and out is None:
+        fail("--resume needs --out (the file to continue)")
+    with user_errors():
+        from emonet_face.inputs import discover_inputs
+        from emonet_face.outputs import done_keys, open_writer
+        from emonet_face.pipeline import EmoNetFace
+
+        _quiet_transformers()
+        paths = discover_inputs(inputs)
+        skip = done_keys(out) if resume and out is not None else set()
+        if out is not None:
+            _check_suffix(out)
+        net = EmoNetFace.from_pretrained(
+            model,
+            encoder=encoder,
+            heads=heads,
+            revision=revision,
+            cache_dir=cache_dir,
+            device=device,
+            dtype=dtype,
+            normalize=not no_normalize,
+        )
+        batches = net.predict_batches(
+            paths, batch_size=batch_size, num_workers=num_workers, progress=progress_enabled(quiet), skip=skip
+        )
+        n_rows = n_errors = 0
+        if out is None:
+            import pandas as pd
+
+            frames = list(batches)
+            table = pd.concat(frames, ignore_index=True) if frames else None
+            if table is not None:
+                _print_table(table)
+                n_rows, n_errors = len(table), int(table["error"].notna().sum())
+        else:
+            with open_writer(out, resume=resume) as writer:
+                for frame in batches:
+                    writer.write(frame)
+                    n_rows += len(frame)
+                    n_errors += int(frame["error"].notna().sum())
+    _finish(n_rows, n_errors, out, quiet, skipped=len(skip))
+
+
+def score(
+    embeddings: Annotated[
+        Path, typer.Argument(help=".npy array (N×D) or Parquet with an 'embedding' list column (+ id columns).")
+    ],
+    heads: HeadsOpt = None,
+    model: ModelOpt = "large",
+    out: OutOpt = None,
+    revision: RevisionOpt = None,
+    cache_dir: CacheOpt = None,
+    device: DeviceOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Score cached image embeddings with the heads only (no encoder is loaded)."""
+    with user_errors():
+        from emonet_face.outputs import write_table
+        from emonet_face.pipeline import EmoNetFace
+
+        if out is not None:
+            _check_suffix(out)
+        matrix, ids = load_embeddings(embeddings)
+        net = EmoNetFace.from_pretrained(
+            model, heads=heads, revision=revision, cache_dir=cache_dir, device=device, with_encoder=False
+        )
+        table = net.score(matrix, ids)
+        if out is None:
+            _print_table(table)
+        else:
+            write_table(table, out)
+    _finish(len(table), 0, out, quiet)
+
+
+def load_embeddings(path: Path) -> tuple[np.ndarray, pd.DataFrame | None]:
+    """Read ``.npy`` (N×D) or Parquet with an ``embedding`` list column; other columns become ids."""
+    import numpy as np
+    import pandas as pd
+
+    from emonet_face.errors import InputError
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; pass a .npy or .parquet embeddings file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            matrix = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputError(f"{path}: not a readable .npy array ({exc}); save embeddings with numpy.save") from None
+        ids = None
+    elif suffix == ".parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:
+            raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+        if "embedding" not in frame.columns:
+            raise InputError(f"{path}: no 'embedding' column (found {', '.join(map(str, frame.columns))})")
+        try:
+            matrix = np.stack([np.asarray(v, dtype=np.float32) for v in frame["embedding"]])
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{path}: 'embedding' rows are not equal-length number lists ({exc})") from None
+        ids = frame.drop(columns=["embedding"]).reset_index(drop=True)
+        if not len(ids.columns):
+            ids = None
+    else:
+        raise InputError(f"{path}: unknown embeddings format {suffix!r}; use .npy or .parquet")
+    if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.number):
+        raise InputError(f"{path}: expected a 2-D numeric array (N×D), got shape {matrix.shape} {matrix.dtype}")
+    return matrix.astype(np.float32, copy=False), ids
+
+
+def _quiet_transformers() -> None:
+    """Loading a vision tower out of a full checkpoint is expected to skip weights: keep the
+    terminal for our own progress bar and errors."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _check_suffix(out: Path) -> None:
+    from emonet_face.errors import InputError
+    from emonet_face.outputs import OUTPUT_SUFFIXES
+
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise InputError(f"{out}: unknown output format {out.suffix!r}; use one of {', '.join(OUTPUT_SUFFIXES)}")
+
+
+def _print_table(table: pd.DataFrame) -> None:
+    """A compact rich table: ids, top-3 emotions with probabilities, the extra dimensions, errors."""
+    import math
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from emonet_face.outputs import summary_columns
+
+    view = Table(show_lines=False)
+    columns = [c for c in summary_columns(table) if c in table.columns]
+    for column in columns:
+        view.add_column(column, overflow="fold")
+    for row in table.to_dict("records"):
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                cells.append("")
+            elif column.startswith("top") and f"prob.{value}" in row:
+                cells.append(f"{value} ({row[f'prob.{value}']:.2f})")
+            elif isinstance(value, float):
+                cells.append(f"{value:+.3f}")
+            else:
+                cells.append(str(value))
+        view.add_row(*cells)
+    console = Console(soft_wrap=False)
+    if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
+        console = Console(soft_wrap=False, width=220)
+    console.print(view)
+
+
+def _finish(n_rows: int, n_errors: int, out: Path | None, quiet: bool, skipped: int = 0) -> None:
+    if not quiet:
+        where = f" -> {out}" if out is not None else ""
+        extra = f", {skipped} already done (skipped)" if skipped else ""
+        typer.echo(f"scored {n_rows - n_errors} row(s), {n_errors} error(s){extra}{where}", err=True)
+    if n_errors:
+        raise typer.Exit(EXIT_ROW_ERRORS)

@@ -1,0 +1,354 @@
+"""The score table and its writers.
+
+One row per scored item (image, face, frame…): identifier columns first (``path`` and whatever a
+source adds, e.g. ``frame``/``time``/``face``), then ``top1``..``top3`` (emotion keys), then for
+every head key ``<key>`` (neutral-centred score), ``prob.<key>`` (softmax over the 40 centred
+emotion scores; emotions only), ``raw.<key>`` (raw head output), and ``error`` (empty when the
+row was scored).
+
+Writers append batch by batch so that a killed run keeps everything already written:
+
+* ``.csv`` / ``.jsonl``: append + flush after each batch. A kill can at worst leave a partial
+  last line; :func:`open_writer` with ``resume=True`` cuts it off before appending.
+* ``.parquet``: a Parquet file is unreadable until its footer is written, so each batch goes to
+  its own complete part file in ``<out>.parts/`` (written to a temporary name, then renamed).
+  :meth:`ParquetWriter.close` concatenates the previous output (when resuming) and all parts
+  into ``<out>.tmp`` and atomically renames it over ``<out>``. A killed run leaves ``<out>``
+  untouched and the parts on disk; ``--resume`` picks both up.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from emonet_face.errors import InputError
+from emonet_face.heads import postprocess_scores
+from emonet_face.taxonomy import EMOTION_KEYS
+
+__all__ = [
+    "KEY_COLUMNS",
+    "OUTPUT_SUFFIXES",
+    "CsvWriter",
+    "JsonlWriter",
+    "ParquetWriter",
+    "ScoreWriter",
+    "build_score_table",
+    "done_keys",
+    "iter_written",
+    "open_writer",
+    "read_table",
+    "row_key",
+    "summary_columns",
+    "write_table",
+]
+
+KEY_COLUMNS = ("path", "frame")
+"""Columns that identify an input for ``--resume`` (``frame`` only when present)."""
+OUTPUT_SUFFIXES = (".csv", ".parquet", ".jsonl")
+TOP_K = 3
+
+
+def _key_part(value: Any) -> Any:
+    """Normalise one key value so that a value read back from CSV/JSON equals the one produced."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    return str(value)
+
+
+def row_key(ids: Mapping[str, Any]) -> tuple:
+    """Resume key of a row: ``(path,)`` or ``(path, frame)`` when the row has a frame."""
+    return tuple(_key_part(ids[c]) for c in KEY_COLUMNS if c in ids and ids[c] is not None)
+
+
+def build_score_table(
+    ids: Sequence[Mapping[str, Any]],
+    raw: np.ndarray,
+    errors: Sequence[str | None],
+    keys: Sequence[str],
+    neutral_mean: Sequence[float] | np.ndarray,
+) -> pd.DataFrame:
+    """Assemble the output table from identifier dicts and raw head outputs ``(N, H)``.
+
+    Rows without scores (decode error, no face found) carry NaN in ``raw``; they keep NaN scores,
+    empty ``top*`` and their ``error`` message (``None`` for "nothing to score").
+    """
+    raw = np.asarray(raw, dtype=np.float64).reshape(len(ids), len(keys))
+    emotion_index = [i for i, k in enumerate(keys) if k in EMOTION_KEYS]
+    emotion_keys = [keys[i] for i in emotion_index]
+    centred, probs = postprocess_scores(raw, neutral_mean, emotion_index)
+    columns: dict[str, Any] = {}
+    id_frame = pd.DataFrame.from_records(list(ids)) if ids else pd.DataFrame({"path": pd.Series([], dtype=object)})
+    for name in id_frame.columns:
+        columns[name] = id_frame[name].to_numpy()
+    scored = ~np.isnan(raw).any(axis=1)
+    top: list[list[str | None]] = [[None] * len(ids) for _ in range(TOP_K)]
+    if emotion_index and scored.any():
+        order = np.argsort(-centred[:, emotion_index], axis=1, kind="stable")[:, :TOP_K]
+        for row in np.flatnonzero(scored):
+            for k, col in enumerate(order[row]):
+                top[k][row] = emotion_keys[col]
+    for k in range(TOP_K):
+        columns[f"top{k + 1}"] = np.array(top[k], dtype=object)
+    for h, key in enumerate(keys):
+        columns[key] = centred[:, h]
+    for e, key in enumerate(emotion_keys):
+        columns[f"prob.{key}"] = probs[:, e]
+    for h, key in enumerate(keys):
+        columns[f"raw.{key}"] = raw[:, h]
+    columns["error"] = np.array([e if e else None for e in errors], dtype=object)
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(ids)))
+
+
+def summary_columns(table: pd.DataFrame) -> list[str]:
+    """The columns worth showing in a terminal: ids, top emotions, the extra dimensions, error."""
+    from emonet_face.taxonomy import EXTRA_KEYS
+
+    score_start = table.columns.get_loc("top1") if "top1" in table.columns else len(table.columns)
+    ids = list(table.columns[:score_start])
+    extras = [k for k in EXTRA_KEYS if k in table.columns]
+    return [*ids, "top1", "top2", "top3", *extras, "error"]
+
+
+# --- reading back ------------------------------------------------------------------------------
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a score table written by any writer (Parquet parts of an unfinished run included)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    frames: list[pd.DataFrame] = []
+    try:
+        if suffix in (".csv", ".jsonl"):
+            text = _complete_lines(path)
+            if text.strip():
+                buffer = io.StringIO(text)
+                frames.append(pd.read_csv(buffer) if suffix == ".csv" else pd.read_json(buffer, lines=True, dtype=False))
+        elif suffix == ".parquet":
+            if path.is_file():
+                frames.append(pd.read_parquet(path))
+            frames.extend(pd.read_parquet(p) for p in ParquetWriter.part_files(path))
+        else:
+            raise InputError(f"{path}: unknown table format; use .csv, .parquet or .jsonl")
+    except (ValueError, OSError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"{path}: cannot read the existing output ({exc}); remove it or drop --resume") from None
+    frames = [f for f in frames if len(f.columns)]
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _complete_lines(path: Path) -> str:
+    """The file's text up to its last newline: a partial line left by a killed run is ignored."""
+    if not path.is_file():
+        return ""
+    data = path.read_bytes()
+    return data[: data.rfind(b"\n") + 1].decode("utf-8")
+
+
+def done_keys(path: str | Path) -> set[tuple]:
+    """Resume keys (see :func:`row_key`) of every row already in an output file."""
+    table = read_table(path)
+    if table.empty or "path" not in table.columns:
+        return set()
+    cols = [c for c in KEY_COLUMNS if c in table.columns]
+    return {row_key(dict(zip(cols, values))) for values in table[cols].itertuples(index=False, name=None)}
+
+
+# --- writers -------------------------------------------------------------------------------------
+class ScoreWriter:
+    """Append batches of rows to one output file. Use as a context manager; ``close`` finalises."""
+
+    def __init__(self, path: str | Path, *, resume: bool = False) -> None:
+        self.path = Path(path)
+        self.resume = resume
+        self.columns: list[str] | None = None
+        self.rows_written = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _align(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The first batch (or the existing file) fixes the columns; later batches are aligned to them."""
+        if self.columns is None:
+            self.columns = list(frame.columns)
+            return frame
+        extra = [c for c in frame.columns if c not in self.columns]
+        if extra:
+            raise InputError(
+                f"{self.path}: new columns {extra} appeared mid-run; sources must emit the same id columns on every row"
+            )
+        return frame.reindex(columns=self.columns)
+
+    def write(self, frame: pd.DataFrame) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finalise the file (no-op for append-only formats)."""
+
+    def __enter__(self) -> ScoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _cut_partial_last_line(path: Path) -> None:
+    """A kill mid-write can leave a partial last line: drop it so appends stay well-formed."""
+    size = path.stat().st_size
+    if not size:
+        return
+    with path.open("rb+") as fh:
+        fh.seek(max(0, size - 1))
+        if fh.read(1) == b"\n":
+            return
+        block = 1 << 16
+        end = size
+        while end > 0:
+            start = max(0, end - block)
+            fh.seek(start)
+            chunk = fh.read(end - start)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                fh.truncate(start + cut + 1)
+                return
+            end = start
+        fh.truncate(0)
+
+
+class _AppendWriter(ScoreWriter):
+    def __init__(self, path: str | Path, *, resume: bool = False) -> None:
+        super().__init__(path, resume=resume)
+        if resume and self.path.is_file():
+            _cut_partial_last_line(self.path)
+            self.columns = self._existing_columns()
+        self._fh = self.path.open("a" if resume else "w", encoding="utf-8", newline="")
+
+    def _existing_columns(self) -> list[str] | None:
+        raise NotImplementedError
+
+    def _format(self, frame: pd.DataFrame, header: bool) -> str:
+        raise NotImplementedError
+
+    def write(self, frame: pd.DataFrame) -> None:
+        header = self.columns is None
+        frame = self._align(frame)
+        self._fh.write(self._format(frame, header))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.rows_written += len(frame)
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+
+class CsvWriter(_AppendWriter):
+    def _existing_columns(self) -> list[str] | None:
+        with self.path.open(encoding="utf-8") as fh:
+            header = fh.readline()
+        return list(pd.read_csv(self.path, nrows=0).columns) if header.strip() else None
+
+    def _format(self, frame: pd.DataFrame, header: bool) -> str:
+        return frame.to_csv(index=False, header=header, lineterminator="\n")
+
+
+class JsonlWriter(_AppendWriter):
+    def _existing_columns(self) -> list[str] | None:
+        with self.path.open(encoding="utf-8") as fh:
+            first = fh.readline()
+        return list(json.loads(first)) if first.strip() else None
+
+    def _format(self, frame: pd.DataFrame, header: bool) -> str:
+        text = frame.to_json(orient="records", lines=True, force_ascii=False, double_precision=15)
+        return text if text.endswith("\n") or not text else text + "\n"
+
+
+class ParquetWriter(ScoreWriter):
+    """Parquet via complete part files, finalised atomically on :meth:`close` (see module doc)."""
+
+    def __init__(self, path: str | Path, *, resume: bool = False) -> None:
+        super().__init__(path, resume=resume)
+        self.parts_dir = self.parts_dir_for(self.path)
+        if not resume:
+            shutil.rmtree(self.parts_dir, ignore_errors=True)
+        existing = read_table(self.path) if resume else pd.DataFrame()
+        if len(existing.columns):
+            self.columns = list(existing.columns)
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        self._next = len(self.part_files(self.path))
+        self._closed = False
+
+    @staticmethod
+    def parts_dir_for(path: Path) -> Path:
+        return path.with_name(path.name + ".parts")
+
+    @classmethod
+    def part_files(cls, path: Path) -> list[Path]:
+        folder = cls.parts_dir_for(Path(path))
+        return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+
+    def write(self, frame: pd.DataFrame) -> None:
+        frame = self._align(frame)
+        target = self.parts_dir / f"part-{self._next:06d}.parquet"
+        tmp = target.with_suffix(".tmp")
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, target)
+        self._next += 1
+        self.rows_written += len(frame)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        frames: list[pd.DataFrame] = []
+        if self.resume and self.path.is_file():
+            frames.append(pd.read_parquet(self.path))
+        frames.extend(pd.read_parquet(p) for p in self.part_files(self.path))
+        frames = [f for f in frames if len(f)]
+        if frames or not self.path.is_file():
+            table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=self.columns or [])
+            if self.columns:
+                table = table.reindex(columns=self.columns)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            table.to_parquet(tmp, index=False)
+            os.replace(tmp, self.path)
+        shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+
+_WRITERS: dict[str, type[ScoreWriter]] = {".csv": CsvWriter, ".jsonl": JsonlWriter, ".parquet": ParquetWriter}
+
+
+def open_writer(path: str | Path, *, resume: bool = False) -> ScoreWriter:
+    """A writer chosen by the file suffix (``.csv``, ``.parquet``, ``.jsonl``)."""
+    path = Path(path)
+    writer = _WRITERS.get(path.suffix.lower())
+    if writer is None:
+        raise InputError(f"{path}: unknown output format {path.suffix!r}; use one of {', '.join(OUTPUT_SUFFIXES)}")
+    return writer(path, resume=resume)
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> None:
+    """Write a whole table at once (through the same writers, so the formats match)."""
+    with open_writer(path) as writer:
+        writer.write(table)
+
+
+def iter_written(path: str | Path, frames: Iterable[pd.DataFrame], *, resume: bool = False) -> int:
+    """Write every frame as it arrives; returns the number of rows written. The writer is
+    finalised even when iteration is interrupted (Ctrl-C), so a Parquet output is readable."""
+    with open_writer(path, resume=resume) as writer:
+        for frame in frames:
+            writer.write(frame)
+        return writer.rows_written

@@ -1,0 +1,487 @@
+"""Images (or cached embeddings) → EmoNet-Face score table.
+
+The pipeline is a chain of small stages with explicit seams, so that face detection and video
+frames plug in without touching the scoring code:
+
+1. **plan** (main process): each input (a path or a PIL image) becomes one or more *refs*
+   ``(ids, ref)``; ``ids`` is the dict of identifier columns (``{"path": ...}``).
+   :meth:`ImageSource.plan` returns one ref per input; a video source may split a long video into
+   segments so that one worker item stays small.
+2. **source** (DataLoader worker): a ref becomes items ``(ids, PIL image)`` —
+   one for an image, one per sampled frame for a video (adding ``frame``/``time`` to ``ids``).
+3. **expand** (DataLoader worker, optional): one decoded image becomes several
+   ``(ids, crop)`` pairs (one per face, adding ``face``, ``box_x``…), or ``[(ids, None)]`` for
+   "nothing to score" (a row with empty scores and no error).
+4. **preprocess** (DataLoader worker): the encoder's own processor turns each image into tensors.
+5. **encode + heads** (main process, batched, ``torch.inference_mode``), then
+   :func:`emonet_face.outputs.build_score_table` turns rows into the output table.
+
+A failure in stages 2–4 becomes an error row for that input; the rest of the batch is scored.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from emonet_face.encoder import ImageEncoder
+from emonet_face.errors import EmoNetError, InputError, ModelLoadError
+from emonet_face.heads import FusedHeads, load_heads
+from emonet_face.hub import HEADS_PATTERNS, MODELS, resolve_model_dir
+from emonet_face.inputs import discover_inputs, load_image
+from emonet_face.outputs import build_score_table, row_key
+
+__all__ = ["EmoNetFace", "Expand", "ImageSource", "Item", "resolve_device", "resolve_dtype"]
+
+Ids = dict[str, Any]
+Expand = Callable[[Ids, Image.Image], list[tuple[Ids, Image.Image | None]]]
+"""Stage 3: one decoded image → ``[(ids, crop_or_None), ...]`` (e.g. one entry per detected face)."""
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` → CUDA when available, else CPU. An unavailable CUDA request is a clear error."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"{device}: not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"{device}: CUDA is not available on this machine; use --device cpu")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """Encoder dtype. Half precisions pay off on GPUs only; on CPU they are allowed but warned about."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        if dtype.lower() not in _DTYPES:
+            raise InputError(f"{dtype}: unknown dtype; use float32, bfloat16 or float16")
+        dtype = _DTYPES[dtype.lower()]
+    if dtype != torch.float32 and device.type == "cpu":
+        warnings.warn(f"{dtype} on CPU is slow and less precise than float32; use it on a GPU", stacklevel=3)
+    return dtype
+
+
+def _split_revision(ref: str | Path, revision: str | None) -> tuple[str | Path, str | None]:
+    """``owner/name@rev`` (a Hub id with a revision) → (id, rev); local folders are left alone."""
+    if isinstance(ref, str) and "@" in ref and not Path(ref).expanduser().exists():
+        ref, _, rev = ref.rpartition("@")
+        return ref, rev or revision
+    return ref, revision
+
+
+# --- stages --------------------------------------------------------------------------------------
+@dataclass
+class Item:
+    """One row to score: its identifier columns and preprocessed tensors (batch dim 1), or why not."""
+
+    ids: Ids
+    inputs: dict[str, torch.Tensor] | None = None
+    error: str | None = None
+
+
+def _error_text(ids: Ids, exc: BaseException) -> str:
+    """One-line error message naming the input."""
+    if isinstance(exc, EmoNetError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{ids.get('path', '?')}: {type(exc).__name__}: {detail}".rstrip(": ")
+
+
+class ImageSource:
+    """Stages 1 and 2 for still images: one ref per input, decoded with :func:`load_image`.
+
+    Subclass (e.g. a video source) and override :meth:`plan` and/or :meth:`__call__`; keep every
+    item's id keys the same across a run (the first batch fixes the output columns).
+    """
+
+    def plan(self, ids: Ids, ref: Any) -> list[tuple[Ids, Any]]:
+        """Main process: split one input into refs that workers load independently."""
+        return [(ids, ref)]
+
+    def __call__(self, ids: Ids, ref: Any) -> Iterable[tuple[Ids, Image.Image]]:
+        """Worker: decode a ref into ``(ids, RGB image)`` items."""
+        if isinstance(ref, Image.Image):
+            yield ids, ref if ref.mode == "RGB" else ref.convert("RGB")
+        else:
+            yield ids, load_image(ref)
+
+
+class _PreparedInputs(Dataset):
+    """Map-style dataset: ref ``i`` → list of :class:`Item` (decoded, expanded, preprocessed).
+
+    Runs in DataLoader workers, so decoding and resizing overlap the model; order is preserved.
+    """
+
+    def __init__(
+        self,
+        refs: Sequence[tuple[Ids, Any]],
+        source: ImageSource,
+        preprocess: Callable[[Sequence[Image.Image]], dict[str, torch.Tensor]],
+        expand: Expand | None = None,
+        skip: frozenset[tuple] | set[tuple] = frozenset(),
+    ) -> None:
+        self.refs = list(refs)
+        self.source = source
+        self.preprocess = preprocess
+        self.expand = expand
+        self.skip = skip
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, index: int) -> list[Item]:
+        ids, ref = self.refs[index]
+        items: list[Item] = []
+        try:
+            for sub_ids, image in self.source(ids, ref):
+                if self.skip and row_key(sub_ids) in self.skip:
+                    continue
+                try:
+                    pairs = self.expand(sub_ids, image) if self.expand else [(sub_ids, image)]
+                except Exception as exc:
+                    items.append(Item(sub_ids, error=_error_text(sub_ids, exc)))
+                    continue
+                for row_ids, crop in pairs:
+                    items.append(self._prepare(row_ids, crop))
+        except Exception as exc:  # a bad input is an error row, never the end of the batch
+            items.append(Item(ids, error=_error_text(ids, exc)))
+        return items
+
+    def _prepare(self, ids: Ids, image: Image.Image | None) -> Item:
+        if image is None:
+            return Item(ids)
+        try:
+            return Item(ids, inputs=self.preprocess([image]))
+        except Exception as exc:
+            return Item(ids, error=_error_text(ids, exc))
+
+
+def _as_is(batch: Any) -> Any:
+    return batch
+
+
+def _input_refs(images: Any) -> list[tuple[Ids, Any]]:
+    """Paths (files, folders, globs) and PIL images → ``(ids, ref)``; folders and globs expand."""
+    if isinstance(images, (str, Path, Image.Image)):
+        images = [images]
+    refs: list[tuple[Ids, Any]] = []
+    for index, image in enumerate(images):
+        if isinstance(image, Image.Image):
+            name = getattr(image, "filename", "") or f"<image {index}>"
+            refs.append(({"path": str(name)}, image))
+            continue
+        text = str(image)
+        path = Path(text).expanduser()
+        if path.is_dir() or (not path.exists() and glob.has_magic(text)):
+            refs.extend(({"path": str(p)}, p) for p in discover_inputs([text]))
+        else:  # a named file is kept: missing or unreadable ones become error rows
+            refs.append(({"path": str(path)}, path))
+    return refs
+
+
+def _default_workers() -> int:
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+# --- the model -----------------------------------------------------------------------------------
+class EmoNetFace(nn.Module):
+    """SigLIP2 image encoder + fused Empathic-Insight-Face heads → EmoNet-Face score tables.
+
+    Build with :meth:`from_pretrained`. ``encoder`` may be ``None`` for a heads-only model that
+    scores cached embeddings (:meth:`score`).
+    """
+
+    def __init__(self, heads: FusedHeads, encoder: ImageEncoder | None = None) -> None:
+        super().__init__()
+        if encoder is not None and encoder.dim and encoder.dim != heads.in_dim:
+            raise ModelLoadError(
+                f"encoder {encoder.name or ''} gives {encoder.dim}-dim features but the heads expect {heads.in_dim}; "
+                "use the encoder the heads were trained on (--encoder)"
+            )
+        self.encoder = encoder
+        self.heads = heads.eval()
+        self.heads_ref = ""
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str = "large",
+        *,
+        encoder: str | Path | ImageEncoder | None = None,
+        heads: str | Path | FusedHeads | None = None,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        normalize: bool = True,
+        with_encoder: bool = True,
+    ) -> EmoNetFace:
+        """Load a released model (or your own heads/encoder) ready to score images.
+
+        Args:
+            model: released model name from :data:`emonet_face.hub.MODELS` (``"large"``, ``"small"``);
+                picks the default heads repository and its encoder.
+            encoder: override the encoder: a Hub id (``owner/name``, optionally ``@revision``), a
+                local folder, or an :class:`ImageEncoder`. Default: the model's SigLIP2 encoder.
+            heads: override the heads: a Hub id (optionally ``@revision``), a local folder in the
+                released layout (``model_<key>_best.pth`` + neutral stats) or our safetensors
+                export, or a :class:`FusedHeads`.
+            revision: Hub revision (branch, tag or commit) of the heads repository.
+            cache_dir: Hugging Face cache folder (default: the HF cache, ``HF_HOME``).
+            local_files_only: use the local cache only (also on with ``HF_HUB_OFFLINE=1``); a model
+                not in the cache is a one-line :class:`ModelLoadError` saying how to get it.
+            device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default CUDA when available.
+            dtype: encoder precision (``"float32"`` default; ``"bfloat16"``/``"float16"`` pay off on
+                GPU only). Heads always run in float32: they are tiny and the released scores are float32.
+            normalize: L2-normalise image features before the heads (as the released usage does).
+            with_encoder: ``False`` loads the heads only (for :meth:`score` on cached embeddings).
+
+        Raises:
+            ModelLoadError: unknown model name, missing/unsafe weights, offline cache miss, or an
+                encoder whose feature width does not match the heads.
+        """
+        if model not in MODELS:
+            raise ModelLoadError(f"{model}: unknown model; choose one of {', '.join(MODELS)}")
+        spec = MODELS[model]
+        dev = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, dev)
+        if isinstance(heads, FusedHeads):
+            fused, heads_ref = heads, "<FusedHeads>"
+        else:
+            heads_ref, heads_rev = _split_revision(heads or spec.heads, revision)
+            folder = resolve_model_dir(
+                heads_ref,
+                revision=heads_rev,
+                cache_dir=cache_dir,
+                allow_patterns=HEADS_PATTERNS,
+                local_files_only=local_files_only,
+                what="heads",
+            )
+            fused = load_heads(folder)
+        image_encoder: ImageEncoder | None = None
+        if isinstance(encoder, ImageEncoder):
+            image_encoder = encoder
+        elif with_encoder:
+            enc_ref, enc_rev = _split_revision(encoder or spec.encoder, None)
+            image_encoder = ImageEncoder.from_pretrained(
+                enc_ref,
+                revision=enc_rev,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                dtype=torch_dtype,
+                normalize=normalize,
+            )
+        result = cls(fused, image_encoder).to(dev)
+        result.heads_ref = str(heads_ref)
+        return result
+
+    # --- properties ----------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.heads.neutral_mean.device
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self.heads.keys
+
+    def _require_encoder(self) -> ImageEncoder:
+        if self.encoder is None:
+            raise ModelLoadError("this model was loaded without an encoder; load it with with_encoder=True")
+        return self.encoder
+
+    # --- scoring -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def raw_scores(self, embeddings: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Raw head outputs ``(N, H)`` (float64) for embeddings ``(N, D)``."""
+        emb = torch.as_tensor(np.asarray(embeddings) if not isinstance(embeddings, torch.Tensor) else embeddings)
+        if emb.ndim != 2 or emb.shape[1] != self.heads.in_dim:
+            raise InputError(
+                f"embeddings have shape {tuple(emb.shape)} but the heads expect (N, {self.heads.in_dim}); "
+                "use embeddings from the encoder these heads were trained on"
+            )
+        emb = emb.to(self.device, torch.float32)
+        return self.heads(emb).double().cpu().numpy()
+
+    def score(
+        self,
+        embeddings: np.ndarray | torch.Tensor,
+        ids: pd.DataFrame | Sequence[Ids] | Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Score cached image features ``(N, D)`` (already normalised as the encoder produced them).
+
+        ``ids`` become the leading columns: a DataFrame (its columns), a list of dicts, or a list
+        of strings (a ``path`` column). Default: an ``index`` column ``0..N-1``.
+        """
+        raw = self.raw_scores(embeddings)
+        n = raw.shape[0]
+        if ids is None:
+            id_rows: list[Ids] = [{"index": i} for i in range(n)]
+        elif isinstance(ids, pd.DataFrame):
+            id_rows = ids.to_dict("records")
+        else:
+            id_rows = [dict(i) if isinstance(i, dict) else {"path": str(i)} for i in ids]
+        if len(id_rows) != n:
+            raise InputError(f"{len(id_rows)} ids for {n} embeddings; pass one id per row")
+        return build_score_table(id_rows, raw, [None] * n, self.keys, self.heads.neutral_mean.cpu().numpy())
+
+    def predict(
+        self,
+        images: Any,
+        *,
+        batch_size: int = 16,
+        num_workers: int | None = None,
+        progress: bool | None = None,
+        source: ImageSource | None = None,
+        expand: Expand | None = None,
+    ) -> pd.DataFrame:
+        """Score images: paths (files, folders, globs) or PIL images → one row per scored item.
+
+        Unreadable inputs become rows with an ``error`` message; see :mod:`emonet_face.outputs`
+        for the columns. ``progress=None`` shows a bar only on a terminal.
+        """
+        frames = list(
+            self.predict_batches(
+                images, batch_size=batch_size, num_workers=num_workers, progress=progress, source=source, expand=expand
+            )
+        )
+        if not frames:
+            return build_score_table([], np.zeros((0, len(self.keys))), [], self.keys, self._means())
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+    def predict_batches(
+        self,
+        images: Any,
+        *,
+        batch_size: int = 16,
+        num_workers: int | None = None,
+        progress: bool | None = None,
+        source: ImageSource | None = None,
+        expand: Expand | None = None,
+        skip: set[tuple] | frozenset[tuple] = frozenset(),
+    ) -> Iterator[pd.DataFrame]:
+        """Like :meth:`predict` but yields the table batch by batch (for incremental writing).
+
+        Every yielded frame holds only complete inputs (all faces/frames of an input together),
+        about ``batch_size`` rows. ``skip`` holds resume keys (:func:`emonet_face.outputs.row_key`)
+        already done; those inputs are not scored again.
+        """
+        means = self._means()
+        for items, features in self._feature_batches(images, batch_size, num_workers, progress, source, expand, skip):
+            raw = np.full((len(items), len(self.keys)), np.nan)
+            rows = [i for i, f in enumerate(features) if f is not None]
+            if rows:
+                raw[rows] = self.raw_scores(torch.stack([features[i] for i in rows]))
+            yield build_score_table([it.ids for it in items], raw, [it.error for it in items], self.keys, means)
+
+    def encode(
+        self, images: Any, *, batch_size: int = 16, num_workers: int | None = None, progress: bool | None = None
+    ) -> np.ndarray:
+        """Image features ``(N, D)`` float32, one row per input, in input order.
+
+        Raises :class:`InputError` for the first input that cannot be decoded (an array has no
+        room for error messages; use :meth:`predict` to get error rows instead).
+        """
+        out: list[torch.Tensor] = []
+        for items, features in self._feature_batches(
+            images, batch_size, num_workers, progress, None, None, frozenset()
+        ):
+            for item, feat in zip(items, features):
+                if feat is None:
+                    raise InputError(item.error or f"{item.ids.get('path')}: nothing to encode")
+                out.append(feat)
+        dim = self._require_encoder().dim
+        return torch.stack(out).cpu().numpy() if out else np.zeros((0, dim), dtype=np.float32)
+
+    def _means(self) -> np.ndarray:
+        return self.heads.neutral_mean.detach().cpu().numpy()
+
+    # --- the batched loop ----------------------------------------------------------------------
+    def _feature_batches(
+        self,
+        images: Any,
+        batch_size: int,
+        num_workers: int | None,
+        progress: bool | None,
+        source: ImageSource | None,
+        expand: Expand | None,
+        skip: set[tuple] | frozenset[tuple],
+    ) -> Iterator[tuple[list[Item], list[torch.Tensor | None]]]:
+        """Yield ``(items, features)`` groups of about ``batch_size`` complete inputs."""
+        from tqdm.auto import tqdm
+
+        encoder = self._require_encoder()
+        if batch_size < 1:
+            raise InputError(f"batch size {batch_size}: must be at least 1")
+        source = source or ImageSource()
+        refs = [planned for ids, ref in _input_refs(images) for planned in source.plan(ids, ref)]
+        if skip:
+            refs = [(ids, ref) for ids, ref in refs if row_key(ids) not in skip]
+        dataset = _PreparedInputs(refs, source, encoder.preprocess, expand, skip)
+        workers = min(_default_workers() if num_workers is None else num_workers, len(refs))
+        loader = DataLoader(
+            dataset,
+            batch_size=None,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=_as_is,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=max(2, batch_size // max(workers, 1) + 1) if workers else None,
+        )
+        show = progress if progress is not None else sys.stderr.isatty()
+        pending: list[Item] = []
+        done: list[tuple[Item, torch.Tensor | None]] = []
+        with tqdm(total=len(refs), disable=not show, unit="img", desc="scoring", dynamic_ncols=True) as bar:
+            for group in loader:
+                for item in group:
+                    pending.append(item)
+                    if len(pending) >= batch_size:
+                        done.extend(self._encode_items(encoder, pending))
+                        pending = []
+                bar.update(1)
+                if len(done) + len(pending) >= batch_size:  # only at input boundaries
+                    done.extend(self._encode_items(encoder, pending))
+                    pending = []
+                    yield [i for i, _ in done], [f for _, f in done]
+                    done = []
+            done.extend(self._encode_items(encoder, pending))
+            if done:
+                yield [i for i, _ in done], [f for _, f in done]
+
+    @staticmethod
+    def _encode_items(encoder: ImageEncoder, items: list[Item]) -> list[tuple[Item, torch.Tensor | None]]:
+        ready = [it for it in items if it.inputs is not None]
+        features: dict[int, torch.Tensor] = {}
+        if ready:
+            names = ready[0].inputs.keys()  # type: ignore[union-attr]
+            batch = {k: torch.cat([it.inputs[k] for it in ready]) for k in names}  # type: ignore[index]
+            with torch.inference_mode():
+                feats = encoder(**batch)
+            features = {id(it): f for it, f in zip(ready, feats)}
+        return [(it, features.get(id(it))) for it in items]

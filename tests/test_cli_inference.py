@@ -1,0 +1,208 @@
+"""`emonet-face predict` and `emonet-face score` through the real CLI (typer's CliRunner and,
+for the console entry point and a real kill, a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from emonet_face import taxonomy as tx
+from emonet_face.cli.main import app
+from emonet_face.outputs import read_table
+from emonet_face.pipeline import EmoNetFace
+from test_pipeline import assert_matches_reference, reference_scores, write_images
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+NUMERIC = [*tx.HEAD_KEYS, *(f"raw.{k}" for k in tx.HEAD_KEYS), *(f"prob.{k}" for k in tx.EMOTION_KEYS)]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list[Path]:
+    return write_images(tmp_path_factory.mktemp("cli-images"), 4, seed=3)
+
+
+@pytest.fixture(scope="module")
+def model_args(tiny_encoder_dir, tiny_heads_dir) -> list[str]:
+    return ["--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--device", "cpu"]
+
+
+def run(*args: str) -> object:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_same_scores(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert a["path"].tolist() == b["path"].tolist()
+    assert a["top1"].tolist() == b["top1"].tolist()
+    assert a["error"].isna().tolist() == b["error"].isna().tolist()
+    np.testing.assert_allclose(a[NUMERIC].to_numpy(float), b[NUMERIC].to_numpy(float), atol=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_predict_writes_reference_scores(images, model_args, tiny_encoder_dir, tiny_heads_dir, tmp_path, suffix):
+    out = tmp_path / f"scores{suffix}"
+    result = run("predict", images[0].parent, "--out", out, "--batch-size", "3", "--num-workers", "1", *model_args)
+    assert result.exit_code == 0, result.output
+    table = read_table(out)
+    assert table["path"].tolist() == [str(p) for p in sorted(images)]
+    assert_matches_reference(table, reference_scores(tiny_encoder_dir, tiny_heads_dir, sorted(images)))
+    assert "scored 4 row(s), 0 error(s)" in result.stderr
+
+
+def test_predict_table_on_stdout(images, model_args):
+    result = run("predict", images[0], "--quiet", *model_args)
+    assert result.exit_code == 0, result.output
+    assert "top1" in result.stdout and images[0].name in result.stdout
+    assert result.stderr == ""
+
+
+def test_bad_image_gives_error_row_and_exit_1(images, model_args, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(images[0].read_bytes()[:300])
+    out = tmp_path / "scores.csv"
+    result = run("predict", images[0], bad, images[1], "--out", out, *model_args)
+    assert result.exit_code == 1, result.output
+    table = pd.read_csv(out)
+    assert table["error"].isna().tolist() == [True, False, True]
+    assert str(bad) in table["error"][1]
+    assert "1 error(s)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["predict", "{empty}"], "no image or video files"),
+        (["predict", "{img}", "--heads", "{empty}"], "no model_<key>_best.pth"),
+        (["predict", "{img}", "--out", "x.xlsx"], "unknown output format"),
+        (["predict", "{img}", "--dtype", "int8"], "--dtype int8"),
+        (["predict", "{img}", "--resume"], "--resume needs --out"),
+        (["predict", "{img}", "--model", "medium"], "unknown model"),
+        (["predict", "{img}", "--heads", "nobody/no-such-heads"], "offline"),
+    ],
+)
+def test_usage_and_load_errors_are_one_line(images, model_args, tmp_path, args, message):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    filled = [a.format(empty=empty, img=images[0]) for a in args]
+    defaults = model_args[:2] + model_args[4:] if "--heads" in filled else model_args  # the test's --heads wins
+    result = run(*filled, *defaults, "--cache-dir", tmp_path / "hf-cache")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(images, model_args, tmp_path):
+    full = tmp_path / "full.csv"
+    assert run("predict", *images, "--out", full, "--batch-size", "1", *model_args).exit_code == 0
+    partial = tmp_path / "partial.csv"
+    assert run("predict", *images[:2], "--out", partial, "--batch-size", "1", *model_args).exit_code == 0
+    with partial.open("a") as fh:  # the kill happened mid-write of the third row
+        fh.write(f"{images[2]},anger,fear,0.1")
+    result = run("predict", *images, "--out", partial, "--batch-size", "1", "--resume", *model_args)
+    assert result.exit_code == 0, result.output
+    assert "2 already done" in result.stderr
+    assert_same_scores(pd.read_csv(partial), pd.read_csv(full))
+
+
+def test_parquet_resume_after_real_kill(images, model_args, tmp_path):
+    """Kill a real run after its first batch; the output stays readable and --resume completes it."""
+    many = write_images(tmp_path / "many", 24, seed=5)
+    out = tmp_path / "scores.parquet"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "emonet_face", "predict", str(many[0].parent), "--out", str(out), "-b", "2"]
+    proc = subprocess.Popen([*cmd, "--num-workers", "0", *model_args], env=env, stderr=subprocess.PIPE)
+    parts = out.with_name(out.name + ".parts")
+    try:
+        for _ in range(600):
+            if len(list(parts.glob("part-*.parquet"))) >= 2 or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    done_before = len(read_table(out))
+    print("rows before resume", done_before)
+    assert done_before >= 2
+    result = run("predict", many[0].parent, "--out", out, "-b", "2", "--resume", *model_args)
+    assert result.exit_code == 0, result.output
+    resumed = pd.read_parquet(out)
+    expected = EmoNetFace.from_pretrained(encoder=model_args[1], heads=model_args[3], device="cpu").predict(
+        sorted(many), num_workers=0
+    )
+    assert_same_scores(resumed, expected)
+    assert not parts.exists()
+
+
+def test_score_npy_and_parquet_with_ids(images, model_args, tiny_encoder_dir, tiny_heads_dir, tmp_path):
+    net = EmoNetFace.from_pretrained(encoder=str(tiny_encoder_dir), heads=str(tiny_heads_dir), device="cpu")
+    features = net.encode(images, num_workers=0)
+    expected = net.predict(images, num_workers=0)
+    np.save(tmp_path / "emb.npy", features)
+    out = tmp_path / "from_npy.csv"
+    result = run("score", tmp_path / "emb.npy", "--heads", tiny_heads_dir, "--out", out)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert table["index"].tolist() == [0, 1, 2, 3]
+    np.testing.assert_allclose(table[NUMERIC].to_numpy(float), expected[NUMERIC].to_numpy(float), atol=1e-6)
+
+    store = pd.DataFrame(
+        {"image_id": [f"id{i}" for i in range(4)], "split": ["a", "b", "a", "b"], "embedding": list(features)}
+    )
+    store.to_parquet(tmp_path / "emb.parquet")
+    out = tmp_path / "from_parquet.jsonl"
+    result = run("score", tmp_path / "emb.parquet", "--heads", tiny_heads_dir, "--out", out)
+    assert result.exit_code == 0, result.output
+    table = read_table(out)
+    assert table.columns[:3].tolist() == ["image_id", "split", "top1"]
+    assert table["image_id"].tolist() == store["image_id"].tolist() and table["split"].tolist() == ["a", "b"] * 2
+    np.testing.assert_allclose(table[NUMERIC].to_numpy(float), expected[NUMERIC].to_numpy(float), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: np.save(p / "e.npy", np.zeros((3, 31), np.float32)), r"expect (N, 32)"),
+        (lambda p: np.save(p / "e.npy", np.zeros(32, np.float32)), "2-D numeric array"),
+        (lambda p: (p / "e.npy").write_text("nonsense"), "not a readable .npy"),
+        (lambda p: pd.DataFrame({"x": [1]}).to_parquet(p / "e.parquet"), "no 'embedding' column"),
+        (lambda p: (p / "e.txt").write_text("1 2 3"), "unknown embeddings format"),
+    ],
+)
+def test_score_bad_embeddings(tiny_heads_dir, tmp_path, make, message):
+    make(tmp_path)
+    path = next(tmp_path.glob("e.*"))
+    result = run("score", path, "--heads", tiny_heads_dir)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_console_script_entry_point_help():
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    result = subprocess.run(
+        [sys.executable, "-m", "emonet_face", "predict", "--help"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    for option in (
+        "--out",
+        "--model",
+        "--encoder",
+        "--heads",
+        "--revision",
+        "--cache-dir",
+        "--batch-size",
+        "--num-workers",
+        "--device",
+        "--dtype",
+        "--no-normalize",
+        "--resume",
+        "--quiet",
+    ):
+        assert option in result.stdout, option
