@@ -155,10 +155,11 @@ def timeline_chart(
     means = {key: float(np.nanmean(vals)) for key, vals in probs.items() if len(vals) and not np.all(np.isnan(vals))}
     chosen = sorted(means, key=means.get, reverse=True)[:k]
     fig, ax = plt.subplots(figsize=(10.0, 4.5), dpi=110)
-    styles = ("-", "--", "-.", ":", (0, (5, 1)))
+    styles = ("-", "--", "-.", ":", (0, (5, 1)))  # emotions of one family share a colour: styles tell them apart
+    markers = ("o", "s", "^", "D", "v")
     for i, key in enumerate(chosen):
         emo = tx.emotion(key)
-        ax.plot(times, probs[key], styles[i % len(styles)], marker="o", markersize=3,
+        ax.plot(times, probs[key], linestyle=styles[i % len(styles)], marker=markers[i % len(markers)], markersize=4,
                 color=FAMILY_COLOURS[emo.family], label=f"{emo.name}", linewidth=1.8)  # fmt: skip
     ax.set_xlabel("time (s)")
     ax.set_ylabel("probability")

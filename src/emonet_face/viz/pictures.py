@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +17,8 @@ from emonet_face import taxonomy as tx
 from emonet_face.viz.charts import FaceScores, face_bar_chart, image_overview, timeline_chart
 
 __all__ = ["PictureWriter", "face_scores", "main_face_rows"]
+
+_EXTRA_RAW = {f"raw.{k}" for k in tx.EXTRA_KEYS}
 
 
 def _number(value: object) -> float | None:
@@ -75,6 +77,7 @@ class PictureWriter:
         self._names: dict[str, str] = {}
         self._load = load
         self.written: list[Path] = []
+        self._video_rows: list[pd.DataFrame] = []
 
     def name_for(self, path: str) -> str:
         """A readable, unique file stem for an input path."""
@@ -148,6 +151,27 @@ class PictureWriter:
         }
         fig = timeline_chart(times, probs, title=f"{Path(path).name}: top emotions over time (largest face per frame)")
         return self._save(fig, f"{self.name_for(path)}.timeline")
+
+    def follow(self, batches: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        """Pass score batches through, drawing still images as their rows arrive (after the batch
+        is handed on, so pictures never delay writing scores); video rows are kept (id and
+        probability columns only) until :meth:`finish`, which needs all of a video's frames."""
+        for batch in batches:
+            yield batch
+            is_frame = batch["frame"].notna() if "frame" in batch else pd.Series(False, index=batch.index)
+            stills = batch[~is_frame]
+            if len(stills):
+                self.table(stills)
+            if is_frame.any():
+                keep = [c for c in batch.columns if not (c in tx.HEAD_KEYS or c.startswith("raw.")) or c in _EXTRA_RAW]
+                self._video_rows.append(batch.loc[is_frame, keep])
+
+    def finish(self) -> list[Path]:
+        """Write the pictures of the videos seen by :meth:`follow`."""
+        if self._video_rows:
+            self.table(pd.concat(self._video_rows, ignore_index=True))
+            self._video_rows = []
+        return self.written
 
     def table(self, table: pd.DataFrame) -> list[Path]:
         """All pictures for a score table: per image / frame, plus a timeline per video."""
