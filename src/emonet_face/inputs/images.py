@@ -19,10 +19,12 @@ __all__ = ["MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE", "ensure_min_size", "load_image"
 MAX_IMAGE_PIXELS = 178_956_970
 """Decompression-bomb limit (Pillow's default, ~179 megapixels, e.g. 16000×11000): larger images
 are refused with a clear error instead of exhausting memory."""
-MIN_IMAGE_SIDE = 64
-"""Images (and face crops) whose short side is below this are enlarged with bicubic resampling
-before scoring, so that thumbnails and tiny crops reach the encoder smoothly interpolated rather
-than as a few blocky pixels."""
+MIN_IMAGE_SIDE = 32
+"""Images (and face crops) whose short side is below this (icons, thumbnails, faces of a few
+pixels) are enlarged with bicubic resampling before scoring, so that they reach the encoder
+smoothly interpolated instead of as a few blocky pixels. Larger images go to the encoder's own
+processor untouched, exactly as in the released usage (so scores match the reference). Face
+detection separately looks at a copy enlarged to 640 px (see ``emonet_face.faces.detectors``)."""
 
 Image.MAX_IMAGE_PIXELS = 2 * MAX_IMAGE_PIXELS  # Pillow's own hard stop; ours is checked first
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently grey pixels

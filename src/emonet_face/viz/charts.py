@@ -45,6 +45,11 @@ class FaceScores:
     label: str = ""
 
 
+def _percent(p: float) -> str:
+    """Whole percents, one decimal below 10% (40-way probabilities are often a few percent)."""
+    return f"{p:.0%}" if p >= 0.1 else f"{p:.1%}"
+
+
 def top_emotions(probs: Mapping[str, float], k: int = 3) -> list[tuple[tx.Emotion, float]]:
     """The ``k`` most probable emotions, ignoring missing values."""
     valid = [(key, p) for key, p in probs.items() if p is not None and not math.isnan(p)]
@@ -69,7 +74,9 @@ def image_overview(image: Image.Image, faces: Sequence[FaceScores], title: str =
         x, y, w, h = face.box or (0.0, 0.0, float(width), float(height))
         ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, edgecolor=colour, linewidth=2.5))
         entries = [(face.label, "#333333")] if face.label else []
-        entries += [(f"{emo.name} {p:.0%}", FAMILY_COLOURS[emo.family]) for emo, p in top] or [("no score", "#333333")]
+        entries += [(f"{emo.name} {_percent(p)}", FAMILY_COLOURS[emo.family]) for emo, p in top] or [
+            ("no score", "#333333")
+        ]
         line_h = font * 1.7 / 72 / scale  # one text line in image pixels
         below = y + h + len(entries) * line_h < height
         for i, (text, box_colour) in enumerate(entries):
@@ -114,11 +121,11 @@ def face_bar_chart(face: FaceScores, title: str = "") -> Figure:
     top = max(values) if values else 0.0
     ax.set_xlim(0, max(0.05, top * 1.25))
     ax.set_xlabel("probability (softmax over the 40 emotions)", fontsize=9)
-    ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=None))
     ax.grid(axis="x", alpha=0.3)
     for value, position in zip(values, positions):
         if value >= 0.01:
-            ax.text(value, position, f" {value:.0%}", va="center", fontsize=7)
+            ax.text(value, position, f" {_percent(value)}", va="center", fontsize=7)
     for family, start, end in family_spans:
         ax.text(
             1.01, (start + end) / 2, family.replace(" Emotions", ""), transform=ax.get_yaxis_transform(),
@@ -163,7 +170,7 @@ def timeline_chart(
                 color=FAMILY_COLOURS[emo.family], label=f"{emo.name}", linewidth=1.8)  # fmt: skip
     ax.set_xlabel("time (s)")
     ax.set_ylabel("probability")
-    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=None))
     ax.grid(alpha=0.3)
     if chosen:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
