@@ -241,3 +241,16 @@ def test_unknown_detector_and_bad_faces_option(photos, model_args):
     assert result.exit_code == 2 and "unknown face detector" in result.stderr
     result = run("predict", photos["astronaut"], "--faces", "some", *model_args)
     assert result.exit_code == 2 and "--faces some" in result.stderr
+
+
+def test_plot_draws_bar_charts_when_the_image_is_gone(tmp_path):
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(40))
+    row = {"path": str(tmp_path / "moved.jpg"), "face": 0, "box_x": 1, "box_y": 2, "box_w": 30, "box_h": 30}
+    row.update({f"prob.{k}": p for k, p in zip(tx.EMOTION_KEYS, probs)})
+    row.update({f"raw.{d.key}": (d.low + d.high) / 2 for d in tx.EXTRA_DIMENSIONS})
+    table = tmp_path / "scores.csv"
+    pd.DataFrame([row, {**row, "face": 1}]).to_csv(table, index=False)
+    result = run("plot", table, "--out", tmp_path / "vis")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "vis").glob("*.png")) == ["moved.face0.bars.png", "moved.face1.bars.png"]
