@@ -8,7 +8,7 @@ Photos (all ship inside installed packages, no network):
   Wild), each tested alone (the detector enlarges them): a hard small-face recall test;
 * 16 photos without faces from ``skimage.data`` (coffee, cat, rocket, horse, coins, …): false positives.
 
-Run: ``python benchmarks/bench_faces.py`` (``--detectors dlib,lbp,haar,yunet:/path.onnx``).
+Run: ``PYTHONPATH=src python benchmarks/bench_faces.py`` (``--detectors dlib,lbp,haar,yunet:/path.onnx``).
 Detectors that cannot be built here (e.g. ``haar`` on OpenCV 5, ``yunet`` without weights) are
 reported as unavailable.
 """
@@ -119,9 +119,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--detectors", default="dlib,haar,lbp,yunet")
     args = parser.parse_args()
+    results = []
     for spec in args.detectors.split(","):
         result = run(spec)
+        results.append(result)
         print(" | ".join(f"{k}: {v}" for k, v in result.items()), flush=True)
+    timed = [r for r in results if "ms per photo (median)" in r]
+    if len(timed) > 1:  # side by side against the first detector (the default, dlib) as baseline
+        base = timed[0]
+        for r in timed:
+            ratio = r["ms per photo (median)"] / base["ms per photo (median)"]
+            print(f"{r['detector']}: {ratio:.2f}x the time of {base['detector']} per photo")
 
 
 if __name__ == "__main__":

@@ -236,6 +236,29 @@ def test_plot_rejects_a_table_that_is_not_scores(tmp_path):
     assert result.exit_code == 2 and "not a predict score table" in result.stderr
 
 
+def test_every_odd_image_mode_is_scored(tmp_path, model_args):
+    from test_video_and_images import ODD_MODES, odd_image
+
+    paths = []
+    for mode in ODD_MODES:
+        path = tmp_path / f"{mode.replace(';', '_')}.{'tif' if mode in ('I', 'F', 'CMYK', 'LAB', 'YCbCr') else 'png'}"
+        odd_image(mode).save(path)
+        paths.append(path)
+    out = tmp_path / "modes.csv"
+    result = run("predict", *paths, "--faces", "none", "--out", out, *model_args)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert len(table) == len(ODD_MODES) and table["error"].isna().all() and table[SCORES].notna().all().all()
+
+
+def test_cli_margin_default_is_the_documented_one():
+    import inspect
+
+    from emonet_face.cli.inference import predict
+
+    assert inspect.signature(predict).parameters["margin"].default == DEFAULT_MARGIN
+
+
 def test_unknown_detector_and_bad_faces_option(photos, model_args):
     result = run("predict", photos["astronaut"], "--detector", "nope", *model_args)
     assert result.exit_code == 2 and "unknown face detector" in result.stderr
