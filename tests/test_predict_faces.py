@@ -196,7 +196,7 @@ def test_mixed_inputs_errors_and_resume_after_a_real_kill(photos, tmp_path, astr
     cmd = [sys.executable, "-m", "emonet_face", "predict", *map(str, args), "--out", str(out)]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
-        for _ in range(1200):
+        for _ in range(3000):  # up to 60 s for the subprocess to start and write 3 rows
             if (out.is_file() and out.read_bytes().count(b"\n") >= 4) or proc.poll() is not None:
                 break
             time.sleep(0.02)
