@@ -177,3 +177,14 @@ def test_weights_resolved_from_the_hub_cache_offline(tmp_path, monkeypatch):
         "opencv/face_detection_yunet/face_detection_yunet_2023mar.onnx", what="YuNet face detector"
     )
     assert path.read_bytes() == b"weights"
+
+
+def test_haar_detector_works_on_opencv4_or_says_what_to_install(astronaut):
+    import cv2
+
+    if hasattr(cv2, "CascadeClassifier") and hasattr(cv2, "data") and cv2.data.haarcascades:
+        faces = get_detector("haar").detect(astronaut)
+        assert max(iou((f.box_x, f.box_y, f.box_w, f.box_h), ASTRONAUT_FACE) for f in faces) > 0.5
+    else:  # OpenCV 5 dropped the cascades
+        with pytest.raises(EmoNetError, match=r"opencv-python-headless<5"):
+            get_detector("haar")
