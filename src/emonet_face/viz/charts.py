@@ -78,16 +78,23 @@ def image_overview(image: Image.Image, faces: Sequence[FaceScores], title: str =
             ("no score", "#333333")
         ]
         line_h = font * 1.7 / 72 / scale  # one text line in image pixels
-        below = y + h + len(entries) * line_h < height
+        block = len(entries) * line_h
+        # labels under the box, else above it, else inside its top (a whole-image score)
+        if y + h + 3 + block < height:
+            top_y = y + h + 3
+        elif y - 3 - block >= 0:
+            top_y = y - 3 - block
+        else:
+            top_y = y + 3
         for i, (text, box_colour) in enumerate(entries):
-            ty = y + h + 3 + i * line_h if below else max(0.0, y - 3) - (len(entries) - 1 - i) * line_h
+            ty = top_y + i * line_h
             ax.text(
                 x,
                 ty,
                 text,
                 fontsize=font,
                 color="white",
-                va="top" if below else "bottom",
+                va="top",
                 ha="left",
                 bbox={"boxstyle": "round,pad=0.2", "facecolor": box_colour, "edgecolor": "none", "alpha": 0.92},
                 clip_on=True,

@@ -102,7 +102,8 @@ class PictureWriter:
         first = rows.iloc[0]
         frame = _number(first.get("frame")) if "frame" in rows else None
         stem = self.name_for(path) + (f".frame{int(frame):06d}" if frame is not None else "")
-        when = f" t={_number(first.get('time')):.2f}s" if frame is not None and _number(first.get("time")) else ""
+        seconds = _number(first.get("time")) if frame is not None else None
+        when = f" t={seconds:.2f}s" if seconds is not None else ""
         faces = [(i, fs) for i, (_, row) in enumerate(rows.iterrows()) if (fs := face_scores(row)) is not None]
         out: list[Path] = []
         if image is _NO_IMAGE:
