@@ -188,3 +188,54 @@ def test_haar_detector_works_on_opencv4_or_says_what_to_install(astronaut):
     else:  # OpenCV 5 dropped the cascades
         with pytest.raises(EmoNetError, match=r"opencv-python-headless<5"):
             get_detector("haar")
+
+
+def fake_yunet(path):
+    """A YuNet-shaped ONNX file (the 12 outputs cls/obj/bbox/kps at strides 8, 16, 32 that
+    ``cv2.FaceDetectorYN`` decodes) whose "face" score is the brightness of each 32-px cell and whose
+    box is that cell: it proves loading, decoding and the mapping back to original pixels without
+    the real weights (which need a download)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes, inits = [], []
+    for name, value in (("zero", 0.0), ("half", 0.5), ("inv255", 1 / 255)):
+        inits.append(helper.make_tensor(name, TensorProto.FLOAT, [], [value]))
+    inits.append(helper.make_tensor("shape", TensorProto.INT64, [3], [1, -1, 1]))
+    inits.append(helper.make_tensor("axes", TensorProto.INT64, [1], [1]))
+    for s in (8, 16, 32):
+        nodes += [
+            helper.make_node("AveragePool", ["input"], [f"pool{s}"], kernel_shape=[s, s], strides=[s, s]),
+            helper.make_node("ReduceMean", [f"pool{s}", "axes"], [f"mean{s}"], keepdims=1),
+            helper.make_node("Reshape", [f"mean{s}", "shape"], [f"flat{s}"]),
+            helper.make_node("Mul", [f"flat{s}", "inv255" if s == 32 else "zero"], [f"cls_{s}"]),
+            helper.make_node("Identity", [f"cls_{s}"], [f"obj_{s}"]),
+            helper.make_node("Mul", [f"flat{s}", "zero"], [f"z{s}"]),
+            helper.make_node("Add", [f"z{s}", "half"], [f"h{s}"]),  # box centre = cell centre
+            helper.make_node("Concat", [f"h{s}", f"h{s}", f"z{s}", f"z{s}"], [f"bbox_{s}"], axis=2),  # size = cell
+            helper.make_node("Concat", [f"z{s}"] * 10, [f"kps_{s}"], axis=2),
+        ]
+    width = {"cls": 1, "obj": 1, "bbox": 4, "kps": 10}
+    outputs = [
+        helper.make_tensor_value_info(f"{kind}_{s}", TensorProto.FLOAT, [1, f"n{s}", width[kind]])
+        for kind in width
+        for s in (8, 16, 32)
+    ]
+    image = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, "h", "w"])
+    graph = helper.make_graph(nodes, "fake_yunet", [image], outputs, inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def test_yunet_from_a_local_file_detects_and_maps_boxes_back(tmp_path):
+    detector = get_detector(f"yunet:{fake_yunet(tmp_path / 'yunet.onnx')}")
+    image = Image.new("RGB", (640, 384))
+    image.paste((255, 255, 255), (128, 64, 160, 96))  # one bright 32-px cell
+    (face,) = detector.detect(image)
+    assert (face.box_x, face.box_y, face.box_w, face.box_h) == (128, 64, 32, 32)
+    assert face.score == pytest.approx(1.0)
+    big = Image.new("RGB", (2560, 1536))  # detected on a copy shrunk to 1280 px
+    big.paste((255, 255, 255), (256, 128, 320, 192))
+    (face,) = detector.detect(big)
+    assert (face.box_x, face.box_y, face.box_w, face.box_h) == pytest.approx((256, 128, 64, 64))
+    assert detector.detect(Image.new("RGB", (640, 384))) == []

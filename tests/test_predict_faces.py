@@ -23,7 +23,7 @@ from emonet_face.inputs.images import ensure_min_size
 from emonet_face.media import FaceExpander, MediaSource
 from emonet_face.outputs import read_table
 from emonet_face.pipeline import EmoNetFace
-from test_faces import ASTRONAUT_FACE, iou
+from test_faces import ASTRONAUT_FACE, fake_yunet, iou
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SCORES = [*tx.HEAD_KEYS, *(f"prob.{k}" for k in tx.EMOTION_KEYS), *(f"raw.{k}" for k in tx.HEAD_KEYS)]
@@ -257,6 +257,19 @@ def test_cli_margin_default_is_the_documented_one():
     from emonet_face.cli.inference import predict
 
     assert inspect.signature(predict).parameters["margin"].default == DEFAULT_MARGIN
+
+
+def test_detector_option_with_a_local_weights_file(tmp_path, model_args):
+    image = Image.new("RGB", (640, 384))
+    image.paste((255, 255, 255), (128, 64, 160, 96))
+    image.save(tmp_path / "bright.png")
+    weights = fake_yunet(tmp_path / "yunet.onnx")
+    out = tmp_path / "yunet.csv"
+    result = run("predict", tmp_path / "bright.png", "--detector", f"yunet:{weights}", "--out", out, *model_args)
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(out).iloc[0]
+    assert (row["face"], row["box_x"], row["box_y"], row["box_w"], row["box_h"]) == (0, 128, 64, 32, 32)
+    assert row[SCORES].notna().all()
 
 
 def test_unknown_detector_and_bad_faces_option(photos, model_args):
