@@ -129,7 +129,6 @@ def test_parquet_resume_after_real_kill(images, model_args, tmp_path):
         proc.kill()
         proc.wait()
     done_before = len(read_table(out))
-    print("rows before resume", done_before)
     assert done_before >= 2
     result = run("predict", many[0].parent, "--out", out, "-b", "2", "--resume", "--faces", "none", *model_args)
     assert result.exit_code == 0, result.output

@@ -117,3 +117,33 @@ def test_postprocess_reproduces_released_outputs(shared_data):
     np.testing.assert_allclose(probs, expected_probs, atol=1e-6, rtol=0)
     for r in rows:  # the 4 extra dimensions carry no softmax
         assert all(r["results"][tx.head_stats_key(k)]["softmax"] is None for k in tx.EXTRA_KEYS)
+
+
+@pytest.mark.parametrize("n_rows", [1, 32, 1500])
+def test_cpu_inference_path_matches_autograd_path_and_modules(n_rows):
+    """The inference-only CPU path (head by head, row blocks) equals the stacked autograd path."""
+    torch.manual_seed(2)
+    arch = HeadArchitecture(64, (48, 24, 12))
+    heads = FusedHeads(tx.HEAD_KEYS[:7], arch).eval()
+    heads.cpu_block_rows = 512  # several blocks for 1500 rows
+    x = torch.randn(n_rows, 64)
+    with torch.inference_mode():
+        fast = heads(x)
+        modules = torch.cat([heads.head_module(k)(x) for k in heads.keys], dim=1)
+    autograd = heads(x)  # grad enabled: the stacked path used for training
+    assert autograd.requires_grad and not fast.requires_grad
+    assert fast.shape == (n_rows, 7)
+    assert torch.allclose(fast, autograd.detach(), atol=1e-5)
+    assert torch.allclose(fast, modules, atol=1e-5)
+
+
+def test_train_mode_dropout_and_gradients_still_work():
+    torch.manual_seed(3)
+    heads = FusedHeads(tx.HEAD_KEYS[:3], HeadArchitecture(16, (32,), dropout=0.5)).train()
+    x = torch.randn(8, 16)
+    first, second = heads(x), heads(x)
+    assert not torch.allclose(first, second)  # dropout active
+    first.sum().backward()
+    assert heads.weights[0].grad is not None and heads.weights[0].grad.abs().sum() > 0
+    with torch.no_grad():  # train mode under no_grad keeps dropout (not the inference path)
+        assert not torch.allclose(heads(x), heads(x))
