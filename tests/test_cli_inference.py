@@ -117,6 +117,7 @@ def test_parquet_resume_after_real_kill(images, model_args, tmp_path):
     out = tmp_path / "scores.parquet"
     env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "emonet_face", "predict", str(many[0].parent), "--out", str(out), "-b", "2"]
+    cmd += ["--faces", "none"]  # whole images, compared with EmoNetFace.predict below
     proc = subprocess.Popen([*cmd, "--num-workers", "0", *model_args], env=env, stderr=subprocess.PIPE)
     parts = out.with_name(out.name + ".parts")
     try:
@@ -129,7 +130,7 @@ def test_parquet_resume_after_real_kill(images, model_args, tmp_path):
         proc.wait()
     done_before = len(read_table(out))
     assert done_before >= 2
-    result = run("predict", many[0].parent, "--out", out, "-b", "2", "--resume", *model_args)
+    result = run("predict", many[0].parent, "--out", out, "-b", "2", "--resume", "--faces", "none", *model_args)
     assert result.exit_code == 0, result.output
     resumed = pd.read_parquet(out)
     expected = EmoNetFace.from_pretrained(encoder=model_args[1], heads=model_args[3], device="cpu").predict(

@@ -71,7 +71,8 @@ def _key_part(value: Any) -> Any:
 
 def row_key(ids: Mapping[str, Any]) -> tuple:
     """Resume key of a row: ``(path,)`` or ``(path, frame)`` when the row has a frame."""
-    return tuple(_key_part(ids[c]) for c in KEY_COLUMNS if c in ids and ids[c] is not None)
+    parts = (_key_part(ids[c]) for c in KEY_COLUMNS if c in ids)
+    return tuple(p for p in parts if p is not None)  # an empty frame read back as NaN counts as absent
 
 
 def build_score_table(
@@ -246,9 +247,14 @@ class _AppendWriter(ScoreWriter):
     def write(self, frame: pd.DataFrame) -> None:
         header = self.columns is None
         frame = self._align(frame)
-        self._fh.write(self._format(frame, header))
+        # One write() call per batch: a killed process never stops inside it, so a batch (all faces
+        # of an image, all frames of a video segment) is on disk whole or not at all.
+        data = self._format(frame, header).encode("utf-8")
         self._fh.flush()
-        os.fsync(self._fh.fileno())
+        fd = self._fh.fileno()
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
         self.rows_written += len(frame)
 
     def close(self) -> None:

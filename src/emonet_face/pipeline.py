@@ -103,6 +103,8 @@ class Item:
     ids: Ids
     inputs: dict[str, torch.Tensor] | None = None
     error: str | None = None
+    starts_image: bool = True
+    """False for the 2nd, 3rd… crop of one image: a batch is never cut between faces of one image."""
 
 
 def _error_text(ids: Ids, exc: BaseException) -> str:
@@ -167,8 +169,9 @@ class _PreparedInputs(Dataset):
                 except Exception as exc:
                     items.append(Item(sub_ids, error=_error_text(sub_ids, exc)))
                     continue
-                for row_ids, crop in pairs:
+                for n, (row_ids, crop) in enumerate(pairs):
                     items.append(self._prepare(row_ids, crop))
+                    items[-1].starts_image = n == 0
         except Exception as exc:  # a bad input is an error row, never the end of the batch
             items.append(Item(ids, error=_error_text(ids, exc)))
         return items
@@ -460,10 +463,10 @@ class EmoNetFace(nn.Module):
         with tqdm(total=len(refs), disable=not show, unit="img", desc="scoring", dynamic_ncols=True) as bar:
             for group in loader:
                 for item in group:
-                    pending.append(item)
-                    if len(pending) >= batch_size:
+                    if len(pending) >= batch_size and item.starts_image:  # all faces of an image together
                         done.extend(self._encode_items(encoder, pending))
                         pending = []
+                    pending.append(item)
                 bar.update(1)
                 if len(done) + len(pending) >= batch_size:  # only at input boundaries
                     done.extend(self._encode_items(encoder, pending))

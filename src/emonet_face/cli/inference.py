@@ -60,12 +60,40 @@ def predict(
     ] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Skip inputs already in --out and append the rest.")] = False,
     quiet: QuietOpt = False,
+    faces: Annotated[
+        str,
+        typer.Option(
+            "--faces",
+            help="detect: one row per detected face; none: score whole images (pre-cropped faces, EmoNet-Face "
+            "datasets); auto: detect, and score a face-less close-up portrait whole (region=whole_image).",
+        ),
+    ] = "auto",
+    detector: Annotated[
+        str | None,
+        typer.Option(
+            "--detector", help="Face detector: dlib (default, offline), haar, lbp, yunet or yunet:/path/model.onnx."
+        ),
+    ] = None,
+    margin: Annotated[
+        float, typer.Option("--margin", min=0.0, help="Context around each face, as a fraction of its box side.")
+    ] = 0.4,
+    fps: Annotated[float, typer.Option("--fps", min=0.0, help="Video: frames scored per second.")] = 1.0,
+    max_frames: Annotated[
+        int | None, typer.Option("--max-frames", min=1, help="Video: score at most this many frames per video.")
+    ] = None,
+    save_vis: Annotated[
+        Path | None, typer.Option("--save-vis", help="Folder for PNG pictures: face boxes + top-3, bar charts.")
+    ] = None,
 ) -> None:
-    """Score images with the 40 EmoNet-Face emotions + 4 dimensions (one row per image)."""
+    """Score images and videos with the 40 EmoNet-Face emotions + 4 dimensions (one row per face)."""
     if dtype not in ("float32", "bfloat16", "float16"):
         fail(f"--dtype {dtype}: use float32, bfloat16 or float16")
     if resume and out is None:
         fail("--resume needs --out (the file to continue)")
+    if faces not in ("detect", "none", "auto"):
+        fail(f"--faces {faces}: use detect, none or auto")
+    if fps <= 0:
+        fail(f"--fps {fps}: must be positive")
     with user_errors():
         from emonet_face.inputs import discover_inputs
         from emonet_face.outputs import done_keys, open_writer
@@ -86,9 +114,24 @@ def predict(
             dtype=dtype,
             normalize=not no_normalize,
         )
-        batches = net.predict_batches(
-            paths, batch_size=batch_size, num_workers=num_workers, progress=progress_enabled(quiet), skip=skip
+        source, expand = media_stages(
+            paths, faces=faces, detector=detector, margin=margin, fps=fps, max_frames=max_frames
         )
+        batches = net.predict_batches(
+            paths,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            progress=progress_enabled(quiet),
+            skip=skip,
+            source=source,
+            expand=expand,
+        )
+        pictures = None
+        if save_vis is not None:
+            from emonet_face.viz import PictureWriter
+
+            pictures = PictureWriter(save_vis, load=_load_still)
+            batches = pictures.follow(batches)
         n_rows = n_errors = 0
         if out is None:
             import pandas as pd
@@ -104,7 +147,28 @@ def predict(
                     writer.write(frame)
                     n_rows += len(frame)
                     n_errors += int(frame["error"].notna().sum())
+        if pictures is not None:
+            pictures.finish()
     _finish(n_rows, n_errors, out, quiet, skipped=len(skip))
+
+
+def media_stages(
+    paths: list[Path], *, faces: str, detector: str | None, margin: float, fps: float, max_frames: int | None
+):
+    """The source (images + video frames) and face-expansion stages for ``predict``."""
+    from emonet_face.inputs.video import is_video
+    from emonet_face.media import FaceExpander, MediaSource
+
+    source = MediaSource(
+        fps=fps, max_frames=max_frames, video_columns=any(is_video(p) for p in paths), face_columns=faces != "none"
+    )
+    return source, FaceExpander(faces, detector, margin)
+
+
+def _load_still(path: str):
+    from emonet_face.inputs import load_image
+
+    return load_image(path)
 
 
 def score(

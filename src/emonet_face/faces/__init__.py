@@ -1,0 +1,32 @@
+"""Face detection and portrait crops: a pluggable detector (``--detector NAME``), square crops
+with a margin like the training portraits, and the ``--faces detect|none|auto`` policy."""
+
+from emonet_face.faces.base import (
+    DEFAULT_DETECTOR,
+    Detector,
+    DetectorError,
+    Face,
+    available_detectors,
+    get_detector,
+    register_detector,
+)
+from emonet_face.faces.crop import DEFAULT_MARGIN, crop_face, square_box
+from emonet_face.faces.regions import FACE_COLUMNS, FaceMode, Region, face_regions, looks_like_portrait
+
+__all__ = [
+    "DEFAULT_DETECTOR",
+    "DEFAULT_MARGIN",
+    "FACE_COLUMNS",
+    "Detector",
+    "DetectorError",
+    "Face",
+    "FaceMode",
+    "Region",
+    "available_detectors",
+    "crop_face",
+    "face_regions",
+    "get_detector",
+    "looks_like_portrait",
+    "register_detector",
+    "square_box",
+]

@@ -1,0 +1,127 @@
+"""Pipeline stages for real photos and video (the seams of :mod:`emonet_face.pipeline`):
+
+* :class:`MediaSource` (source stage): images as before; a video becomes segments of
+  :data:`SEGMENT_SAMPLES` sampled frames (one worker item each, so memory stays bounded however
+  long the video), each yielding ``(ids + frame/time, frame image)``.
+* :class:`FaceExpander` (expansion stage): one image → one square crop per detected face with the
+  ``face``/``box_*``/``det_score``/``region`` columns, following ``--faces``.
+
+Every row of a run carries the same id columns (``path``, then ``frame``/``time`` when any input
+is a video, then the face columns unless ``--faces none``), filled with empty values where they
+do not apply, so that error rows and rows of still images line up with the rest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from emonet_face.faces import DEFAULT_MARGIN, FaceMode, face_regions, get_detector
+from emonet_face.faces.regions import FACE_COLUMNS
+from emonet_face.inputs.images import ensure_min_size
+from emonet_face.inputs.video import DEFAULT_FPS, is_video, iter_video_frames, probe_video
+from emonet_face.pipeline import ImageSource
+
+__all__ = ["SEGMENT_SAMPLES", "VIDEO_COLUMNS", "FaceExpander", "MediaSource", "VideoSegment"]
+
+VIDEO_COLUMNS = ("frame", "time")
+SEGMENT_SAMPLES = 16
+"""Sampled frames per video work item: bounds memory per item (16 preprocessed frames, times the
+faces in them) while each segment costs only one seek to its keyframe."""
+
+
+@dataclass(frozen=True)
+class VideoSegment:
+    """Grid times ``[start, end)`` of a video (``end=None``: to the end of the stream)."""
+
+    path: Path
+    start: int
+    end: int | None
+
+
+class MediaSource(ImageSource):
+    """Still images and videos, with a fixed set of id columns on every row."""
+
+    def __init__(
+        self,
+        *,
+        fps: float = DEFAULT_FPS,
+        max_frames: int | None = None,
+        video_columns: bool = False,
+        face_columns: bool = False,
+    ) -> None:
+        self.fps = fps
+        self.max_frames = max_frames
+        self.video_columns = video_columns
+        self.face_columns = face_columns
+
+    def _base_ids(self, ids: dict[str, Any]) -> dict[str, Any]:
+        out = dict(ids)
+        for column in (*(VIDEO_COLUMNS if self.video_columns else ()), *(FACE_COLUMNS if self.face_columns else ())):
+            out.setdefault(column, None)
+        return out
+
+    def plan(self, ids: dict[str, Any], ref: Any) -> list[tuple[dict[str, Any], Any]]:
+        ids = self._base_ids(ids)
+        if not isinstance(ref, (str, Path)) or not is_video(ref):
+            return [(ids, ref)]
+        try:
+            info = probe_video(ref)
+        except Exception:  # the worker reports the error row with its message
+            return [(ids, VideoSegment(Path(ref), 0, None))]
+        samples = None if info.duration is None else max(1, math.ceil(info.duration * self.fps - 1e-6))
+        if self.max_frames is not None:
+            samples = self.max_frames if samples is None else min(samples, self.max_frames)
+        if samples is None:  # length unknown: one pass over the whole stream
+            return [(ids, VideoSegment(Path(ref), 0, None))]
+        bounded = self.max_frames is not None and samples == self.max_frames
+        starts = range(0, samples, SEGMENT_SAMPLES)
+        return [
+            # the last segment runs to the end of the stream: headers can understate the duration
+            (ids, VideoSegment(Path(ref), s, s + SEGMENT_SAMPLES if s + SEGMENT_SAMPLES < samples or bounded else None))
+            for s in starts
+        ]
+
+    def __call__(self, ids: dict[str, Any], ref: Any):
+        if isinstance(ref, (str, Path)) and is_video(ref):
+            ref = VideoSegment(Path(ref), 0, None)
+        if not isinstance(ref, VideoSegment):
+            yield from super().__call__(ids, ref)
+            return
+        for frame in iter_video_frames(
+            ref.path, fps=self.fps, max_frames=self.max_frames, start_sample=ref.start, end_sample=ref.end
+        ):
+            yield {**ids, "frame": frame.frame, "time": frame.time}, frame.image
+
+
+class FaceExpander:
+    """Stage 3: one decoded image → ``[(ids, crop or None)]`` per ``--faces`` (see
+    :func:`emonet_face.faces.face_regions`). Crops (and whole images) smaller than
+    :data:`~emonet_face.inputs.images.MIN_IMAGE_SIDE` are upscaled.
+
+    The detector is built lazily in each DataLoader worker (detectors hold native objects that do
+    not pickle).
+    """
+
+    def __init__(
+        self, mode: FaceMode | str = FaceMode.auto, detector: str | None = None, margin: float = DEFAULT_MARGIN
+    ):
+        self.mode = FaceMode(mode)
+        self.detector_spec = detector
+        self.margin = margin
+        self._detector = None
+        if self.mode is not FaceMode.none:
+            self._detector = get_detector(detector)  # fail early (unknown name, missing weights)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_detector": None}
+
+    def __call__(self, ids: dict[str, Any], image: Image.Image) -> list[tuple[dict[str, Any], Image.Image | None]]:
+        if self.mode is not FaceMode.none and self._detector is None:
+            self._detector = get_detector(self.detector_spec)
+        regions = face_regions(image, self._detector, self.mode, margin=self.margin)
+        return [({**ids, **r.ids}, None if r.image is None else ensure_min_size(r.image)) for r in regions]

@@ -1,0 +1,186 @@
+"""Figures people can read at a glance: the photo with face boxes and top-3 emotions, one bar
+chart per face (40 emotions grouped by family, 4 extra dimensions on their own scales), and a
+timeline of the top emotions over a video. Matplotlib, Agg backend (no display needed)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from PIL import Image
+
+from emonet_face import taxonomy as tx
+
+__all__ = [
+    "FAMILY_COLOURS",
+    "FaceScores",
+    "face_bar_chart",
+    "image_overview",
+    "timeline_chart",
+    "top_emotions",
+]
+
+# One colour per family from a colour-blind-safe qualitative palette (Okabe-Ito), in guide order.
+_PALETTE = ("#E69F00", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#56B4E9", "#8C6D31", "#999999")
+FAMILY_COLOURS: dict[str, str] = {family: _PALETTE[i % len(_PALETTE)] for i, family in enumerate(tx.FAMILIES)}
+
+
+@dataclass
+class FaceScores:
+    """What the pictures need about one scored face."""
+
+    probs: Mapping[str, float]
+    """Emotion key → probability (softmax over the 40 emotions)."""
+    extras: Mapping[str, float]
+    """Extra dimension key → value on its own scale (raw head output)."""
+    box: tuple[float, float, float, float] | None = None
+    """(x, y, w, h) in image pixels, ``None`` for a whole-image score."""
+    label: str = ""
+
+
+def _percent(p: float) -> str:
+    """Whole percents, one decimal below 10% (40-way probabilities are often a few percent)."""
+    return f"{p:.0%}" if p >= 0.1 else f"{p:.1%}"
+
+
+def top_emotions(probs: Mapping[str, float], k: int = 3) -> list[tuple[tx.Emotion, float]]:
+    """The ``k`` most probable emotions, ignoring missing values."""
+    valid = [(key, p) for key, p in probs.items() if p is not None and not math.isnan(p)]
+    valid.sort(key=lambda kv: kv[1], reverse=True)
+    return [(tx.emotion(key), float(p)) for key, p in valid[:k]]
+
+
+def image_overview(image: Image.Image, faces: Sequence[FaceScores], title: str = "") -> Figure:
+    """The photo with each face's box (coloured by its top emotion's family) and its top-3 emotions."""
+    width, height = image.size
+    scale = 9.0 / max(width, height)
+    fig = plt.figure(figsize=(max(4.0, width * scale), max(3.0, height * scale) + 0.4), dpi=110)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 0.94 if title else 1.0))
+    ax.imshow(image)
+    ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10, y=0.99)
+    font = 9 if len(faces) < 6 else 7
+    for face in faces:
+        top = top_emotions(face.probs)
+        colour = FAMILY_COLOURS[top[0][0].family] if top else "#ffffff"
+        x, y, w, h = face.box or (0.0, 0.0, float(width), float(height))
+        ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, edgecolor=colour, linewidth=2.5))
+        entries = [(face.label, "#333333")] if face.label else []
+        entries += [(f"{emo.name} {_percent(p)}", FAMILY_COLOURS[emo.family]) for emo, p in top] or [
+            ("no score", "#333333")
+        ]
+        line_h = font * 1.7 / 72 / scale  # one text line in image pixels
+        block = len(entries) * line_h
+        # labels under the box, else above it, else inside its top (a whole-image score)
+        if y + h + 3 + block < height:
+            top_y = y + h + 3
+        elif y - 3 - block >= 0:
+            top_y = y - 3 - block
+        else:
+            top_y = y + 3
+        for i, (text, box_colour) in enumerate(entries):
+            ty = top_y + i * line_h
+            ax.text(
+                x,
+                ty,
+                text,
+                fontsize=font,
+                color="white",
+                va="top",
+                ha="left",
+                bbox={"boxstyle": "round,pad=0.2", "facecolor": box_colour, "edgecolor": "none", "alpha": 0.92},
+                clip_on=True,
+            )
+    return fig
+
+
+def face_bar_chart(face: FaceScores, title: str = "") -> Figure:
+    """40 horizontal bars grouped by family (family colours) and the 4 extra dimensions, each on
+    its own axis spanning its rating scale (e.g. valence −3…3)."""
+    fig = plt.figure(figsize=(9.0, 12.0), dpi=110)
+    grid = fig.add_gridspec(2, 1, height_ratios=(40 + 2 * len(tx.FAMILIES), 12), hspace=0.12)
+    ax = fig.add_subplot(grid[0])
+    labels, values, colours, positions, family_spans = [], [], [], [], []
+    pos = 0.0
+    for family in tx.FAMILIES:
+        members = [e for e in tx.EMOTIONS if e.family == family]
+        start = pos
+        for emo in members:
+            labels.append(emo.name)
+            value = face.probs.get(emo.key)
+            values.append(0.0 if value is None or math.isnan(value) else float(value))
+            colours.append(FAMILY_COLOURS[family])
+            positions.append(pos)
+            pos += 1.0
+        family_spans.append((family, start, pos - 1.0))
+        pos += 0.8
+    ax.barh(positions, values, color=colours, height=0.8)
+    ax.set_yticks(positions, labels, fontsize=8)
+    ax.invert_yaxis()
+    top = max(values) if values else 0.0
+    ax.set_xlim(0, max(0.05, top * 1.25))
+    ax.set_xlabel("probability (softmax over the 40 emotions)", fontsize=9)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=None))
+    ax.grid(axis="x", alpha=0.3)
+    for value, position in zip(values, positions):
+        if value >= 0.01:
+            ax.text(value, position, f" {_percent(value)}", va="center", fontsize=7)
+    for family, start, end in family_spans:
+        ax.text(
+            1.01, (start + end) / 2, family.replace(" Emotions", ""), transform=ax.get_yaxis_transform(),
+            va="center", ha="left", fontsize=8, color=FAMILY_COLOURS[family], fontweight="bold",
+        )  # fmt: skip
+    if title:
+        ax.set_title(title, fontsize=10)
+    sub = grid[1].subgridspec(len(tx.EXTRA_DIMENSIONS), 1, hspace=1.6)
+    for i, dim in enumerate(tx.EXTRA_DIMENSIONS):
+        dax = fig.add_subplot(sub[i])
+        value = face.extras.get(dim.key)
+        dax.set_xlim(dim.low, dim.high)
+        dax.set_ylim(0, 1)
+        dax.axhline(0.5, color="#bbbbbb", linewidth=4, zorder=0)
+        if value is not None and not math.isnan(value):
+            shown = min(max(float(value), dim.low), dim.high)
+            dax.plot([shown], [0.5], marker="D", markersize=9, color="#0072B2")
+        dax.set_yticks([])
+        dax.set_xticks(range(dim.low, dim.high + 1))
+        dax.tick_params(labelsize=7)
+        shown_value = "n/a" if value is None or math.isnan(value) else f"{float(value):.2f}"
+        dax.set_ylabel(f"{dim.name}: {shown_value}", rotation=0, ha="right", va="center", fontsize=8)
+        for side in ("top", "right", "left"):
+            dax.spines[side].set_visible(False)
+    return fig
+
+
+def timeline_chart(
+    times: Sequence[float], probs: Mapping[str, Sequence[float]], *, k: int = 5, title: str = ""
+) -> Figure:
+    """Lines for the ``k`` emotions with the highest mean probability over the video."""
+    import numpy as np
+
+    means = {key: float(np.nanmean(vals)) for key, vals in probs.items() if len(vals) and not np.all(np.isnan(vals))}
+    chosen = sorted(means, key=means.get, reverse=True)[:k]
+    fig, ax = plt.subplots(figsize=(10.0, 4.5), dpi=110)
+    styles = ("-", "--", "-.", ":", (0, (5, 1)))  # emotions of one family share a colour: styles tell them apart
+    markers = ("o", "s", "^", "D", "v")
+    for i, key in enumerate(chosen):
+        emo = tx.emotion(key)
+        ax.plot(times, probs[key], linestyle=styles[i % len(styles)], marker=markers[i % len(markers)], markersize=4,
+                color=FAMILY_COLOURS[emo.family], label=f"{emo.name}", linewidth=1.8)  # fmt: skip
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("probability")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=None))
+    ax.grid(alpha=0.3)
+    if chosen:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(title or f"top {len(chosen)} emotions over time", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,292 @@
+"""`predict` on real photos and video: one row per face, empty rows for face-less images, video
+frames with times, all faces of an image in one encoder batch, resume after a real kill, pictures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from emonet_face import taxonomy as tx
+from emonet_face.cli.main import app
+from emonet_face.faces import DEFAULT_MARGIN, crop_face, get_detector
+from emonet_face.inputs.images import ensure_min_size
+from emonet_face.media import FaceExpander, MediaSource
+from emonet_face.outputs import read_table
+from emonet_face.pipeline import EmoNetFace
+from test_faces import ASTRONAUT_FACE, fake_yunet, iou
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+SCORES = [*tx.HEAD_KEYS, *(f"prob.{k}" for k in tx.EMOTION_KEYS), *(f"raw.{k}" for k in tx.HEAD_KEYS)]
+FACE_IDS = ["path", "face", "box_x", "box_y", "box_w", "box_h", "det_score", "region"]
+
+
+def run(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def model_args(tiny_encoder_dir, tiny_heads_dir) -> list[str]:
+    return ["--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def net(tiny_encoder_dir, tiny_heads_dir) -> EmoNetFace:
+    return EmoNetFace.from_pretrained(encoder=str(tiny_encoder_dir), heads=str(tiny_heads_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.astronaut())
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, astronaut) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("photos")
+    group = Image.new("RGB", (1024, 512))
+    group.paste(astronaut, (0, 0))
+    group.paste(astronaut, (512, 0))
+    paths = {
+        "astronaut": folder / "a_astronaut.png",
+        "group": folder / "b_group.jpg",
+        "landscape": folder / "c_landscape.png",
+        "portrait": folder / "d_portrait.png",
+    }
+    astronaut.save(paths["astronaut"])
+    group.save(paths["group"], quality=95)
+    Image.new("RGB", (1600, 600), (90, 140, 200)).save(paths["landscape"])  # wide, no face
+    Image.new("RGB", (200, 200), (180, 150, 130)).save(paths["portrait"])  # small square, no face
+    return paths
+
+
+def face_video(path: Path, astronaut: Image.Image, *, seconds: int = 3, rate: int = 10) -> Path:
+    """The astronaut's head moving right by 12 px per frame across a grey 480×240 background."""
+    head = astronaut.crop((130, 20, 330, 220))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("h264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = 480, 240, "yuv420p"
+        for i in range(seconds * rate):
+            canvas = Image.new("RGB", (480, 240), (128, 128, 128))
+            canvas.paste(head, (12 * i // 3, 20))
+            for packet in stream.encode(av.VideoFrame.from_image(canvas)):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_one_row_per_face_and_a_row_for_each_faceless_image(photos, model_args, tmp_path, net, astronaut):
+    out = tmp_path / "faces.csv"
+    result = run("predict", *photos.values(), "--faces", "detect", "--out", out, "-b", "2", *model_args)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert list(table.columns[: len(FACE_IDS)]) == FACE_IDS
+    names = [Path(p).name for p in table["path"]]
+    assert names == ["a_astronaut.png", "b_group.jpg", "b_group.jpg", "c_landscape.png", "d_portrait.png"]
+    assert table["face"].tolist()[:3] == [0, 0, 1]
+    assert table["face"][3:].isna().all() and table[SCORES][3:].isna().all().all()  # no face: empty scores
+    assert table["error"].isna().all()  # …but not an error
+    box = tuple(table.loc[0, ["box_x", "box_y", "box_w", "box_h"]])
+    assert iou(box, ASTRONAUT_FACE) > 0.5
+    assert table.loc[2, "box_x"] - table.loc[1, "box_x"] == pytest.approx(512, abs=8)
+    # the face row's scores are those of its square crop scored as a whole image
+    face = get_detector().detect(astronaut)[0]
+    crop = ensure_min_size(crop_face(astronaut, face, DEFAULT_MARGIN))
+    expected = net.predict([crop], num_workers=0)
+    np.testing.assert_allclose(table.loc[0, SCORES].to_numpy(float), expected.loc[0, SCORES].to_numpy(float), atol=1e-5)
+    assert table.loc[0, "top1"] == expected.loc[0, "top1"]
+
+
+def test_auto_scores_a_faceless_portrait_whole_and_says_so(photos, model_args, tmp_path):
+    out = tmp_path / "auto.csv"
+    result = run("predict", photos["landscape"], photos["portrait"], "--out", out, *model_args)  # default auto
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert table["region"].isna().tolist() == [True, False]
+    assert table.loc[1, "region"] == "whole_image" and table.loc[1, "face"] == 0
+    assert (table.loc[1, "box_w"], table.loc[1, "box_h"]) == (200, 200)
+    assert table.loc[0, SCORES].isna().all() and table.loc[1, SCORES].notna().all()
+
+
+def test_faces_none_keeps_whole_image_rows(photos, model_args, tmp_path):
+    out = tmp_path / "none.csv"
+    assert run("predict", photos["group"], "--faces", "none", "--out", out, *model_args).exit_code == 0
+    table = pd.read_csv(out)
+    assert len(table) == 1 and "face" not in table.columns and table[SCORES].notna().all().all()
+
+
+def test_all_faces_of_an_image_in_one_encoder_batch(photos, net, monkeypatch):
+    calls: list[int] = []
+    original = EmoNetFace._encode_items
+
+    def spy(encoder, items):
+        calls.append(sum(it.inputs is not None for it in items))
+        return original(encoder, items)
+
+    monkeypatch.setattr(EmoNetFace, "_encode_items", staticmethod(spy))
+    source = MediaSource(face_columns=True)
+    table = net.predict(
+        [photos["astronaut"], photos["group"]],
+        batch_size=1,
+        num_workers=0,
+        source=source,
+        expand=FaceExpander("detect"),
+    )
+    assert table["face"].tolist() == [0, 0, 1]
+    assert 2 in calls  # the group's two faces went through the encoder together despite batch_size=1
+    assert sum(calls) == 3
+
+
+def test_video_rows_at_the_right_times(tmp_path, astronaut, model_args):
+    video = face_video(tmp_path / "clip.mp4", astronaut)
+    out = tmp_path / "video.csv"
+    result = run("predict", video, "--fps", "2", "--faces", "detect", "--out", out, *model_args)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert list(table.columns[:4]) == ["path", "frame", "time", "face"]
+    assert table["time"].tolist() == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5], abs=0.02)
+    assert table["frame"].tolist() == [0, 5, 10, 15, 20, 25]
+    assert table["face"].tolist() == [0] * 6
+    # the face moves 4 px per frame = 40 px/s: the boxes follow it (detector boxes jitter a few px)
+    slope = np.polyfit(table["time"], table["box_x"], 1)[0]
+    assert 30 < slope < 50 and (np.diff(table["box_x"]) > 0).all()
+    short = tmp_path / "short.csv"
+    assert run("predict", video, "--fps", "2", "--max-frames", "3", "--out", short, *model_args).exit_code == 0
+    assert pd.read_csv(short)["frame"].tolist() == [0, 5, 10]
+
+
+def test_long_video_is_split_into_segments_with_the_same_frames(tmp_path, astronaut):
+    video = face_video(tmp_path / "long.mp4", astronaut, seconds=5, rate=10)
+    source = MediaSource(fps=5, video_columns=True)
+    plans = source.plan({"path": str(video)}, video)
+    assert len(plans) == 2  # 25 sampled frames → segments of 16
+    frames = [ids["frame"] for ids, ref in plans for ids, _ in source(ids, ref)]
+    assert frames == list(range(0, 50, 2))
+
+
+def test_mixed_inputs_errors_and_resume_after_a_real_kill(photos, tmp_path, astronaut, model_args):
+    """A killed run, resumed, gives the same table as an uninterrupted one (faces, video, errors)."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"img{i}_{photos['group'].name}").write_bytes(photos["group"].read_bytes())
+    (folder / "img9_broken.jpg").write_bytes(photos["group"].read_bytes()[:500])
+    face_video(folder / "img3_clip.mp4", astronaut, seconds=2)
+    args = [folder, "-b", "1", "--fps", "4", "--num-workers", "0", *model_args]
+    full = tmp_path / "full.csv"
+    result = run("predict", *args, "--out", full)
+    assert result.exit_code == 1  # the broken file is an error row; the run went on
+    expected = pd.read_csv(full)
+    assert expected["error"].notna().sum() == 1 and "img9_broken.jpg" in expected["error"].dropna().iloc[0]
+    assert expected["frame"].notna().sum() == 8 and set(expected.columns) >= {"frame", "time", "face"}
+
+    out = tmp_path / "killed.csv"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "emonet_face", "predict", *map(str, args), "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(3000):  # up to 60 s for the subprocess to start and write 3 rows
+            if (out.is_file() and out.read_bytes().count(b"\n") >= 4) or proc.poll() is not None:
+                break
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    rows_before = len(read_table(out))
+    assert 0 < rows_before < len(expected), "the kill should land mid-run"
+    result = run("predict", *args, "--out", out, "--resume")
+    assert result.exit_code == 1, result.output
+    resumed = pd.read_csv(out)
+    pd.testing.assert_frame_equal(resumed, expected, check_exact=False, atol=1e-6)
+
+
+def test_save_vis_and_plot(photos, tmp_path, astronaut, model_args):
+    video = face_video(tmp_path / "clip.mp4", astronaut, seconds=2)
+    vis = tmp_path / "vis"
+    out = tmp_path / "scores.parquet"
+    result = run("predict", photos["group"], photos["landscape"], video, "--out", out, "--save-vis", vis, *model_args)
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in vis.glob("*.png"))
+    assert "b_group.png" in names and "b_group.face0.bars.png" in names and "b_group.face1.bars.png" in names
+    assert "c_landscape.png" in names  # no face: the photo still gets its picture, saying so
+    assert "clip.timeline.png" in names and "clip.frame000000.png" in names
+    with Image.open(vis / "b_group.png") as image:
+        assert image.width > 500
+    plotted = tmp_path / "plotted"
+    result = run("plot", out, "--out", plotted)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in plotted.glob("*.png")) == names
+
+
+def test_plot_rejects_a_table_that_is_not_scores(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    result = run("plot", bad, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "not a predict score table" in result.stderr
+
+
+def test_every_odd_image_mode_is_scored(tmp_path, model_args):
+    from test_video_and_images import ODD_MODES, odd_image
+
+    paths = []
+    for mode in ODD_MODES:
+        path = tmp_path / f"{mode.replace(';', '_')}.{'tif' if mode in ('I', 'F', 'CMYK', 'LAB', 'YCbCr') else 'png'}"
+        odd_image(mode).save(path)
+        paths.append(path)
+    out = tmp_path / "modes.csv"
+    result = run("predict", *paths, "--faces", "none", "--out", out, *model_args)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert len(table) == len(ODD_MODES) and table["error"].isna().all() and table[SCORES].notna().all().all()
+
+
+def test_cli_margin_default_is_the_documented_one():
+    import inspect
+
+    from emonet_face.cli.inference import predict
+
+    assert inspect.signature(predict).parameters["margin"].default == DEFAULT_MARGIN
+
+
+def test_detector_option_with_a_local_weights_file(tmp_path, model_args):
+    image = Image.new("RGB", (640, 384))
+    image.paste((255, 255, 255), (128, 64, 160, 96))
+    image.save(tmp_path / "bright.png")
+    weights = fake_yunet(tmp_path / "yunet.onnx")
+    out = tmp_path / "yunet.csv"
+    result = run("predict", tmp_path / "bright.png", "--detector", f"yunet:{weights}", "--out", out, *model_args)
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(out).iloc[0]
+    assert (row["face"], row["box_x"], row["box_y"], row["box_w"], row["box_h"]) == (0, 128, 64, 32, 32)
+    assert row[SCORES].notna().all()
+
+
+def test_unknown_detector_and_bad_faces_option(photos, model_args):
+    result = run("predict", photos["astronaut"], "--detector", "nope", *model_args)
+    assert result.exit_code == 2 and "unknown face detector" in result.stderr
+    result = run("predict", photos["astronaut"], "--faces", "some", *model_args)
+    assert result.exit_code == 2 and "--faces some" in result.stderr
+
+
+def test_plot_draws_bar_charts_when_the_image_is_gone(tmp_path):
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(40))
+    row = {"path": str(tmp_path / "moved.jpg"), "face": 0, "box_x": 1, "box_y": 2, "box_w": 30, "box_h": 30}
+    row.update({f"prob.{k}": p for k, p in zip(tx.EMOTION_KEYS, probs)})
+    row.update({f"raw.{d.key}": (d.low + d.high) / 2 for d in tx.EXTRA_DIMENSIONS})
+    table = tmp_path / "scores.csv"
+    pd.DataFrame([row, {**row, "face": 1}]).to_csv(table, index=False)
+    result = run("plot", table, "--out", tmp_path / "vis")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "vis").glob("*.png")) == ["moved.face0.bars.png", "moved.face1.bars.png"]

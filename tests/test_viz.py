@@ -1,0 +1,63 @@
+"""The pictures' content: every emotion drawn in its family colour, extra dimensions on their own
+scales, labels inside the picture, timelines of the most probable emotions."""
+
+from __future__ import annotations
+
+import matplotlib.colors as mcolors
+import numpy as np
+from PIL import Image
+
+from emonet_face import taxonomy as tx
+from emonet_face.viz import FAMILY_COLOURS, FaceScores, face_bar_chart, image_overview, timeline_chart
+
+
+def scores(seed: int = 0) -> FaceScores:
+    probs = np.random.default_rng(seed).dirichlet(np.ones(40))
+    extras = {d.key: d.high + 10 if d.key == "arousal" else (d.low + d.high) / 2 for d in tx.EXTRA_DIMENSIONS}
+    return FaceScores(dict(zip(tx.EMOTION_KEYS, probs)), extras)
+
+
+def test_bar_chart_has_every_emotion_in_its_family_colour_and_extras_on_their_scales():
+    face = scores()
+    fig = face_bar_chart(face, "t")
+    bars_ax, *dim_axes = fig.axes
+    labels = [t.get_text() for t in bars_ax.get_yticklabels()]
+    assert labels == [e.name for family in tx.FAMILIES for e in tx.EMOTIONS if e.family == family]
+    widths = {label: patch.get_width() for label, patch in zip(labels, bars_ax.patches)}
+    colours = {label: mcolors.to_hex(patch.get_facecolor()) for label, patch in zip(labels, bars_ax.patches)}
+    for emo in tx.EMOTIONS:
+        assert widths[emo.name] == face.probs[emo.key]
+        assert colours[emo.name] == mcolors.to_hex(FAMILY_COLOURS[emo.family])
+    assert len(dim_axes) == len(tx.EXTRA_DIMENSIONS)
+    for ax, dim in zip(dim_axes, tx.EXTRA_DIMENSIONS):
+        assert ax.get_xlim() == (dim.low, dim.high)
+        assert ax.get_ylabel().startswith(dim.name)
+    arousal_marker = dim_axes[0].lines[-1].get_xdata()[0]
+    assert arousal_marker == tx.EXTRA_DIMENSIONS[0].high  # out-of-scale values are pinned to the end…
+    assert dim_axes[0].get_ylabel().endswith(f"{tx.EXTRA_DIMENSIONS[0].high + 10:.2f}")  # …and shown as is
+
+
+def test_overview_labels_stay_inside_the_picture():
+    image = Image.new("RGB", (300, 200), (200, 200, 200))
+    boxed = FaceScores(scores(1).probs, {}, box=(100, 150, 40, 40), label="face 0")
+    whole = FaceScores(scores(2).probs, {}, box=None, label="whole image")
+    for face in (boxed, whole):
+        fig = image_overview(image, [face])
+        ax = fig.axes[0]
+        texts = ax.texts
+        assert len(texts) == 4  # the face label and its top-3 emotions
+        for text in texts:
+            x, y = text.get_position()
+            assert 0 <= x <= 300 and 0 <= y <= 200, (text.get_text(), x, y)
+        top1 = max(face.probs, key=face.probs.get)
+        assert texts[1].get_text().startswith(tx.emotion(top1).name)
+
+
+def test_timeline_shows_the_most_probable_emotions():
+    keys = tx.EMOTION_KEYS
+    probs = {k: [0.01, 0.01, 0.01] for k in keys}
+    probs[keys[5]] = [0.5, 0.6, 0.4]
+    probs[keys[9]] = [0.2, 0.1, 0.3]
+    fig = timeline_chart([0.0, 0.5, 1.0], probs, k=2)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == [tx.emotion(keys[5]).name, tx.emotion(keys[9]).name]
