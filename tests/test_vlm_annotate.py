@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from emonet_face import faces
 from emonet_face.cli.main import app
 from emonet_face.taxonomy import EMOTIONS, EXTRA_DIMENSIONS, Emotion, resolve_emotion
 from emonet_face.vlm.annotate import read_log
@@ -288,26 +289,19 @@ def test_input_errors_are_one_line(tmp_path: Path) -> None:
     assert no_url.exit_code == 2 and "--base-url is required" in no_url.output
 
 
-def test_faces_option_needs_the_faces_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    make_images(tmp_path / "imgs", 1)
-    monkeypatch.setitem(sys.modules, "emonet_face.faces", None)  # as if not installed
-    with FakeVLM(lambda seen: ok(0)) as server:
-        result = run_cli(annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv", "--faces", "detect"))
-    assert result.exit_code == 2 and "--faces detect: face detection is not available" in result.output
-    assert server.seen == []
-
-
 def test_faces_crops_are_annotated_one_by_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Plumbing only, with a stand-in cropper: each face is its own request and row, and resumable."""
     make_images(tmp_path / "imgs", 2)
     calls: list[str] = []
 
-    def crop_faces(image: Image.Image, mode: str) -> list[Image.Image]:
+    def face_regions(image: Image.Image, detector: object, mode: str) -> list[types.SimpleNamespace]:
         calls.append(mode)
         red = image.getpixel((0, 0))[0]
-        return [image.copy()] if red == 0 else [image.copy(), image.copy()]
+        count = 1 if red == 0 else 2
+        return [types.SimpleNamespace(image=image.copy(), ids={"face": i}) for i in range(count)]
 
-    monkeypatch.setitem(sys.modules, "emonet_face.faces", types.SimpleNamespace(crop_faces=crop_faces))
+    monkeypatch.setattr(faces, "get_detector", lambda: "stub-detector")
+    monkeypatch.setattr(faces, "face_regions", face_regions)
     with FakeVLM(lambda seen: ok(seen.image)) as server:
         args = annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv", "--faces", "auto")
         assert run_cli(args).exit_code == 0
@@ -351,8 +345,8 @@ def test_faces_through_face_regions_logs_the_box(tmp_path: Path, monkeypatch: py
         box = {"face": 0, "box_x": 1.0, "box_y": 2.0, "box_w": 10.0, "box_h": 12.0, "det_score": 0.9}
         return [types.SimpleNamespace(image=image.crop((1, 2, 11, 14)), ids=box)]
 
-    stub = types.SimpleNamespace(get_detector=lambda: "stub-detector", face_regions=face_regions)
-    monkeypatch.setitem(sys.modules, "emonet_face.faces", stub)
+    monkeypatch.setattr(faces, "get_detector", lambda: "stub-detector")
+    monkeypatch.setattr(faces, "face_regions", face_regions)
     with FakeVLM(lambda seen: ok(1)) as server:
         result = run_cli(annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv", "--faces", "detect"))
     assert result.exit_code == 1 and len(server.seen) == 1

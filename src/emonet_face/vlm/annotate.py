@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from PIL import Image
 
 from emonet_face.errors import EmoNetError, InputError
+from emonet_face.faces.regions import FaceMode
 from emonet_face.inputs import IMAGE_SUFFIXES, discover_inputs, load_image
 from emonet_face.vlm.client import ChatClient, FatalRequestError, RequestError, RetryPolicy, image_data_url
 from emonet_face.vlm.parse import Annotation, ParseError, parse_answer
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 HQ_COLUMNS = ("image", "annotator", "human", "annotations")
-FACE_MODES = ("none", "detect", "auto")
+FACE_MODES = tuple(m.value for m in FaceMode)
 
 
 def annotator_name(model: str, prompt: Prompt, name: str | None = None) -> str:
@@ -233,42 +234,24 @@ Crop = tuple[Image.Image, dict[str, Any]]
 
 
 def face_cropper(mode: str) -> Callable[[Image.Image], list[Crop]] | None:
-    """The face-cropping function for ``--faces`` (``None`` for ``none``), checked before any request.
+    """The face-cropping function for ``--faces`` (``None`` for ``none``), built before any request.
 
-    Face detection and portrait crops belong to :mod:`emonet_face.faces`, shared with ``predict``
-    (``face_regions(image, detector, mode)`` with the default detector from ``get_detector()``; a
-    plain ``crop_faces(image, mode=...)`` is accepted too). It is imported lazily so that
-    whole-image runs never need it.
+    Detection and portrait crops are :mod:`emonet_face.faces`, shared with ``predict`` (default
+    detector, default margin); images where no face is found send nothing.
     """
+    from emonet_face import faces
+
     if mode not in FACE_MODES:
         raise InputError(f"--faces {mode!r}: expected one of {', '.join(FACE_MODES)}")
     if mode == "none":
         return None
-    try:
-        from emonet_face import faces
-    except ImportError as exc:
-        raise InputError(
-            f"--faces {mode}: face detection is not available in this installation ({exc}); "
-            "use --faces none with portrait images"
-        ) from None
-    if hasattr(faces, "face_regions") and hasattr(faces, "get_detector"):
-        detector = faces.get_detector()
+    detector = faces.get_detector()
 
-        def regions(image: Image.Image) -> list[Crop]:
-            found = faces.face_regions(image, detector, mode)
-            return [(region.image, dict(region.ids)) for region in found if region.image is not None]
+    def regions(image: Image.Image) -> list[Crop]:
+        found = faces.face_regions(image, detector, mode)
+        return [(region.image, dict(region.ids)) for region in found if region.image is not None]
 
-        return regions
-    crop_faces = getattr(faces, "crop_faces", None)
-    if crop_faces is None:
-        raise InputError(
-            f"--faces {mode}: emonet_face.faces offers neither face_regions nor crop_faces; use --faces none"
-        )
-
-    def crops(image: Image.Image) -> list[Crop]:
-        return [(crop, {}) for crop in crop_faces(image, mode=mode)]
-
-    return crops
+    return regions
 
 
 # ------------------------------------------------------------------------------------------ running
