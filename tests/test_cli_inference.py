@@ -164,6 +164,16 @@ def test_score_npy_and_parquet_with_ids(images, model_args, tiny_encoder_dir, ti
     assert table["image_id"].tolist() == store["image_id"].tolist() and table["split"].tolist() == ["a", "b"] * 2
     np.testing.assert_allclose(table[NUMERIC].to_numpy(float), expected[NUMERIC].to_numpy(float), atol=1e-6)
 
+    from emonet_face.data.store import write_embeddings
+
+    write_embeddings(tmp_path / "store", features, ids=[p.name for p in images])
+    out = tmp_path / "from_store.csv"
+    result = run("score", tmp_path / "store", "--heads", tiny_heads_dir, "--out", out)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert table["id"].tolist() == [p.name for p in images]
+    np.testing.assert_allclose(table[NUMERIC].to_numpy(float), expected[NUMERIC].to_numpy(float), atol=1e-6)
+
 
 @pytest.mark.parametrize(
     ("make", "message"),

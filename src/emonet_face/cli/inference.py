@@ -173,7 +173,10 @@ def _load_still(path: str):
 
 def score(
     embeddings: Annotated[
-        Path, typer.Argument(help=".npy array (N×D) or Parquet with an 'embedding' list column (+ id columns).")
+        Path,
+        typer.Argument(
+            help=".npy array (N×D), Parquet with an 'embedding' list column (+ id columns), or an embedding store folder."
+        ),
     ],
     heads: HeadsOpt = None,
     model: ModelOpt = "large",
@@ -203,14 +206,18 @@ def score(
 
 
 def load_embeddings(path: Path) -> tuple[np.ndarray, pd.DataFrame | None]:
-    """Read ``.npy`` (N×D) or Parquet with an ``embedding`` list column; other columns become ids."""
+    """Read an embedding store (``emonet-face embed``), ``.npy`` (N×D) or Parquet with an
+    ``embedding`` list column; other columns (for a store: ``id`` + metadata) become ids."""
     import numpy as np
     import pandas as pd
 
+    from emonet_face.data.store import is_store, read_store
     from emonet_face.errors import InputError
 
+    if is_store(path):
+        return read_store(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such file; pass a .npy or .parquet embeddings file")
+        raise InputError(f"{path}: no such file; pass a .npy or .parquet embeddings file or an embedding store folder")
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
