@@ -297,3 +297,21 @@ def test_bad_rows_no_overlap_and_out_of_range_are_reported(tmp_path: Path) -> No
     assert "1 non-numeric or non-finite ratings counted as 0" in text
     assert summary["kappa_mean"]["Lonely ZS"] is None
     assert "warning:" in result.output
+
+
+def test_face_tables_judge_each_image_by_its_largest_face(tmp_path: Path) -> None:
+    from emonet_face.bench.scores import load_score_table
+    from emonet_face.taxonomy import EMOTION_KEYS
+
+    rows = []
+    for image, faces in (("a.jpg", [(10, 1.0), (50, 2.0), (20, 3.0)]), ("b.jpg", [(30, 4.0)]), ("c.jpg", [(None, None)])):
+        for i, (side, value) in enumerate(faces):
+            row = {"path": image, "face": i if side else None, "box_w": side, "box_h": side}
+            row.update({key: value for key in EMOTION_KEYS})
+            rows.append(row)
+    path = tmp_path / "faces.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    table = load_score_table(path)
+    assert table.images == ["a.jpg", "b.jpg"]
+    assert table.scores[EMOTION_KEYS[0]].tolist() == [2.0, 4.0]
+    assert any("extra face rows" in w for w in table.warnings)

@@ -97,5 +97,16 @@ def load_score_table(path: str | Path) -> ScoreTable:
     if bad_rows.any():
         warnings.append(f"{path}: skipped {int(bad_rows.sum())} rows with a missing image name or non-numeric score")
     keep = ~bad_rows.to_numpy()
+    names = frame[image_column].reset_index(drop=True)
+    if {"box_w", "box_h"} <= set(frame.columns) and names[keep].duplicated().any():
+        # `predict --faces` tables: one row per face; judge each image by its largest face.
+        area = pd.to_numeric(frame["box_w"], errors="coerce") * pd.to_numeric(frame["box_h"], errors="coerce")
+        area = area.reset_index(drop=True).fillna(0.0)[keep]
+        largest = area.groupby(names[keep]).idxmax().to_numpy()
+        warnings.append(
+            f"{path}: {int(keep.sum()) - len(largest)} extra face rows dropped; each image is judged by its largest face"
+        )
+        keep = np.zeros(len(frame), dtype=bool)
+        keep[largest] = True
     images = [str(v) for v in frame[image_column][keep].tolist()]
     return ScoreTable(images, scores[keep].reset_index(drop=True), frame[keep].reset_index(drop=True), warnings)
