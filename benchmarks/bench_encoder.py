@@ -24,18 +24,6 @@ import numpy as np
 import torch
 
 SO400M = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16}
-PREPROCESSOR = {
-    "do_normalize": True,
-    "do_rescale": True,
-    "do_resize": True,
-    "image_mean": [0.5, 0.5, 0.5],
-    "image_std": [0.5, 0.5, 0.5],
-    "image_processor_type": "SiglipImageProcessor",
-    "processor_class": "SiglipProcessor",
-    "resample": 2,
-    "rescale_factor": 1 / 255,
-    "size": {"height": 384, "width": 384},
-}
 
 
 def build_checkpoint(folder: Path) -> Path:
@@ -43,6 +31,8 @@ def build_checkpoint(folder: Path) -> Path:
     if (folder / "config.json").is_file():
         return folder
     from transformers import SiglipConfig, SiglipModel
+
+    from emonet_face.encoder import siglip2_preprocessor_config
 
     config = SiglipConfig(
         text_config={**SO400M, "vocab_size": 256000, "max_position_embeddings": 64},
@@ -66,7 +56,7 @@ def build_checkpoint(folder: Path) -> Path:
                 buffer.copy_(torch.arange(buffer.shape[-1]).expand_as(buffer))
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
-    (folder / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR))
+    (folder / "preprocessor_config.json").write_text(json.dumps(siglip2_preprocessor_config(384)))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"built random so400m checkpoint ({n_params / 1e9:.2f} B params) in {time.perf_counter() - start:.0f} s")
     return folder

@@ -45,6 +45,8 @@ def build_tiny_siglip(folder: Path, *, image_size: int = TINY_IMAGE_SIZE, hidden
     import torch
     from transformers import SiglipConfig, SiglipModel
 
+    from emonet_face.encoder import siglip2_preprocessor_config
+
     torch.manual_seed(0)
     config = SiglipConfig(
         text_config={
@@ -64,18 +66,7 @@ def build_tiny_siglip(folder: Path, *, image_size: int = TINY_IMAGE_SIZE, hidden
         },
     )
     SiglipModel(config).eval().save_pretrained(folder)
-    processor = {
-        "do_normalize": True,
-        "do_rescale": True,
-        "do_resize": True,
-        "image_mean": [0.5, 0.5, 0.5],
-        "image_std": [0.5, 0.5, 0.5],
-        "image_processor_type": "SiglipImageProcessor",
-        "processor_class": "SiglipProcessor",
-        "resample": 2,
-        "rescale_factor": 1 / 255,
-        "size": {"height": image_size, "width": image_size},
-    }
+    processor = siglip2_preprocessor_config(image_size)
     (folder / "preprocessor_config.json").write_text(json.dumps(processor))
     return folder
 

@@ -304,7 +304,11 @@ def test_face_tables_judge_each_image_by_its_largest_face(tmp_path: Path) -> Non
     from emonet_face.taxonomy import EMOTION_KEYS
 
     rows = []
-    for image, faces in (("a.jpg", [(10, 1.0), (50, 2.0), (20, 3.0)]), ("b.jpg", [(30, 4.0)]), ("c.jpg", [(None, None)])):
+    for image, faces in (
+        ("a.jpg", [(10, 1.0), (50, 2.0), (20, 3.0)]),
+        ("b.jpg", [(30, 4.0)]),
+        ("c.jpg", [(None, None)]),
+    ):
         for i, (side, value) in enumerate(faces):
             row = {"path": image, "face": i if side else None, "box_w": side, "box_h": side}
             row.update({key: value for key in EMOTION_KEYS})

@@ -21,7 +21,26 @@ from torch import nn
 from emonet_face.errors import ModelLoadError
 from emonet_face.hub import DEFAULT_ENCODER, ENCODER_PATTERNS, resolve_model_dir
 
-__all__ = ["ImageEncoder"]
+__all__ = ["ImageEncoder", "siglip2_preprocessor_config"]
+
+
+def siglip2_preprocessor_config(image_size: int = 384) -> dict[str, Any]:
+    """``preprocessor_config.json`` as google/siglip2-so400m-patch16-384 ships it (bilinear resize
+    to a square, rescale to 0..1, normalise with mean = std = 0.5), for checkpoints built locally
+    (tests, benchmarks) so they exercise exactly the released preprocessing."""
+    return {
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "image_processor_type": "SiglipImageProcessor",
+        "processor_class": "SiglipProcessor",
+        "resample": 2,
+        "rescale_factor": 1 / 255,
+        "size": {"height": image_size, "width": image_size},
+    }
+
 
 # model_type in config.json -> (module, vision model class)
 _VISION_CLASSES = {
