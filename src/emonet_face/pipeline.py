@@ -323,7 +323,12 @@ class EmoNetFace(nn.Module):
     @torch.inference_mode()
     def raw_scores(self, embeddings: np.ndarray | torch.Tensor) -> np.ndarray:
         """Raw head outputs ``(N, H)`` (float64) for embeddings ``(N, D)``."""
-        emb = torch.as_tensor(np.asarray(embeddings) if not isinstance(embeddings, torch.Tensor) else embeddings)
+        if not isinstance(embeddings, torch.Tensor):
+            array = np.asarray(embeddings)
+            if not array.flags.writeable:  # memory-mapped stores: read-only, and we only read
+                array = array.copy()
+            embeddings = torch.from_numpy(array)
+        emb = embeddings
         if emb.ndim != 2 or emb.shape[1] != self.heads.in_dim:
             raise InputError(
                 f"embeddings have shape {tuple(emb.shape)} but the heads expect (N, {self.heads.in_dim}); "
