@@ -18,7 +18,7 @@ from emonet_face.faces import (
     get_detector,
     square_box,
 )
-from emonet_face.faces.detectors import resolve_weights_file
+from emonet_face.hub import resolve_model_file
 
 # The astronaut's face (Eileen Collins) in skimage.data.astronaut(), 512×512, found by inspection
 # on a 10-px grid zoomed 3×: cheek to cheek x 178–266, forehead under the fringe (y 75) to the chin
@@ -173,7 +173,7 @@ def test_weights_resolved_from_the_hub_cache_offline(tmp_path, monkeypatch):
     import huggingface_hub.file_download as fd
 
     monkeypatch.setattr(fd.constants, "HF_HUB_CACHE", str(cache), raising=False)
-    path = resolve_weights_file(
+    path = resolve_model_file(
         "opencv/face_detection_yunet/face_detection_yunet_2023mar.onnx", what="YuNet face detector"
     )
     assert path.read_bytes() == b"weights"

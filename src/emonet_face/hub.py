@@ -4,13 +4,14 @@ transformers. Model names are data: see :data:`MODELS`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from emonet_face.errors import EmoNetError, ModelLoadError
 
-__all__ = ["DEFAULT_ENCODER", "MODELS", "ModelSpec", "resolve_model_dir"]
+__all__ = ["DEFAULT_ENCODER", "MODELS", "ModelSpec", "resolve_model_dir", "resolve_model_file"]
 
 DEFAULT_ENCODER = "google/siglip2-so400m-patch16-384"
 
@@ -33,6 +34,44 @@ HEADS_PATTERNS = ("*.pth", "neutral_stats*", "*.json", "*.safetensors")
 ENCODER_PATTERNS = ("config.json", "preprocessor_config.json", "*.safetensors", "*.safetensors.index.json")
 
 
+@contextmanager
+def _hub_errors(
+    text: str, *, what: str, revision: str | None, offline: bool, how_to_get: str, error: type[EmoNetError]
+) -> Iterator[None]:
+    """Turn huggingface_hub's exceptions into one-line ``error``s that say what to do."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        yield
+    except LocalEntryNotFoundError:  # before EntryNotFoundError: it is a subclass
+        how = "offline mode is on (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
+        raise error(
+            f"{text}: {what} not in the local Hugging Face cache and {how}; run once with network access "
+            f"(or `{how_to_get}`), or pass a local path"
+        ) from None
+    except EntryNotFoundError:
+        raise error(f"{text}: no such file in the {what} repository on the Hub; check the path") from None
+    except GatedRepoError:  # before RepositoryNotFoundError: it is a subclass
+        raise error(
+            f"{text}: gated {what} repository; accept its terms on the Hub and log in (`hf auth login`)"
+        ) from None
+    except RepositoryNotFoundError:
+        raise error(f"{text}: no such {what} repository on the Hub (or it is private); check the id") from None
+    except RevisionNotFoundError:
+        raise error(f"{text}: revision {revision!r} not found; check --revision") from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise error(
+            f"{text}: could not download the {what} ({type(exc).__name__}: {exc}); retry or pass a local path"
+        ) from None
+
+
 def resolve_model_dir(
     ref: str | Path,
     *,
@@ -49,8 +88,9 @@ def resolve_model_dir(
     ``ref`` is an existing folder (used as is) or a Hub repo id, fetched with
     :func:`huggingface_hub.snapshot_download` into the HF cache (only ``allow_patterns``; for the
     encoder that skips tokenizer files). Offline mode (``HF_HUB_OFFLINE=1`` or
-    ``local_files_only=True``) serves from the cache only; a miss is a one-line
-    :class:`ModelLoadError` saying how to get the files.
+    ``local_files_only=True``) serves from the cache only; a miss is a one-line ``error``
+    (:class:`ModelLoadError` by default) saying how to get the files. ``repo_type="dataset"``
+    fetches datasets the same way.
     """
     path = Path(ref).expanduser()
     if path.is_dir():
@@ -60,16 +100,12 @@ def resolve_model_dir(
         raise error(f"{text}: {what} folder not found, and not a Hub repo id of the form 'owner/name'")
 
     from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
 
     offline = bool(local_files_only) or constants.HF_HUB_OFFLINE
-    try:
+    flag = "" if repo_type == "model" else f" --repo-type {repo_type}"
+    with _hub_errors(
+        text, what=what, revision=revision, offline=offline, how_to_get=f"hf download {text}{flag}", error=error
+    ):
         folder = snapshot_download(
             repo_id=text,
             repo_type=repo_type,
@@ -78,23 +114,30 @@ def resolve_model_dir(
             allow_patterns=list(allow_patterns) if allow_patterns else None,
             local_files_only=offline,
         )
-    except LocalEntryNotFoundError:
-        how = "offline mode is on (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
-        flag = "" if repo_type == "model" else f" --repo-type {repo_type}"
-        raise error(
-            f"{text}: {what} not in the local Hugging Face cache and {how}; run once with network access "
-            f"(or `hf download {text}{flag}`), or pass a local folder"
-        ) from None
-    except GatedRepoError:
-        raise error(
-            f"{text}: gated {what} repository; accept its terms on the Hub and log in (`hf auth login`)"
-        ) from None
-    except RepositoryNotFoundError:
-        raise error(f"{text}: no such {what} repository on the Hub (or it is private); check the id") from None
-    except RevisionNotFoundError:
-        raise error(f"{text}: revision {revision!r} not found; check --revision") from None
-    except (HfHubHTTPError, OSError) as exc:
-        raise error(
-            f"{text}: could not download the {what} ({type(exc).__name__}: {exc}); retry or pass a local folder"
-        ) from None
     return Path(folder)
+
+
+def resolve_model_file(source: str | Path, *, what: str, revision: str | None = None) -> Path:
+    """A local file, or ``owner/repo/path/in/repo`` fetched with ``hf_hub_download`` into the HF
+    cache (offline mode serves the cache only). Errors are one-line :class:`ModelLoadError`."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return path
+    text = str(source)
+    parts = text.split("/")
+    if path.exists() or text.startswith((".", "/", "~")) or len(parts) < 3 or not all(parts):
+        raise ModelLoadError(f"{text}: {what} file not found; pass an existing file or a Hub path 'owner/repo/file'")
+    from huggingface_hub import constants, hf_hub_download
+
+    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    offline = constants.HF_HUB_OFFLINE
+    with _hub_errors(
+        text,
+        what=what,
+        revision=revision,
+        offline=offline,
+        how_to_get=f"hf download {repo_id} {filename}",
+        error=ModelLoadError,
+    ):
+        weights = hf_hub_download(repo_id, filename, revision=revision, local_files_only=offline)
+    return Path(weights)

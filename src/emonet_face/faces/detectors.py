@@ -16,7 +16,6 @@ enlarged so that small faces are found) and maps boxes back to the original pixe
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +23,9 @@ from PIL import Image
 
 from emonet_face.errors import ModelLoadError
 from emonet_face.faces.base import DetectorError, Face, register_detector, sort_faces
+from emonet_face.hub import resolve_model_file
 
-__all__ = ["DlibHogDetector", "HaarCascadeDetector", "LbpCascadeDetector", "YuNetDetector", "resolve_weights_file"]
+__all__ = ["DlibHogDetector", "HaarCascadeDetector", "LbpCascadeDetector", "YuNetDetector"]
 
 MAX_DETECT_SIDE = 1600
 """Long side of the working copy for big photos: faces under ~1/40 of the long side are not looked for."""
@@ -159,39 +159,6 @@ YUNET_HUB_FILE = "opencv/face_detection_yunet/face_detection_yunet_2023mar.onnx"
 """Default YuNet weights: ``<owner>/<repo>/<file>`` on the Hugging Face Hub (OpenCV Zoo, MIT)."""
 
 
-def resolve_weights_file(source: str | os.PathLike[str], *, what: str, revision: str | None = None) -> Path:
-    """A local file, or ``owner/repo/path/in/repo`` fetched with ``hf_hub_download`` into the HF
-    cache (offline mode serves the cache only). Errors are one-line :class:`ModelLoadError`."""
-    path = Path(source).expanduser()
-    if path.is_file():
-        return path
-    text = str(source)
-    parts = text.split("/")
-    if path.exists() or text.startswith((".", "/", "~")) or len(parts) < 3 or not all(parts):
-        raise ModelLoadError(
-            f"{text}: {what} weights file not found; pass an existing file or a Hub path 'owner/repo/file'"
-        )
-    from huggingface_hub import constants, hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
-
-    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
-    offline = constants.HF_HUB_OFFLINE
-    try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=offline))
-    except LocalEntryNotFoundError:
-        how = "offline mode is on (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
-        raise ModelLoadError(
-            f"{text}: {what} weights not in the local Hugging Face cache and {how}; run once with network "
-            f"access (or `hf download {repo_id} {filename}`), or pass a local file"
-        ) from None
-    except EntryNotFoundError:
-        raise ModelLoadError(f"{text}: no file {filename!r} in Hub repo {repo_id}; check the path") from None
-    except (HfHubHTTPError, OSError) as exc:
-        raise ModelLoadError(
-            f"{text}: could not download the {what} weights ({type(exc).__name__}: {exc}); pass a local file"
-        ) from None
-
-
 class YuNetDetector:
     """OpenCV's YuNet CNN face detector through ``cv2.FaceDetectorYN`` (ONNX weights, ~230 kB).
 
@@ -204,7 +171,7 @@ class YuNetDetector:
     def __init__(self, *, source: str | None = None, threshold: float = 0.7, nms: float = 0.3) -> None:
         import cv2
 
-        weights = resolve_weights_file(source or YUNET_HUB_FILE, what="YuNet face detector")
+        weights = resolve_model_file(source or YUNET_HUB_FILE, what="YuNet face detector weights")
         try:
             self._net = cv2.FaceDetectorYN.create(str(weights), "", (320, 320), threshold, nms, 5000)
         except cv2.error as exc:
