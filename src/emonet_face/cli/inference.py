@@ -101,9 +101,9 @@ def predict(
 
         _quiet_transformers()
         paths = discover_inputs(inputs)
-        skip = done_keys(out) if resume and out is not None else set()
         if out is not None:
             _check_suffix(out)
+        skip = done_keys(out) if resume and out is not None else set()
         net = EmoNetFace.from_pretrained(
             model,
             encoder=encoder,
