@@ -45,7 +45,14 @@ def big_label(rng: np.random.Generator) -> str:
 
 
 def write_shards(
-    folder: Path, kind: str, n: int, *, shards: int = 2, seed: int = 0, corrupt: int | None = None
+    folder: Path,
+    kind: str,
+    n: int,
+    *,
+    shards: int = 2,
+    seed: int = 0,
+    corrupt: int | None = None,
+    ethnicities: tuple[str, ...] = ("asian", "black", "white"),
 ) -> Path:
     """``n`` rows split over ``shards`` files ``data/train-0000i-of-0000k.parquet``."""
     rng = np.random.default_rng(seed)
@@ -67,7 +74,7 @@ def write_shards(
                 "path": {"bytes": image, "path": f"{kind}_{i:05d}.png"},
                 "prompt": f"a face showing {EMOTIONS[target].name}",
                 "age": str(20 + i % 50),
-                "ethnicity": ["asian", "black", "white"][i % 3],
+                "ethnicity": ethnicities[i % len(ethnicities)],
                 "gender": ["female", "male"][i % 2],
                 "emotion": "neutral" if i % 10 == 0 else EMOTIONS[target].name,
                 "subset": kind,
@@ -82,5 +89,47 @@ def write_shards(
     for s in range(shards):
         part = rows[s * per : (s + 1) * per]
         table = pa.Table.from_pylist(part, schema=schema)
+        pq.write_table(table, out / f"train-{s:05d}-of-{shards:05d}.parquet", row_group_size=8)
+    return folder
+
+
+CARD_DEMOGRAPHICS = pa.struct([("age", pa.int64()), ("gender", pa.string()), ("ethnicity", pa.string())])
+
+
+def write_card_shards(folder: Path, n: int, *, ethnicities: tuple[str, ...], shards: int = 2, seed: int = 0) -> Path:
+    """The layout some dataset cards describe: ``image`` struct, ``annotations`` (HQ ratings as nested
+    structs, one field per rater, ``None`` where a rater did not rate) and a ``demographics`` struct."""
+    rng = np.random.default_rng(seed)
+    out = folder / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    keys = [e.annotation_key for e in EMOTIONS[:6]]
+    ratings = pa.struct([(k, pa.int64()) for k in keys])
+    schema = pa.schema(
+        [
+            ("image", IMAGE_TYPE),
+            ("annotations", pa.struct([(f"human-{r}", ratings) for r in (1, 2, 3)])),
+            ("demographics", CARD_DEMOGRAPHICS),
+        ]
+    )
+    rows = []
+    for i in range(n):
+        raters = {}
+        for r in (1, 2, 3):
+            rated = r < 3 or i % 4 == 0
+            raters[f"human-{r}"] = {k: int(rng.integers(0, 3)) for k in keys} if rated else None
+        rows.append(
+            {
+                "image": {"bytes": png_bytes(rng, 8), "path": f"card_{i:05d}.png"},
+                "annotations": raters,
+                "demographics": {
+                    "age": int(rng.integers(1, 90)) if i % 7 else None,
+                    "gender": ["man", "woman", "Woman"][i % 3],
+                    "ethnicity": ethnicities[i % len(ethnicities)],
+                },
+            }
+        )
+    per = -(-n // shards)
+    for s in range(shards):
+        table = pa.Table.from_pylist(rows[s * per : (s + 1) * per], schema=schema)
         pq.write_table(table, out / f"train-{s:05d}-of-{shards:05d}.parquet", row_group_size=8)
     return folder

@@ -65,12 +65,15 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def write_hq_outputs(result, out: Path, *, figures: bool = True) -> dict[str, Any]:
-    """Everything `bench hq` writes into ``out``; returns the summary."""
+def write_hq_outputs(result, out: Path, *, figures: bool = True, by_group=None) -> dict[str, Any]:
+    """Everything `bench hq` writes into ``out``; returns the summary. ``by_group``: an
+    :class:`~emonet_face.stats.bygroup.GroupAgreement` (``--meta --by``) adds ``by``/``by_tests``."""
     from emonet_face.bench.figures import hq_figures
 
     out.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
+    if by_group is not None:
+        summary.update(by_group.summary())
     write_json(summary, out / "summary.json")
     pa = result.per_annotator
     headline = pa[
@@ -114,7 +117,13 @@ def write_hq_outputs(result, out: Path, *, figures: bool = True) -> dict[str, An
     )
     if figures:
         hq_figures(result, out)
-    (out / "report.md").write_text(_hq_markdown(result, summary, figures))
+    report = _hq_markdown(result, summary, figures)
+    if by_group is not None:
+        from emonet_face.stats.report import by_group_markdown, write_by_group_outputs
+
+        write_by_group_outputs(by_group, out, figures=figures)
+        report += by_group_markdown(by_group, figures)
+    (out / "report.md").write_text(report)
     return summary
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from emonet_face.cli._common import user_errors
+from emonet_face.errors import InputError
 
 app = typer.Typer(
     help="Benchmark models against EmoNet-Face expert ratings (HQ protocol, transfer, BINARY votes).",
@@ -61,6 +62,13 @@ def hq(
         float, typer.Option("--reliable-alpha", help="Human alpha at which an emotion counts as reliable.")
     ] = 0.3,
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Draw PNG/PDF figures.")] = True,
+    meta: Annotated[
+        Path | None,
+        typer.Option("--meta", help="Per-image demographics (CSV/Parquet with 'image' + gender/age/ethnicity, or the HQ dataset)."),
+    ] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Factors for agreement by group (with --meta): gender,age_group,fairface,ethnicity.")
+    ] = None,
 ) -> None:
     """Agreement of every annotator with the human experts (kappa, Spearman, alpha, groups)."""
 
@@ -76,8 +84,25 @@ def hq(
         if name and len(names) > len(predictions or []):
             data.warnings.append("more --name than --predictions; extra names ignored")
         result = run_hq_protocol(data, readout=readout.value, seed=seed, n_boot=n_boot, reliable_alpha=reliable_alpha)
-        summary = write_hq_outputs(result, out, figures=figures)
-        _warn(result.warnings)
+        by_group = None
+        if meta is not None or by is not None:
+            from emonet_face.stats.bygroup import agreement_by_group, group_factors, parse_factors
+
+            if meta is None:
+                raise InputError("--by needs --meta FILE (per-image demographics, or the HQ dataset)")
+            factors, notes = group_factors(data.images, meta)
+            by_group = agreement_by_group(
+                data,
+                factors,
+                parse_factors(by or "gender,age_group,fairface"),
+                readout=readout.value,
+                seed=seed,
+                n_boot=n_boot,
+                reliable_alpha=reliable_alpha,
+            )
+            by_group.warnings[:0] = notes
+        summary = write_hq_outputs(result, out, figures=figures, by_group=by_group)
+        _warn(result.warnings + (by_group.warnings if by_group else []))
         _print_hq(summary)
         typer.echo(f"wrote {out}/summary.json, tables, {'figures, ' if figures else ''}report.md")
 

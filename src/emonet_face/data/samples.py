@@ -21,7 +21,7 @@ from PIL import Image
 from emonet_face.errors import InputError
 from emonet_face.taxonomy import resolve_emotion
 
-__all__ = ["Dataset", "LabelParse", "Sample", "parse_label", "resolve_head_key"]
+__all__ = ["Dataset", "LabelParse", "Sample", "label_raters", "parse_label", "resolve_head_key"]
 
 _RECORD_VALUE_FIELDS = ("value", "rating", "score", "intensity", "label")
 _RECORD_NAME_FIELDS = ("emotion", "name", "key", "dimension")
@@ -171,3 +171,27 @@ def parse_label(label: Any, parse: LabelParse | None = None) -> LabelParse:
     parse = parse or LabelParse()
     _walk(label, parse)
     return parse
+
+
+def label_raters(label: Any) -> list[str]:
+    """Names of the raters in a label: keys whose value is itself a mapping of ratings or votes
+    (HQ/BINARY's ``[{rater: {emotion: value}}]``; BIG's ``{"generated": {...}}`` is one rater)."""
+    raters: list[str] = []
+
+    def walk(obj: Any, depth: int) -> None:
+        obj = _as_container(obj)
+        if depth > 8:
+            return
+        if isinstance(obj, Mapping):
+            for key, value in obj.items():
+                value = _as_container(value)
+                if isinstance(value, Mapping) and value and not any(isinstance(_as_container(v), Mapping) for v in value.values()):
+                    raters.append(str(key))
+                elif isinstance(value, (Mapping, list, tuple)):
+                    walk(value, depth + 1)
+        elif isinstance(obj, (list, tuple)):
+            for item in obj:
+                walk(item, depth + 1)
+
+    walk(label, 0)
+    return raters
