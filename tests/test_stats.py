@@ -267,7 +267,10 @@ def hq_with_meta(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
 def test_by_group_kappa_equals_bench_hq_on_the_subset(hq_with_meta, tmp_path: Path) -> None:
     hq_csv, meta_csv, frame = hq_with_meta
     args = ["--n-boot", "60", "--seed", "5", "--no-figures"]
-    result = _run(["bench", "hq", str(hq_csv), "--meta", str(meta_csv), "--by", "gender,fairface", "--out", str(tmp_path / "all"), *args])
+    result = _run(
+        ["bench", "hq", str(hq_csv), "--meta", str(meta_csv), "--by", "gender,fairface", "--n-perm", "49",
+         "--out", str(tmp_path / "all"), *args]
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "all" / "summary.json").read_text())
     meta = pd.read_csv(meta_csv)
@@ -288,9 +291,16 @@ def test_by_group_kappa_equals_bench_hq_on_the_subset(hq_with_meta, tmp_path: Pa
             for a, value in alone[key].items():
                 assert group[key][a] == pytest.approx(value, rel=1e-12, abs=1e-12), (key, a)
     assert set(summary["by"]["fairface"]) == {"East Asian", "Black", "Latino_Hispanic"}
-    tests = summary["by_tests"]["fairface"]["Gemini 2.0 Flash ZS"]
-    assert tests["test"] == "friedman" and 0 <= tests["p"] <= 1
-    assert summary["by_tests"]["gender"]["Gemini 2.0 Flash ZS"]["test"] == "wilcoxon"
+    # the permutation test's observed statistic (its own bincount path) = the size-weighted variance of the
+    # protocol's group kappas, so the test sees exactly the numbers in the table
+    for factor in ("gender", "fairface"):
+        groups = summary["by"][factor]
+        for annotator, row in summary["by_tests"][factor].items():
+            kappa = np.array([groups[g]["kappa_mean"][annotator] for g in groups], dtype=float)
+            n = np.array([groups[g]["n_images"] for g in groups], dtype=float)
+            centre = (n * kappa).sum() / n.sum()
+            assert row["statistic"] == pytest.approx((n * (kappa - centre) ** 2).sum() / n.sum(), rel=1e-9, abs=1e-15)
+            assert 0 < row["p"] <= 1 and row["n_perm"] == 49
     assert summary["kappa_mean"]  # the full protocol is still there
 
 
@@ -308,12 +318,32 @@ def test_by_group_figures_and_hq_dataset_as_meta(hq_with_meta, tmp_path: Path) -
         }
     ).to_parquet(parquet)
     out = tmp_path / "out"
-    result = _run(["bench", "hq", str(hq_csv), "--meta", str(parquet), "--by", "age_group", "--out", str(out), "--n-boot", "30"])
+    result = _run(["bench", "hq", str(hq_csv), "--meta", str(parquet), "--by", "age_group", "--out", str(out), "--n-boot", "30", "--n-perm", "19"])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert {k: v["n_images"] for k, v in summary["by"]["age_group"].items()} == {"20-29": 12, "30-39": 12, "40-49": 12, "50-59": 12}
     assert (out / "agreement_by_age_group.png").stat().st_size > 0
     assert "Agreement by group" in (out / "report.md").read_text()
+
+
+def test_permutation_test_finds_a_group_where_a_model_fails(hq_with_meta) -> None:
+    from emonet_face.bench.hq import load_hq
+    from emonet_face.stats.bygroup import kappa_permutation_test
+
+    hq_csv, meta_csv, _ = hq_with_meta
+    data = load_hq(hq_csv)
+    meta = pd.read_csv(meta_csv).set_index("image")
+    labels = meta.loc[data.images, "gender"].to_numpy()
+    quiet = kappa_permutation_test(data, labels, n_perm=199, seed=1)
+    model = data.annotators.index("Empathic Insight Face Large")
+    rng = np.random.default_rng(0)
+    women = labels == "woman"
+    data.ratings[model][women] = rng.permutation(data.ratings[model][women])  # right ratings, wrong faces
+    found = kappa_permutation_test(data, labels, n_perm=199, seed=1)
+    assert found.at["Empathic Insight Face Large", "p"] <= 0.01
+    assert quiet.at["Empathic Insight Face Large", "p"] > 0.05
+    humans = [a for a, h in zip(data.annotators, data.human) if h]
+    assert (found.loc[humans, "p"] > 0.01).all()  # humans untouched
 
 
 def _planted(bias: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

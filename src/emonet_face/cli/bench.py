@@ -69,6 +69,9 @@ def hq(
     by: Annotated[
         str | None, typer.Option("--by", help="Factors for agreement by group (with --meta): gender,age_group,fairface,ethnicity.")
     ] = None,
+    n_perm: Annotated[
+        int, typer.Option("--n-perm", min=19, help="Permutations of the test of agreement differing across groups.")
+    ] = 200,
 ) -> None:
     """Agreement of every annotator with the human experts (kappa, Spearman, alpha, groups)."""
 
@@ -99,6 +102,7 @@ def hq(
                 seed=seed,
                 n_boot=n_boot,
                 reliable_alpha=reliable_alpha,
+                n_perm=n_perm,
             )
             by_group.warnings[:0] = notes
         summary = write_hq_outputs(result, out, figures=figures, by_group=by_group)

@@ -262,7 +262,7 @@ def agreement_by_group_figure(result, factor: str, out: Path) -> list[Path]:
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_ylabel("kappa with human experts (95% CI)")
     ax.legend(fontsize=7, title=FACTOR_TITLES.get(factor, factor), title_fontsize=8, ncol=2 if len(values) > 5 else 1)
-    ax.set_title(f"Agreement by {FACTOR_TITLES.get(factor, factor).lower()} (p: difference across groups, Friedman / Wilcoxon over emotions)", fontsize=9)
+    ax.set_title(f"Agreement by {FACTOR_TITLES.get(factor, factor).lower()} (p: permutation test over images)", fontsize=9)
     return _save(fig, out, f"agreement_by_{factor}")
 
 

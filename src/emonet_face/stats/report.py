@@ -128,9 +128,10 @@ def by_group_markdown(result, figures: bool) -> str:
         "## Agreement by group",
         "",
         "The protocol above run on each group's images alone (same readout, seed and bootstrap); a group's "
-        "kappa is what `bench hq` gives on that group's rows. `p`: does the annotator's per-emotion kappa differ "
-        "across groups (Friedman test over emotions, paired by emotion; Wilcoxon signed-rank for two groups; "
-        "`unknown` left out; not corrected for the number of annotators). "
+        "kappa is what `bench hq` gives on that group's rows. `p`: does the annotator's kappa differ across "
+        "groups more than chance allows (permutation test over images: group labels shuffled, sizes kept; "
+        "statistic: size-weighted variance of the group kappas; `unknown` left out; not corrected for the number "
+        "of annotators). Small groups get noisier, lower kappas by chance alone: compare groups through `p`. "
         "Long table: [agreement_by_group.csv](agreement_by_group.csv).",
         "",
     ]
