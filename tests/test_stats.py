@@ -229,7 +229,7 @@ def test_figures_and_world_map_fallback(tmp_path: Path, monkeypatch: pytest.Monk
     out = tmp_path / "out"
     result = _run(["stats", str(tmp_path / "hq"), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    for stem in ("demographics", "age_histogram", "emotion_by_group", "balance", "world_map"):
+    for stem in ("per_emotion", "demographics", "age_histogram", "emotion_by_group", "balance", "world_map"):
         assert (out / f"{stem}.png").stat().st_size > 0 and (out / f"{stem}.pdf").exists()
         assert f"{stem}.png" in (out / "report.md").read_text()
     assert figures.world_map_paths() is not None, "the [stats] extra (country outlines) is part of the test extra"

@@ -206,7 +206,7 @@ def world_map(counts: pd.Series, table: DemographicTable, out: Path) -> list[Pat
             ax.annotate(f"{group}\n{share.get(group, 0):.0%}", (lon, lat), ha="center", va="center", fontsize=8)
         ax.set_xlabel("longitude")
         ax.set_ylabel("latitude")
-        note = f"no country outlines ({MAP_EXTRA_HINT})"
+        note = "circle size = share; no country outlines: pip install 'emonet-face[stats]'"
     for group in table.fairface_groups:
         handles.append(
             plt.Rectangle((0, 0), 1, 1, color=GROUP_COLORS.get(group, "grey"), label=f"{group}: {counts.get(group, 0)} ({share[group]:.1%})")
@@ -215,17 +215,36 @@ def world_map(counts: pd.Series, table: DemographicTable, out: Path) -> list[Pat
     ax.legend(handles=handles, loc="lower left", fontsize=8, title=f"FairFace group: images (unknown: {unknown})")
     ax.set_xticks([]) if countries is not None else None
     ax.set_yticks([]) if countries is not None else None
-    ax.set_title(f"Regions of the FairFace groups, shaded by share of images ({note})", fontsize=10)
+    ax.set_title(f"Regions of the FairFace groups by share of images ({note})", fontsize=10)
     return _save(fig, out, "world_map")
 
 
+def per_emotion_bars(labelled: pd.Series, definition: str, out: Path) -> list[Path]:
+    series = labelled.sort_values(ascending=False)
+    fig, ax = plt.subplots(figsize=(14, 4.5))
+    ax.bar(range(len(series)), series.to_numpy(), color="tab:blue")
+    ax.set_xticks(range(len(series)), series.index, rotation=90, fontsize=7)
+    ax.set_ylabel("images")
+    ax.set_title(f"Images per emotion ({definition})", fontsize=10)
+    return _save(fig, out, "per_emotion")
+
+
 def dataset_figures(stats, out: Path) -> list[Path]:
-    """All `stats DATASET` figures for a :class:`~emonet_face.stats.dataset.DatasetStats`."""
-    counts = {f: stats.counts(f) for f in ("gender", "age_group", "fairface", "ethnicity")}
-    paths = [*demographic_bars(counts, out)]
-    paths += age_histogram(stats.images["age"], stats.images["age_group"], stats.table, out)
+    """All `stats DATASET` figures for a :class:`~emonet_face.stats.dataset.DatasetStats`; the demographic
+    ones only when some image has a known group."""
+    from emonet_face.stats.dataset import DEFINITIONS
+
+    paths = []
     if stats.definition:
-        paths += emotion_heatmap({f: stats.emotion_by(f) for f in ("gender", "age_group", "fairface")}, counts, out)
+        paths += per_emotion_bars(stats.labelled.sum(), DEFINITIONS[stats.definition].split(" (")[0], out)
+    counts = {f: stats.counts(f) for f in ("gender", "age_group", "fairface", "ethnicity")}
+    known = [f for f in ("gender", "age_group", "fairface") if counts[f].drop(UNKNOWN, errors="ignore").sum() > 0]
+    if not known and counts["ethnicity"].drop(UNKNOWN, errors="ignore").sum() == 0:
+        return paths
+    paths += demographic_bars(counts, out)
+    paths += age_histogram(stats.images["age"], stats.images["age_group"], stats.table, out)
+    if stats.definition and known:
+        paths += emotion_heatmap({f: stats.emotion_by(f) for f in known}, counts, out)
     paths += balance_bars(stats.balance(), out)
     paths += world_map(counts["fairface"], stats.table, out)
     return paths
@@ -290,7 +309,7 @@ def mean_score_figure(frame: pd.DataFrame, factor: str, out: Path) -> list[Path]
 def gap_figure(frame: pd.DataFrame, factor: str, out: Path) -> list[Path]:
     """Model gap vs human gap (z units) per emotion and comparison; flagged emotions named."""
     comparisons = list(dict.fromkeys(frame["group"]))
-    fig, axes = plt.subplots(1, len(comparisons), figsize=(5.2 * len(comparisons), 5), squeeze=False)
+    fig, axes = plt.subplots(1, len(comparisons), figsize=(max(6.5, 5.2 * len(comparisons)), 5.6), squeeze=False)
     for ax, name in zip(axes[0], comparisons):
         part = frame[frame["group"] == name]
         flagged = part["flagged"].to_numpy(dtype=bool)
@@ -309,5 +328,5 @@ def gap_figure(frame: pd.DataFrame, factor: str, out: Path) -> list[Path]:
         ax.set_ylabel("model gap (z units)")
         ax.set_title(name, fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"Does the model see a group difference the experts do not? ({FACTOR_TITLES.get(factor, factor)})")
+    fig.suptitle(f"Does the model see a group difference the experts do not?\n({FACTOR_TITLES.get(factor, factor)})", fontsize=11)
     return _save(fig, out, f"gap_{factor}")
