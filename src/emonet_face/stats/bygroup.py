@@ -26,9 +26,8 @@ from scipy import stats as sps
 
 from emonet_face.bench.hq import HQData
 from emonet_face.errors import InputError
-from emonet_face.stats.dataset import join_meta, read_meta
+from emonet_face.stats.dataset import EMOTION_NAMES, join_meta, read_meta
 from emonet_face.stats.demographics import FACTORS, UNKNOWN, DemographicTable, demographic_columns
-from emonet_face.taxonomy import EMOTIONS
 
 __all__ = [
     "GroupAgreement",
@@ -40,9 +39,6 @@ __all__ = [
     "prediction_stats",
     "subset_hq",
 ]
-
-EMOTION_NAMES = [e.name for e in EMOTIONS]
-
 
 def parse_factors(text: str) -> list[str]:
     factors = [f.strip() for f in text.split(",") if f.strip()]

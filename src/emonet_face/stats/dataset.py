@@ -145,6 +145,8 @@ class DatasetStats:
                 "n": len(self.annotator_images),
                 "images": {k: int(v) for k, v in sorted(self.annotator_images.items())},
             }
+        from emonet_face.bench.protocol import _clean
+
         out["balance"] = {
             f: {k: _clean(v) for k, v in row.items()} for f, row in self.balance().to_dict("index").items()
         }
@@ -156,14 +158,6 @@ class DatasetStats:
 
 def _fmt_value(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, (float, np.floating)):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def balance_index(counts: np.ndarray, categories: int | None = None) -> dict[str, float]:
@@ -239,7 +233,7 @@ def _label_rows(labels: list[Any], extra: list[dict[str, Any]] | None) -> Iterat
         if extra:
             parse_label(extra[i], parse)
             if not raters and (parse.ratings or parse.votes):
-                raters = ["columns"]
+                raters = ["(rating columns)"]
         yield parse, raters
 
 
