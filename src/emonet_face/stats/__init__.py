@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emonet_face.stats.bygroup import agreement_by_group, gap_test, kappa_permutation_test, prediction_stats
+from emonet_face.stats.dataset import DatasetStats, dataset_stats, read_meta
 from emonet_face.stats.demographics import (
     FACTORS,
     UNKNOWN,
@@ -22,10 +24,17 @@ from emonet_face.stats.demographics import (
 __all__ = [
     "FACTORS",
     "UNKNOWN",
+    "DatasetStats",
     "DemographicTable",
+    "agreement_by_group",
+    "dataset_stats",
     "demographic_columns",
+    "gap_test",
     "is_score_table",
+    "kappa_permutation_test",
     "load_demographic_table",
+    "prediction_stats",
+    "read_meta",
 ]
 
 _SCORE_MARKERS = ("top1", "results")
