@@ -19,8 +19,8 @@ Everything comes from pictures that installed packages ship (no network):
 
 Run: ``PYTHONPATH=src python benchmarks/bench_faces.py`` (``--detectors blazeface,dlib,lbp``).
 BlazeFace is also reported at other score thresholds (one run at 0.4, re-filtered)
-and with a denser tile pyramid (``blazeface-dense``: ``grid=4``). Detectors that cannot be built
-here (``haar`` on OpenCV 5, ``yunet`` without cached weights) are reported as unavailable.
+and with denser tile pyramids (``grid=3``, ``grid=4``: 3 or 4 tiles across the long side).
+Detectors that cannot be built here (``haar`` on OpenCV 5, ``yunet`` without cached weights) are reported as unavailable.
 """
 
 from __future__ import annotations
@@ -262,7 +262,8 @@ def evaluate(spec: str, photos, free, *, thresholds: list[float] | None = None, 
         for condition in CONDITIONS:
             part = [ok for t, ok in hits if t.condition == condition]
             by_condition[condition] = f"{np.mean(part):.2f} ({len(part)})" if part else "-"
-        label = name + ("" if threshold is None else f"@{threshold:g}") + ("" if not options.get("grid") else "-dense")
+        label = name + ("" if threshold is None else f"@{threshold:g}")
+        label += f" grid={options['grid']}" if options.get("grid") else ""
         results.append(
             {
                 "detector": label,
@@ -296,6 +297,7 @@ def main() -> None:
             runs = evaluate(spec, photos, free)
             runs[0]["detector"] = "blazeface (default)"
             runs += evaluate(spec, photos, free, thresholds=thresholds, threshold=0.4)
+            runs += evaluate(spec, photos, free, grid=3)
             runs += evaluate(spec, photos, free, grid=4)
         else:
             runs = evaluate(spec, photos, free)

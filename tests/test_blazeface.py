@@ -199,3 +199,15 @@ def test_a_local_model_file_that_is_not_a_model_is_a_clear_error(tmp_path: Path)
 def test_face_dataclass_scales_its_eyes():
     face = Face(1, 2, 3, 4, 0.9, eyes=(10, 20, 30, 40))
     assert face.scaled(2).eyes == (20, 40, 60, 80)
+
+
+def test_exif_rotated_phone_photo_is_detected_upright(tmp_path: Path, detector, astronaut):
+    from emonet_face.inputs import load_image
+
+    stored = astronaut.rotate(90, expand=True)  # as a phone stores it: on its side, EXIF says how to turn it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation 6: turn 90° clockwise to display
+    stored.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    (face,) = detector.detect(load_image(tmp_path / "phone.jpg"))
+    assert 190 < face.box_x + face.box_w / 2 < 250 and 80 < face.box_y + face.box_h / 2 < 150
+    assert face.eyes[0] > face.eyes[2]  # upright: the person's left eye on the image's right

@@ -234,7 +234,7 @@ def test_mixed_inputs_errors_and_resume_after_a_real_kill(photos, tmp_path, astr
     cmd = [sys.executable, "-m", "emonet_face", "predict", *map(str, args), "--out", str(out)]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
-        for _ in range(3000):  # up to 60 s for the subprocess to start and write 3 rows
+        for _ in range(9000):  # up to 180 s for the subprocess to start and write 3 rows (a loaded machine)
             if (out.is_file() and out.read_bytes().count(b"\n") >= 4) or proc.poll() is not None:
                 break
             time.sleep(0.02)
