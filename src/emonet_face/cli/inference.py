@@ -33,6 +33,11 @@ OutOpt = Annotated[
 ]
 
 
+DETECTOR_NAMES = "blazeface, dlib, haar, lbp, yunet"
+"""Listed literally (building the registry at CLI import would load numpy and the hub client);
+tests/test_faces.py checks that it names every registered detector."""
+
+
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the main app."""
     app.command("predict")(predict)
@@ -193,11 +198,6 @@ def predict(
     _finish(n_rows, n_errors, out, quiet, skipped=len(skip))
 
 
-DETECTOR_NAMES = "blazeface, dlib, haar, lbp, yunet"
-"""Listed literally (building the registry at CLI import would load numpy and the hub client);
-tests/test_faces.py checks that it names every registered detector."""
-
-
 def media_stages(
     paths: list[Path],
     *,
@@ -219,7 +219,7 @@ def media_stages(
     return source, FaceExpander(faces, detector, margin, min_score=min_score, align=align)
 
 
-def _tracking(paths: list[Path], faces: str, resumed: Path | None, keys, want_summary: bool):
+def _tracking(paths: list[Path], faces: str, resumed: Path | None, keys: tuple[str, ...], want_summary: bool):
     """The video face tracker (``track`` column) and the ``--tracks-out`` summary, when they apply.
 
     On ``--resume`` new ids start above those already in the output, and the summary starts from

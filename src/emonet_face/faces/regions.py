@@ -14,7 +14,7 @@ from PIL import Image
 from emonet_face.faces.base import Detector, Face
 from emonet_face.faces.crop import DEFAULT_MARGIN, crop_face
 
-__all__ = ["FACE_COLUMNS", "FaceMode", "Region", "face_regions", "looks_like_portrait"]
+__all__ = ["EYE_COLUMNS", "FACE_COLUMNS", "FaceMode", "Region", "face_regions", "looks_like_portrait"]
 
 EYE_COLUMNS = ("eye_left_x", "eye_left_y", "eye_right_x", "eye_right_y")
 """Eye centres in image pixels where the detector gives them; left/right are the person's."""
