@@ -20,7 +20,8 @@ Everything comes from pictures that installed packages ship (no network):
 Run: ``PYTHONPATH=src python benchmarks/bench_faces.py`` (``--detectors blazeface,dlib,lbp``).
 BlazeFace is also reported at other score thresholds (one run at 0.4, re-filtered)
 and with denser tile pyramids (``grid=3``, ``grid=4``: 3 or 4 tiles across the long side).
-Detectors that cannot be built here (``haar`` on OpenCV 5, ``yunet`` without cached weights) are reported as unavailable.
+Detectors that cannot be built here (``haar`` on OpenCV 5, ``yunet`` without cached weights) are
+reported as unavailable.
 """
 
 from __future__ import annotations
@@ -125,8 +126,10 @@ def _drawings() -> dict[str, Image.Image]:
     render("draw_bars", lambda ax: ax.bar(list("ABCDEFGH"), rng.uniform(1, 9, 8), color="tab:orange"))
     render("draw_scatter", lambda ax: ax.scatter(*rng.normal(size=(2, 300)), c=rng.uniform(size=300), s=40))
     render("draw_pie", lambda ax: ax.pie(rng.uniform(1, 5, 6), labels=list("UVWXYZ"), autopct="%1.0f%%"))
-    render("draw_contour", lambda ax: ax.contourf(np.add.outer(np.sin(np.linspace(0, 6, 80)), np.cos(np.linspace(0, 9, 80)))))
-    text = "Emotion recognition benchmark\n" + "\n".join(" ".join(f"word{rng.integers(99)}" for _ in range(9)) for _ in range(14))
+    waves = np.add.outer(np.sin(np.linspace(0, 6, 80)), np.cos(np.linspace(0, 9, 80)))
+    render("draw_contour", lambda ax: ax.contourf(waves))
+    words = (" ".join(f"word{rng.integers(99)}" for _ in range(9)) for _ in range(14))
+    text = "Emotion recognition benchmark\n" + "\n".join(words)
     render("draw_text", lambda ax: (ax.axis("off"), ax.text(0, 1, text, va="top", family="serif", fontsize=12)))
     return out
 
@@ -289,7 +292,8 @@ def main() -> None:
     photos = labelled_photos(args.photos)
     free = face_free_pictures()
     n_faces = sum(len(t) for _, t in photos)
-    print(f"{len(photos)} labelled photos with {n_faces} faces; {len(free)} face-free pictures; CPU: {os.cpu_count()} cores")
+    cores = os.cpu_count()
+    print(f"{len(photos)} labelled photos with {n_faces} faces; {len(free)} face-free pictures; CPU: {cores} cores")
     results = []
     for spec in args.detectors.split(","):
         if spec == "blazeface":

@@ -191,7 +191,8 @@ class TrackSummary:
             )
             entry["first"] = min(entry["first"], float(times.min()))  # type: ignore[call-overload]
             entry["last"] = max(entry["last"], float(times.max()))  # type: ignore[call-overload]
-            entry["frames"].update(pd.to_numeric(group["frame"], errors="coerce").dropna().astype(int))  # type: ignore[union-attr]
+            frames = pd.to_numeric(group["frame"], errors="coerce").dropna().astype(int)
+            entry["frames"].update(frames)  # type: ignore[union-attr]
             entry["n"] += int(scored.sum())  # type: ignore[operator]
             entry["sums"] = entry["sums"] + values[scored].sum()  # type: ignore[operator]
 

@@ -90,7 +90,8 @@ def predict(
         ),
     ] = None,
     align: Annotated[
-        bool, typer.Option("--align", help="Rotate each face crop so the eyes are level (detectors with eye landmarks).")
+        bool,
+        typer.Option("--align", help="Rotate each face crop so the eyes are level (detectors with eye landmarks)."),
     ] = False,
     margin: Annotated[
         float, typer.Option("--margin", min=0.0, help="Context around each face, as a fraction of its box side.")

