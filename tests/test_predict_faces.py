@@ -333,3 +333,17 @@ def test_plot_draws_bar_charts_when_the_image_is_gone(tmp_path):
     result = run("plot", table, "--out", tmp_path / "vis")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "vis").glob("*.png")) == ["moved.face0.bars.png", "moved.face1.bars.png"]
+
+
+def test_min_face_score_and_align_options(photos, model_args, tmp_path):
+    out = tmp_path / "strict.csv"
+    args = [photos["astronaut"], "--faces", "detect", *model_args]
+    assert run("predict", *args, "--min-face-score", "0.99", "--out", out).exit_code == 0
+    assert pd.read_csv(out)["face"].isna().all()  # nothing scores 0.99: the row stays, with no face
+    plain, aligned = tmp_path / "plain.csv", tmp_path / "aligned.csv"
+    assert run("predict", *args, "--out", plain).exit_code == 0
+    assert run("predict", *args, "--align", "--out", aligned).exit_code == 0
+    plain, aligned = pd.read_csv(plain), pd.read_csv(aligned)
+    assert plain["eye_left_x"].iloc[0] > plain["eye_right_x"].iloc[0]
+    # the astronaut's eye line tilts by ~4°: the aligned crop differs, so do its scores
+    assert not np.allclose(plain[SCORES].to_numpy(float), aligned[SCORES].to_numpy(float))
