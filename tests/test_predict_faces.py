@@ -267,7 +267,7 @@ def test_save_vis_and_plot(photos, tmp_path, astronaut, model_args):
     with Image.open(vis / "b_group.png") as image:
         assert image.width > 500
     plotted = tmp_path / "plotted"
-    result = run("plot", out, "--out", plotted)
+    result = run("plot", out, "--out", plotted, "--smooth", "1.5")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in plotted.glob("*.png")) == names
 

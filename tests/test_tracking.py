@@ -120,3 +120,13 @@ def test_summary_means_equal_the_rows_means():
     for column in [*keys, "prob.elation", "prob.anger"]:
         assert zero[column] == pytest.approx(mine[column].mean())
     assert zero["top1"] == max(["elation", "anger"], key=lambda k: mine[k].mean())
+
+
+def test_timeline_smoothing_by_hand():
+    from emonet_face.viz.pictures import smooth_series
+
+    nan = float("nan")
+    # a 2-s window: t ± 1 s; the NaN (an unscored frame) is left out of the means
+    assert smooth_series([0, 1, 2, 3, 4], [1, 2, nan, 4, 5], 2) == pytest.approx([1.5, 1.5, 3.0, 4.5, 4.5])
+    assert smooth_series([3, 0, 1], [3, 0, 1], 1) == [3, 0, 1]  # unsorted times, windows of one point
+    assert smooth_series([0, 1], [1, 2], 0) == [1, 2]  # 0: raw

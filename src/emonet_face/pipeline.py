@@ -48,8 +48,9 @@ __all__ = ["EmoNetFace", "Expand", "ImageSource", "Item", "resolve_device", "res
 
 Ids = dict[str, Any]
 Expand = Callable[[Ids, Image.Image], list[tuple[Ids, Image.Image | None]]]
-Annotate = Callable[[pd.DataFrame, np.ndarray], pd.DataFrame]
 """Stage 3: one decoded image → ``[(ids, crop_or_None), ...]`` (e.g. one entry per detected face)."""
+Annotate = Callable[[pd.DataFrame, np.ndarray], pd.DataFrame]
+"""After scoring: ``(score table, per-row image features)`` → the table with added columns (e.g. ``track``)."""
 
 _DTYPES = {
     "float32": torch.float32,

@@ -63,11 +63,18 @@ def smooth_series(times: list[float], values: list[float], seconds: float) -> li
         return values
     t = np.asarray(times, float)
     v = np.asarray(values, float)
-    inside = np.abs(t[:, None] - t[None, :]) <= seconds / 2
-    ok = ~np.isnan(v)
-    counts = (inside & ok[None, :]).sum(1)
-    sums = (inside * np.where(ok, v, 0.0)[None, :]).sum(1)
-    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).tolist()
+    order = np.argsort(t, kind="stable")
+    ts, vs = t[order], v[order]
+    ok = ~np.isnan(vs)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(ok, vs, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(ok)])
+    lo = np.searchsorted(ts, ts - seconds / 2, side="left")
+    hi = np.searchsorted(ts, ts + seconds / 2, side="right")
+    n = counts[hi] - counts[lo]
+    means = np.where(n > 0, (sums[hi] - sums[lo]) / np.maximum(n, 1), np.nan)
+    out = np.empty_like(means)
+    out[order] = means
+    return out.tolist()
 
 
 def main_face_rows(rows: pd.DataFrame) -> pd.DataFrame:
