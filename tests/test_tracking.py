@@ -96,6 +96,22 @@ def test_tracker_on_a_table_leaves_stills_and_faceless_rows_empty():
     assert out["track"].tolist()[1] == out["track"].tolist()[3] == 0
 
 
+def test_frames_without_faces_count_as_misses_in_a_table():
+    rows = [(f, [0.0, 0, 50, 50] if f in (0, 5) else [None] * 4) for f in range(6)]
+    table = pd.DataFrame(
+        {
+            "path": ["v.mp4"] * 6,
+            "frame": [f for f, _ in rows],
+            "time": [float(f) for f, _ in rows],
+            **{c: [b[i] for _, b in rows] for i, c in enumerate(["box_x", "box_y", "box_w", "box_h"])},
+            "top1": ["joy"] * 6,
+        }
+    )
+    features = np.stack([_embedding(1) if f in (0, 5) else np.full(32, np.nan) for f, _ in rows])
+    out = FaceTracker(max_misses=3)(table, features)
+    assert out["track"].tolist()[0] == 0 and out["track"].tolist()[5] == 1  # 4 empty frames: the track ended
+
+
 def test_summary_means_equal_the_rows_means():
     rng = np.random.default_rng(3)
     keys = ["elation", "anger", "valence"]

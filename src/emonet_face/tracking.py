@@ -93,15 +93,16 @@ class FaceTracker:
         if "frame" in table.columns and "box_x" in table.columns:
             frames = pd.to_numeric(table["frame"], errors="coerce")
             boxes = table[["box_x", "box_y", "box_w", "box_h"]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
-            usable = frames.notna().to_numpy() & ~np.isnan(boxes).any(axis=1)
-            positions = np.flatnonzero(usable)
+            has_box = ~np.isnan(boxes).any(axis=1)
+            positions = np.flatnonzero(frames.notna().to_numpy())
             keys = list(zip(table["path"].to_numpy()[positions], frames.to_numpy()[positions]))
             groups: dict[tuple, list[int]] = {}
             for pos, key in zip(positions, keys):  # dict keeps first-seen order = time order
                 groups.setdefault(key, []).append(pos)
             values = tracks.to_numpy(dtype=object)
-            for (path, _), rows in groups.items():
-                ids = self.update(str(path), boxes[rows], features[rows])
+            for (path, _), rows in groups.items():  # a frame with no face still counts as a miss
+                rows = [pos for pos in rows if has_box[pos]]
+                ids = self.update(str(path), boxes[rows].reshape(-1, 4), features[rows])
                 for pos, track in zip(rows, ids):
                     values[pos] = track
             tracks = pd.Series(values, index=table.index).astype("Int64")
