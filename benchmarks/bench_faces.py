@@ -1,135 +1,318 @@
-"""Face detection quality and speed on the real photos available offline, for every detector.
+"""Labelled face-detection benchmark built offline: recall by face size and by condition, false
+faces on face-free pictures, and median time per photo, for every detector in one run.
 
-Photos (all ship inside installed packages, no network):
-* one face each: ``skimage.data.astronaut()``, ``skimage.data.camera()`` (cameraman, three-quarter
-  view), matplotlib's ``grace_hopper.jpg``;
-* a 3-face group: those three photos side by side at their own sizes (1 face each);
-* 100 face and 100 non-face 25×25 crops from ``skimage.data.lfw_subset()`` (Labeled Faces in the
-  Wild), each tested alone (the detector enlarges them): a hard small-face recall test;
-* 16 photos without faces from ``skimage.data`` (coffee, cat, rocket, horse, coins, …): false positives.
+Everything comes from pictures that installed packages ship (no network):
 
-Run: ``PYTHONPATH=src python benchmarks/bench_faces.py`` (``--detectors dlib,lbp,haar,yunet:/path.onnx``).
-Detectors that cannot be built here (e.g. ``haar`` on OpenCV 5, ``yunet`` without weights) are
+* Faces: the heads of ``skimage.data.astronaut()`` and matplotlib's ``grace_hopper.jpg`` (sharp
+  portraits), and the 100 face crops of ``skimage.data.lfw_subset()`` (Labeled Faces in the Wild,
+  25×25 grey: used only up to 60 px, where their blur is realistic). The cameraman of
+  ``skimage.data.camera()`` is the one three-quarter/profile-like face (pasted whole).
+* Labelled photos: each of ``--photos`` canvases is a face-free picture (below) scaled to an
+  ordinary photo size (640×480 … 1600×1200), with 2–5 faces pasted at 20–400 px (log-uniform),
+  each under one condition: plain, rotated ±15–45°, grayscale, partly covered (a dark band over
+  the eyes like sunglasses, or a hand-coloured block over the mouth/forehead), small (LFW).
+  A detection finds a face when its centre lies inside the face's box and its size is within
+  0.4–2.5× (detectors draw boxes differently); unmatched detections are counted as extra boxes.
+* Face-free: 22 ``skimage.data`` pictures (photos, micrographs, text, logos, a cat), 4 matplotlib
+  sample pictures, 6 drawings rendered with matplotlib (charts, text, a map), 4 mosaics of the
+  100 LFW non-face crops: 36 in all.
+
+Run: ``PYTHONPATH=src python benchmarks/bench_faces.py`` (``--detectors blazeface,dlib,lbp``).
+BlazeFace is also reported at other score thresholds (one run at 0.4, re-filtered)
+and with denser tile pyramids (``grid=3``, ``grid=4``: 3 or 4 tiles across the long side).
+Detectors that cannot be built here (``haar`` on OpenCV 5, ``yunet`` without cached weights) are
 reported as unavailable.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
+
+SIZES = [(640, 480), (800, 600), (960, 640), (1024, 768), (1280, 960), (1600, 1200)]
+SIZE_BINS = [(20, 32), (32, 48), (48, 80), (80, 160), (160, 400)]
+CONDITIONS = ["plain", "rotated", "grayscale", "covered", "small-lfw"]
 
 
 def _rgb(arr: np.ndarray) -> Image.Image:
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype != np.uint8:
+        arr = (255 * (arr - arr.min()) / max(float(arr.max() - arr.min()), 1e-9)).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        return Image.fromarray(arr).convert("RGBA").convert("RGB")
     return Image.fromarray(arr).convert("RGB")
 
 
-def one_face_photos() -> dict[str, Image.Image]:
-    import matplotlib
+@dataclass
+class FaceSource:
+    """A picture of one face and where its face box is (x0, y0, x1, y1 in the picture)."""
+
+    image: Image.Image
+    box: tuple[float, float, float, float]
+
+
+def face_sources() -> tuple[list[FaceSource], list[FaceSource]]:
+    """(sharp portraits, small LFW faces)."""
+    import matplotlib.cbook
     from skimage import data
 
-    hopper = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")
-    return {"astronaut": _rgb(data.astronaut()), "camera": _rgb(data.camera()), "grace_hopper": hopper}
+    astronaut = _rgb(data.astronaut())
+    hopper = Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
+    sharp = [
+        # head crops with context; face boxes (brow to chin) measured on the pictures
+        FaceSource(astronaut.crop((140, 20, 320, 220)), (36, 52, 138, 160)),
+        FaceSource(hopper.crop((120, 60, 420, 400)), (40, 62, 248, 270)),
+    ]
+    lfw = (data.lfw_subset()[:100] * 255).astype(np.uint8)
+    # LFW crops are centred faces: the face fills about the middle 70%
+    small = [FaceSource(_rgb(c), (4.0, 5.0, 21.0, 24.0)) for c in lfw]
+    return sharp, small
 
 
-def group_photo(photos: dict[str, Image.Image]) -> Image.Image:
-    width = sum(p.width for p in photos.values())
-    height = max(p.height for p in photos.values())
-    canvas = Image.new("RGB", (width, height), (128, 128, 128))
-    x = 0
-    for photo in photos.values():
-        canvas.paste(photo, (x, 0))
-        x += photo.width
-    return canvas
-
-
-def no_face_photos() -> dict[str, Image.Image]:
+def face_free_pictures() -> dict[str, Image.Image]:
+    import matplotlib
+    import matplotlib.cbook
     from skimage import data
 
     names = [
-        "coffee", "chelsea", "rocket", "horse", "coins", "moon", "hubble_deep_field", "retina",
-        "page", "text", "brick", "grass", "gravel", "immunohistochemistry", "cell", "logo",
+        "coffee", "chelsea", "rocket", "horse", "coins", "moon", "hubble_deep_field", "retina", "page", "text",
+        "brick", "grass", "gravel", "immunohistochemistry", "cell", "logo", "binary_blobs", "checkerboard", "clock",
+        "colorwheel", "microaneurysms", "shepp_logan_phantom",
     ]  # fmt: skip
-    out = {}
-    for name in names:
-        arr = getattr(data, name)()
-        if arr.dtype == bool:
-            arr = arr.astype(np.uint8) * 255
-        if arr.ndim == 3 and arr.shape[2] == 4:
-            arr = arr[:, :, :3]
-        out[name] = _rgb(arr.astype(np.uint8))
+    out = {name: _rgb(getattr(data, name)()) for name in names}
+    for name in ("Minduka_Present_Blue_Pack.png", "logo2.png"):
+        out[name] = Image.open(matplotlib.cbook.get_sample_data(name)).convert("RGB")
+    dem = matplotlib.cbook.get_sample_data("jacksboro_fault_dem.npz")["elevation"]
+    out["jacksboro_dem"] = _rgb(dem.astype(float))
+    topo = matplotlib.cbook.get_sample_data("topobathy.npz")["topo"]
+    out["topobathy"] = _rgb(topo.astype(float))
+    out.update(_drawings())
+    from skimage import data as skdata
+
+    other = (skdata.lfw_subset()[100:] * 255).astype(np.uint8)
+    for m in range(4):  # 25 non-face LFW crops per mosaic, 4× enlarged
+        mosaic = np.block([[other[m * 25 + r * 5 + c] for c in range(5)] for r in range(5)])
+        out[f"lfw_nonfaces_{m}"] = _rgb(mosaic).resize((500, 500), Image.Resampling.BICUBIC)
     return out
 
 
-def lfw() -> tuple[list[Image.Image], list[Image.Image]]:
-    from skimage import data
+def _drawings() -> dict[str, Image.Image]:
+    import io
 
-    crops = (data.lfw_subset() * 255).astype(np.uint8)
-    images = [_rgb(c) for c in crops]
-    return images[:100], images[100:]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    out = {}
+
+    def render(name, draw):
+        fig, ax = plt.subplots(figsize=(8, 6), dpi=100)
+        draw(ax)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        out[name] = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+    render("draw_lines", lambda ax: ax.plot(np.cumsum(rng.normal(size=(200, 4)), axis=0)))
+    render("draw_bars", lambda ax: ax.bar(list("ABCDEFGH"), rng.uniform(1, 9, 8), color="tab:orange"))
+    render("draw_scatter", lambda ax: ax.scatter(*rng.normal(size=(2, 300)), c=rng.uniform(size=300), s=40))
+    render("draw_pie", lambda ax: ax.pie(rng.uniform(1, 5, 6), labels=list("UVWXYZ"), autopct="%1.0f%%"))
+    waves = np.add.outer(np.sin(np.linspace(0, 6, 80)), np.cos(np.linspace(0, 9, 80)))
+    render("draw_contour", lambda ax: ax.contourf(waves))
+    words = (" ".join(f"word{rng.integers(99)}" for _ in range(9)) for _ in range(14))
+    text = "Emotion recognition benchmark\n" + "\n".join(words)
+    render("draw_text", lambda ax: (ax.axis("off"), ax.text(0, 1, text, va="top", family="serif", fontsize=12)))
+    return out
 
 
-def run(spec: str) -> dict[str, object]:
+@dataclass
+class Truth:
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1
+    size: float  # face side in px
+    condition: str
+
+
+def _paste_face(canvas: Image.Image, source: FaceSource, side: float, condition: str, rng) -> Truth | None:
+    """Paste ``source`` so that its face is ``side`` px wide; returns the face's truth box."""
+    x0, y0, x1, y1 = source.box
+    scale = side / (x1 - x0)
+    picture = source.image.resize(
+        (max(1, round(source.image.width * scale)), max(1, round(source.image.height * scale))),
+        Image.Resampling.LANCZOS,
+    )
+    fx0, fy0, fx1, fy1 = x0 * scale, y0 * scale, x1 * scale, y1 * scale
+    mask = None
+    if condition == "grayscale":
+        picture = picture.convert("L").convert("RGB")
+    elif condition == "covered":
+        draw = ImageDraw.Draw(picture)
+        fh = fy1 - fy0
+        if rng.uniform() < 0.5:  # sunglasses: a dark band over the eyes
+            draw.rectangle((fx0 + 0.05 * side, fy0 + 0.22 * fh, fx1 - 0.05 * side, fy0 + 0.42 * fh), fill=(15, 15, 20))
+        else:  # a hand-coloured block over the forehead or the mouth
+            top = fy0 if rng.uniform() < 0.5 else fy0 + 0.62 * fh
+            draw.rectangle((fx0 - 0.1 * side, top, fx1 + 0.1 * side, top + 0.38 * fh), fill=(214, 170, 140))
+    elif condition == "rotated":
+        angle = float(rng.choice([-1, 1]) * rng.uniform(15, 45))
+        cx, cy = picture.width / 2, picture.height / 2
+        mask = Image.new("L", picture.size, 255).rotate(angle, expand=True)
+        picture = picture.rotate(angle, expand=True, resample=Image.Resampling.BICUBIC)
+        # the face centre rotates with the picture (PIL: counter-clockwise, y down)
+        fcx, fcy = (fx0 + fx1) / 2 - cx, (fy0 + fy1) / 2 - cy
+        a = math.radians(angle)
+        ncx = fcx * math.cos(a) + fcy * math.sin(a) + picture.width / 2
+        ncy = -fcx * math.sin(a) + fcy * math.cos(a) + picture.height / 2
+        half_w, half_h = (fx1 - fx0) / 2, (fy1 - fy0) / 2
+        fx0, fx1, fy0, fy1 = ncx - half_w, ncx + half_w, ncy - half_h, ncy + half_h
+    free_x, free_y = canvas.width - picture.width, canvas.height - picture.height
+    if free_x < 0 or free_y < 0:
+        return None
+    left, top = int(rng.integers(0, free_x + 1)), int(rng.integers(0, free_y + 1))
+    canvas.paste(picture, (left, top), mask)
+    return Truth((left + fx0, top + fy0, left + fx1, top + fy1), side, condition)
+
+
+def labelled_photos(n: int, seed: int = 0) -> list[tuple[Image.Image, list[Truth]]]:
+    rng = np.random.default_rng(seed)
+    sharp, small = face_sources()
+    backgrounds = list(face_free_pictures().values())
+    photos = []
+    for i in range(n):
+        width, height = SIZES[i % len(SIZES)]
+        canvas = backgrounds[int(rng.integers(len(backgrounds)))].resize((width, height), Image.Resampling.BILINEAR)
+        truths: list[Truth] = []
+        for _ in range(int(rng.integers(2, 6))):
+            condition = CONDITIONS[int(rng.integers(len(CONDITIONS)))]
+            if condition == "small-lfw":
+                source, side = small[int(rng.integers(len(small)))], float(rng.uniform(20, 60))
+            else:
+                source = sharp[int(rng.integers(len(sharp)))]
+                side = float(np.exp(rng.uniform(np.log(20), np.log(min(400, height / 2)))))
+            for _attempt in range(20):  # keep faces apart: a new face must not overlap another's picture
+                trial = canvas.copy()
+                truth = _paste_face(trial, source, side, condition, rng)
+                if truth is None:
+                    break
+                if all(not _overlaps(truth.box, t.box, pad=0.6 * max(t.size, truth.size)) for t in truths):
+                    canvas = trial
+                    truths.append(truth)
+                    break
+        photos.append((canvas, truths))
+    return photos
+
+
+def _overlaps(a, b, pad: float) -> bool:
+    return not (a[2] + pad < b[0] or b[2] + pad < a[0] or a[3] + pad < b[1] or b[3] + pad < a[1])
+
+
+def _matches(face, truth: Truth) -> bool:
+    cx, cy = face.box_x + face.box_w / 2, face.box_y + face.box_h / 2
+    x0, y0, x1, y1 = truth.box
+    inside = x0 <= cx <= x1 and y0 <= cy <= y1
+    ratio = max(face.box_w, face.box_h) / truth.size
+    return inside and 0.4 <= ratio <= 2.5
+
+
+def evaluate(spec: str, photos, free, *, thresholds: list[float] | None = None, **options) -> list[dict[str, object]]:
     from emonet_face.errors import EmoNetError
     from emonet_face.faces import get_detector
 
+    name = spec.split(":")[0]
     try:
-        detector = get_detector(spec)
+        detector = get_detector(spec, **options)
     except EmoNetError as exc:
-        return {"detector": spec, "unavailable": str(exc)}
-    singles = one_face_photos()
-    group = group_photo(singles)
-    empties = no_face_photos()
-    lfw_faces, lfw_other = lfw()
+        return [{"detector": spec, "unavailable": str(exc)}]
     timed: list[float] = []
 
-    def detect(image: Image.Image) -> int:
+    def detect(image):
         start = time.perf_counter()
         faces = detector.detect(image)
         timed.append(time.perf_counter() - start)
-        return len(faces)
+        return faces
 
-    singles_found = {name: detect(img) for name, img in singles.items()}
-    photo_times = list(timed)
-    group_found = detect(group)
-    photo_times.append(timed[-1])
-    false_pos = {name: n for name, img in empties.items() if (n := detect(img))}
-    photo_times.extend(timed[-len(empties) :])
-    lfw_hits = sum(detect(img) >= 1 for img in lfw_faces)
-    lfw_fp = sum(detect(img) >= 1 for img in lfw_other)
-    return {
-        "detector": spec,
-        "single (1 face each)": singles_found,
-        "group (3 faces)": group_found,
-        "false positives in 16 no-face photos": sum(false_pos.values()),
-        "fp detail": false_pos,
-        "LFW 25px faces found /100": lfw_hits,
-        "LFW non-faces flagged /100": lfw_fp,
-        "ms per photo (median)": round(1000 * float(np.median(photo_times)), 1),
-        "ms per 25px crop (median)": round(1000 * float(np.median(timed[-200:])), 1),
-    }
+    found_photos = [detect(image) for image, _ in photos]
+    found_free = {key: detect(image) for key, image in free.items()}
+    ms = round(1000 * float(np.median(timed)), 1)
+    results = []
+    for threshold in thresholds or [None]:
+        keep = (lambda f: True) if threshold is None else (lambda f, t=threshold: f.score >= t)
+        hits: list[tuple[Truth, bool]] = []
+        extra = 0
+        for (_, truths), faces in zip(photos, found_photos):
+            faces = [f for f in faces if keep(f)]
+            used = set()
+            for truth in truths:
+                match = next((i for i, f in enumerate(faces) if i not in used and _matches(f, truth)), None)
+                hits.append((truth, match is not None))
+                if match is not None:
+                    used.add(match)
+            extra += len(faces) - len(used)
+        false = {k: n for k, faces in found_free.items() if (n := sum(keep(f) for f in faces))}
+        by_size = {}
+        for lo, hi in SIZE_BINS:
+            part = [ok for t, ok in hits if lo <= t.size < hi]
+            by_size[f"{lo}-{hi}px"] = f"{np.mean(part):.2f} ({len(part)})" if part else "-"
+        by_condition = {}
+        for condition in CONDITIONS:
+            part = [ok for t, ok in hits if t.condition == condition]
+            by_condition[condition] = f"{np.mean(part):.2f} ({len(part)})" if part else "-"
+        label = name + ("" if threshold is None else f"@{threshold:g}")
+        label += f" grid={options['grid']}" if options.get("grid") else ""
+        results.append(
+            {
+                "detector": label,
+                "recall": round(float(np.mean([ok for _, ok in hits])), 3),
+                "by size": by_size,
+                "by condition": by_condition,
+                "extra boxes on labelled photos": extra,
+                f"false faces / face-free photo ({len(free)})": round(sum(false.values()) / len(free), 3),
+                "false detail": false,
+                "ms/photo median": ms,
+            }
+        )
+    return results
 
 
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # yunet: local cache or a local file only
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--detectors", default="dlib,haar,lbp,yunet")
+    parser.add_argument("--detectors", default="blazeface,dlib,lbp,haar,yunet")
+    parser.add_argument("--photos", type=int, default=48, help="labelled photos (2–5 faces each)")
+    parser.add_argument("--thresholds", default="0.4,0.5,0.6,0.7,0.8", help="BlazeFace score thresholds to report")
     args = parser.parse_args()
+    photos = labelled_photos(args.photos)
+    free = face_free_pictures()
+    n_faces = sum(len(t) for _, t in photos)
+    cores = os.cpu_count()
+    print(f"{len(photos)} labelled photos with {n_faces} faces; {len(free)} face-free pictures; CPU: {cores} cores")
     results = []
     for spec in args.detectors.split(","):
-        result = run(spec)
-        results.append(result)
-        print(" | ".join(f"{k}: {v}" for k, v in result.items()), flush=True)
-    timed = [r for r in results if "ms per photo (median)" in r]
-    if len(timed) > 1:  # side by side against the first detector (the default, dlib) as baseline
-        base = timed[0]
+        if spec == "blazeface":
+            thresholds = [float(t) for t in args.thresholds.split(",")]
+            runs = evaluate(spec, photos, free)
+            runs[0]["detector"] = "blazeface (default)"
+            runs += evaluate(spec, photos, free, thresholds=thresholds, threshold=0.4)
+            runs += evaluate(spec, photos, free, grid=3)
+            runs += evaluate(spec, photos, free, grid=4)
+        else:
+            runs = evaluate(spec, photos, free)
+        for result in runs:
+            results.append(result)
+            print(" | ".join(f"{k}: {v}" for k, v in result.items()), flush=True)
+    timed = [r for r in results if "ms/photo median" in r]
+    base = next((r for r in timed if r["detector"] == "dlib"), None)
+    if base:  # side by side against dlib HOG (the previous default), same run
         for r in timed:
-            ratio = r["ms per photo (median)"] / base["ms per photo (median)"]
-            print(f"{r['detector']}: {ratio:.2f}x the time of {base['detector']} per photo")
+            print(f"{r['detector']}: {r['ms/photo median'] / base['ms/photo median']:.2f}x the time of dlib per photo")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def detector():
     return get_detector("dlib")
 
 
-def test_default_detector_finds_the_astronaut(astronaut, detector):
+def test_dlib_finds_the_astronaut(astronaut, detector):
     faces = detector.detect(astronaut)
     assert len(faces) == 1, faces
     box = (faces[0].box_x, faces[0].box_y, faces[0].box_w, faces[0].box_h)
@@ -131,7 +131,7 @@ def test_face_regions_modes(astronaut, detector):
 
 
 def test_registry_and_unknown_detector():
-    assert {"dlib", "haar", "lbp", "yunet"} <= set(available_detectors())
+    assert {"blazeface", "dlib", "haar", "lbp", "yunet"} <= set(available_detectors())
     with pytest.raises(EmoNetError, match="unknown face detector"):
         get_detector("nope")
 
@@ -239,3 +239,15 @@ def test_yunet_from_a_local_file_detects_and_maps_boxes_back(tmp_path):
     (face,) = detector.detect(big)
     assert (face.box_x, face.box_y, face.box_w, face.box_h) == pytest.approx((256, 128, 64, 64))
     assert detector.detect(Image.new("RGB", (640, 384))) == []
+
+
+def test_detector_help_lists_every_registered_detector():
+    from typer.testing import CliRunner
+
+    from emonet_face.cli.inference import DETECTOR_NAMES
+    from emonet_face.cli.main import app
+
+    assert DETECTOR_NAMES.split(", ") == available_detectors()
+    result = CliRunner().invoke(app, ["predict", "--help"], terminal_width=200)
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert all(name in flat for name in available_detectors()), flat

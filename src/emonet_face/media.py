@@ -4,7 +4,7 @@
   :data:`SEGMENT_SAMPLES` sampled frames (one worker item each, so memory stays bounded however
   long the video), each yielding ``(ids + frame/time, frame image)``.
 * :class:`FaceExpander` (expansion stage): one image → one square crop per detected face with the
-  ``face``/``box_*``/``det_score``/``region`` columns, following ``--faces``.
+  ``face``/``box_*``/``det_score``/``region``/``eye_*`` columns, following ``--faces``.
 
 Every row of a run carries the same id columns (``path``, then ``frame``/``time`` when any input
 is a video, then the face columns unless ``--faces none``), filled with empty values where they
@@ -108,20 +108,28 @@ class FaceExpander:
     """
 
     def __init__(
-        self, mode: FaceMode | str = FaceMode.auto, detector: str | None = None, margin: float = DEFAULT_MARGIN
+        self,
+        mode: FaceMode | str = FaceMode.auto,
+        detector: str | None = None,
+        margin: float = DEFAULT_MARGIN,
+        *,
+        min_score: float | None = None,
+        align: bool = False,
     ):
         self.mode = FaceMode(mode)
         self.detector_spec = detector
         self.margin = margin
+        self.align = align
+        self.detector_options = {} if min_score is None else {"threshold": min_score}
         self._detector = None
         if self.mode is not FaceMode.none:
-            self._detector = get_detector(detector)  # fail early (unknown name, missing weights)
+            self._detector = get_detector(detector, **self.detector_options)  # fail early (unknown name, weights)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_detector": None}
 
     def __call__(self, ids: dict[str, Any], image: Image.Image) -> list[tuple[dict[str, Any], Image.Image | None]]:
         if self.mode is not FaceMode.none and self._detector is None:
-            self._detector = get_detector(self.detector_spec)
-        regions = face_regions(image, self._detector, self.mode, margin=self.margin)
+            self._detector = get_detector(self.detector_spec, **self.detector_options)
+        regions = face_regions(image, self._detector, self.mode, margin=self.margin, align=self.align)
         return [({**ids, **r.ids}, None if r.image is None else ensure_min_size(r.image)) for r in regions]

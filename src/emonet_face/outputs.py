@@ -119,7 +119,7 @@ def summary_columns(table: pd.DataFrame) -> list[str]:
     from emonet_face.taxonomy import EXTRA_KEYS
 
     score_start = table.columns.get_loc("top1") if "top1" in table.columns else len(table.columns)
-    ids = list(table.columns[:score_start])
+    ids = [c for c in table.columns[:score_start] if not str(c).startswith("eye_")]  # landmarks: files only
     extras = [k for k in EXTRA_KEYS if k in table.columns]
     return [*ids, "top1", "top2", "top3", *extras, "error"]
 

@@ -49,6 +49,8 @@ __all__ = ["EmoNetFace", "Expand", "ImageSource", "Item", "resolve_device", "res
 Ids = dict[str, Any]
 Expand = Callable[[Ids, Image.Image], list[tuple[Ids, Image.Image | None]]]
 """Stage 3: one decoded image → ``[(ids, crop_or_None), ...]`` (e.g. one entry per detected face)."""
+Annotate = Callable[[pd.DataFrame, np.ndarray], pd.DataFrame]
+"""After scoring: ``(score table, per-row image features)`` → the table with added columns (e.g. ``track``)."""
 
 _DTYPES = {
     "float32": torch.float32,
@@ -393,12 +395,16 @@ class EmoNetFace(nn.Module):
         source: ImageSource | None = None,
         expand: Expand | None = None,
         skip: set[tuple] | frozenset[tuple] = frozenset(),
+        annotate: Annotate | None = None,
     ) -> Iterator[pd.DataFrame]:
         """Like :meth:`predict` but yields the table batch by batch (for incremental writing).
 
         Every yielded frame holds only complete inputs (all faces/frames of an input together),
         about ``batch_size`` rows. ``skip`` holds resume keys (:func:`emonet_face.outputs.row_key`)
-        already done; those inputs are not scored again.
+        already done; those inputs are not scored again. ``annotate(table, features)`` may add
+        columns from each row's image features ``(N, D)`` (NaN rows where nothing was scored)
+        before the batch is yielded; it runs in this process, batch after batch, in input order
+        (e.g. :class:`emonet_face.tracking.FaceTracker`).
         """
         means = self._means()
         for items, features in self._feature_batches(images, batch_size, num_workers, progress, source, expand, skip):
@@ -406,7 +412,14 @@ class EmoNetFace(nn.Module):
             rows = [i for i, f in enumerate(features) if f is not None]
             if rows:
                 raw[rows] = self.raw_scores(torch.stack([features[i] for i in rows]))
-            yield build_score_table([it.ids for it in items], raw, [it.error for it in items], self.keys, means)
+            table = build_score_table([it.ids for it in items], raw, [it.error for it in items], self.keys, means)
+            if annotate is not None:
+                dim = features[rows[0]].shape[-1] if rows else 1
+                matrix = np.full((len(items), dim), np.nan, dtype=np.float32)
+                if rows:
+                    matrix[rows] = torch.stack([features[i] for i in rows]).float().cpu().numpy()
+                table = annotate(table, matrix)
+            yield table
 
     def encode(
         self, images: Any, *, batch_size: int = 16, num_workers: int | None = None, progress: bool | None = None

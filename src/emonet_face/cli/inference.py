@@ -33,6 +33,11 @@ OutOpt = Annotated[
 ]
 
 
+DETECTOR_NAMES = "blazeface, dlib, haar, lbp, yunet"
+"""Listed literally (building the registry at CLI import would load numpy and the hub client);
+tests/test_faces.py checks that it names every registered detector."""
+
+
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the main app."""
     app.command("predict")(predict)
@@ -71,9 +76,23 @@ def predict(
     detector: Annotated[
         str | None,
         typer.Option(
-            "--detector", help="Face detector: dlib (default, offline), haar, lbp, yunet or yunet:/path/model.onnx."
+            "--detector",
+            help=f"Face detector: {DETECTOR_NAMES} (default: blazeface, offline CNN shipped with the package); "
+            "yunet:/path/model.onnx or blazeface:/path/model.tflite for a local weights file.",
         ),
     ] = None,
+    min_face_score: Annotated[
+        float | None,
+        typer.Option(
+            "--min-face-score",
+            help="Keep faces the detector scores at least this (default: the detector's own threshold; "
+            "blazeface: 0.5 on 0..1). Lower finds more faces, higher makes fewer mistakes.",
+        ),
+    ] = None,
+    align: Annotated[
+        bool,
+        typer.Option("--align", help="Rotate each face crop so the eyes are level (detectors with eye landmarks)."),
+    ] = False,
     margin: Annotated[
         float, typer.Option("--margin", min=0.0, help="Context around each face, as a fraction of its box side.")
     ] = 0.4,
@@ -84,6 +103,16 @@ def predict(
     save_vis: Annotated[
         Path | None, typer.Option("--save-vis", help="Folder for PNG pictures: face boxes + top-3, bar charts.")
     ] = None,
+    tracks_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--tracks-out",
+            help="Video: one row per face track (.csv, .parquet or .jsonl): times, frames, mean scores, top-3.",
+        ),
+    ] = None,
+    smooth: Annotated[
+        float, typer.Option("--smooth", min=0.0, help="Video timelines (--save-vis): moving average over SECONDS.")
+    ] = 0.0,
 ) -> None:
     """Score images and videos with the 40 EmoNet-Face emotions + 4 dimensions (one row per face)."""
     if dtype not in ("float32", "bfloat16", "float16"):
@@ -94,6 +123,8 @@ def predict(
         fail(f"--faces {faces}: use detect, none or auto")
     if fps <= 0:
         fail(f"--fps {fps}: must be positive")
+    if tracks_out is not None and faces == "none":
+        fail("--tracks-out needs faces (--faces detect or auto): tracks follow detected faces")
     with user_errors():
         from emonet_face.inputs import discover_inputs
         from emonet_face.outputs import done_keys, open_writer
@@ -101,8 +132,9 @@ def predict(
 
         _quiet_transformers()
         paths = discover_inputs(inputs)
-        if out is not None:
-            _check_suffix(out)
+        for target in (out, tracks_out):
+            if target is not None:
+                _check_suffix(target)
         skip = done_keys(out) if resume and out is not None else set()
         net = EmoNetFace.from_pretrained(
             model,
@@ -115,8 +147,16 @@ def predict(
             normalize=not no_normalize,
         )
         source, expand = media_stages(
-            paths, faces=faces, detector=detector, margin=margin, fps=fps, max_frames=max_frames
+            paths,
+            faces=faces,
+            detector=detector,
+            margin=margin,
+            fps=fps,
+            max_frames=max_frames,
+            min_score=min_face_score,
+            align=align,
         )
+        tracker, summary = _tracking(paths, faces, out if resume else None, net.keys, tracks_out is not None)
         batches = net.predict_batches(
             paths,
             batch_size=batch_size,
@@ -125,12 +165,15 @@ def predict(
             skip=skip,
             source=source,
             expand=expand,
+            annotate=tracker,
         )
+        if summary is not None:
+            batches = _summarised(batches, summary)
         pictures = None
         if save_vis is not None:
             from emonet_face.viz import PictureWriter
 
-            pictures = PictureWriter(save_vis, load=_load_still)
+            pictures = PictureWriter(save_vis, load=_load_still, smooth=smooth)
             batches = pictures.follow(batches)
         n_rows = n_errors = 0
         if out is None:
@@ -149,11 +192,23 @@ def predict(
                     n_errors += int(frame["error"].notna().sum())
         if pictures is not None:
             pictures.finish()
+        if summary is not None and tracks_out is not None:
+            from emonet_face.outputs import write_table
+
+            write_table(summary.table(), tracks_out)
     _finish(n_rows, n_errors, out, quiet, skipped=len(skip))
 
 
 def media_stages(
-    paths: list[Path], *, faces: str, detector: str | None, margin: float, fps: float, max_frames: int | None
+    paths: list[Path],
+    *,
+    faces: str,
+    detector: str | None,
+    margin: float,
+    fps: float,
+    max_frames: int | None,
+    min_score: float | None = None,
+    align: bool = False,
 ):
     """The source (images + video frames) and face-expansion stages for ``predict``."""
     from emonet_face.inputs.video import is_video
@@ -162,7 +217,40 @@ def media_stages(
     source = MediaSource(
         fps=fps, max_frames=max_frames, video_columns=any(is_video(p) for p in paths), face_columns=faces != "none"
     )
-    return source, FaceExpander(faces, detector, margin)
+    return source, FaceExpander(faces, detector, margin, min_score=min_score, align=align)
+
+
+def _tracking(paths: list[Path], faces: str, resumed: Path | None, keys: tuple[str, ...], want_summary: bool):
+    """The video face tracker (``track`` column) and the ``--tracks-out`` summary, when they apply.
+
+    On ``--resume`` new ids start above those already in the output, and the summary starts from
+    the rows already written (tracks are not linked across the resume point).
+    """
+    from emonet_face.inputs.video import is_video
+    from emonet_face.tracking import FaceTracker, TrackSummary
+
+    if faces == "none" or not any(is_video(p) for p in paths):
+        return None, (TrackSummary(keys) if want_summary else None)
+    first_ids: dict[str, int] = {}
+    summary = TrackSummary(keys) if want_summary else None
+    if resumed is not None and resumed.exists():
+        import pandas as pd
+
+        from emonet_face.outputs import read_table
+
+        done = read_table(resumed)
+        if "track" in done.columns:
+            tracks = pd.to_numeric(done["track"], errors="coerce")
+            first_ids = {str(p): int(t) + 1 for p, t in tracks.groupby(done["path"]).max().dropna().items()}
+            if summary is not None:
+                summary.add(done)
+    return FaceTracker(first_ids=first_ids), summary
+
+
+def _summarised(batches, summary):
+    for batch in batches:
+        summary.add(batch)
+        yield batch
 
 
 def _load_still(path: str):

@@ -1,5 +1,5 @@
 """`emonet-face plot SCORES --out DIR`: the ``--save-vis`` pictures from a saved score table, plus a
-timeline of the top emotions for each video."""
+timeline of the top emotions for each face track of each video."""
 
 from __future__ import annotations
 
@@ -19,10 +19,14 @@ def register(app: typer.Typer) -> None:
 def plot(
     scores: Annotated[Path, typer.Argument(help="Score table written by predict (.csv, .parquet or .jsonl).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNG files.")],
+    smooth: Annotated[
+        float, typer.Option("--smooth", min=0.0, help="Video timelines: moving average over SECONDS.")
+    ] = 0.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
 ) -> None:
     """Draw pictures from a score table: per image the face boxes with top-3 emotions, per face a bar
-    chart of the 40 emotions by family and the 4 extra dimensions, per video a timeline."""
+    chart of the 40 emotions by family and the 4 extra dimensions, per video a timeline for each
+    face track (or for the largest face per frame when the table has no ``track`` column)."""
     if not scores.is_file():
         fail(f"{scores}: no such file; pass a score table written by `emonet-face predict --out`")
     with user_errors():
@@ -42,6 +46,6 @@ def plot(
                 f"{scores}: not a predict score table (missing {', '.join(missing[:3])}"
                 f"{'…' if len(missing) > 3 else ''}); plot the file written by `emonet-face predict --out`"
             )
-        written = PictureWriter(out, load=load_image).table(table)
+        written = PictureWriter(out, load=load_image, smooth=smooth).table(table)
     if not quiet:
         typer.echo(f"wrote {len(written)} picture(s) -> {out}", err=True)

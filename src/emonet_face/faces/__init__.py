@@ -1,5 +1,6 @@
-"""Face detection and portrait crops: a pluggable detector (``--detector NAME``), square crops
-with a margin like the training portraits, and the ``--faces detect|none|auto`` policy."""
+"""Face detection and portrait crops: a pluggable detector (``--detector NAME``, default
+BlazeFace shipped in the package), square crops with a margin like the training portraits
+(optionally eye-aligned), and the ``--faces detect|none|auto`` policy."""
 
 from emonet_face.faces.base import (
     DEFAULT_DETECTOR,
@@ -10,13 +11,16 @@ from emonet_face.faces.base import (
     get_detector,
     register_detector,
 )
-from emonet_face.faces.crop import DEFAULT_MARGIN, crop_face, square_box
-from emonet_face.faces.regions import FACE_COLUMNS, FaceMode, Region, face_regions, looks_like_portrait
+from emonet_face.faces.blazeface import BlazeFaceDetector
+from emonet_face.faces.crop import DEFAULT_MARGIN, crop_face, eye_angle, square_box
+from emonet_face.faces.regions import EYE_COLUMNS, FACE_COLUMNS, FaceMode, Region, face_regions, looks_like_portrait
 
 __all__ = [
     "DEFAULT_DETECTOR",
     "DEFAULT_MARGIN",
+    "EYE_COLUMNS",
     "FACE_COLUMNS",
+    "BlazeFaceDetector",
     "Detector",
     "DetectorError",
     "Face",
@@ -24,6 +28,7 @@ __all__ = [
     "Region",
     "available_detectors",
     "crop_face",
+    "eye_angle",
     "face_regions",
     "get_detector",
     "looks_like_portrait",

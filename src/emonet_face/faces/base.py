@@ -20,7 +20,7 @@ __all__ = [
     "register_detector",
 ]
 
-DEFAULT_DETECTOR = "dlib"
+DEFAULT_DETECTOR = "blazeface"
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,9 @@ class Face:
     box_h: float
     score: float
     """Detector confidence; its scale depends on the detector (comparable within one detector only)."""
+    eyes: tuple[float, float, float, float] | None = None
+    """Eye centres ``(left_x, left_y, right_x, right_y)`` where the detector gives them; left and
+    right are the person's (the left eye is on the image's right in an unmirrored frontal photo)."""
 
     @property
     def area(self) -> float:
@@ -40,7 +43,10 @@ class Face:
 
     def scaled(self, factor: float) -> Face:
         """The same face in an image resized by ``factor`` (detectors often run on a resized copy)."""
-        return Face(self.box_x * factor, self.box_y * factor, self.box_w * factor, self.box_h * factor, self.score)
+        eyes = None if self.eyes is None else tuple(v * factor for v in self.eyes)
+        return Face(
+            self.box_x * factor, self.box_y * factor, self.box_w * factor, self.box_h * factor, self.score, eyes
+        )
 
 
 @runtime_checkable

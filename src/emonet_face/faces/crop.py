@@ -3,12 +3,14 @@ frontal face fills a square frame, so each detected face becomes a square crop a
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image
 
 from emonet_face.faces.base import Face
 
-__all__ = ["DEFAULT_MARGIN", "crop_face", "square_box"]
+__all__ = ["DEFAULT_MARGIN", "crop_face", "eye_angle", "square_box"]
 
 DEFAULT_MARGIN = 0.4
 """Extra context on each side, as a fraction of the face box's longer side. Frontal detectors
@@ -25,18 +27,44 @@ def square_box(face: Face, margin: float = DEFAULT_MARGIN) -> tuple[int, int, in
     return round(cx - side / 2.0), round(cy - side / 2.0), side
 
 
-def crop_face(image: Image.Image, face: Face, margin: float = DEFAULT_MARGIN) -> Image.Image:
+def eye_angle(face: Face) -> float | None:
+    """Degrees to rotate the image counter-clockwise (PIL's ``rotate``) so the eyes are level;
+    ``None`` without eye landmarks."""
+    if face.eyes is None:
+        return None
+    left_x, left_y, right_x, right_y = face.eyes
+    # the person's right eye is on the image's left in an upright face: the eye line runs right → left
+    return math.degrees(math.atan2(left_y - right_y, left_x - right_x))
+
+
+def crop_face(image: Image.Image, face: Face, margin: float = DEFAULT_MARGIN, *, align: bool = False) -> Image.Image:
     """The square crop around ``face``; never dropped at the border.
+
+    ``align``: rotate around the face centre so that the eyes are level (needs eye landmarks); a
+    crop √2 larger is rotated, then its centre kept, so no corner is left empty.
 
     Near a border the square is first shifted inside the image (real pixels beat padding, and the
     face stays whole); only when the square is larger than the image's short side is the missing
     part padded by repeating the edge pixels (no black bars, which the heads never saw).
     """
+    angle = eye_angle(face) if align else None
+    if angle is not None and abs(angle) >= 1.0:
+        _, _, side = square_box(face, margin)
+        big = math.ceil(side * math.sqrt(2)) + 2
+        cx, cy = face.box_x + face.box_w / 2.0, face.box_y + face.box_h / 2.0
+        outer = _crop_square(image, round(cx - big / 2), round(cy - big / 2), big, shift=False)
+        turned = outer.rotate(angle, resample=Image.Resampling.BICUBIC)
+        inset = (turned.width - side) / 2
+        return turned.crop((round(inset), round(inset), round(inset) + side, round(inset) + side))
+    return _crop_square(image, *square_box(face, margin), shift=True)
+
+
+def _crop_square(image: Image.Image, left: int, top: int, side: int, *, shift: bool) -> Image.Image:
+    """The square, first shifted inside the image if ``shift`` and it fits, the rest edge-padded."""
     width, height = image.size
-    left, top, side = square_box(face, margin)
-    if side <= width:
+    if shift and side <= width:
         left = min(max(left, 0), width - side)
-    if side <= height:
+    if shift and side <= height:
         top = min(max(top, 0), height - side)
     right, bottom = left + side, top + side
     if left >= 0 and top >= 0 and right <= width and bottom <= height:

@@ -1,8 +1,9 @@
 """Built-in face detectors.
 
-* ``dlib`` (default): dlib's HOG + linear SVM frontal-face detector. Its weights are compiled into
-  the ``dlib-bin`` wheel, so it works offline on a fresh machine; best measured quality of the
-  offline options (see ``benchmarks/bench_faces.py`` and the README).
+* ``blazeface`` (default): MediaPipe's BlazeFace full-range CNN, shipped inside this package and
+  run with LiteRT (:mod:`emonet_face.faces.blazeface`); gives eye landmarks.
+* ``dlib``: dlib's HOG + linear SVM frontal-face detector. Its weights are compiled into the
+  ``dlib-bin`` wheel, so it works offline on a fresh machine (see ``benchmarks/bench_faces.py``).
 * ``haar``: OpenCV's Viola-Jones cascade shipped in ``cv2.data`` (OpenCV 4.x only: OpenCV 5 dropped
   ``CascadeClassifier`` and the XML files).
 * ``lbp``: scikit-image's LBP cascade (``skimage.data.lbp_frontal_face_cascade_filename()``).
@@ -54,7 +55,7 @@ def _clip_to_image(face: Face, width: int, height: int) -> Face | None:
     x1, y1 = min(float(width), face.box_x + face.box_w), min(float(height), face.box_y + face.box_h)
     if x1 - x0 < 1 or y1 - y0 < 1:
         return None
-    return Face(x0, y0, x1 - x0, y1 - y0, face.score)
+    return Face(x0, y0, x1 - x0, y1 - y0, face.score, face.eyes)
 
 
 def _finish(faces: list[Face], factor: float, image: Image.Image) -> list[Face]:
@@ -101,7 +102,13 @@ class HaarCascadeDetector:
 
     name = "haar"
 
-    def __init__(self, *, cascade: str = "haarcascade_frontalface_default.xml", min_neighbors: int = 5) -> None:
+    def __init__(
+        self,
+        *,
+        cascade: str = "haarcascade_frontalface_default.xml",
+        min_neighbors: int = 5,
+        threshold: float | None = None,
+    ) -> None:
         import cv2
 
         data = getattr(cv2, "data", None)
@@ -114,6 +121,8 @@ class HaarCascadeDetector:
             )
         self._cascade = cv2.CascadeClassifier(str(path))
         self.min_neighbors = min_neighbors
+        self.threshold = threshold
+        """Minimum cascade level weight (``--min-face-score``); ``None`` keeps every detection."""
 
     def detect(self, image: Image.Image) -> list[Face]:
         import cv2
@@ -124,6 +133,8 @@ class HaarCascadeDetector:
             grey, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(24, 24), outputRejectLevels=True
         )
         faces = [Face(*map(float, b), float(w)) for b, w in zip(boxes, np.ravel(weights))]
+        if self.threshold is not None:
+            faces = [f for f in faces if f.score >= self.threshold]
         return _finish(faces, factor, image)
 
 
@@ -132,7 +143,7 @@ class LbpCascadeDetector:
 
     name = "lbp"
 
-    def __init__(self, *, min_neighbour_number: int = 2) -> None:
+    def __init__(self, *, min_neighbour_number: int = 2, threshold: float | None = None) -> None:
         try:
             from skimage import data
             from skimage.feature import Cascade
@@ -140,6 +151,8 @@ class LbpCascadeDetector:
             raise DetectorError("--detector lbp needs scikit-image (pip install scikit-image)") from None
         self._cascade = Cascade(data.lbp_frontal_face_cascade_filename())
         self.min_neighbour_number = min_neighbour_number
+        self.threshold = threshold
+        """The cascade gives no score (every face scores 1.0): a threshold above 1 drops all faces."""
 
     def detect(self, image: Image.Image) -> list[Face]:
         arr, factor = _working_copy(image, max_side=1024)
@@ -152,6 +165,8 @@ class LbpCascadeDetector:
             min_neighbor_number=self.min_neighbour_number,
         )
         faces = [Face(float(d["c"]), float(d["r"]), float(d["width"]), float(d["height"]), 1.0) for d in found]
+        if self.threshold is not None and self.threshold > 1.0:
+            faces = []
         return _finish(faces, factor, image)
 
 
@@ -190,6 +205,13 @@ class YuNetDetector:
         return _finish(faces, factor, image)
 
 
+def _blazeface(**options: object):
+    from emonet_face.faces.blazeface import BlazeFaceDetector
+
+    return BlazeFaceDetector(**options)
+
+
+register_detector("blazeface", _blazeface)
 register_detector("dlib", DlibHogDetector)
 register_detector("haar", HaarCascadeDetector)
 register_detector("lbp", LbpCascadeDetector)

@@ -14,9 +14,11 @@ from PIL import Image
 from emonet_face.faces.base import Detector, Face
 from emonet_face.faces.crop import DEFAULT_MARGIN, crop_face
 
-__all__ = ["FACE_COLUMNS", "FaceMode", "Region", "face_regions", "looks_like_portrait"]
+__all__ = ["EYE_COLUMNS", "FACE_COLUMNS", "FaceMode", "Region", "face_regions", "looks_like_portrait"]
 
-FACE_COLUMNS = ("face", "box_x", "box_y", "box_w", "box_h", "det_score", "region")
+EYE_COLUMNS = ("eye_left_x", "eye_left_y", "eye_right_x", "eye_right_y")
+"""Eye centres in image pixels where the detector gives them; left/right are the person's."""
+FACE_COLUMNS = ("face", "box_x", "box_y", "box_w", "box_h", "det_score", "region", *EYE_COLUMNS)
 """Id columns added per row when faces are detected (``region``: ``face`` or ``whole_image``)."""
 
 
@@ -49,7 +51,13 @@ class Region:
 
 
 def _empty_ids() -> dict[str, object]:
-    return {"face": None, "box_x": None, "box_y": None, "box_w": None, "box_h": None, "det_score": None}
+    return dict.fromkeys(("face", "box_x", "box_y", "box_w", "box_h", "det_score", *EYE_COLUMNS))
+
+
+def _eye_ids(face: Face) -> dict[str, object]:
+    if face.eyes is None:
+        return dict.fromkeys(EYE_COLUMNS)
+    return {column: round(value, 1) for column, value in zip(EYE_COLUMNS, face.eyes)}
 
 
 def face_regions(
@@ -58,6 +66,7 @@ def face_regions(
     mode: FaceMode | str = FaceMode.auto,
     *,
     margin: float = DEFAULT_MARGIN,
+    align: bool = False,
 ) -> list[Region]:
     """Regions of ``image`` to score.
 
@@ -66,6 +75,9 @@ def face_regions(
       crop, so that the input still appears in the output.
     * ``auto``: as ``detect``, but when no face is found and the image looks like a close-up
       portrait the whole image is scored with ``region = whole_image``.
+
+    ``align`` rotates each crop so that the eyes are level (faces without eye landmarks are
+    cropped as they are).
     """
     mode = FaceMode(mode)
     if mode is FaceMode.none:
@@ -75,7 +87,7 @@ def face_regions(
     faces: list[Face] = detector.detect(image)
     regions = [
         Region(
-            crop_face(image, face, margin),
+            crop_face(image, face, margin, align=align),
             {
                 "face": i,
                 "box_x": round(face.box_x, 1),
@@ -84,6 +96,7 @@ def face_regions(
                 "box_h": round(face.box_h, 1),
                 "det_score": round(face.score, 4) if math.isfinite(face.score) else None,
                 "region": "face",
+                **_eye_ids(face),
             },
         )
         for i, face in enumerate(faces)

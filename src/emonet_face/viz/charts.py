@@ -29,6 +29,7 @@ __all__ = [
 
 # One colour per family from a colour-blind-safe qualitative palette (Okabe-Ito), in guide order.
 _PALETTE = ("#E69F00", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#56B4E9", "#8C6D31", "#999999")
+_EXTRA_NAMES = {d.key: d.name for d in tx.EXTRA_DIMENSIONS}
 FAMILY_COLOURS: dict[str, str] = {family: _PALETTE[i % len(_PALETTE)] for i, family in enumerate(tx.FAMILIES)}
 
 
@@ -161,21 +162,36 @@ def face_bar_chart(face: FaceScores, title: str = "") -> Figure:
 
 
 def timeline_chart(
-    times: Sequence[float], probs: Mapping[str, Sequence[float]], *, k: int = 5, title: str = ""
+    times: Sequence[float],
+    probs: Mapping[str, Sequence[float]],
+    *,
+    k: int = 5,
+    title: str = "",
+    extras: Mapping[str, Sequence[float]] | None = None,
 ) -> Figure:
-    """Lines for the ``k`` emotions with the highest mean probability over the video."""
+    """Lines for the ``k`` emotions with the highest mean probability over the video; with
+    ``extras`` (dimension key → values) a second panel shows the extra dimensions."""
     import numpy as np
 
     means = {key: float(np.nanmean(vals)) for key, vals in probs.items() if len(vals) and not np.all(np.isnan(vals))}
     chosen = sorted(means, key=means.get, reverse=True)[:k]
-    fig, ax = plt.subplots(figsize=(10.0, 4.5), dpi=110)
+    if extras:
+        fig, (ax, ax_extra) = plt.subplots(2, 1, figsize=(10.0, 7.0), dpi=110, sharex=True, height_ratios=(3, 2))
+        for i, (key, vals) in enumerate(extras.items()):
+            ax_extra.plot(times, vals, marker="o", markersize=3, linewidth=1.5, color=_PALETTE[i % len(_PALETTE)],
+                          label=_EXTRA_NAMES.get(key, key))  # fmt: skip
+        ax_extra.set_ylabel("extra dimensions (raw)")
+        ax_extra.grid(alpha=0.3)
+        ax_extra.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        fig, ax = plt.subplots(figsize=(10.0, 4.5), dpi=110)
     styles = ("-", "--", "-.", ":", (0, (5, 1)))  # emotions of one family share a colour: styles tell them apart
     markers = ("o", "s", "^", "D", "v")
     for i, key in enumerate(chosen):
         emo = tx.emotion(key)
         ax.plot(times, probs[key], linestyle=styles[i % len(styles)], marker=markers[i % len(markers)], markersize=4,
                 color=FAMILY_COLOURS[emo.family], label=f"{emo.name}", linewidth=1.8)  # fmt: skip
-    ax.set_xlabel("time (s)")
+    (ax_extra if extras else ax).set_xlabel("time (s)")
     ax.set_ylabel("probability")
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=None))
     ax.grid(alpha=0.3)

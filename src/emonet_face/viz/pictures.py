@@ -39,10 +39,13 @@ def face_scores(row: pd.Series) -> FaceScores | None:
         extras[key] = _number(row.get(f"raw.{key}", row.get(key)))
     box = tuple(_number(row.get(c)) for c in ("box_x", "box_y", "box_w", "box_h"))
     face = _number(row.get("face"))
+    track = _number(row.get("track"))
     region = row.get("region")
     label = ""
     if face is not None:
         label = "whole image" if region == "whole_image" else f"face {int(face)}"
+        if track is not None:
+            label += f" · track {int(track)}"
     return FaceScores(
         probs={k: v for k, v in probs.items() if v is not None},
         extras={k: v for k, v in extras.items() if v is not None},
@@ -51,8 +54,31 @@ def face_scores(row: pd.Series) -> FaceScores | None:
     )
 
 
+def smooth_series(times: list[float], values: list[float], seconds: float) -> list[float]:
+    """Centred moving average over a window of ``seconds`` (by time, so uneven sampling is fine);
+    NaN values are left out of the means. ``seconds <= 0`` returns the values unchanged."""
+    import numpy as np
+
+    if seconds <= 0 or not values:
+        return values
+    t = np.asarray(times, float)
+    v = np.asarray(values, float)
+    order = np.argsort(t, kind="stable")
+    ts, vs = t[order], v[order]
+    ok = ~np.isnan(vs)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(ok, vs, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(ok)])
+    lo = np.searchsorted(ts, ts - seconds / 2, side="left")
+    hi = np.searchsorted(ts, ts + seconds / 2, side="right")
+    n = counts[hi] - counts[lo]
+    means = np.where(n > 0, (sums[hi] - sums[lo]) / np.maximum(n, 1), np.nan)
+    out = np.empty_like(means)
+    out[order] = means
+    return out.tolist()
+
+
 def main_face_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per video frame: the largest scored face (faces are not tracked across frames)."""
+    """One row per video frame: the largest scored face (used when the rows carry no ``track``)."""
     scored = rows[rows[[f"prob.{k}" for k in tx.EMOTION_KEYS if f"prob.{k}" in rows]].notna().any(axis=1)]
     if scored.empty:
         return scored
@@ -71,7 +97,11 @@ _NO_IMAGE = Image.new("RGB", (1, 1))
 class PictureWriter:
     """Writes the PNGs of ``--save-vis DIR`` / ``emonet-face plot --out DIR``."""
 
-    def __init__(self, out_dir: str | Path, *, load: Callable[[str], Image.Image] | None = None) -> None:
+    def __init__(
+        self, out_dir: str | Path, *, load: Callable[[str], Image.Image] | None = None, smooth: float = 0.0
+    ) -> None:
+        self.smooth = smooth
+        """Timelines only: centred moving average over this many seconds (the tables stay raw)."""
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._names: dict[str, str] = {}
@@ -139,19 +169,38 @@ class PictureWriter:
         except EmoNetError:
             return
 
-    def timeline(self, path: str, rows: pd.DataFrame) -> Path | None:
-        """Top emotions over time for a video's rows (largest face per frame)."""
-        main = main_face_rows(rows)
-        if main.empty:
-            return None
-        times = pd.to_numeric(main["time"], errors="coerce").tolist()
-        probs = {
-            k: pd.to_numeric(main[f"prob.{k}"], errors="coerce").tolist()
-            for k in tx.EMOTION_KEYS
-            if f"prob.{k}" in main
-        }
-        fig = timeline_chart(times, probs, title=f"{Path(path).name}: top emotions over time (largest face per frame)")
-        return self._save(fig, f"{self.name_for(path)}.timeline")
+    def timeline(self, path: str, rows: pd.DataFrame) -> list[Path]:
+        """Top emotions and the extra dimensions over time: one timeline per face track, or (rows
+        without ``track``) one for the largest face per frame."""
+        tracked = "track" in rows and pd.to_numeric(rows["track"], errors="coerce").notna().any()
+        if tracked:
+            track_ids = pd.to_numeric(rows["track"], errors="coerce")
+            parts = [
+                (f".track{int(t)}", f"track {int(t)}", main_face_rows(rows[track_ids == t]))
+                for t in sorted(track_ids.dropna().unique())
+            ]
+        else:
+            parts = [("", "largest face per frame", main_face_rows(rows))]
+        out = []
+        smoothed = f", smoothed over {self.smooth:g} s" if self.smooth > 0 else ""
+        for suffix, what, main in parts:
+            if main.empty:
+                continue
+            times = pd.to_numeric(main["time"], errors="coerce").tolist()
+
+            def series(column: str, times: list[float] = times, main: pd.DataFrame = main) -> list[float]:
+                return smooth_series(times, pd.to_numeric(main[column], errors="coerce").tolist(), self.smooth)
+
+            probs = {k: series(f"prob.{k}") for k in tx.EMOTION_KEYS if f"prob.{k}" in main}
+            extras = {}
+            for k in tx.EXTRA_KEYS:  # the dimensions on their own scale: raw head outputs
+                column = f"raw.{k}" if f"raw.{k}" in main else k
+                if column in main:
+                    extras[k] = series(column)
+            title = f"{Path(path).name}: top emotions over time ({what}{smoothed})"
+            fig = timeline_chart(times, probs, title=title, extras=extras or None)
+            out.append(self._save(fig, f"{self.name_for(path)}{suffix}.timeline"))
+        return out
 
     def follow(self, batches: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         """Pass score batches through, drawing still images as their rows arrive (after the batch
