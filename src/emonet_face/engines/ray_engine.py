@@ -46,6 +46,9 @@ UNIT_FILES = 1024
 """Plain image files are grouped into units of this many inputs (one part file each); a shard is one unit."""
 PART_ROWS = 8192
 """A unit's rows are written in part files of at most this many rows."""
+DECODE_TASK = {"num_cpus": 1, "memory": 256 * 1024**2}
+"""Resources of a decode task (one segment: 16 decoded images and their crops). Declaring them also
+keeps Ray Data from fusing decoding into the encoder actors, where it would run serially."""
 _NUMERIC_IDS = ("frame", "time", "face", "box_x", "box_y", "box_w", "box_h", "det_score")
 
 
@@ -359,7 +362,7 @@ def _run(
     refs_per_batch = max(1, options.batch_size // 16)
     ds = (
         ray.data.from_items(rows)
-        .map(partial(_prepare_row, source=source, expand=expand))
+        .map(partial(_prepare_row, source=source, expand=expand), **DECODE_TASK)
         .map_batches(
             _Scorer,
             fn_constructor_kwargs={"model_kwargs": model_kwargs, "batch_size": options.batch_size},
@@ -448,7 +451,7 @@ def ray_embedder(dataset: Any, encoder_kwargs: dict[str, Any], options: RayOptio
             done = ray.put(done_ids) if done_ids else None
             ds = (
                 ray.data.from_items([{"shard": i} for i in range(len(dataset.shards))])
-                .flat_map(partial(_read_shard, dataset=dataset, done=done))
+                .flat_map(partial(_read_shard, dataset=dataset, done=done), **DECODE_TASK)
                 .map_batches(
                     _Embedder,
                     fn_constructor_kwargs={"encoder_kwargs": encoder_kwargs},
