@@ -428,14 +428,25 @@ class EmoNetFace(nn.Module):
         for items, features in self._feature_batches(images, batch_size, num_workers, progress, source, expand, skip):
             yield self._table(items, features)
 
-    def score_items(self, items: Sequence[Item]) -> pd.DataFrame:
-        """Preprocess (crops left in :attr:`Item.image`), encode and score prepared items in one
-        batch: the encoder side of :meth:`predict_batches`, for engines that decode elsewhere."""
+    def score_items(self, items: Sequence[Item], *, threads: int = 1) -> pd.DataFrame:
+        """Preprocess (crops left in :attr:`Item.image`, in ``threads`` threads), encode and score
+        prepared items in one batch: the encoder side of :meth:`predict_batches`, for engines that
+        decode elsewhere."""
         encoder = self._require_encoder()
-        for item in items:
-            if item.image is not None:
-                prepared = _prepare(item.ids, item.image, encoder.preprocess)
-                item.inputs, item.error, item.image = prepared.inputs, prepared.error, None
+
+        def preprocess(item: Item) -> None:
+            prepared = _prepare(item.ids, item.image, encoder.preprocess)
+            item.inputs, item.error, item.image = prepared.inputs, prepared.error, None
+
+        todo = [item for item in items if item.image is not None]
+        if threads > 1 and len(todo) > 1:  # PIL resizing and numpy release the GIL
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(preprocess, todo))
+        else:
+            for item in todo:
+                preprocess(item)
         pairs = self._encode_items(encoder, list(items))
         return self._table([i for i, _ in pairs], [f for _, f in pairs])
 

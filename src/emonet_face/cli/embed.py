@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from emonet_face.cli._common import fail
-from emonet_face.cli.inference import ActorsOpt, EngineOpt, GpusPerActorOpt, RayAddressOpt
+from emonet_face.cli.inference import ActorsOpt, CpusPerActorOpt, EngineOpt, GpusPerActorOpt, RayAddressOpt
 
 
 def embed(
@@ -41,6 +41,7 @@ def embed(
     ray_address: RayAddressOpt = None,
     actors: ActorsOpt = 1,
     gpus_per_actor: GpusPerActorOpt = 0.0,
+    cpus_per_actor: CpusPerActorOpt = 1.0,
 ) -> None:
     """Embed every image of DATASET with the encoder into Parquet shards + manifest.json (resumable)."""
     import contextlib
@@ -63,7 +64,7 @@ def embed(
                 from emonet_face.engines import RayOptions
                 from emonet_face.engines.ray_engine import describe_encoder, ray_embedder, ray_session
 
-                options = RayOptions(ray_address, actors, gpus_per_actor, batch_size=batch_size)
+                options = RayOptions(ray_address, actors, gpus_per_actor, cpus_per_actor, batch_size=batch_size)
                 stack.enter_context(ray_session(options))
                 embedder = ray_embedder(data, encoder_kwargs, options)
                 model = describe_encoder(encoder_kwargs)

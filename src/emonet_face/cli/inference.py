@@ -43,6 +43,10 @@ RayAddressOpt = Annotated[
 ]
 ActorsOpt = Annotated[int, typer.Option("--actors", min=1, help="Ray: encoder actors (one model load each).")]
 GpusPerActorOpt = Annotated[float, typer.Option("--gpus-per-actor", min=0.0, help="Ray: GPUs per encoder actor.")]
+CpusPerActorOpt = Annotated[
+    float,
+    typer.Option("--cpus-per-actor", min=0.0, help="Ray: CPUs per encoder actor (its preprocessing threads)."),
+]
 OutOpt = Annotated[
     Path | None,
     typer.Option("--out", "-o", help="Output file: .csv, .parquet or .jsonl (default: a table on stdout)."),
@@ -112,6 +116,7 @@ def predict(
     ray_address: RayAddressOpt = None,
     actors: ActorsOpt = 1,
     gpus_per_actor: GpusPerActorOpt = 0.0,
+    cpus_per_actor: CpusPerActorOpt = 1.0,
 ) -> None:
     """Score images and videos with the 40 EmoNet-Face emotions + 4 dimensions (one row per face)."""
     if dtype not in ("float32", "bfloat16", "float16"):
@@ -156,7 +161,7 @@ def predict(
             from emonet_face.engines import RayOptions
             from emonet_face.engines.ray_engine import ray_predict
 
-            options = RayOptions(ray_address, actors, gpus_per_actor, batch_size=batch_size)
+            options = RayOptions(ray_address, actors, gpus_per_actor, cpus_per_actor, batch_size=batch_size)
             manifest = ray_predict(
                 paths,
                 out,  # type: ignore[arg-type]
@@ -167,8 +172,7 @@ def predict(
                 resume=resume,
                 progress=progress_enabled(quiet),
             )
-            skipped = sum(u.get("rows", 0) for u in manifest["units"]) - manifest["count"]
-            _finish(manifest["count"], manifest["errors"], out, quiet, skipped=max(0, skipped))
+            _finish(manifest["count"], manifest["errors"], out, quiet)
             return
         if out is not None:
             _check_suffix(out)

@@ -117,16 +117,17 @@ def _prepare_row(row: dict[str, Any], source: Any, expand: Any) -> dict[str, Any
 
 
 class _Scorer:
-    """Actor: loads the model once (``EmoNetFace.from_pretrained(**model_kwargs)``), then scores
-    batches of refs; ``embed=True`` returns the image features instead of a score table."""
+    """Actor: loads the model once (``EmoNetFace.from_pretrained(**model_kwargs)``), then
+    preprocesses (in ``threads`` threads: one per CPU of the actor, so that a GPU is not starved by
+    one thread resizing images), encodes and scores batches of refs."""
 
-    def __init__(self, model_kwargs: dict[str, Any], batch_size: int, embed: bool = False) -> None:
+    def __init__(self, model_kwargs: dict[str, Any], batch_size: int, threads: int = 1) -> None:
         from emonet_face.pipeline import EmoNetFace
 
         _quiet_transformers()
         self.net = EmoNetFace.from_pretrained(**model_kwargs)
         self.batch_size = batch_size
-        self.embed = embed
+        self.threads = threads
         encoder = self.net.encoder
         self.info = json.dumps(
             {"heads": self.net.heads_ref, "encoder": encoder.describe() if encoder is not None else None},
@@ -136,8 +137,11 @@ class _Scorer:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         groups = [pickle.loads(payload) for payload in batch["items"]]
         flat = [item for group in groups for item in group]
-        tables = [self.net.score_items(flat[s : s + self.batch_size]) for s in range(0, len(flat), self.batch_size)]
-        table = pd.concat(tables, ignore_index=True) if tables else None
+        tables = [
+            self.net.score_items(flat[s : s + self.batch_size], threads=self.threads)
+            for s in range(0, len(flat), self.batch_size)
+        ]
+        table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
         out, start = [], 0
         for group in groups:
             out.append(pickle.dumps(table.iloc[start : start + len(group)].reset_index(drop=True), protocol=5))
@@ -365,7 +369,11 @@ def _run(
         .map(partial(_prepare_row, source=source, expand=expand), **DECODE_TASK)
         .map_batches(
             _Scorer,
-            fn_constructor_kwargs={"model_kwargs": model_kwargs, "batch_size": options.batch_size},
+            fn_constructor_kwargs={
+                "model_kwargs": model_kwargs,
+                "batch_size": options.batch_size,
+                "threads": max(1, int(options.cpus_per_actor)),
+            },
             batch_size=refs_per_batch,
             compute=ray.data.ActorPoolStrategy(size=options.actors),
             num_gpus=options.gpus_per_actor or None,
@@ -427,8 +435,8 @@ class _Embedder:
         ok = [i for i, image in enumerate(images) if image is not None]
         features = np.full((len(images), self.encoder.dim), np.nan, dtype=np.float32)
         if ok:
+            inputs = self.encoder.preprocess([images[i] for i in ok])
             with torch.inference_mode():
-                inputs = self.encoder.preprocess([images[i] for i in ok])
                 features[ok] = self.encoder(**inputs).detach().cpu().numpy()
         return {"shard": batch["shard"], "sample": batch["sample"], "error": batch["error"], "embedding": features}
 

@@ -83,6 +83,6 @@ def discover_inputs(
         names = ", ".join(str(i) for i in inputs) or "(none given)"
         kinds = ", ".join(sorted(suffixes))
         raise InputError(
-            f"{names}: no image, video or shard files found (looked for {kinds}); point at files or a folder that holds them"
+            f"{names}: no image or video files or shards found (looked for {kinds}); point at files or a folder that holds them"
         )
     return unique
