@@ -6,10 +6,10 @@ the memory of one shard as shards grow.
 
 Every run is a real ``emonet-face predict`` subprocess (``--faces none``). Peak memory is the peak
 summed RSS of the whole process tree (driver, DataLoader workers; for Ray also raylet, GCS and
-workers), sampled every 0.1 s. Throughput is marginal: (N_big − N_small) / (t_big − t_small)
-between a 512-image and a 16-image run, so that start-up cost does not dilute it; start-up overhead
-is then t_small − 16 / throughput. Ray runs start their own local Ray (2 CPUs here), as
-``--engine ray`` without ``--ray-address`` does.
+workers), sampled every 0.1 s. Each engine runs a 16-image shard (≈ the start-up cost) and the
+big set; throughput is given end to end (N / t_big) and marginal ((N_big − N_small) / (t_big −
+t_small), start-up excluded; "n/a" when load noise swamps it). Ray runs start their own local Ray
+(2 CPUs here), as ``--engine ray`` without ``--ray-address`` does.
 """
 
 from __future__ import annotations
@@ -93,23 +93,28 @@ def engine_args(engine: str, out: Path) -> list[str]:
 
 def compare_engines(work: Path, model: list[str], small: list[Path], big: list[Path], n_small: int, n_big: int,
                     label: str, batch: int) -> None:
-    print(f"\n## {label}: local vs Ray engine ({n_big} images in {len(big)} shards; marginal throughput)")
-    print(f"{'engine':8} {'t_small s':>9} {'t_big s':>8} {'img/s':>7} {'start-up s':>10} {'peak GiB':>9}")
+    """Runs interleaved (local small, ray small, local big, ray big) so that both engines see the
+    same load on a shared machine."""
+    print(f"\n## {label}: local vs Ray engine ({n_big} images in {len(big)} shards, {n_small} for start-up)")
+    common = ["predict", "--faces", "none", "--device", "cpu", "-b", str(batch), "-q", *model]
+    times: dict[tuple[str, str], tuple[float, float]] = {}
+    for size, shards in (("small", small), ("big", big)):
+        for engine in ("local", "ray"):
+            times[engine, size] = run([*common, *map(str, shards), *engine_args(engine, work / f"{label}-{engine}-{size}")])
+    print(f"{'engine':8} {'t_small s':>9} {'t_big s':>8} {'img/s end-to-end':>16} {'img/s marginal':>14} {'peak GiB':>9}")
     rates = {}
     for engine in ("local", "ray"):
-        common = ["predict", "--faces", "none", "--device", "cpu", "-b", str(batch), "-q", *model]
-        t_small, _ = run([*common, *map(str, small), *engine_args(engine, work / f"{label}-{engine}-small")])
-        t_big, peak = run([*common, *map(str, big), *engine_args(engine, work / f"{label}-{engine}-big")])
-        rate = (n_big - n_small) / max(t_big - t_small, 1e-9)
-        rates[engine] = rate
-        print(f"{engine:8} {t_small:9.1f} {t_big:8.1f} {rate:7.1f} {t_small - n_small / rate:10.1f} {peak:9.2f}")
-    print(f"ray / local throughput: {rates['ray'] / rates['local']:.2f}")
+        (t_small, _), (t_big, peak) = times[engine, "small"], times[engine, "big"]
+        rates[engine] = n_big / t_big
+        marginal = f"{(n_big - n_small) / (t_big - t_small):14.2f}" if t_big > t_small else f"{'n/a':>14}"
+        print(f"{engine:8} {t_small:9.1f} {t_big:8.1f} {rates[engine]:16.2f} {marginal} {peak:9.2f}")
+    print(f"ray / local end-to-end throughput: {rates['ray'] / rates['local']:.2f}")
 
 
 def shard_memory(work: Path, model: list[str]) -> None:
     print("\n## Local engine, one shard growing: peak memory stays flat (segments of 16 samples)")
     print(f"{'images':>7} {'shard MiB':>9} {'seconds':>8} {'peak GiB':>9}")
-    for n in (256, 1024, 4096):
+    for n in (64, 256, 1024):
         shard = write_shards(work / f"grow-{n}", 1, n, side=160, seed=n)[0]
         seconds, peak = run(["predict", "--faces", "none", "--device", "cpu", "-q", *model, str(shard),
                              "--out", str(work / f"grow-{n}.parquet")])

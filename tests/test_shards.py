@@ -200,3 +200,11 @@ def test_tar_is_read_by_offsets_not_unpacked(tmp_path):
         names = tar.getnames()
     assert len(names) == 9 and [s.key for s in plan[0].samples] == ["000000000", "000000001", "000000002"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["00000.tar"]
+
+
+def test_python_api_reads_shards_without_stages(model, tmp_path):
+    shard = tmp_path / "00000.tar"
+    images = write_tar(shard, 0, 3)
+    table = model.predict(str(tmp_path / "{00000..00000}.tar"), num_workers=0)
+    assert table["key"].tolist() == list(images) and "url" in table.columns
+    assert table["error"].isna().all()

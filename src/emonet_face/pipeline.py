@@ -233,6 +233,18 @@ def _input_refs(images: Any) -> list[tuple[Ids, Any]]:
     return refs
 
 
+def _default_source(inputs: Sequence[tuple[Ids, Any]]) -> ImageSource:
+    """Images: :class:`ImageSource`; with shards among the inputs, a source that plans and reads them."""
+    from emonet_face.inputs.shards import is_shard, json_columns
+
+    shards = [ref for _, ref in inputs if isinstance(ref, Path) and is_shard(ref)]
+    if not shards:
+        return ImageSource()
+    from emonet_face.media import MediaSource  # media builds on this module
+
+    return MediaSource(shard_columns=True, json_map=json_columns(shards))
+
+
 def _default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
@@ -496,8 +508,9 @@ class EmoNetFace(nn.Module):
         encoder = self._require_encoder()
         if batch_size < 1:
             raise InputError(f"batch size {batch_size}: must be at least 1")
-        source = source or ImageSource()
-        refs = [planned for ids, ref in _input_refs(images) for planned in source.plan(ids, ref)]
+        inputs = _input_refs(images)
+        source = source or _default_source(inputs)
+        refs = [planned for ids, ref in inputs for planned in source.plan(ids, ref)]
         if skip:
             refs = [(ids, ref) for ids, ref in refs if row_key(ids) not in skip]
         dataset = _PreparedInputs(refs, source, encoder.preprocess, expand, skip)
