@@ -3,6 +3,7 @@ the memory of one shard as shards grow.
 
     python benchmarks/bench_scale.py                       # tiny encoder, 512 images, + memory vs shard size
     python benchmarks/bench_scale.py --real 4              # + the real-size so400m encoder on 2 shards × 2 images
+    python benchmarks/bench_scale.py --images 0 --skip-memory --real 4   # the real-size part only
 
 Every run is a real ``emonet-face predict`` subprocess (``--faces none``). Peak memory is the peak
 summed RSS of the whole process tree (driver, DataLoader workers; for Ray also raylet, GCS and
@@ -123,7 +124,7 @@ def shard_memory(work: Path, model: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=512, help="images of the big run (tiny encoder)")
+    parser.add_argument("--images", type=int, default=512, help="images of the big run (tiny encoder; 0: skip)")
     parser.add_argument("--real", type=int, default=0, help="images for the real-size encoder (0: skip)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--skip-memory", action="store_true")
@@ -132,9 +133,10 @@ def main() -> None:
     print(f"cpus: {psutil.cpu_count()}, load average: {', '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
     model = tiny_model(work / "tiny")
     per_shard = 64
-    big = write_shards(work / "big", args.images // per_shard, per_shard)
-    small = write_shards(work / "small", 1, 16, seed=99)
-    compare_engines(work, model, small, big, 16, len(big) * per_shard, "tiny", batch=32)
+    if args.images:
+        big = write_shards(work / "big", args.images // per_shard, per_shard)
+        small = write_shards(work / "small", 1, 16, seed=99)
+        compare_engines(work, model, small, big, 16, len(big) * per_shard, "tiny", batch=32)
     if not args.skip_memory:
         shard_memory(work, model)
     if args.real:

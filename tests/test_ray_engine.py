@@ -92,7 +92,7 @@ def test_killed_run_resumed_gives_the_local_rows(shards, model_args, tiny_encode
     with pytest.raises(Killed):
         ray_predict(paths, out, model_kwargs=kwargs, source=source, expand=expand, options=options, on_unit=kill_after_first)
     half = json.loads((out / "_manifest.json").read_text())
-    assert [u["complete"] for u in half["units"]] == [True, False, False] and not half["complete"]
+    assert [u["complete"] for u in half["shards"]] == [True, False, False] and not half["complete"]
     assert len(pd.read_parquet(out)) == 20  # what is there is readable
     (out / "part-00002-000.parquet").write_bytes(b"a part left by a kill mid-unit")  # must not survive
     result = cli("predict", *shards, "--out", out, "--engine", "ray", *model_args)
@@ -109,8 +109,8 @@ def test_killed_run_resumed_gives_the_local_rows(shards, model_args, tiny_encode
 
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["complete"] and manifest["count"] == 31 and manifest["errors"] == 1
-    assert [u["inputs"] for u in manifest["units"]] == [[str(s)] for s in shards]
-    assert [u["rows"] for u in manifest["units"]] == [20, 5, 6]
+    assert [u["inputs"] for u in manifest["shards"]] == [[str(s)] for s in shards]
+    assert [u["rows"] for u in manifest["shards"]] == [20, 5, 6]
     assert manifest["model"]["encoder"] and manifest["versions"]["ray"] == ray.__version__
     assert manifest["model_info"]["encoder"]["dim"] == 32 and manifest["backend"] == "torch"
     names = sorted(p.name for p in out.iterdir())

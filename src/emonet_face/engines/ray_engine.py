@@ -7,7 +7,8 @@ driver writes Parquet part files. Rows are the rows of the local engine: same st
 
 Output folder::
 
-    _manifest.json                  units (shards), parts, counts, errors, model, backend, versions
+    _manifest.json                  shards (units: inputs, parts, rows, errors, complete), counts,
+                                    model options + the encoder's description, backend, versions
     part-00000-000.parquet          rows of unit 0 (a shard; or a run of up to UNIT_FILES plain files)
     part-00001-000.parquet ...
 
@@ -263,8 +264,14 @@ def ray_predict(
     for tmp in out.glob(".*.tmp"):
         tmp.unlink()
 
+    model = {k: str(v) if isinstance(v, Path) else v for k, v in model_kwargs.items()}
+    if previous is not None and _identity(previous.get("model", {})) != _identity(model):
+        raise InputError(
+            f"{out}: written with model options {previous.get('model')}; resume with the same options "
+            "or choose another --out"
+        )
     units = plan_units(paths, source)
-    known = {tuple(u["inputs"]): u for u in (previous or {}).get("units", [])}
+    known = {tuple(u["inputs"]): u for u in (previous or {}).get("shards", [])}
     next_number = max((u["number"] for u in known.values()), default=-1) + 1
     todo: list[Unit] = []
     for unit in units:
@@ -283,21 +290,21 @@ def ray_predict(
         "format": FORMAT_NAME,
         "version": 1,
         "command": "predict",
-        "units": [],
+        "shards": [],
     }
     manifest.update(
         {
             "engine": {"name": "ray", "actors": options.actors, "gpus_per_actor": options.gpus_per_actor},
-            "model": {k: str(v) if isinstance(v, Path) else v for k, v in model_kwargs.items()},
+            "model": model,
             "backend": model_kwargs.get("backend", "torch"),
             "versions": _versions(),
             "complete": False,
         }
     )
-    entries = {tuple(u["inputs"]): u for u in manifest["units"]}
+    entries = {tuple(u["inputs"]): u for u in manifest["shards"]}
     for unit in todo:
         entries[tuple(unit.inputs)] = {"number": unit.number, "inputs": unit.inputs, "parts": [], "complete": False}
-    manifest["units"] = sorted(entries.values(), key=lambda u: u["number"])
+    manifest["shards"] = sorted(entries.values(), key=lambda u: u["number"])
     schema = _schema_of(out, manifest)
     _summarise(manifest)
     _atomic_json(out / MANIFEST, manifest)
@@ -324,20 +331,25 @@ def ray_predict(
                 _atomic_json(out / MANIFEST, manifest)
                 if on_unit is not None:
                     on_unit(finished)
-    manifest["complete"] = all(u.get("complete") for u in manifest["units"])
+    manifest["complete"] = all(u.get("complete") for u in manifest["shards"])
     _atomic_json(out / MANIFEST, manifest)
     return manifest
 
 
+def _identity(model: dict[str, Any]) -> dict[str, Any]:
+    """What must not change between a run and its resumption (the device and cache may)."""
+    return {k: v for k, v in model.items() if k not in ("device", "cache_dir")}
+
+
 def _summarise(manifest: dict[str, Any]) -> None:
-    done = [u for u in manifest["units"] if u.get("complete")]
+    done = [u for u in manifest["shards"] if u.get("complete")]
     manifest["count"] = sum(u.get("rows", 0) for u in done)
     manifest["errors"] = sum(u.get("errors", 0) for u in done)
 
 
 def _schema_of(out: Path, manifest: dict[str, Any]) -> pa.Schema | None:
     """The schema of parts already written (a resumed run keeps it)."""
-    for unit in manifest["units"]:
+    for unit in manifest["shards"]:
         for part in unit.get("parts", []):
             if (out / part).is_file():
                 return pq.read_schema(out / part).remove_metadata()
