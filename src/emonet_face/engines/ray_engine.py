@@ -107,6 +107,24 @@ class ray_session:
             require_ray().shutdown()
 
 
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """A one-line error raised in a Ray worker (e.g. a missing model folder in an actor) reaches the
+    user as itself, not wrapped in Ray's task/actor exceptions and remote tracebacks."""
+    from emonet_face.errors import EmoNetError
+
+    try:
+        yield
+    except Exception as exc:
+        seen, cause = set(), exc
+        while cause is not None and id(cause) not in seen:
+            if isinstance(cause, EmoNetError):
+                raise type(cause)(str(cause).splitlines()[0]) from None
+            seen.add(id(cause))
+            cause = getattr(cause, "cause", None) or cause.__cause__
+        raise
+
+
 # --- stages (run in Ray workers) ------------------------------------------------------------------
 def _prepare_row(row: dict[str, Any], source: Any, expand: Any) -> dict[str, Any]:
     """CPU task: one ref → its items (decoded, faces cropped, not yet preprocessed)."""
@@ -316,7 +334,7 @@ def ray_predict(
     ]
     if rows:
         parts = _Parts(out, schema)
-        with ray_session(options) as ray:
+        with ray_session(options) as ray, _user_errors():
             results = _run(ray, rows, model_kwargs, source, expand, options, progress, tqdm)
             for finished, (unit, frame, info) in enumerate(results, start=1):
                 entry = entries[tuple(todo[unit].inputs)]
@@ -465,7 +483,7 @@ def ray_embedder(dataset: Any, encoder_kwargs: dict[str, Any], options: RayOptio
     def run(done_ids: set[str], unique: Callable, progress: Callable[[int], None]) -> Iterator:
         from functools import partial
 
-        with ray_session(options) as ray:
+        with ray_session(options) as ray, _user_errors():
             context = ray.data.DataContext.get_current()
             context.execution_options.preserve_order = True  # the store keeps the dataset order
             done = ray.put(done_ids) if done_ids else None

@@ -127,7 +127,8 @@ def _scan_tar(path: Path) -> tuple[list[TarSample], str | None]:
     problem: str | None = None
     try:
         with tarfile.open(path, "r:") as tar:
-            for info in tar:
+            while (info := tar.next()) is not None:
+                tar.members.clear()  # tarfile keeps every header it read; we keep only offsets
                 if not info.isfile():
                     continue
                 if info.offset_data + info.size > size:
