@@ -26,6 +26,7 @@ import json
 import os
 import pickle
 import platform
+import re
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -122,6 +123,10 @@ def _user_errors() -> Iterator[None]:
                 raise type(cause)(str(cause).splitlines()[0]) from None
             seen.add(id(cause))
             cause = getattr(cause, "cause", None) or cause.__cause__
+        # an actor that failed in its constructor carries the remote error as text only
+        found = re.findall(r"emonet_face\.errors\.\w+: (.+)", str(exc))
+        if found:
+            raise EmoNetError(found[-1].strip()) from None
         raise
 
 
