@@ -40,7 +40,17 @@ import pyarrow.parquet as pq
 from emonet_face.engines import RayOptions, require_ray
 from emonet_face.errors import InputError
 
-__all__ = ["MANIFEST", "UNIT_FILES", "Unit", "plan_units", "ray_predict", "ray_session"]
+__all__ = [
+    "MANIFEST",
+    "UNIT_FILES",
+    "DescribedEncoder",
+    "Unit",
+    "describe_encoder",
+    "plan_units",
+    "ray_embedder",
+    "ray_predict",
+    "ray_session",
+]
 
 MANIFEST = "_manifest.json"
 FORMAT_NAME = "emonet-face-ray-scores"
