@@ -520,9 +520,10 @@ def ray_embedder(dataset: Any, encoder_kwargs: dict[str, Any], options: RayOptio
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 arriving.extend(pickle.loads(b) for b in batch["sample"])
                 samples = [next(renamed) for _ in range(len(batch["sample"]))]
-                good = [i for i, e in enumerate(batch["error"]) if not e and samples[i].id not in done_ids]
+                done_here = [s.id in done_ids for s in samples]  # repeated ids done under their "#2" name
+                good = [i for i, e in enumerate(batch["error"]) if not e and not done_here[i]]
                 errors = [{"id": samples[i].id, "error": str(e)} for i, e in enumerate(batch["error"]) if e]
-                progress(len(samples))
+                progress(sum(done_here))
                 yield [samples[i] for i in good], batch["embedding"][good] if good else None, errors
 
     return run
