@@ -297,7 +297,7 @@ def ray_predict(
     for tmp in out.glob(".*.tmp"):
         tmp.unlink()
 
-    model = {k: str(v) if isinstance(v, Path) else v for k, v in model_kwargs.items()}
+    model = _model_options(model_kwargs)
     if previous is not None and _identity(previous.get("model", {})) != _identity(model):
         raise InputError(
             f"{out}: written with model options {previous.get('model')}; resume with the same options "
@@ -367,6 +367,20 @@ def ray_predict(
     manifest["complete"] = all(u.get("complete") for u in manifest["shards"])
     _atomic_json(out / MANIFEST, manifest)
     return manifest
+
+
+def _model_options(model_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``from_pretrained``'s arguments with its defaults filled in, as JSON values (for the manifest,
+    and so that a resumed run given the same model in other words is recognised)."""
+    import inspect
+
+    from emonet_face.pipeline import EmoNetFace
+
+    bound = inspect.signature(EmoNetFace.from_pretrained).bind(**model_kwargs)
+    bound.apply_defaults()
+    if bound.arguments.get("dtype") is None:
+        bound.arguments["dtype"] = "float32"  # what from_pretrained makes of None
+    return {k: v if v is None or isinstance(v, (str, int, float, bool)) else str(v) for k, v in bound.arguments.items()}
 
 
 def _identity(model: dict[str, Any]) -> dict[str, Any]:
