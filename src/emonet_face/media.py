@@ -2,12 +2,15 @@
 
 * :class:`MediaSource` (source stage): images as before; a video becomes segments of
   :data:`SEGMENT_SAMPLES` sampled frames (one worker item each, so memory stays bounded however
-  long the video), each yielding ``(ids + frame/time, frame image)``.
+  long the video), each yielding ``(ids + frame/time, frame image)``; a WebDataset tar or Parquet
+  image shard becomes segments of samples the same way (:mod:`emonet_face.inputs.shards`), each
+  yielding ``(ids + key/json fields, image)``.
 * :class:`FaceExpander` (expansion stage): one image → one square crop per detected face with the
   ``face``/``box_*``/``det_score``/``region``/``eye_*`` columns, following ``--faces``.
 
-Every row of a run carries the same id columns (``path``, then ``frame``/``time`` when any input
-is a video, then the face columns unless ``--faces none``), filled with empty values where they
+Every row of a run carries the same id columns (``path``, then ``key`` and the carried ``.json``
+fields when any input is a shard, then ``frame``/``time`` when any input is a video, then the face
+columns unless ``--faces none``), filled with empty values where they
 do not apply, so that error rows and rows of still images line up with the rest.
 """
 
@@ -20,9 +23,11 @@ from typing import Any
 
 from PIL import Image
 
+from emonet_face.errors import InputError
 from emonet_face.faces import DEFAULT_MARGIN, FaceMode, face_regions, get_detector
 from emonet_face.faces.regions import FACE_COLUMNS
-from emonet_face.inputs.images import ensure_min_size
+from emonet_face.inputs.images import ensure_min_size, load_image
+from emonet_face.inputs.shards import ParquetSegment, ShardFailure, TarSegment, is_shard, iter_segment, plan_shard
 from emonet_face.inputs.video import DEFAULT_FPS, is_video, iter_video_frames, probe_video
 from emonet_face.pipeline import ImageSource
 
@@ -53,20 +58,34 @@ class MediaSource(ImageSource):
         max_frames: int | None = None,
         video_columns: bool = False,
         face_columns: bool = False,
+        shard_columns: bool = False,
+        json_map: dict[str, str] | None = None,
+        image_column: str | None = None,
     ) -> None:
+        """``shard_columns``: rows carry ``key`` (+ the ``json_map`` columns: json field → column,
+        see :func:`~emonet_face.inputs.shards.json_columns`); ``image_column``: Parquet shards' image column."""
         self.fps = fps
         self.max_frames = max_frames
         self.video_columns = video_columns
         self.face_columns = face_columns
+        self.json_map = dict(json_map or {}) if shard_columns else {}
+        self.shard_columns = ("key", *self.json_map.values()) if shard_columns else ()
+        self.image_column = image_column
 
     def _base_ids(self, ids: dict[str, Any]) -> dict[str, Any]:
         out = dict(ids)
-        for column in (*(VIDEO_COLUMNS if self.video_columns else ()), *(FACE_COLUMNS if self.face_columns else ())):
+        for column in (
+            *self.shard_columns,
+            *(VIDEO_COLUMNS if self.video_columns else ()),
+            *(FACE_COLUMNS if self.face_columns else ()),
+        ):
             out.setdefault(column, None)
         return out
 
     def plan(self, ids: dict[str, Any], ref: Any) -> list[tuple[dict[str, Any], Any]]:
         ids = self._base_ids(ids)
+        if isinstance(ref, (str, Path)) and is_shard(ref):
+            return [(ids, segment) for segment in plan_shard(ref, image_column=self.image_column)]
         if not isinstance(ref, (str, Path)) or not is_video(ref):
             return [(ids, ref)]
         try:
@@ -87,6 +106,21 @@ class MediaSource(ImageSource):
         ]
 
     def __call__(self, ids: dict[str, Any], ref: Any):
+        if isinstance(ref, (str, Path)) and is_shard(ref):  # not planned (a direct call): read it all
+            for segment in plan_shard(ref, image_column=self.image_column):
+                yield from self(ids, segment)
+            return
+        if isinstance(ref, (TarSegment, ParquetSegment, ShardFailure)):
+            for sample_ids, data in iter_segment(ref, self.json_map):
+                sample_ids = {**ids, **sample_ids}
+                if isinstance(data, Exception):
+                    yield sample_ids, data
+                    continue
+                try:
+                    yield sample_ids, load_image(data, name=f"{ref.path}[{sample_ids['key']}]")
+                except InputError as exc:  # one undecodable sample: its own error row
+                    yield sample_ids, exc
+            return
         if isinstance(ref, (str, Path)) and is_video(ref):
             ref = VideoSegment(Path(ref), 0, None)
         if not isinstance(ref, VideoSegment):

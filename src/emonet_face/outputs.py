@@ -52,8 +52,9 @@ __all__ = [
     "write_table",
 ]
 
-KEY_COLUMNS = ("path", "frame")
-"""Columns that identify an input for ``--resume`` (``frame`` only when present)."""
+KEY_COLUMNS = ("path", "key", "frame")
+"""Columns that identify an input for ``--resume``: the file (or shard), the sample ``key`` in a
+shard and the video ``frame``, each only when present."""
 OUTPUT_SUFFIXES = (".csv", ".parquet", ".jsonl")
 TOP_K = 3
 
@@ -70,9 +71,17 @@ def _key_part(value: Any) -> Any:
 
 
 def row_key(ids: Mapping[str, Any]) -> tuple:
-    """Resume key of a row: ``(path,)`` or ``(path, frame)`` when the row has a frame."""
-    parts = (_key_part(ids[c]) for c in KEY_COLUMNS if c in ids)
-    return tuple(p for p in parts if p is not None)  # an empty frame read back as NaN counts as absent
+    """Resume key of a row: ``(path,)``, plus the shard ``key`` and the video ``frame`` when set.
+
+    A ``key`` is compared as text: a Parquet row number and a tar key such as ``000010003`` then
+    read back from any output format as they were produced.
+    """
+    parts = []
+    for column in KEY_COLUMNS:
+        part = _key_part(ids[column]) if column in ids else None
+        if part is not None:  # an empty frame read back as NaN counts as absent
+            parts.append(str(part) if column == "key" else part)
+    return tuple(parts)
 
 
 def build_score_table(
@@ -136,7 +145,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
             if text.strip():
                 buffer = io.StringIO(text)
                 frames.append(
-                    pd.read_csv(buffer) if suffix == ".csv" else pd.read_json(buffer, lines=True, dtype=False)
+                    pd.read_csv(buffer, dtype={"key": str}) if suffix == ".csv" else pd.read_json(buffer, lines=True, dtype=False)
                 )
         elif suffix == ".parquet":
             if path.is_file():

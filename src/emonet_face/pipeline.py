@@ -44,7 +44,7 @@ from emonet_face.hub import HEADS_PATTERNS, MODELS, resolve_model_dir
 from emonet_face.inputs import discover_inputs, load_image
 from emonet_face.outputs import build_score_table, row_key
 
-__all__ = ["EmoNetFace", "Expand", "ImageSource", "Item", "resolve_device", "resolve_dtype"]
+__all__ = ["EmoNetFace", "Expand", "ImageSource", "Item", "prepare_ref", "resolve_device", "resolve_dtype"]
 
 Ids = dict[str, Any]
 Expand = Callable[[Ids, Image.Image], list[tuple[Ids, Image.Image | None]]]
@@ -107,6 +107,8 @@ class Item:
     error: str | None = None
     starts_image: bool = True
     """False for the 2nd, 3rd… crop of one image: a batch is never cut between faces of one image."""
+    image: Image.Image | None = None
+    """The crop still to preprocess, when the preprocessing runs beside the encoder (Ray engine)."""
 
 
 def _error_text(ids: Ids, exc: BaseException) -> str:
@@ -128,8 +130,10 @@ class ImageSource:
         """Main process: split one input into refs that workers load independently."""
         return [(ids, ref)]
 
-    def __call__(self, ids: Ids, ref: Any) -> Iterable[tuple[Ids, Image.Image]]:
-        """Worker: decode a ref into ``(ids, RGB image)`` items."""
+    def __call__(self, ids: Ids, ref: Any) -> Iterable[tuple[Ids, Image.Image | Exception]]:
+        """Worker: decode a ref into ``(ids, RGB image)`` items. An item that fails on its own (one
+        bad sample of a shard) is yielded with the exception in place of the image: it becomes an
+        error row and the ref goes on."""
         if isinstance(ref, Image.Image):
             yield ids, ref if ref.mode == "RGB" else ref.convert("RGB")
         else:
@@ -161,30 +165,62 @@ class _PreparedInputs(Dataset):
 
     def __getitem__(self, index: int) -> list[Item]:
         ids, ref = self.refs[index]
-        items: list[Item] = []
-        try:
-            for sub_ids, image in self.source(ids, ref):
-                if self.skip and row_key(sub_ids) in self.skip:
-                    continue
-                try:
-                    pairs = self.expand(sub_ids, image) if self.expand else [(sub_ids, image)]
-                except Exception as exc:
-                    items.append(Item(sub_ids, error=_error_text(sub_ids, exc)))
-                    continue
-                for n, (row_ids, crop) in enumerate(pairs):
-                    items.append(self._prepare(row_ids, crop))
-                    items[-1].starts_image = n == 0
-        except Exception as exc:  # a bad input is an error row, never the end of the batch
-            items.append(Item(ids, error=_error_text(ids, exc)))
-        return items
+        return prepare_ref(ids, ref, self.source, self.preprocess, self.expand, self.skip)
 
-    def _prepare(self, ids: Ids, image: Image.Image | None) -> Item:
-        if image is None:
-            return Item(ids)
-        try:
-            return Item(ids, inputs=self.preprocess([image]))
-        except Exception as exc:
-            return Item(ids, error=_error_text(ids, exc))
+
+def prepare_ref(
+    ids: Ids,
+    ref: Any,
+    source: ImageSource,
+    preprocess: Callable[[Sequence[Image.Image]], dict[str, torch.Tensor]] | None,
+    expand: Expand | None = None,
+    skip: frozenset[tuple] | set[tuple] = frozenset(),
+) -> list[Item]:
+    """Stages 2–4 for one ref: decode, expand, preprocess (``preprocess=None``: keep the crop in
+    :attr:`Item.image` for a later :meth:`EmoNetFace.score_items`)."""
+    items: list[Item] = []
+    try:
+        for sub_ids, image in source(ids, ref):
+            if skip and row_key(sub_ids) in skip:
+                continue
+            if isinstance(image, Exception):
+                items.append(Item(sub_ids, error=_error_text(sub_ids, image)))
+                continue
+            try:
+                pairs = expand(sub_ids, image) if expand else [(sub_ids, image)]
+            except Exception as exc:
+                items.append(Item(sub_ids, error=_error_text(sub_ids, exc)))
+                continue
+            for n, (row_ids, crop) in enumerate(pairs):
+                items.append(_prepare(row_ids, crop, preprocess))
+                items[-1].starts_image = n == 0
+    except Exception as exc:  # a bad input is an error row, never the end of the batch
+        items.append(Item(ids, error=_error_text(ids, exc)))
+    return items
+
+
+def _prepare(
+    ids: Ids, image: Image.Image | None, preprocess: Callable[[Sequence[Image.Image]], dict[str, torch.Tensor]] | None
+) -> Item:
+    if image is None:
+        return Item(ids)
+    if preprocess is None:
+        return Item(ids, image=image)
+    try:
+        return Item(ids, inputs=preprocess([image]))
+    except Exception as exc:
+        return Item(ids, error=_error_text(ids, exc))
+
+
+def _feature_matrix(features: Sequence[torch.Tensor | None]) -> np.ndarray:
+    """Per-row image features ``(N, D)`` float32, NaN rows where nothing was scored."""
+    present = [f for f in features if f is not None]
+    dim = present[0].shape[-1] if present else 1
+    matrix = np.full((len(features), dim), np.nan, dtype=np.float32)
+    for i, feature in enumerate(features):
+        if feature is not None:
+            matrix[i] = feature.float().cpu().numpy()
+    return matrix
 
 
 def _as_is(batch: Any) -> Any:
@@ -203,11 +239,23 @@ def _input_refs(images: Any) -> list[tuple[Ids, Any]]:
             continue
         text = str(image)
         path = Path(text).expanduser()
-        if path.is_dir() or (not path.exists() and glob.has_magic(text)):
+        if path.is_dir() or (not path.exists() and (glob.has_magic(text) or "{" in text)):
             refs.extend(({"path": str(p)}, p) for p in discover_inputs([text]))
         else:  # a named file is kept: missing or unreadable ones become error rows
             refs.append(({"path": str(path)}, path))
     return refs
+
+
+def _default_source(inputs: Sequence[tuple[Ids, Any]]) -> ImageSource:
+    """Images: :class:`ImageSource`; with shards among the inputs, a source that plans and reads them."""
+    from emonet_face.inputs.shards import is_shard, json_columns
+
+    shards = [ref for _, ref in inputs if isinstance(ref, Path) and is_shard(ref)]
+    if not shards:
+        return ImageSource()
+    from emonet_face.media import MediaSource  # media builds on this module
+
+    return MediaSource(shard_columns=True, json_map=json_columns(shards))
 
 
 def _default_workers() -> int:
@@ -406,20 +454,40 @@ class EmoNetFace(nn.Module):
         before the batch is yielded; it runs in this process, batch after batch, in input order
         (e.g. :class:`emonet_face.tracking.FaceTracker`).
         """
-        means = self._means()
         for items, features in self._feature_batches(images, batch_size, num_workers, progress, source, expand, skip):
-            raw = np.full((len(items), len(self.keys)), np.nan)
-            rows = [i for i, f in enumerate(features) if f is not None]
-            if rows:
-                raw[rows] = self.raw_scores(torch.stack([features[i] for i in rows]))
-            table = build_score_table([it.ids for it in items], raw, [it.error for it in items], self.keys, means)
+            table = self._table(items, features)
             if annotate is not None:
-                dim = features[rows[0]].shape[-1] if rows else 1
-                matrix = np.full((len(items), dim), np.nan, dtype=np.float32)
-                if rows:
-                    matrix[rows] = torch.stack([features[i] for i in rows]).float().cpu().numpy()
-                table = annotate(table, matrix)
+                table = annotate(table, _feature_matrix(features))
             yield table
+
+    def score_items(self, items: Sequence[Item], *, threads: int = 1) -> pd.DataFrame:
+        """Preprocess (crops left in :attr:`Item.image`, in ``threads`` threads), encode and score
+        prepared items in one batch: the encoder side of :meth:`predict_batches`, for engines that
+        decode elsewhere."""
+        encoder = self._require_encoder()
+
+        def preprocess(item: Item) -> None:
+            prepared = _prepare(item.ids, item.image, encoder.preprocess)
+            item.inputs, item.error, item.image = prepared.inputs, prepared.error, None
+
+        todo = [item for item in items if item.image is not None]
+        if threads > 1 and len(todo) > 1:  # PIL resizing and numpy release the GIL
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(preprocess, todo))
+        else:
+            for item in todo:
+                preprocess(item)
+        pairs = self._encode_items(encoder, list(items))
+        return self._table([i for i, _ in pairs], [f for _, f in pairs])
+
+    def _table(self, items: Sequence[Item], features: Sequence[torch.Tensor | None]) -> pd.DataFrame:
+        raw = np.full((len(items), len(self.keys)), np.nan)
+        rows = [i for i, f in enumerate(features) if f is not None]
+        if rows:
+            raw[rows] = self.raw_scores(torch.stack([features[i] for i in rows]))
+        return build_score_table([it.ids for it in items], raw, [it.error for it in items], self.keys, self._means())
 
     def encode(
         self, images: Any, *, batch_size: int = 16, num_workers: int | None = None, progress: bool | None = None
@@ -460,8 +528,9 @@ class EmoNetFace(nn.Module):
         encoder = self._require_encoder()
         if batch_size < 1:
             raise InputError(f"batch size {batch_size}: must be at least 1")
-        source = source or ImageSource()
-        refs = [planned for ids, ref in _input_refs(images) for planned in source.plan(ids, ref)]
+        inputs = _input_refs(images)
+        source = source or _default_source(inputs)
+        refs = [planned for ids, ref in inputs for planned in source.plan(ids, ref)]
         if skip:
             refs = [(ids, ref) for ids, ref in refs if row_key(ids) not in skip]
         dataset = _PreparedInputs(refs, source, encoder.preprocess, expand, skip)

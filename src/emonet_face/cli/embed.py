@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from emonet_face.cli._common import fail
+from emonet_face.cli.inference import ActorsOpt, CpusPerActorOpt, EngineOpt, GpusPerActorOpt, RayAddressOpt
 
 
 def embed(
@@ -15,7 +16,7 @@ def embed(
         str,
         typer.Argument(
             help="hq | binary | big (the EmoNet-Face Hub datasets), a Hub dataset id, a folder of .parquet shards, "
-            "a targets .csv, or an image folder."
+            "WebDataset .tar shards (file, folder, glob or brace pattern), a targets .csv, or an image folder."
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Store folder to create (or continue with --resume).")],
@@ -36,8 +37,14 @@ def embed(
     split: Annotated[str | None, typer.Option(help="Only shards whose path contains this (e.g. train).")] = None,
     dataset_revision: Annotated[str | None, typer.Option(help="Revision of a Hub dataset.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    actors: ActorsOpt = 1,
+    gpus_per_actor: GpusPerActorOpt = 0.0,
+    cpus_per_actor: CpusPerActorOpt = 1.0,
 ) -> None:
     """Embed every image of DATASET with the encoder into Parquet shards + manifest.json (resumable)."""
+    import contextlib
     import warnings
 
     from emonet_face.data import open_dataset
@@ -46,10 +53,23 @@ def embed(
     from emonet_face.errors import EmoNetError
     from emonet_face.hub import DEFAULT_ENCODER
 
+    if engine not in ("local", "ray"):
+        fail(f"--engine {engine}: use local or ray")
     try:
         data = open_dataset(dataset, targets=targets, images=images, kind=kind, revision=dataset_revision, split=split)
-        model = ImageEncoder.from_pretrained(encoder or DEFAULT_ENCODER, revision=revision, device=device)
-        with warnings.catch_warnings(record=True) as caught:
+        encoder_kwargs = {"ref": encoder or DEFAULT_ENCODER, "revision": revision, "device": device}
+        with contextlib.ExitStack() as stack, warnings.catch_warnings(record=True) as caught:
+            embedder = None
+            if engine == "ray":
+                from emonet_face.engines import RayOptions
+                from emonet_face.engines.ray_engine import describe_encoder, ray_embedder, ray_session
+
+                options = RayOptions(ray_address, actors, gpus_per_actor, cpus_per_actor, batch_size=batch_size)
+                stack.enter_context(ray_session(options))
+                embedder = ray_embedder(data, encoder_kwargs, options)
+                model = describe_encoder(encoder_kwargs)
+            else:
+                model = ImageEncoder.from_pretrained(**encoder_kwargs)
             warnings.simplefilter("always")
             manifest = write_store(
                 data,
@@ -60,6 +80,7 @@ def embed(
                 num_workers=num_workers,
                 resume=resume,
                 progress=progress,
+                embedder=embedder,
             )
     except EmoNetError as exc:
         fail(str(exc))

@@ -27,6 +27,26 @@ RevisionOpt = Annotated[str | None, typer.Option("--revision", help="Hub revisio
 CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Hugging Face cache folder.")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:N (default: cuda if available).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+ImageColumnOpt = Annotated[
+    str | None,
+    typer.Option("--image-column", help="Parquet shards: the image column (default: the only binary/image column)."),
+]
+CarryJsonOpt = Annotated[
+    bool, typer.Option("--carry-json/--no-carry-json", help="Tar shards: carry the scalar .json fields as columns.")
+]
+EngineOpt = Annotated[
+    str, typer.Option("--engine", help="local (this process) or ray (Ray Data; --out is then a folder of parts).")
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="Ray cluster: auto (join the running one) or ray://host:port; default: local."),
+]
+ActorsOpt = Annotated[int, typer.Option("--actors", min=1, help="Ray: encoder actors (one model load each).")]
+GpusPerActorOpt = Annotated[float, typer.Option("--gpus-per-actor", min=0.0, help="Ray: GPUs per encoder actor.")]
+CpusPerActorOpt = Annotated[
+    float,
+    typer.Option("--cpus-per-actor", min=0.0, help="Ray: CPUs per encoder actor (its preprocessing threads)."),
+]
 OutOpt = Annotated[
     Path | None,
     typer.Option("--out", "-o", help="Output file: .csv, .parquet or .jsonl (default: a table on stdout)."),
@@ -45,7 +65,13 @@ def register(app: typer.Typer) -> None:
 
 
 def predict(
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Image/video files, WebDataset .tar or Parquet image shards, folders (recursive), glob or "
+            "brace patterns (shards/{00000..00099}.tar)."
+        ),
+    ],
     out: OutOpt = None,
     model: ModelOpt = "large",
     encoder: Annotated[
@@ -113,6 +139,13 @@ def predict(
     smooth: Annotated[
         float, typer.Option("--smooth", min=0.0, help="Video timelines (--save-vis): moving average over SECONDS.")
     ] = 0.0,
+    image_column: ImageColumnOpt = None,
+    carry_json: CarryJsonOpt = True,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    actors: ActorsOpt = 1,
+    gpus_per_actor: GpusPerActorOpt = 0.0,
+    cpus_per_actor: CpusPerActorOpt = 1.0,
 ) -> None:
     """Score images and videos with the 40 EmoNet-Face emotions + 4 dimensions (one row per face)."""
     if dtype not in ("float32", "bfloat16", "float16"):
@@ -125,6 +158,9 @@ def predict(
         fail(f"--fps {fps}: must be positive")
     if tracks_out is not None and faces == "none":
         fail("--tracks-out needs faces (--faces detect or auto): tracks follow detected faces")
+    check_engine(engine, out)
+    if engine == "ray" and (save_vis is not None or tracks_out is not None):
+        fail("--save-vis and --tracks-out work with --engine local only")
     with user_errors():
         from emonet_face.inputs import discover_inputs
         from emonet_face.outputs import done_keys, open_writer
@@ -132,20 +168,16 @@ def predict(
 
         _quiet_transformers()
         paths = discover_inputs(inputs)
-        for target in (out, tracks_out):
-            if target is not None:
-                _check_suffix(target)
-        skip = done_keys(out) if resume and out is not None else set()
-        net = EmoNetFace.from_pretrained(
-            model,
-            encoder=encoder,
-            heads=heads,
-            revision=revision,
-            cache_dir=cache_dir,
-            device=device,
-            dtype=dtype,
-            normalize=not no_normalize,
-        )
+        model_kwargs = {
+            "model": model,
+            "encoder": encoder,
+            "heads": heads,
+            "revision": revision,
+            "cache_dir": cache_dir,
+            "device": device,
+            "dtype": dtype,
+            "normalize": not no_normalize,
+        }
         source, expand = media_stages(
             paths,
             faces=faces,
@@ -155,7 +187,31 @@ def predict(
             max_frames=max_frames,
             min_score=min_face_score,
             align=align,
+            carry_json=carry_json,
+            image_column=image_column,
         )
+        if engine == "ray":
+            from emonet_face.engines import RayOptions
+            from emonet_face.engines.ray_engine import ray_predict
+
+            options = RayOptions(ray_address, actors, gpus_per_actor, cpus_per_actor, batch_size=batch_size)
+            manifest = ray_predict(
+                paths,
+                out,  # type: ignore[arg-type]
+                model_kwargs=model_kwargs,
+                source=source,
+                expand=expand,
+                options=options,
+                resume=resume,
+                progress=progress_enabled(quiet),
+            )
+            _finish(manifest["count"], manifest["errors"], out, quiet)
+            return
+        for target in (out, tracks_out):
+            if target is not None:
+                _check_suffix(target)
+        skip = done_keys(out) if resume and out is not None else set()
+        net = EmoNetFace.from_pretrained(**model_kwargs)
         tracker, summary = _tracking(paths, faces, out if resume else None, net.keys, tracks_out is not None)
         batches = net.predict_batches(
             paths,
@@ -199,6 +255,14 @@ def predict(
     _finish(n_rows, n_errors, out, quiet, skipped=len(skip))
 
 
+def check_engine(engine: str, out: Path | None) -> None:
+    """``--engine`` is local or ray; ray writes a folder, so it needs ``--out``."""
+    if engine not in ("local", "ray"):
+        fail(f"--engine {engine}: use local or ray")
+    if engine == "ray" and out is None:
+        fail("--engine ray needs --out (a folder for the Parquet part files)")
+
+
 def media_stages(
     paths: list[Path],
     *,
@@ -209,13 +273,24 @@ def media_stages(
     max_frames: int | None,
     min_score: float | None = None,
     align: bool = False,
+    carry_json: bool = True,
+    image_column: str | None = None,
 ):
-    """The source (images + video frames) and face-expansion stages for ``predict``."""
+    """The source (images, video frames, shard samples) and face-expansion stages for ``predict``."""
+    from emonet_face.faces.regions import FACE_COLUMNS
+    from emonet_face.inputs.shards import is_shard, json_columns
     from emonet_face.inputs.video import is_video
-    from emonet_face.media import FaceExpander, MediaSource
+    from emonet_face.media import VIDEO_COLUMNS, FaceExpander, MediaSource
 
+    shards = [p for p in paths if is_shard(p)]
     source = MediaSource(
-        fps=fps, max_frames=max_frames, video_columns=any(is_video(p) for p in paths), face_columns=faces != "none"
+        fps=fps,
+        max_frames=max_frames,
+        video_columns=any(is_video(p) for p in paths),
+        face_columns=faces != "none",
+        shard_columns=bool(shards),
+        json_map=json_columns(shards, reserved=(*VIDEO_COLUMNS, *FACE_COLUMNS)) if carry_json else None,
+        image_column=image_column,
     )
     return source, FaceExpander(faces, detector, margin, min_score=min_score, align=align)
 

@@ -16,6 +16,7 @@ from emonet_face.data.store import (
     write_store,
 )
 from emonet_face.data.tables import ImageFolderDataset, read_targets_csv
+from emonet_face.data.webdataset import WebDatasetShards
 from emonet_face.errors import InputError
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "ParquetDataset",
     "Sample",
     "StoreTargets",
+    "WebDatasetShards",
     "is_store",
     "open_dataset",
     "parse_label",
@@ -50,6 +52,8 @@ def open_dataset(
     """Pick the reader for ``ref``.
 
     * ``hq`` / ``binary`` / ``big`` → the EmoNet-Face dataset on the Hub;
+    * a ``.tar`` file, a folder holding ``.tar`` shards, a glob or brace pattern
+      (``shards/{00000..00099}.tar``) → :class:`WebDatasetShards`;
     * a Hub id, a ``.parquet`` file or a folder holding ``.parquet`` shards → :class:`ParquetDataset`;
     * a ``.csv`` file → :class:`ImageFolderDataset` with images under ``images`` (default: the CSV's folder);
     * a folder of images (+ ``targets`` CSV, optional) → :class:`ImageFolderDataset`.
@@ -58,6 +62,9 @@ def open_dataset(
     if text.lower() in HF_DATASETS:
         return ParquetDataset(HF_DATASETS[text.lower()], kind=kind or text.lower(), revision=revision, split=split)
     path = Path(ref).expanduser()
+    tars = _tar_shards(text, path) if targets is None else []
+    if tars:
+        return WebDatasetShards([p for p in tars if not split or split in str(p)], name=text, kind=kind)
     if path.is_file() and path.suffix.lower() == ".csv":
         return ImageFolderDataset(images or path.parent, path, kind=kind)
     if path.is_file() and path.suffix.lower() == ".parquet":
@@ -72,3 +79,18 @@ def open_dataset(
         f"{text}: dataset not found; pass a folder of .parquet shards, a Hub dataset id, hq/binary/big, "
         "a targets .csv or an image folder"
     )
+
+
+def _tar_shards(text: str, path: Path) -> list[Path]:
+    """WebDataset shards named by ``text``: a .tar file, a folder of them, a glob or brace pattern."""
+    import glob
+
+    from emonet_face.inputs import discover_inputs
+
+    if path.is_file():
+        return [path] if path.suffix.lower() == ".tar" else []
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*.tar") if not p.name.startswith("."))
+    if "{" in text or glob.has_magic(text):
+        return [p for p in discover_inputs([text]) if p.suffix.lower() == ".tar"]
+    return []

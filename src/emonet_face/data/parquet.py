@@ -158,16 +158,20 @@ class ParquetDataset:
         self._unknown.clear()
         self._unlabelled = self._iterated = 0
         for shard in self.shards:
-            try:
-                parquet = pq.ParquetFile(shard)
-            except Exception as exc:
-                raise InputError(f"{shard}: not a readable Parquet file ({exc}); re-download it") from None
-            row = 0
-            for batch in parquet.iter_batches(batch_size=self.batch_rows):
-                columns = {name: batch.column(name).to_pylist() for name in batch.schema.names}
-                for i in range(batch.num_rows):
-                    yield self._sample(shard, row, {k: v[i] for k, v in columns.items()})
-                    row += 1
+            yield from self.iter_shard(shard)
+
+    def iter_shard(self, shard: Path) -> Iterator[Sample]:
+        """The samples of one shard (engines read shards in parallel)."""
+        try:
+            parquet = pq.ParquetFile(shard)
+        except Exception as exc:
+            raise InputError(f"{shard}: not a readable Parquet file ({exc}); re-download it") from None
+        row = 0
+        for batch in parquet.iter_batches(batch_size=self.batch_rows):
+            columns = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+            for i in range(batch.num_rows):
+                yield self._sample(shard, row, {k: v[i] for k, v in columns.items()})
+                row += 1
 
     def _sample(self, shard: Path, row: int, record: dict[str, Any]) -> Sample:
         image_field = record.get(self.image_column)

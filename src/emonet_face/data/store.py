@@ -229,6 +229,15 @@ class _ShardBuffer:
         return pa.Table.from_arrays(arrays, schema=_schema(self.dim, self.fields))
 
 
+Embedder = Callable[
+    [set[str], Callable[[Iterable[Sample]], Iterable[Sample]], Callable[[int], None]],
+    Iterable[tuple[list[Sample], "np.ndarray | None", list[dict[str, str]]]],
+]
+"""An engine that embeds a dataset for :func:`write_store`: called with the ids already in the store
+(skip them), the id de-duplication to apply in dataset order, and a progress callback; yields
+``(samples, features (N, D) or None, skipped [{id, error}])`` in dataset order."""
+
+
 def _unique_ids(samples: Iterable[Sample]) -> Iterable[Sample]:
     """Make repeated ids unique deterministically (``id#2``…), so resume-by-id never drops a row."""
     seen: dict[str, int] = {}
@@ -251,12 +260,15 @@ def write_store(
     resume: bool = False,
     progress: bool = True,
     on_batch: Callable[[int], None] | None = None,
+    embedder: Embedder | None = None,
 ) -> dict[str, Any]:
     """Embed every sample of ``dataset`` with ``encoder`` into the store at ``out``; returns the manifest.
 
     Images are decoded and preprocessed in ``num_workers`` threads (0: inline) while the encoder
     runs; unreadable images are skipped, listed in the manifest (``skipped``) and retried on resume.
     ``on_batch`` is called with the number of rows written so far (tests use it to simulate a kill).
+    ``embedder`` replaces the local loop (e.g. the Ray engine): ``encoder`` is then only asked to
+    ``describe()`` itself, and the store layout, manifest and resume rules stay the same.
     """
     import torch
     from tqdm.auto import tqdm
@@ -352,11 +364,13 @@ def write_store(
     written = manifest["count"]
 
     def consume(result: tuple[list[Sample], dict[str, torch.Tensor] | None, list[dict[str, str]]]) -> None:
-        nonlocal written
         good, inputs, errors = result
+        absorb(good, None if inputs is None else encoder(**inputs).detach().cpu().numpy(), errors)
+
+    def absorb(good: list[Sample], features: np.ndarray | None, errors: list[dict[str, str]]) -> None:
+        nonlocal written
         manifest["skipped"].extend(errors)
-        if inputs is not None:
-            features = encoder(**inputs).detach().cpu().numpy()
+        if features is not None:
             for sample, feature in zip(good, features):
                 buffer.add(sample, feature)
         bar.update(len(good) + len(errors))
@@ -367,6 +381,11 @@ def write_store(
             on_batch(written)
 
     try:
+        if embedder is not None:
+            for good, features, errors in embedder(done_ids, _unique_ids, lambda n: bar.update(n)):
+                absorb(good, features, errors)
+            flush()
+            return _finish_store(manifest, save_manifest, out)
         with torch.inference_mode():
             for batch in batches():
                 if pool is None:
@@ -382,13 +401,17 @@ def write_store(
         bar.close()
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+    return _finish_store(manifest, save_manifest, out)
+
+
+def _finish_store(manifest: dict[str, Any], save_manifest: Callable[[], None], out: Path) -> dict[str, Any]:
     manifest["complete"] = True
     save_manifest()
     if manifest["skipped"]:
         warnings.warn(
             f"{out}: skipped {len(manifest['skipped'])} unreadable image(s) (listed in {MANIFEST}); "
             f"first: {manifest['skipped'][0]['error']}",
-            stacklevel=2,
+            stacklevel=3,
         )
     return manifest
 

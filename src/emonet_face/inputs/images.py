@@ -8,6 +8,7 @@ through ``pillow-heif``. Images over :data:`MAX_IMAGE_PIXELS` are refused before
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -37,15 +38,19 @@ except ImportError:  # pragma: no cover - optional
     pass
 
 
-def load_image(path: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """Open ``path`` fully decoded, EXIF orientation applied, converted to RGB.
+def load_image(
+    path: str | Path | bytes, *, max_pixels: int = MAX_IMAGE_PIXELS, name: str | None = None
+) -> Image.Image:
+    """Open ``path`` (or encoded image ``bytes``, e.g. a shard member) fully decoded, EXIF
+    orientation applied, converted to RGB.
 
-    Raises :class:`InputError` naming the file when it is missing, not an image, truncated, in a
-    colour mode that cannot be converted, or over ``max_pixels``.
+    Raises :class:`InputError` naming the file (or ``name``) when it is missing, not an image,
+    truncated, in a colour mode that cannot be converted, or over ``max_pixels``.
     """
-    path = Path(path)
+    source = io.BytesIO(path) if isinstance(path, (bytes, bytearray)) else Path(path)
+    path = Path(name) if name is not None else source if isinstance(source, Path) else Path("<bytes>")
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             width, height = img.size
             if width * height > max_pixels:
                 raise InputError(

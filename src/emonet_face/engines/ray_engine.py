@@ -1,0 +1,571 @@
+"""The Ray Data engine: the stages of :mod:`emonet_face.pipeline`, spread over a cluster.
+
+Plan (driver) → decode + face detection (Ray CPU tasks, :func:`emonet_face.pipeline.prepare_ref`
+without preprocessing, so only small uint8 crops travel) → preprocess + encoder + fused heads in an
+actor pool (:class:`_Scorer`: one model load per actor, :meth:`EmoNetFace.score_items`) → the
+driver writes Parquet part files. Rows are the rows of the local engine: same stages, same code.
+
+Output folder::
+
+    _manifest.json                  shards (units: inputs, parts, rows, errors, complete), counts,
+                                    model options + the encoder's description, backend, versions
+    part-00000-000.parquet          rows of unit 0 (a shard; or a run of up to UNIT_FILES plain files)
+    part-00001-000.parquet ...
+
+A unit's parts are written (to a hidden temporary name, then renamed) when all its rows are in,
+and the manifest (also replaced atomically) then marks it complete. ``resume`` skips complete units
+and redoes the others from scratch (their stray parts are deleted first), so a killed run neither
+loses nor duplicates rows. ``pandas.read_parquet(OUT)`` reads the folder (files starting with ``_``
+or ``.`` are ignored by pyarrow).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import platform
+import re
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from emonet_face.engines import RayOptions, require_ray
+from emonet_face.errors import InputError
+from emonet_face.faces.regions import EYE_COLUMNS
+
+__all__ = [
+    "MANIFEST",
+    "UNIT_FILES",
+    "DescribedEncoder",
+    "Unit",
+    "describe_encoder",
+    "plan_units",
+    "ray_embedder",
+    "ray_predict",
+    "ray_session",
+]
+
+MANIFEST = "_manifest.json"
+FORMAT_NAME = "emonet-face-ray-scores"
+UNIT_FILES = 1024
+"""Plain image files are grouped into units of this many inputs (one part file each); a shard is one unit."""
+PART_ROWS = 8192
+"""A unit's rows are written in part files of at most this many rows."""
+DECODE_TASK = {"num_cpus": 1, "memory": 256 * 1024**2}
+"""Resources of a decode task (one segment: 16 decoded images and their crops). Declaring them also
+keeps Ray Data from fusing decoding into the encoder actors, where it would run serially."""
+_NUMERIC_IDS = ("frame", "time", "face", "box_x", "box_y", "box_w", "box_h", "det_score", *EYE_COLUMNS)
+
+
+@dataclass
+class Unit:
+    """The resume granularity: one shard, or a run of plain files; its planned refs."""
+
+    inputs: list[str]
+    refs: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
+    number: int = -1
+
+
+def plan_units(paths: Sequence[Path], source: Any) -> list[Unit]:
+    """Plan every input with ``source.plan`` (as the local engine does) and group refs into units."""
+    from emonet_face.inputs.shards import is_shard
+
+    units: list[Unit] = []
+    loose: Unit | None = None
+    for path in paths:
+        refs = source.plan({"path": str(path)}, path)
+        if is_shard(path):
+            units.append(Unit([str(path)], refs))
+            continue
+        if loose is None or len(loose.inputs) >= UNIT_FILES:
+            loose = Unit([], [])
+            units.append(loose)
+        loose.inputs.append(str(path))
+        loose.refs.extend(refs)
+    return units
+
+
+# --- Ray session ----------------------------------------------------------------------------------
+class ray_session:
+    """Context manager: join ``address`` (``auto``, ``ray://…``), reuse an initialised Ray, or start a
+    local one for the run (and stop it after)."""
+
+    def __init__(self, options: RayOptions) -> None:
+        self.options = options
+        self.started = False
+
+    def __enter__(self) -> Any:
+        ray = require_ray()
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if self.options.address:
+                kwargs["address"] = self.options.address
+            else:
+                kwargs.update(self.options.init_kwargs or {})
+            ray.init(**kwargs)
+            self.started = True
+        return ray
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started:
+            require_ray().shutdown()
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """A one-line error raised in a Ray worker (e.g. a missing model folder in an actor) reaches the
+    user as itself, not wrapped in Ray's task/actor exceptions and remote tracebacks."""
+    from emonet_face.errors import EmoNetError
+
+    try:
+        yield
+    except Exception as exc:
+        seen, cause = set(), exc
+        while cause is not None and id(cause) not in seen:
+            if isinstance(cause, EmoNetError):
+                raise type(cause)(str(cause).splitlines()[0]) from None
+            seen.add(id(cause))
+            cause = getattr(cause, "cause", None) or cause.__cause__
+        # an actor that failed in its constructor carries the remote error as text only
+        found = re.findall(r"emonet_face\.errors\.\w+: (.+)", str(exc))
+        if found:
+            raise EmoNetError(found[-1].strip()) from None
+        raise
+
+
+# --- stages (run in Ray workers) ------------------------------------------------------------------
+def _prepare_row(row: dict[str, Any], source: Any, expand: Any) -> dict[str, Any]:
+    """CPU task: one ref → its items (decoded, faces cropped, not yet preprocessed)."""
+    from emonet_face.pipeline import prepare_ref
+
+    ids, ref = pickle.loads(row["ref"])
+    items = prepare_ref(ids, ref, source, None, expand)
+    return {"unit": row["unit"], "seq": row["seq"], "items": pickle.dumps(items, protocol=5)}
+
+
+class _Scorer:
+    """Actor: loads the model once (``EmoNetFace.from_pretrained(**model_kwargs)``), then
+    preprocesses (in ``threads`` threads: one per CPU of the actor, so that a GPU is not starved by
+    one thread resizing images), encodes and scores batches of refs."""
+
+    def __init__(self, model_kwargs: dict[str, Any], batch_size: int, threads: int = 1) -> None:
+        from emonet_face.pipeline import EmoNetFace
+
+        _quiet_transformers()
+        self.net = EmoNetFace.from_pretrained(**model_kwargs)
+        self.batch_size = batch_size
+        self.threads = threads
+        encoder = self.net.encoder
+        self.info = json.dumps(
+            {"heads": self.net.heads_ref, "encoder": encoder.describe() if encoder is not None else None},
+            default=str,
+        )
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        groups = [pickle.loads(payload) for payload in batch["items"]]
+        flat = [item for group in groups for item in group]
+        tables = [
+            self.net.score_items(flat[s : s + self.batch_size], threads=self.threads)
+            for s in range(0, len(flat), self.batch_size)
+        ]
+        table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+        out, start = [], 0
+        for group in groups:
+            out.append(pickle.dumps(table.iloc[start : start + len(group)].reset_index(drop=True), protocol=5))
+            start += len(group)
+        return {"unit": batch["unit"], "seq": batch["seq"], "table": out, "info": [self.info] * len(out)}
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+# --- driver -----------------------------------------------------------------------------------------
+def _read_manifest(out: Path) -> dict[str, Any] | None:
+    path = out / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return manifest if manifest.get("format") == FORMAT_NAME else None
+
+
+def _atomic_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("emonet-face", "torch", "transformers", "ray", "pyarrow"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[name] = version(name)
+    return out
+
+
+class _Parts:
+    """Writes a unit's rows as part files with one schema for the whole folder: a column that is
+    all-empty in one part (e.g. face boxes of a shard of error rows) takes the type it has elsewhere."""
+
+    def __init__(self, out: Path, schema: pa.Schema | None) -> None:
+        self.out = out
+        self.schema = schema
+
+    def _arrow(self, frame: pd.DataFrame) -> pa.Table:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.schema is None:
+            fields = []
+            for f in table.schema:
+                kind = f.type
+                if pa.types.is_null(kind):
+                    kind = pa.float64() if f.name in _NUMERIC_IDS else pa.string()
+                fields.append(pa.field(f.name, kind))
+            self.schema = pa.schema(fields)
+        columns = []
+        for f in self.schema:
+            if f.name not in table.column_names:
+                columns.append(pa.nulls(len(table), f.type))
+                continue
+            column = table.column(f.name)
+            try:
+                columns.append(column.cast(f.type, safe=False) if column.type != f.type else column)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                columns.append(column.cast(pa.string()))
+        return pa.Table.from_arrays(columns, schema=pa.schema([pa.field(f.name, c.type) for f, c in zip(self.schema, columns)]))
+
+    def write(self, number: int, frame: pd.DataFrame) -> list[str]:
+        names = []
+        for k, start in enumerate(range(0, max(len(frame), 1), PART_ROWS)):
+            name = f"part-{number:05d}-{k:03d}.parquet"
+            tmp = self.out / f".{name}.tmp"
+            pq.write_table(self._arrow(frame.iloc[start : start + PART_ROWS]), tmp)
+            os.replace(tmp, self.out / name)
+            names.append(name)
+        return names
+
+    @staticmethod
+    def remove(out: Path, number: int) -> None:
+        for stale in out.glob(f"part-{number:05d}-*.parquet"):
+            stale.unlink()
+
+
+def ray_predict(
+    paths: Sequence[Path],
+    out: str | Path,
+    *,
+    model_kwargs: dict[str, Any],
+    source: Any,
+    expand: Any = None,
+    options: RayOptions | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    on_unit: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Score ``paths`` (files, shards) with the Ray engine into the part folder ``out``; returns the manifest.
+
+    ``model_kwargs`` are :meth:`EmoNetFace.from_pretrained`'s arguments, used in every actor.
+    ``on_unit`` is called with the number of units finished in this run (tests simulate a kill).
+    """
+    from tqdm.auto import tqdm
+
+    options = options or RayOptions()
+    out = Path(out)
+    if out.suffix.lower() in (".csv", ".jsonl", ".parquet") and not out.is_dir():
+        raise InputError(f"{out}: --engine ray writes a folder of Parquet parts; give --out a folder name")
+    previous = _read_manifest(out) if out.is_dir() else None
+    if out.is_dir() and any(out.iterdir()):
+        if not resume:
+            raise InputError(f"{out}: output folder is not empty; pass --resume to continue it or choose another --out")
+        if previous is None:
+            raise InputError(f"{out}: not a folder written by --engine ray (no {MANIFEST}); cannot resume into it")
+    out.mkdir(parents=True, exist_ok=True)
+    for tmp in out.glob(".*.tmp"):
+        tmp.unlink()
+
+    model = _model_options(model_kwargs)
+    if previous is not None and _identity(previous.get("model", {})) != _identity(model):
+        raise InputError(
+            f"{out}: written with model options {previous.get('model')}; resume with the same options "
+            "or choose another --out"
+        )
+    units = plan_units(paths, source)
+    known = {tuple(u["inputs"]): u for u in (previous or {}).get("shards", [])}
+    next_number = max((u["number"] for u in known.values()), default=-1) + 1
+    todo: list[Unit] = []
+    for unit in units:
+        entry = known.get(tuple(unit.inputs))
+        if entry is not None:
+            unit.number = entry["number"]
+            if entry.get("complete") and all((out / p).is_file() for p in entry["parts"]):
+                continue
+        else:
+            unit.number = next_number
+            next_number += 1
+        _Parts.remove(out, unit.number)
+        todo.append(unit)
+
+    manifest: dict[str, Any] = previous or {
+        "format": FORMAT_NAME,
+        "version": 1,
+        "command": "predict",
+        "shards": [],
+    }
+    manifest.update(
+        {
+            "engine": {"name": "ray", "actors": options.actors, "gpus_per_actor": options.gpus_per_actor},
+            "model": model,
+            "backend": model_kwargs.get("backend", "torch"),
+            "versions": _versions(),
+            "complete": False,
+        }
+    )
+    entries = {tuple(u["inputs"]): u for u in manifest["shards"]}
+    for unit in todo:
+        entries[tuple(unit.inputs)] = {"number": unit.number, "inputs": unit.inputs, "parts": [], "complete": False}
+    manifest["shards"] = sorted(entries.values(), key=lambda u: u["number"])
+    schema = _schema_of(out, manifest)
+    _summarise(manifest)
+    _atomic_json(out / MANIFEST, manifest)
+
+    rows = [
+        {"unit": u, "seq": s, "ref": pickle.dumps(ref, protocol=5)}
+        for u, unit in enumerate(todo)
+        for s, ref in enumerate(unit.refs)
+    ]
+    if rows:
+        parts = _Parts(out, schema)
+        with ray_session(options) as ray, _user_errors():
+            results = _run(ray, rows, model_kwargs, source, expand, options, progress, tqdm)
+            for finished, (unit, frame, info) in enumerate(results, start=1):
+                entry = entries[tuple(todo[unit].inputs)]
+                entry.update(
+                    parts=parts.write(entry["number"], frame),
+                    rows=len(frame),
+                    errors=int(frame["error"].notna().sum()) if "error" in frame else 0,
+                    complete=True,
+                )
+                manifest.setdefault("model_info", json.loads(info))
+                _summarise(manifest)
+                _atomic_json(out / MANIFEST, manifest)
+                if on_unit is not None:
+                    on_unit(finished)
+    manifest["complete"] = all(u.get("complete") for u in manifest["shards"])
+    _atomic_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def _model_options(model_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``from_pretrained``'s arguments with its defaults filled in, as JSON values (for the manifest,
+    and so that a resumed run given the same model in other words is recognised)."""
+    import inspect
+
+    from emonet_face.pipeline import EmoNetFace
+
+    bound = inspect.signature(EmoNetFace.from_pretrained).bind(**model_kwargs)
+    bound.apply_defaults()
+    if bound.arguments.get("dtype") is None:
+        bound.arguments["dtype"] = "float32"  # what from_pretrained makes of None
+    return {k: v if v is None or isinstance(v, (str, int, float, bool)) else str(v) for k, v in bound.arguments.items()}
+
+
+def _identity(model: dict[str, Any]) -> dict[str, Any]:
+    """What must not change between a run and its resumption (the device and cache may)."""
+    return {k: v for k, v in model.items() if k not in ("device", "cache_dir")}
+
+
+def _summarise(manifest: dict[str, Any]) -> None:
+    done = [u for u in manifest["shards"] if u.get("complete")]
+    manifest["count"] = sum(u.get("rows", 0) for u in done)
+    manifest["errors"] = sum(u.get("errors", 0) for u in done)
+
+
+def _schema_of(out: Path, manifest: dict[str, Any]) -> pa.Schema | None:
+    """The schema of parts already written (a resumed run keeps it)."""
+    for unit in manifest["shards"]:
+        for part in unit.get("parts", []):
+            if (out / part).is_file():
+                return pq.read_schema(out / part).remove_metadata()
+    return None
+
+
+def _run(
+    ray: Any,
+    rows: list[dict[str, Any]],
+    model_kwargs: dict[str, Any],
+    source: Any,
+    expand: Any,
+    options: RayOptions,
+    progress: bool,
+    tqdm: Any,
+) -> Iterator[tuple[int, pd.DataFrame, str]]:
+    """Yield ``(unit index, rows, model info)`` per unit as soon as all its refs are scored."""
+    from functools import partial
+
+    expected: dict[int, int] = {}
+    for row in rows:
+        expected[row["unit"]] = expected.get(row["unit"], 0) + 1
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # units complete in order: few held in memory
+    context.enable_progress_bars = progress
+    refs_per_batch = max(1, options.batch_size // 16)
+    ds = (
+        ray.data.from_items(rows)
+        .map(partial(_prepare_row, source=source, expand=expand), **DECODE_TASK)
+        .map_batches(
+            _Scorer,
+            fn_constructor_kwargs={
+                "model_kwargs": model_kwargs,
+                "batch_size": options.batch_size,
+                "threads": max(1, int(options.cpus_per_actor)),
+            },
+            batch_size=refs_per_batch,
+            compute=ray.data.ActorPoolStrategy(size=options.actors),
+            num_gpus=options.gpus_per_actor or None,
+            num_cpus=options.cpus_per_actor,
+            batch_format="numpy",
+        )
+    )
+    pending: dict[int, dict[int, pd.DataFrame]] = {}
+    bar = tqdm(total=len(rows), disable=not progress, unit="ref", desc="scoring (ray)")
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            for unit, seq, payload, info in zip(batch["unit"], batch["seq"], batch["table"], batch["info"]):
+                unit, seq = int(unit), int(seq)
+                pending.setdefault(unit, {})[seq] = pickle.loads(payload)
+                bar.update(1)
+                if len(pending[unit]) == expected[unit]:
+                    done = pending.pop(unit)
+                    frames = [done[s] for s in range(expected[unit])]
+                    yield unit, pd.concat(frames, ignore_index=True), str(info)
+    finally:
+        bar.close()
+
+
+# --- embed ------------------------------------------------------------------------------------------
+def _read_shard(row: dict[str, Any], dataset: Any, done: Any) -> Iterator[dict[str, Any]]:
+    """CPU task: one dataset shard → its samples, decoded (unreadable ones carry their error)."""
+    from emonet_face.errors import EmoNetError
+
+    ray = require_ray()
+    done_ids = ray.get(done) if done is not None else set()
+    for sample in dataset.iter_shard(dataset.shards[row["shard"]]):
+        # Skipped by their id as read: exact when ids are unique (``#2`` renaming happens on the
+        # driver, in dataset order, so a resumed run over repeated ids may re-embed or skip a repeat).
+        if sample.id in done_ids:
+            continue
+        image, error = None, ""
+        try:
+            image = sample.load_image()
+        except EmoNetError as exc:
+            error = str(exc)
+        sample.image = None  # the bytes are not needed past decoding
+        yield {"shard": row["shard"], "sample": pickle.dumps(sample, protocol=5), "image": pickle.dumps(image), "error": error}
+
+
+class _Embedder:
+    """Actor: loads the encoder once, then preprocesses and encodes batches of decoded samples."""
+
+    def __init__(self, encoder_kwargs: dict[str, Any]) -> None:
+        from emonet_face.encoder import ImageEncoder
+
+        _quiet_transformers()
+        self.encoder = ImageEncoder.from_pretrained(**encoder_kwargs)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+        import torch
+
+        images = [pickle.loads(b) for b in batch["image"]]
+        ok = [i for i, image in enumerate(images) if image is not None]
+        features = np.full((len(images), self.encoder.dim), np.nan, dtype=np.float32)
+        if ok:
+            inputs = self.encoder.preprocess([images[i] for i in ok])
+            with torch.inference_mode():
+                features[ok] = self.encoder(**inputs).detach().cpu().numpy()
+        return {"shard": batch["shard"], "sample": batch["sample"], "error": batch["error"], "embedding": features}
+
+
+def ray_embedder(dataset: Any, encoder_kwargs: dict[str, Any], options: RayOptions) -> Callable[..., Iterator]:
+    """An :data:`~emonet_face.data.store.Embedder` for :func:`~emonet_face.data.store.write_store`:
+    shards are read and decoded in Ray tasks, encoded in an actor pool, returned in dataset order."""
+    if not hasattr(dataset, "iter_shard"):
+        raise InputError(
+            f"{dataset.name}: --engine ray embeds sharded datasets (Parquet or WebDataset .tar shards); "
+            "use --engine local for an image folder"
+        )
+
+    def run(done_ids: set[str], unique: Callable, progress: Callable[[int], None]) -> Iterator:
+        from functools import partial
+
+        with ray_session(options) as ray, _user_errors():
+            context = ray.data.DataContext.get_current()
+            context.execution_options.preserve_order = True  # the store keeps the dataset order
+            done = ray.put(done_ids) if done_ids else None
+            ds = (
+                ray.data.from_items([{"shard": i} for i in range(len(dataset.shards))])
+                .flat_map(partial(_read_shard, dataset=dataset, done=done), **DECODE_TASK)
+                .map_batches(
+                    _Embedder,
+                    fn_constructor_kwargs={"encoder_kwargs": encoder_kwargs},
+                    batch_size=options.batch_size,
+                    compute=ray.data.ActorPoolStrategy(size=options.actors),
+                    num_gpus=options.gpus_per_actor or None,
+                    num_cpus=options.cpus_per_actor,
+                    batch_format="numpy",
+                )
+            )
+            arriving: deque[Any] = deque()
+            renamed = unique(iter(arriving.popleft, None))  # one de-duplication over the whole stream
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                arriving.extend(pickle.loads(b) for b in batch["sample"])
+                samples = [next(renamed) for _ in range(len(batch["sample"]))]
+                done_here = [s.id in done_ids for s in samples]  # repeated ids done under their "#2" name
+                good = [i for i, e in enumerate(batch["error"]) if not e and not done_here[i]]
+                errors = [{"id": samples[i].id, "error": str(e)} for i, e in enumerate(batch["error"]) if e]
+                progress(sum(done_here))
+                yield [samples[i] for i in good], batch["embedding"][good] if good else None, errors
+
+    return run
+
+
+@dataclass
+class DescribedEncoder:
+    """What :func:`~emonet_face.data.store.write_store` needs from an encoder the driver does not load."""
+
+    description: dict[str, Any]
+
+    @property
+    def dim(self) -> int:
+        return int(self.description.get("dim") or 0)
+
+    def describe(self) -> dict[str, Any]:
+        return self.description
+
+
+def describe_encoder(encoder_kwargs: dict[str, Any]) -> DescribedEncoder:
+    """Load the encoder once in a Ray task (not on the driver) for the store manifest."""
+    ray = require_ray()
+
+    def describe() -> dict[str, Any]:
+        from emonet_face.encoder import ImageEncoder
+
+        _quiet_transformers()
+        return ImageEncoder.from_pretrained(**{**encoder_kwargs, "device": "cpu"}).describe()
+
+    return DescribedEncoder(ray.get(ray.remote(describe).options(num_cpus=1).remote()))
