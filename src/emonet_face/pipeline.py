@@ -400,13 +400,32 @@ class EmoNetFace(nn.Module):
         about ``batch_size`` rows. ``skip`` holds resume keys (:func:`emonet_face.outputs.row_key`)
         already done; those inputs are not scored again.
         """
-        means = self._means()
         for items, features in self._feature_batches(images, batch_size, num_workers, progress, source, expand, skip):
-            raw = np.full((len(items), len(self.keys)), np.nan)
-            rows = [i for i, f in enumerate(features) if f is not None]
-            if rows:
-                raw[rows] = self.raw_scores(torch.stack([features[i] for i in rows]))
-            yield build_score_table([it.ids for it in items], raw, [it.error for it in items], self.keys, means)
+            yield self.items_table(items, features)
+
+    # --- seams for callers that batch items themselves (the HTTP server) ------------------------
+    def prepare(
+        self, ids: Ids, ref: Any, *, source: ImageSource | None = None, expand: Expand | None = None
+    ) -> list[Item]:
+        """Stages 1–4 for one input, in the calling thread: its :class:`Item` list exactly as
+        :meth:`predict` builds it (one per face/frame, error rows included). ``ids`` is the input's
+        identifier dict (``{"path": name}``), ``ref`` what ``source`` decodes (a path, a PIL image)."""
+        source = source or ImageSource()
+        dataset = _PreparedInputs(source.plan(ids, ref), source, self._require_encoder().preprocess, expand)
+        return [item for index in range(len(dataset)) for item in dataset[index]]
+
+    def encode_items(self, items: Sequence[Item]) -> list[torch.Tensor | None]:
+        """Stage 5a: image features for ``items`` in one encoder batch (``None`` where an item has
+        nothing to encode)."""
+        return [feature for _, feature in self._encode_items(self._require_encoder(), list(items))]
+
+    def items_table(self, items: Sequence[Item], features: Sequence[torch.Tensor | None]) -> pd.DataFrame:
+        """Stage 5b: heads on the features and the score table (one row per item, in order)."""
+        raw = np.full((len(items), len(self.keys)), np.nan)
+        rows = [i for i, f in enumerate(features) if f is not None]
+        if rows:
+            raw[rows] = self.raw_scores(torch.stack([features[i] for i in rows]))
+        return build_score_table([it.ids for it in items], raw, [it.error for it in items], self.keys, self._means())
 
     def encode(
         self, images: Any, *, batch_size: int = 16, num_workers: int | None = None, progress: bool | None = None

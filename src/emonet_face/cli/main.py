@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from emonet_face.cli import bench, embed, inference, plot, train, vlm
+from emonet_face.cli import bench, embed, inference, plot, serve, train, vlm
 
 app = typer.Typer(
     name="emonet-face",
@@ -19,6 +19,7 @@ inference.register(app)
 plot.register(app)
 embed.register(app)
 train.register(app)
+serve.register(app)
 app.add_typer(bench.app, name="bench")
 app.add_typer(vlm.app, name="vlm")
 
