@@ -188,11 +188,14 @@ function pictureCanvas(bitmap, rows) {
   const font = Math.max(12, Math.round(canvas.width / 55));
   ctx.font = `600 ${font}px system-ui, sans-serif`;
   ctx.textBaseline = "top";
+  const lefts = rows.filter((r) => r.box_w != null).map((r) => r.box_x * scale);
   rows.forEach((row, i) => {
     const hasBox = row.box_w != null && row.box_h != null;
     const x = hasBox ? row.box_x * scale : 4;
     const y = hasBox ? row.box_y * scale : 4;
     const w = hasBox ? row.box_w * scale : canvas.width - 8;
+    // labels stop before the next face to the right (or the picture's edge), whichever is first
+    const room = Math.max(w, Math.min(canvas.width, ...lefts.filter((l) => l > x + 1)) - Math.max(0, x) - 6);
     const colour = familyColour(row.top1);
     if (hasBox) {
       ctx.lineWidth = Math.max(2, font / 5);
@@ -202,7 +205,7 @@ function pictureCanvas(bitmap, rows) {
     const label = rows.length > 1 ? `${i + 1}` : "";
     let ty = hasBox && y + row.box_h * scale + 4 * font < canvas.height ? y + row.box_h * scale + 3 : y;
     top3(row).forEach((t, k) => {
-      const text = `${k === 0 && label ? label + " · " : ""}${t.name} ${percent(t.p)}`;
+      const text = fitText(ctx, `${k === 0 && label ? label + " · " : ""}${t.name}`, ` ${percent(t.p)}`, room - 8);
       const tw = ctx.measureText(text).width + 8;
       const tx = Math.min(Math.max(0, x), canvas.width - tw);
       ctx.fillStyle = familyColour(t.key);
@@ -215,6 +218,14 @@ function pictureCanvas(bitmap, rows) {
     });
   });
   return canvas;
+}
+
+function fitText(ctx, text, tail, width) {
+  // shorten `text` with an ellipsis so that `text + tail` fits in `width` pixels
+  if (ctx.measureText(text + tail).width <= width) return text + tail;
+  let cut = text.length;
+  while (cut > 1 && ctx.measureText(`${text.slice(0, cut)}…${tail}`).width > width) cut--;
+  return `${text.slice(0, cut)}…${tail}`;
 }
 
 // --- per-face chart: 40 emotions grouped by family + the 4 dimensions --------------------------------
@@ -240,7 +251,7 @@ function faceCard(row, index, count) {
 
 function barChart(row) {
   const info = state.info;
-  const width = 350, labelW = 150, barW = 150, rowH = 12, famH = 16, dimH = 30;
+  const width = 400, labelW = 196, barW = 160, rowH = 12, famH = 16, dimH = 30;
   const probs = info.emotions.map((e) => row[`prob.${e.key}`] ?? 0);
   const maxP = Math.max(0.05, ...probs);
   let y = 4;
@@ -250,7 +261,10 @@ function barChart(row) {
     y += famH;
     for (const e of info.emotions.filter((e) => e.family === family.name)) {
       const p = row[`prob.${e.key}`] ?? 0;
-      chart.append(svg("text", { x: labelW - 4, y: y + 9, "font-size": 10, "text-anchor": "end", fill: "#333" }, e.name));
+      const name = e.name.length > 34 ? `${e.name.slice(0, 33)}…` : e.name;
+      const label = svg("text", { x: labelW - 4, y: y + 9, "font-size": 10, "text-anchor": "end", fill: "#333" }, name);
+      label.append(svg("title", {}, `${e.name}: ${percent(p)}`));
+      chart.append(label);
       chart.append(svg("rect", { x: labelW, y: y + 1, width: Math.max(0.5, (p / maxP) * barW), height: rowH - 3,
                                  fill: family.colour, "data-key": e.key, class: "bar" }));
       chart.append(svg("text", { x: labelW + (p / maxP) * barW + 3, y: y + 9, "font-size": 9, fill: "#555" }, percent(p)));
@@ -258,7 +272,9 @@ function barChart(row) {
     }
     y += 4;
   }
-  y += 6;
+  chart.append(svg("text", { x: 0, y: y + 12, "font-size": 9, fill: "#777" },
+                   "Dimensions on their rating scales (raw head outputs):"));
+  y += 20;
   for (const d of info.dimensions) {
     const value = row[`raw.${d.key}`];
     const shown = value == null ? "n/a" : value.toFixed(2);
