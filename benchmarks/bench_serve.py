@@ -36,7 +36,8 @@ SO400M_DIM = 1152
 
 
 def build_small_model(folder: Path, *, hidden: int, layers: int, image_size: int) -> tuple[Path, Path]:
-    """A random SigLIP (``hidden`` wide, ``layers`` deep) and random heads in the released layout."""
+    """A random SigLIP (``hidden`` wide, ``layers`` deep) and random heads of the released small
+    model's architecture, in the released layout."""
     import json
 
     import torch
@@ -53,12 +54,12 @@ def build_small_model(folder: Path, *, hidden: int, layers: int, image_size: int
                 "vocab_size": 99}  # fmt: skip
         SiglipModel(SiglipConfig(text_config=text, vision_config=vision)).eval().save_pretrained(encoder)
         (encoder / "preprocessor_config.json").write_text(json.dumps(siglip2_preprocessor_config(image_size)))
-    write_heads(heads, hidden)
+    write_heads(heads, hidden, "small")
     return encoder, heads
 
 
-def write_heads(folder: Path, in_dim: int) -> Path:
-    """44 random heads of the released architecture (their values do not change the timing)."""
+def write_heads(folder: Path, in_dim: int, size: str) -> Path:
+    """44 random heads of a released architecture (``large`` or ``small``; values do not change timing)."""
     import json
 
     import torch
@@ -69,7 +70,7 @@ def write_heads(folder: Path, in_dim: int) -> Path:
     if (folder / tx.NEUTRAL_STATS_FILENAME).is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    arch = HeadArchitecture(in_dim, HEAD_ARCHITECTURES["large"])
+    arch = HeadArchitecture(in_dim, HEAD_ARCHITECTURES[size])
     torch.manual_seed(0)
     stats = {}
     for key in tx.HEAD_KEYS:
@@ -241,7 +242,7 @@ def main() -> None:
     print(f"CPU cores: {os.cpu_count()}; load average at start: {os.getloadavg()[0]:.1f}")
     encoder, heads = build_small_model(args.workdir / "small", hidden=args.hidden, layers=args.layers,
                                        image_size=args.image_size)  # fmt: skip
-    name = f"small model (SigLIP {args.layers} layers x {args.hidden}, {args.image_size}px)"
+    name = f"small model (SigLIP {args.layers} layers x {args.hidden}, {args.image_size}px; small heads)"
     compare(name, encoder, heads, [1, 4, 16], args.requests, args.seconds, images, args.threads)
     if not args.skip_memory:
         memory_and_overload(encoder, heads, images, args.threads)
@@ -249,7 +250,7 @@ def main() -> None:
         if not (REAL_SIZE / "model.safetensors").is_file():
             print(f"\n{REAL_SIZE} is missing: build it with benchmarks/bench_encoder.py")
         else:
-            real_heads = write_heads(args.workdir / f"heads-{SO400M_DIM}", SO400M_DIM)
+            real_heads = write_heads(args.workdir / f"heads-{SO400M_DIM}", SO400M_DIM, "large")
             compare("real-size so400m (random weights)", REAL_SIZE, real_heads, [1, 4], 4, 600, images, args.threads)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (the machine is shared: absolute figures vary)")
 

@@ -401,7 +401,7 @@ class EmoNetFace(nn.Module):
         already done; those inputs are not scored again.
         """
         for items, features in self._feature_batches(images, batch_size, num_workers, progress, source, expand, skip):
-            yield self.items_table(items, features)
+            yield self.items_table(items, self.head_scores(features))
 
     # --- seams for callers that batch items themselves (the HTTP server) ------------------------
     def prepare(
@@ -419,12 +419,17 @@ class EmoNetFace(nn.Module):
         nothing to encode)."""
         return [feature for _, feature in self._encode_items(self._require_encoder(), list(items))]
 
-    def items_table(self, items: Sequence[Item], features: Sequence[torch.Tensor | None]) -> pd.DataFrame:
-        """Stage 5b: heads on the features and the score table (one row per item, in order)."""
-        raw = np.full((len(items), len(self.keys)), np.nan)
+    def head_scores(self, features: Sequence[torch.Tensor | None]) -> np.ndarray:
+        """Stage 5b: raw head outputs ``(N, H)`` in one call; NaN rows where a feature is ``None``.
+        (The large released heads hold ~80 M weights: one call per batch, not per row, matters.)"""
+        raw = np.full((len(features), len(self.keys)), np.nan)
         rows = [i for i, f in enumerate(features) if f is not None]
         if rows:
             raw[rows] = self.raw_scores(torch.stack([features[i] for i in rows]))
+        return raw
+
+    def items_table(self, items: Sequence[Item], raw: np.ndarray) -> pd.DataFrame:
+        """The score table for ``items`` and their raw head outputs (one row per item, in order)."""
         return build_score_table([it.ids for it in items], raw, [it.error for it in items], self.keys, self._means())
 
     def encode(

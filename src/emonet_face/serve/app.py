@@ -4,8 +4,9 @@ A request goes through the pipeline's own stages, so its rows equal ``emonet-fac
 for the same files: uploads are written to a per-request temporary folder, then decoded, face
 detected and preprocessed in a thread pool (``--workers`` threads; the event loop never decodes),
 then every encoder input is queued on the :class:`~emonet_face.serve.batcher.Batcher`, whose
-single worker thread encodes items of concurrent requests together; the heads and the score
-table (:meth:`EmoNetFace.items_table`) run back in the pool.
+single worker thread runs the encoder and the heads on items of concurrent requests together
+(:meth:`EmoNetFace.encode_items`, :meth:`EmoNetFace.head_scores`); the score table
+(:meth:`EmoNetFace.items_table`) is built back in the pool.
 
 Limits: the request body is counted while it is read (413 past ``--max-upload-mb``), images over
 the decompression-bomb limit are refused from their header (:func:`emonet_face.inputs.load_image`),
@@ -34,6 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -253,7 +255,7 @@ class Service:
         """Load the model and start the encoder thread (``/health`` says ok only after this)."""
         net = self.loader(self.config)
         self.batcher = Batcher(
-            net.encode_items,
+            lambda items: list(net.head_scores(net.encode_items(items))),
             max_batch_size=self.config.max_batch_size,
             timeout_s=self.config.batch_timeout_ms / 1000,
             max_queue=self.config.max_queue,
@@ -544,10 +546,12 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
                 raise HTTPException(
                     503, f"server busy: {exc}; retry after {RETRY_AFTER_S} s", headers={"Retry-After": str(RETRY_AFTER_S)}
                 ) from None
-            encoded = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
-            by_item = {id(item): feature for item, feature in zip(ready_items, encoded)}
-            features = [by_item.get(id(item)) for item in items]
-            table = await loop.run_in_executor(service.pool, net.items_table, items, features)
+            scores = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+            raw = np.full((len(items), len(net.keys)), np.nan)
+            rows = [i for i, item in enumerate(items) if item.inputs is not None]
+            if rows:
+                raw[rows] = np.stack(scores)
+            table = await loop.run_in_executor(service.pool, net.items_table, items, raw)
             return {"rows": _records(table)}
         finally:
             service.in_progress -= 1
