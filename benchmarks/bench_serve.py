@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -107,7 +108,7 @@ class Server:
             env["OMP_NUM_THREADS"] = str(threads)
         command = [sys.executable, "-m", "emonet_face", "serve", "--encoder", str(encoder), "--heads", str(heads),
                    "--device", "cpu", "--faces", "none", "--port", str(self.port), *extra]  # fmt: skip
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the server runs
         self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def __enter__(self) -> Server:
@@ -142,8 +143,19 @@ class Server:
         return batches["items"] / max(1, batches["run"])
 
 
-def load(url: str, images: list[bytes], clients: int, requests: int, seconds: float) -> dict:
-    """``requests`` POSTs from ``clients`` threads (stopping early after ``seconds``)."""
+def upload(url: str, images: list[bytes]):
+    """Request ``i``: one JPEG (a different one each time) as a multipart ``file`` field."""
+
+    def send(session: httpx.Client, i: int) -> httpx.Response:
+        return session.post(f"{url}/v1/predict", files={"file": (f"img{i}.jpg", images[i % len(images)])})
+
+    return send
+
+
+def load(url: str, images: list[bytes] | Callable, clients: int, requests: int, seconds: float) -> dict:
+    """``requests`` POSTs from ``clients`` threads (stopping early after ``seconds``); ``images``
+    are uploaded one per request, or ``images`` is a ``send(session, i)`` function."""
+    send = images if callable(images) else upload(url, images)
     latencies: list[float] = []
     statuses: Counter = Counter()
     lock = threading.Lock()
@@ -159,9 +171,7 @@ def load(url: str, images: list[bytes], clients: int, requests: int, seconds: fl
                     return
                 start = time.perf_counter()
                 try:
-                    status = session.post(
-                        f"{url}/v1/predict", files={"file": (f"img{i}.jpg", images[i % len(images)])}
-                    ).status_code
+                    status = send(session, i).status_code
                 except httpx.TransportError as exc:
                     status = type(exc).__name__
                 elapsed = time.perf_counter() - start
@@ -174,38 +184,59 @@ def load(url: str, images: list[bytes], clients: int, requests: int, seconds: fl
     with ThreadPoolExecutor(clients) as pool:
         for future in [pool.submit(client) for _ in range(clients)]:
             future.result()
-    wall = time.perf_counter() - start
-    ok = statuses.get(200, 0)
-    lat = np.array(latencies) if latencies else np.array([np.nan])
-    return {
-        "ok": ok,
-        "failed": sum(v for k, v in statuses.items() if k != 200),
-        "statuses": dict(statuses),
-        "rps": ok / wall,
-        "p50": float(np.percentile(lat, 50)) * 1000,
-        "p99": float(np.percentile(lat, 99)) * 1000,
-    }
+    return merge([{"statuses": dict(statuses), "latencies": np.array(latencies), "wall": time.perf_counter() - start}])
 
 
 def compare(name: str, encoder: Path, heads: Path, client_counts: list[int], requests: int, seconds: float,
-            images: list[bytes], threads: int | None) -> None:  # fmt: skip
+            images: list[bytes], threads: int | None, rounds: int = 2) -> None:  # fmt: skip
+    """Both servers run side by side and are loaded in turn (``rounds`` times each, alternating), so
+    that the shared machine's changing load hits both modes alike."""
     print(f"\n== {name}: batching on (--max-batch-size 16) vs off (--max-batch-size 1), faces=none, 1 image/request")
     print(f"{'clients':>7} | {'mode':<9} | {'req/s':>7} | {'p50 ms':>8} | {'p99 ms':>8} | {'mean batch':>10} | failed")
-    results: dict[tuple[int, str], dict] = {}
-    for mode, size in (("batch 16", "16"), ("batch 1", "1")):
-        with Server(encoder, heads, "--max-batch-size", size, threads=threads) as server:
+    modes = {"batch 16": "16", "batch 1": "1"}
+    servers = {mode: Server(encoder, heads, "--max-batch-size", size, threads=threads) for mode, size in modes.items()}
+    rps: dict[tuple[int, str], float] = {}
+    try:
+        for server in servers.values():
+            server.__enter__()
             load(server.url, images, 1, 3, 60)  # warm-up
-            for clients in client_counts:
-                before = httpx.get(f"{server.url}/v1/info").json()["batches"]
-                r = load(server.url, images, clients, requests, seconds)
-                after = httpx.get(f"{server.url}/v1/info").json()["batches"]
-                batch = (after["items"] - before["items"]) / max(1, after["run"] - before["run"])
-                results[clients, mode] = r
+        for clients in client_counts:
+            runs: dict[str, list[dict]] = {mode: [] for mode in modes}
+            batches: dict[str, list[int]] = {mode: [0, 0] for mode in modes}
+            for _ in range(rounds):
+                for mode, server in servers.items():
+                    before = httpx.get(f"{server.url}/v1/info").json()["batches"]
+                    runs[mode].append(load(server.url, images, clients, requests // rounds, seconds / rounds))
+                    after = httpx.get(f"{server.url}/v1/info").json()["batches"]
+                    batches[mode][0] += after["items"] - before["items"]
+                    batches[mode][1] += after["run"] - before["run"]
+            for mode in modes:
+                r = merge(runs[mode])
+                rps[clients, mode] = r["rps"]
+                batch = batches[mode][0] / max(1, batches[mode][1])
                 print(f"{clients:>7} | {mode:<9} | {r['rps']:>7.1f} | {r['p50']:>8.1f} | {r['p99']:>8.1f} | "
                       f"{batch:>10.1f} | {r['failed']} {r['statuses'] if r['failed'] else ''}", flush=True)  # fmt: skip
+    finally:
+        for server in servers.values():
+            server.__exit__()
     for clients in client_counts:
-        on, off = results[clients, "batch 16"], results[clients, "batch 1"]
-        print(f"{clients:>2} clients: batching on / off throughput = {on['rps'] / off['rps']:.2f}x")
+        ratio = rps[clients, "batch 16"] / rps[clients, "batch 1"]
+        print(f"{clients:>2} clients: throughput batching on / off = {ratio:.2f}x")
+
+
+def merge(runs: list[dict]) -> dict:
+    statuses: Counter = Counter()
+    for r in runs:
+        statuses.update(r["statuses"])
+    latencies = np.concatenate([r["latencies"] for r in runs]) if runs else np.array([np.nan])
+    return {
+        "ok": statuses.get(200, 0),
+        "failed": sum(v for k, v in statuses.items() if k != 200),
+        "statuses": dict(statuses),
+        "rps": statuses.get(200, 0) / sum(r["wall"] for r in runs),
+        "p50": float(np.percentile(latencies, 50)) * 1000 if latencies.size else float("nan"),
+        "p99": float(np.percentile(latencies, 99)) * 1000 if latencies.size else float("nan"),
+    }
 
 
 def memory_and_overload(encoder: Path, heads: Path, images: list[bytes], threads: int | None) -> None:
@@ -251,7 +282,7 @@ def main() -> None:
             print(f"\n{REAL_SIZE} is missing: build it with benchmarks/bench_encoder.py")
         else:
             real_heads = write_heads(args.workdir / f"heads-{SO400M_DIM}", SO400M_DIM, "large")
-            compare("real-size so400m (random weights)", REAL_SIZE, real_heads, [1, 4], 4, 600, images, args.threads)
+            compare("real-size so400m (random weights)", REAL_SIZE, real_heads, [1, 4], 4, 600, images, args.threads, rounds=1)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (the machine is shared: absolute figures vary)")
 
 

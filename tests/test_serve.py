@@ -200,6 +200,21 @@ def test_json_base64_images_are_named_image_i(server, photos, tiny_encoder_dir, 
     assert_rows_equal(rows, expected)
 
 
+def test_a_video_with_fps_and_max_frames_fields(server, photos, tiny_encoder_dir, tiny_heads_dir, tmp_path):
+    from test_predict_faces import face_video
+
+    url, _ = server
+    video = face_video(tmp_path / "clip.mp4", Image.open(photos["astronaut"]), seconds=2)
+    paths = [video, photos["landscape"]]
+    response = post_files(url, paths, data={"fps": "2", "max_frames": "3", "faces": "detect"})
+    assert response.status_code == 200, response.text
+    rows = response.json()["rows"]
+    expected = cli_rows(paths, tiny_encoder_dir, tiny_heads_dir, tmp_path, "--fps", "2", "--max-frames", "3",
+                        "--faces", "detect")  # fmt: skip
+    assert_rows_equal(rows, expected)
+    assert [r["frame"] for r in rows if r["path"] == "clip.mp4"] == [0, 5, 10]
+
+
 # --- bad input -------------------------------------------------------------------------------------------------
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width × height`` (and whose pixels are missing): a bomb is

@@ -33,7 +33,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
@@ -402,11 +402,12 @@ def _parameters(fields: dict[str, str], faces: str | None, fps: float | None, ma
 
 
 def _records(table: Any) -> list[dict[str, Any]]:
-    """Score table → JSON objects: the table's columns in order, NaN → null, numpy → Python."""
-    import pandas as pd
-
-    frame = table.astype(object).where(pd.notna(table), None)
-    return frame.to_dict("records")
+    """Score table → JSON objects: the table's columns in order, NaN → null, numpy → Python
+    (``to_dict`` boxes numpy scalars; a per-cell ``where`` on 140 columns costs far more)."""
+    return [
+        {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in row.items()}
+        for row in table.to_dict("records")
+    ]
 
 
 # --- the app ---------------------------------------------------------------------------------------
@@ -480,7 +481,7 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
     _install_error_handlers(app)
     bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key> (when --api-key-env is set)")
 
-    def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> None:
         if config.api_key is None:
             return
         if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), config.api_key.encode()):
