@@ -184,7 +184,8 @@ def load(url: str, images: list[bytes] | Callable, clients: int, requests: int, 
     with ThreadPoolExecutor(clients) as pool:
         for future in [pool.submit(client) for _ in range(clients)]:
             future.result()
-    return merge([{"statuses": dict(statuses), "latencies": np.array(latencies), "wall": time.perf_counter() - start}])
+    raw = {"statuses": dict(statuses), "latencies": np.array(latencies), "wall": time.perf_counter() - start}
+    return {**raw, **merge([raw])}
 
 
 def compare(name: str, encoder: Path, heads: Path, client_counts: list[int], requests: int, seconds: float,
@@ -267,16 +268,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the server")
     parser.add_argument("--real-size", action="store_true", help=f"also time {REAL_SIZE.name} (1 and 4 clients)")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-small", action="store_true", help="only the real-size encoder (with --real-size)")
     args = parser.parse_args()
 
     images = jpegs(64)
     print(f"CPU cores: {os.cpu_count()}; load average at start: {os.getloadavg()[0]:.1f}")
-    encoder, heads = build_small_model(args.workdir / "small", hidden=args.hidden, layers=args.layers,
-                                       image_size=args.image_size)  # fmt: skip
-    name = f"small model (SigLIP {args.layers} layers x {args.hidden}, {args.image_size}px; small heads)"
-    compare(name, encoder, heads, [1, 4, 16], args.requests, args.seconds, images, args.threads)
-    if not args.skip_memory:
-        memory_and_overload(encoder, heads, images, args.threads)
+    if not args.skip_small:
+        encoder, heads = build_small_model(args.workdir / "small", hidden=args.hidden, layers=args.layers,
+                                           image_size=args.image_size)  # fmt: skip
+        name = f"small model (SigLIP {args.layers} layers x {args.hidden}, {args.image_size}px; small heads)"
+        compare(name, encoder, heads, [1, 4, 16], args.requests, args.seconds, images, args.threads)
+        if not args.skip_memory:
+            memory_and_overload(encoder, heads, images, args.threads)
     if args.real_size:
         if not (REAL_SIZE / "model.safetensors").is_file():
             print(f"\n{REAL_SIZE} is missing: build it with benchmarks/bench_encoder.py")
