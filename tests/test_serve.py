@@ -453,8 +453,10 @@ def test_serve_command_with_a_missing_model_exits_2_with_one_line(tmp_path, tiny
     assert done.returncode == 2, done.stderr
     assert "error: model did not load:" in done.stderr and "no-heads" in done.stderr
     assert "Traceback" not in done.stderr
-    bad = subprocess.run([*command[:-2], "--faces", "sideways"], env=env, capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "--faces sideways" in bad.stderr
+    bad = CliRunner().invoke(cli_app, ["serve", *command[4:-2], "--faces", "sideways"])  # refused before loading
+    assert bad.exit_code == 2 and "--faces sideways" in bad.stderr
+    bad = CliRunner().invoke(cli_app, ["serve", *command[4:-2], "--api-key-env", "EMONET_NO_SUCH_VARIABLE"])
+    assert bad.exit_code == 2 and "EMONET_NO_SUCH_VARIABLE" in bad.stderr
 
 
 def test_records_are_json_ready():

@@ -33,7 +33,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
@@ -481,7 +481,7 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
     _install_error_handlers(app)
     bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key> (when --api-key-env is set)")
 
-    def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> None:
+    def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
         if config.api_key is None:
             return
         if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), config.api_key.encode()):
