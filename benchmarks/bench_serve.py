@@ -215,7 +215,7 @@ def compare(name: str, encoder: Path, heads: Path, client_counts: list[int], req
                 r = merge(runs[mode])
                 rps[clients, mode] = r["rps"]
                 batch = batches[mode][0] / max(1, batches[mode][1])
-                print(f"{clients:>7} | {mode:<9} | {r['rps']:>7.1f} | {r['p50']:>8.1f} | {r['p99']:>8.1f} | "
+                print(f"{clients:>7} | {mode:<9} | {r['rps']:>7.2f} | {r['p50']:>8.1f} | {r['p99']:>8.1f} | "
                       f"{batch:>10.1f} | {r['failed']} {r['statuses'] if r['failed'] else ''}", flush=True)  # fmt: skip
     finally:
         for server in servers.values():

@@ -17,6 +17,7 @@ import io
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -102,9 +103,10 @@ def main() -> None:
     print(f"{'stack':<28} | {'req/s':>7} | {'p50 ms':>7} | {'p99 ms':>7} | failed")
     for name, template in (("LitServe 0.2 (batching)", LITSERVE), ("FastAPI + our Batcher", OURS)):
         port = free_port()
-        script = textwrap.dedent(common) + textwrap.dedent(template.format(port=port))
-        proc = subprocess.Popen([sys.executable, "-c", script], env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        script = Path(tempfile.mkdtemp()) / "server.py"  # a file: LitServe's worker processes re-import it
+        script.write_text(textwrap.dedent(common) + textwrap.dedent(template.format(port=port)))
+        proc = subprocess.Popen([sys.executable, str(script)], env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         try:
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 120
