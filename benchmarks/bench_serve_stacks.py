@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -106,7 +108,7 @@ def main() -> None:
         script = Path(tempfile.mkdtemp()) / "server.py"  # a file: LitServe's worker processes re-import it
         script.write_text(textwrap.dedent(common) + textwrap.dedent(template.format(port=port)))
         proc = subprocess.Popen([sys.executable, str(script)], env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
         try:
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 120
@@ -120,7 +122,7 @@ def main() -> None:
             r = json_load(url, body, 16, args.requests)
             print(f"{name:<28} | {r['rps']:>7.1f} | {r['p50']:>7.1f} | {r['p99']:>7.1f} | {r['failed']}", flush=True)
         finally:
-            proc.terminate()
+            os.killpg(proc.pid, signal.SIGTERM)  # LitServe's worker processes too
             proc.wait(30)
 
 
