@@ -455,11 +455,12 @@ class EmoNetFace(nn.Module):
         (e.g. :class:`emonet_face.tracking.FaceTracker`).
         """
         for items, features in self._feature_batches(images, batch_size, num_workers, progress, source, expand, skip):
-            table = self._table(items, features)
+            table = self.items_table(items, self.head_scores(features))
             if annotate is not None:
                 table = annotate(table, _feature_matrix(features))
             yield table
 
+    # --- seams for callers that batch items themselves (the HTTP server, the Ray engine) ---------
     def score_items(self, items: Sequence[Item], *, threads: int = 1) -> pd.DataFrame:
         """Preprocess (crops left in :attr:`Item.image`, in ``threads`` threads), encode and score
         prepared items in one batch: the encoder side of :meth:`predict_batches`, for engines that
@@ -480,13 +481,34 @@ class EmoNetFace(nn.Module):
             for item in todo:
                 preprocess(item)
         pairs = self._encode_items(encoder, list(items))
-        return self._table([i for i, _ in pairs], [f for _, f in pairs])
+        return self.items_table([i for i, _ in pairs], self.head_scores([f for _, f in pairs]))
 
-    def _table(self, items: Sequence[Item], features: Sequence[torch.Tensor | None]) -> pd.DataFrame:
-        raw = np.full((len(items), len(self.keys)), np.nan)
+    def prepare(
+        self, ids: Ids, ref: Any, *, source: ImageSource | None = None, expand: Expand | None = None
+    ) -> list[Item]:
+        """Stages 1–4 for one input, in the calling thread: its :class:`Item` list exactly as
+        :meth:`predict` builds it (one per face/frame, error rows included). ``ids`` is the input's
+        identifier dict (``{"path": name}``), ``ref`` what ``source`` decodes (a path, a PIL image)."""
+        source = source or ImageSource()
+        preprocess = self._require_encoder().preprocess
+        return [item for sub in source.plan(ids, ref) for item in prepare_ref(*sub, source, preprocess, expand)]
+
+    def encode_items(self, items: Sequence[Item]) -> list[torch.Tensor | None]:
+        """Stage 5a: image features for ``items`` in one encoder batch (``None`` where an item has
+        nothing to encode)."""
+        return [feature for _, feature in self._encode_items(self._require_encoder(), list(items))]
+
+    def head_scores(self, features: Sequence[torch.Tensor | None]) -> np.ndarray:
+        """Stage 5b: raw head outputs ``(N, H)`` in one call; NaN rows where a feature is ``None``.
+        (The large released heads hold ~80 M weights: one call per batch, not per row, matters.)"""
+        raw = np.full((len(features), len(self.keys)), np.nan)
         rows = [i for i, f in enumerate(features) if f is not None]
         if rows:
             raw[rows] = self.raw_scores(torch.stack([features[i] for i in rows]))
+        return raw
+
+    def items_table(self, items: Sequence[Item], raw: np.ndarray) -> pd.DataFrame:
+        """The score table for ``items`` and their raw head outputs (one row per item, in order)."""
         return build_score_table([it.ids for it in items], raw, [it.error for it in items], self.keys, self._means())
 
     def encode(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from emonet_face.cli import bench, embed, inference, plot, stats, train, vlm
+from emonet_face.cli import bench, embed, inference, plot, serve, stats, train, vlm
 
 app = typer.Typer(
     name="emonet-face",
@@ -20,6 +20,7 @@ plot.register(app)
 embed.register(app)
 train.register(app)
 stats.register(app)
+serve.register(app)
 app.add_typer(bench.app, name="bench")
 app.add_typer(vlm.app, name="vlm")
 

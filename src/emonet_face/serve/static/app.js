@@ -1,0 +1,404 @@
+// The emonet-face page: sends pictures to /v1/predict (the same API as every other client) and
+// draws what comes back. No framework, no CDN: everything here is served by the server itself.
+// Emotion names, families and colours come from /v1/info (the package's taxonomy), never from here.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { info: null, rows: [], columns: [], names: new Set(), snaps: 0 };
+const TITLES = {
+  400: "This request could not be used",
+  401: "An API key is needed",
+  413: "Too large",
+  422: "A parameter is not right",
+  503: "The server is busy or still loading",
+};
+
+function authHeaders() {
+  const key = $("api-key").value.trim();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = !message;
+}
+
+async function errorText(response) {
+  let detail = "";
+  try {
+    detail = (await response.json()).error || "";
+  } catch (_) {
+    detail = response.statusText;
+  }
+  const title = TITLES[response.status] || `The server answered ${response.status}`;
+  return `${title}: ${detail}`;
+}
+
+// --- model info, legend ------------------------------------------------------------------------
+async function loadInfo() {
+  let response;
+  try {
+    response = await fetch("/v1/info", { headers: authHeaders() });
+  } catch (err) {
+    $("model-info").textContent = `Cannot reach the server (${err.message}); is it running?`;
+    return;
+  }
+  if (response.status === 401) {
+    $("key-label").hidden = false;
+    $("model-info").textContent = "This server needs an API key: enter it above, then pick pictures.";
+    return;
+  }
+  if (response.status === 503) {
+    $("model-info").textContent = "The model is loading…";
+    setTimeout(loadInfo, 1000);
+    return;
+  }
+  if (!response.ok) {
+    $("model-info").textContent = await errorText(response);
+    return;
+  }
+  const info = await response.json();
+  state.info = info;
+  state.colour = Object.fromEntries(info.families.map((f) => [f.name, f.colour]));
+  state.emotion = Object.fromEntries(info.emotions.map((e) => [e.key, e]));
+  $("model-info").textContent =
+    `model: ${info.heads} · encoder: ${info.encoder} · ${info.precision} on ${info.device} · backend ${info.backend} · ` +
+    `emonet-face ${info.package_version}`;
+  $("faces").value = info.settings.faces;
+  $("legend").replaceChildren(
+    ...info.families.map((f) => {
+      const span = document.createElement("span");
+      span.style.setProperty("--c", f.colour);
+      span.textContent = f.name;
+      return span;
+    }),
+  );
+}
+
+// --- sending pictures ----------------------------------------------------------------------------
+function uniqueName(name) {
+  // rows name their picture by file name: two different pictures must not share one
+  let candidate = name;
+  for (let n = 2; state.names.has(candidate); n++) {
+    const dot = name.lastIndexOf(".");
+    candidate = dot > 0 ? `${name.slice(0, dot)} (${n})${name.slice(dot)}` : `${name} (${n})`;
+  }
+  state.names.add(candidate);
+  return candidate;
+}
+
+async function score(fileList) {
+  const files = Array.from(fileList);
+  if (!files.length) return;
+  if (!state.info) await loadInfo();
+  showError("");
+  const form = new FormData();
+  const named = files.map((file) => ({ file, name: uniqueName(file.name || "picture.png") }));
+  for (const { file, name } of named) form.append("file", file, name);
+  const query = new URLSearchParams({ faces: $("faces").value });
+  $("busy").hidden = false;
+  let response;
+  try {
+    response = await fetch(`/v1/predict?${query}`, { method: "POST", body: form, headers: authHeaders() });
+  } catch (err) {
+    showError(`Could not reach the server (${err.message}). Is it still running?`);
+    named.forEach(({ name }) => state.names.delete(name));
+    return;
+  } finally {
+    $("busy").hidden = true;
+  }
+  if (!response.ok) {
+    showError(await errorText(response));
+    named.forEach(({ name }) => state.names.delete(name));
+    if (response.status === 401) $("key-label").hidden = false;
+    return;
+  }
+  const { rows } = await response.json();
+  addRows(rows);
+  for (const { file, name } of named) await drawPicture(file, name, rows.filter((r) => r.path === name));
+  const failed = rows.filter((r) => r.error);
+  if (failed.length) showError(`Some pictures could not be scored:\n${failed.map((r) => r.error).join("\n")}`);
+}
+
+function addRows(rows) {
+  for (const row of rows) for (const column of Object.keys(row)) if (!state.columns.includes(column)) state.columns.push(column);
+  state.rows.push(...rows);
+  $("results").hidden = false;
+  renderTable();
+}
+
+// --- pictures with boxes -------------------------------------------------------------------------
+function percent(p) {
+  return p >= 0.1 ? `${Math.round(p * 100)}%` : `${(p * 100).toFixed(1)}%`;
+}
+
+function top3(row) {
+  return ["top1", "top2", "top3"]
+    .map((c) => row[c])
+    .filter(Boolean)
+    .map((key) => ({ key, name: state.emotion[key]?.name || key, p: row[`prob.${key}`] }));
+}
+
+function familyColour(key) {
+  return state.colour[state.emotion[key]?.family] || "#555";
+}
+
+async function drawPicture(file, name, rows) {
+  const box = document.createElement("div");
+  box.className = "picture";
+  const title = document.createElement("h3");
+  title.textContent = name;
+  box.append(title);
+  $("pictures").append(box);
+  const scored = rows.filter((r) => r.top1);
+  if (!rows.length || rows.every((r) => r.error)) {
+    const p = document.createElement("p");
+    p.className = "row-error";
+    p.textContent = rows.length ? rows[0].error : "no rows came back for this picture";
+    box.append(p);
+    return;
+  }
+  if (!scored.length) {
+    const p = document.createElement("p");
+    p.className = "note";
+    p.textContent = "No face found in this picture (try Faces: none for an already cropped face).";
+    box.append(p);
+  }
+  if (file.type.startsWith("image/") || !file.type) {
+    try {
+      const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+      box.append(pictureCanvas(bitmap, scored));
+    } catch (_) {
+      // a format the browser cannot show (e.g. HEIC): the scores below are still right
+    }
+  }
+  const faces = document.createElement("div");
+  faces.className = "faces";
+  scored.forEach((row, i) => faces.append(faceCard(row, i, scored.length)));
+  box.append(faces);
+}
+
+function pictureCanvas(bitmap, rows) {
+  const scale = Math.min(1, 900 / bitmap.width);
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(bitmap.width * scale);
+  canvas.height = Math.round(bitmap.height * scale);
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  const font = Math.max(12, Math.round(canvas.width / 55));
+  ctx.font = `600 ${font}px system-ui, sans-serif`;
+  ctx.textBaseline = "top";
+  const lefts = rows.filter((r) => r.box_w != null).map((r) => r.box_x * scale);
+  rows.forEach((row, i) => {
+    const hasBox = row.box_w != null && row.box_h != null;
+    const x = hasBox ? row.box_x * scale : 4;
+    const y = hasBox ? row.box_y * scale : 4;
+    const w = hasBox ? row.box_w * scale : canvas.width - 8;
+    // labels stop before the next face to the right (or the picture's edge), whichever is first
+    const room = Math.max(w, Math.min(canvas.width, ...lefts.filter((l) => l > x + 1)) - Math.max(0, x) - 6);
+    const colour = familyColour(row.top1);
+    if (hasBox) {
+      ctx.lineWidth = Math.max(2, font / 5);
+      ctx.strokeStyle = colour;
+      ctx.strokeRect(x, y, w, row.box_h * scale);
+    }
+    const label = rows.length > 1 ? `${i + 1}` : "";
+    let ty = hasBox && y + row.box_h * scale + 4 * font < canvas.height ? y + row.box_h * scale + 3 : y;
+    top3(row).forEach((t, k) => {
+      const text = fitText(ctx, `${k === 0 && label ? label + " · " : ""}${t.name}`, ` ${percent(t.p)}`, room - 8);
+      const tw = ctx.measureText(text).width + 8;
+      const tx = Math.min(Math.max(0, x), canvas.width - tw);
+      ctx.fillStyle = familyColour(t.key);
+      ctx.globalAlpha = 0.92;
+      ctx.fillRect(tx, ty, tw, font + 6);
+      ctx.globalAlpha = 1;
+      ctx.fillStyle = "white";
+      ctx.fillText(text, tx + 4, ty + 3);
+      ty += font + 8;
+    });
+  });
+  return canvas;
+}
+
+function fitText(ctx, text, tail, width) {
+  // shorten `text` with an ellipsis so that `text + tail` fits in `width` pixels
+  if (ctx.measureText(text + tail).width <= width) return text + tail;
+  let cut = text.length;
+  while (cut > 1 && ctx.measureText(`${text.slice(0, cut)}…${tail}`).width > width) cut--;
+  return `${text.slice(0, cut)}…${tail}`;
+}
+
+// --- per-face chart: 40 emotions grouped by family + the 4 dimensions --------------------------------
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, text) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+function faceCard(row, index, count) {
+  const card = document.createElement("div");
+  card.className = "face";
+  const h = document.createElement("h4");
+  const where = row.region === "whole_image" ? " (whole picture)" : "";
+  const frame = row.frame != null ? ` · frame ${row.frame} (${Number(row.time).toFixed(2)} s)` : "";
+  h.textContent = `${count > 1 ? `Face ${index + 1}` : "Face"}${where}${frame}`;
+  card.append(h);
+  card.append(barChart(row));
+  return card;
+}
+
+function barChart(row) {
+  const info = state.info;
+  const width = 400, labelW = 196, barW = 160, rowH = 12, famH = 16, dimH = 30;
+  const probs = info.emotions.map((e) => row[`prob.${e.key}`] ?? 0);
+  const maxP = Math.max(0.05, ...probs);
+  let y = 4;
+  const chart = svg("svg", { width, role: "img", "aria-label": "emotion probabilities by family", class: "chart" });
+  for (const family of info.families) {
+    chart.append(svg("text", { x: 0, y: y + 11, "font-size": 11, "font-weight": 700, fill: family.colour }, family.name));
+    y += famH;
+    for (const e of info.emotions.filter((e) => e.family === family.name)) {
+      const p = row[`prob.${e.key}`] ?? 0;
+      const name = e.name.length > 34 ? `${e.name.slice(0, 33)}…` : e.name;
+      const label = svg("text", { x: labelW - 4, y: y + 9, "font-size": 10, "text-anchor": "end", fill: "#333" }, name);
+      label.append(svg("title", {}, `${e.name}: ${percent(p)}`));
+      chart.append(label);
+      chart.append(svg("rect", { x: labelW, y: y + 1, width: Math.max(0.5, (p / maxP) * barW), height: rowH - 3,
+                                 fill: family.colour, "data-key": e.key, class: "bar" }));
+      chart.append(svg("text", { x: labelW + (p / maxP) * barW + 3, y: y + 9, "font-size": 9, fill: "#555" }, percent(p)));
+      y += rowH;
+    }
+    y += 4;
+  }
+  chart.append(svg("text", { x: 0, y: y + 12, "font-size": 9, fill: "#777" },
+                   "Dimensions on their rating scales (raw head outputs):"));
+  y += 20;
+  for (const d of info.dimensions) {
+    const value = row[`raw.${d.key}`];
+    const shown = value == null ? "n/a" : value.toFixed(2);
+    chart.append(svg("text", { x: 0, y: y + 10, "font-size": 11, fill: "#333" }, `${d.name}: ${shown}`));
+    const x0 = labelW, x1 = labelW + barW;
+    chart.append(svg("line", { x1: x0, x2: x1, y1: y + 7, y2: y + 7, stroke: "#bbb", "stroke-width": 4 }));
+    chart.append(svg("text", { x: x0, y: y + 22, "font-size": 9, fill: "#777", "text-anchor": "middle" }, String(d.low)));
+    chart.append(svg("text", { x: x1, y: y + 22, "font-size": 9, fill: "#777", "text-anchor": "middle" }, String(d.high)));
+    if (value != null) {
+      const clamped = Math.min(Math.max(value, d.low), d.high);
+      const cx = x0 + ((clamped - d.low) / (d.high - d.low)) * barW;
+      chart.append(svg("circle", { cx, cy: y + 7, r: 5, fill: "#0072B2", class: "dimension", "data-key": d.key }));
+    }
+    y += dimH;
+  }
+  chart.setAttribute("height", y);
+  return chart;
+}
+
+// --- table and downloads ---------------------------------------------------------------------------
+function renderTable() {
+  const info = state.info;
+  const dims = info ? info.dimensions.map((d) => d.key) : [];
+  const firstScore = state.columns.indexOf("top1");
+  const ids = firstScore < 0 ? state.columns.filter((c) => c !== "error") : state.columns.slice(0, firstScore);
+  const shown = [...ids, "top1", "top2", "top3", ...dims, "error"];
+  const head = document.createElement("tr");
+  shown.forEach((c) => head.append(Object.assign(document.createElement("th"), { textContent: c })));
+  const body = state.rows.map((row) => {
+    const tr = document.createElement("tr");
+    for (const c of shown) {
+      const td = document.createElement("td");
+      const v = row[c];
+      if (typeof v === "number") {
+        td.className = "num";
+        td.textContent = Number.isInteger(v) ? String(v) : v.toFixed(3);
+      } else if (c.startsWith("top") && v) {
+        td.textContent = `${state.emotion?.[v]?.name || v} (${percent(row[`prob.${v}`])})`;
+      } else {
+        td.textContent = v ?? "";
+      }
+      tr.append(td);
+    }
+    return tr;
+  });
+  $("rows").replaceChildren(head, ...body);
+}
+
+function csvCell(value) {
+  if (value === null || value === undefined) return "";
+  const text = String(value);
+  return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+function download(name, type, text) {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = Object.assign(document.createElement("a"), { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+$("download-csv").addEventListener("click", () => {
+  const lines = [state.columns.map(csvCell).join(",")];
+  for (const row of state.rows) lines.push(state.columns.map((c) => csvCell(row[c])).join(","));
+  download("emonet-face-scores.csv", "text/csv", lines.join("\n") + "\n");
+});
+$("download-json").addEventListener("click", () => {
+  download("emonet-face-scores.json", "application/json", JSON.stringify({ rows: state.rows }, null, 1));
+});
+$("clear").addEventListener("click", () => {
+  Object.assign(state, { rows: [], columns: [], names: new Set() });
+  $("pictures").replaceChildren();
+  $("rows").replaceChildren();
+  $("results").hidden = true;
+  showError("");
+});
+
+// --- inputs: drop, picker, webcam ----------------------------------------------------------------
+const drop = $("drop");
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => {
+  e.preventDefault();
+  drop.classList.remove("over");
+  score(e.dataTransfer.files);
+});
+$("picker").addEventListener("change", (e) => { score(e.target.files); e.target.value = ""; });
+$("api-key").addEventListener("change", loadInfo);
+
+let stream = null;
+function closeCamera() {
+  if (stream) stream.getTracks().forEach((t) => t.stop());
+  stream = null;
+  $("camera").hidden = true;
+}
+$("camera-button").addEventListener("click", async () => {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    showError("This browser cannot use a camera here (a camera needs https or http://localhost).");
+    return;
+  }
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+  } catch (err) {
+    showError(`The camera could not be opened (${err.name}: ${err.message}). Allow camera access and try again.`);
+    return;
+  }
+  $("camera-video").srcObject = stream;
+  $("camera").hidden = false;
+});
+$("camera-close").addEventListener("click", closeCamera);
+$("snap").addEventListener("click", () => {
+  const video = $("camera-video");
+  if (!video.videoWidth) {
+    showError("The camera has not delivered a picture yet; wait a moment and try again.");
+    return;
+  }
+  const canvas = Object.assign(document.createElement("canvas"), { width: video.videoWidth, height: video.videoHeight });
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  canvas.toBlob((blob) => {
+    state.snaps += 1;
+    score([new File([blob], `webcam-${state.snaps}.png`, { type: "image/png" })]);
+  }, "image/png");
+});
+
+loadInfo();
