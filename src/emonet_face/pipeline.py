@@ -44,7 +44,16 @@ from emonet_face.hub import HEADS_PATTERNS, MODELS, resolve_model_dir
 from emonet_face.inputs import discover_inputs, load_image
 from emonet_face.outputs import build_score_table, row_key
 
-__all__ = ["EmoNetFace", "Expand", "ImageSource", "Item", "prepare_ref", "resolve_device", "resolve_dtype"]
+__all__ = [
+    "EmoNetFace",
+    "Expand",
+    "ImageSource",
+    "Item",
+    "feature_matrix",
+    "prepare_ref",
+    "resolve_device",
+    "resolve_dtype",
+]
 
 Ids = dict[str, Any]
 Expand = Callable[[Ids, Image.Image], list[tuple[Ids, Image.Image | None]]]
@@ -212,7 +221,7 @@ def _prepare(
         return Item(ids, error=_error_text(ids, exc))
 
 
-def _feature_matrix(features: Sequence[torch.Tensor | None]) -> np.ndarray:
+def feature_matrix(features: Sequence[torch.Tensor | None]) -> np.ndarray:
     """Per-row image features ``(N, D)`` float32, NaN rows where nothing was scored."""
     present = [f for f in features if f is not None]
     dim = present[0].shape[-1] if present else 1
@@ -457,7 +466,7 @@ class EmoNetFace(nn.Module):
         for items, features in self._feature_batches(images, batch_size, num_workers, progress, source, expand, skip):
             table = self.items_table(items, self.head_scores(features))
             if annotate is not None:
-                table = annotate(table, _feature_matrix(features))
+                table = annotate(table, feature_matrix(features))
             yield table
 
     # --- seams for callers that batch items themselves (the HTTP server, the Ray engine) ---------

@@ -43,9 +43,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from emonet_face.inputs.video import is_video
 from emonet_face.serve.batcher import Batcher, QueueFull
 
 if TYPE_CHECKING:
+    import torch
+
     from emonet_face.pipeline import EmoNetFace, Item
 
 __all__ = ["BACKENDS", "FACE_MODES", "ServeConfig", "create_app", "load_model"]
@@ -261,8 +264,12 @@ class Service:
     def load(self) -> None:
         """Load the model and start the encoder thread (``/health`` says ok only after this)."""
         net = self.loader(self.config)
+        def encode_and_score(items: list[Item]) -> list[tuple[torch.Tensor, np.ndarray]]:
+            features = net.encode_items(items)
+            return list(zip(features, net.head_scores(features)))
+
         self.batcher = Batcher(
-            lambda items: list(net.head_scores(net.encode_items(items))),
+            encode_and_score,
             max_batch_size=self.config.max_batch_size,
             timeout_s=self.config.batch_timeout_ms / 1000,
             max_queue=self.config.max_queue,
@@ -555,12 +562,18 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
                 raise HTTPException(
                     503, f"server busy: {exc}; retry after {RETRY_AFTER_S} s", headers={"Retry-After": str(RETRY_AFTER_S)}
                 ) from None
-            scores = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+            results = iter(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
+            pairs = [next(results) if item.inputs is not None else (None, None) for item in items]
             raw = np.full((len(items), len(net.keys)), np.nan)
-            rows = [i for i, item in enumerate(items) if item.inputs is not None]
+            rows = [i for i, (_, scores) in enumerate(pairs) if scores is not None]
             if rows:
-                raw[rows] = np.stack(scores)
+                raw[rows] = np.stack([pairs[i][1] for i in rows])
             table = await loop.run_in_executor(service.pool, net.items_table, items, raw)
+            if mode != "none" and any(is_video(u.file) for u in uploads):  # as predict: one track id per person
+                from emonet_face.pipeline import feature_matrix
+                from emonet_face.tracking import FaceTracker
+
+                table = FaceTracker()(table, feature_matrix([feature for feature, _ in pairs]))
             # a Response skips FastAPI's per-field re-validation of ~140 keys per row (the annotation stays for /docs)
             return JSONResponse({"rows": _records(table)})  # type: ignore[return-value]
         finally:
