@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from emonet_face.cli import bench, embed, inference, plot, train, vlm
+from emonet_face.cli import bench, embed, export, inference, plot, train, vlm
 
 app = typer.Typer(
     name="emonet-face",
@@ -18,6 +18,7 @@ app = typer.Typer(
 inference.register(app)
 plot.register(app)
 embed.register(app)
+export.register(app)
 train.register(app)
 app.add_typer(bench.app, name="bench")
 app.add_typer(vlm.app, name="vlm")
