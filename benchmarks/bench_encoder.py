@@ -365,7 +365,10 @@ def main() -> None:
         default = end_to_end(args, [], "default", {"EMONET_FACE_CACHE": str(args.workdir / "compiled")})
         print(f"\n| end to end: predict {args.images} face photos (default detector) | seconds | rows | images/s |")
         print("| --- | ---: | ---: | ---: |")
-        for res, label in ((today, "today: --backend torch --dtype float32"), (default, "default command (warm cache)")):
+        for res, label in (
+            (today, "today: --backend torch --dtype float32"),
+            (default, "default command (warm cache)"),
+        ):
             if res.get("failed"):
                 print(f"| {label} | failed | | |")
             else:
@@ -399,7 +402,9 @@ def gpu_run(args: argparse.Namespace) -> None:
                 torch.cuda.synchronize()
                 best = min(best, time.perf_counter() - tick)
             per = best / size
-            print(f"| torch {dtype}{' compiled' if args.compile else ''} | {size} | {per:.4f} | {1 / per:.1f} | {0.519 / per:.1f} |")
+            print(
+                f"| torch {dtype}{' compiled' if args.compile else ''} | {size} | {per:.4f} | {1 / per:.1f} | {0.519 / per:.1f} |"
+            )
         if reference is None:
             reference = out.float().cpu()
         else:

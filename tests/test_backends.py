@@ -5,6 +5,9 @@ same table within 1e-4 in float32, a documented bound in bfloat16, a disk cache 
 from __future__ import annotations
 
 import json
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -89,7 +92,7 @@ def test_openvino_float32_forces_the_precision_hint(tiny_encoder_dir, cache):
 
 def test_bf16_within_documented_bound(tiny_encoder_dir, tiny_heads_dir, cache, torch_table):
     for backend in ("torch", "openvino"):
-        with pytest.warns(UserWarning) if not backends.cpu_has_bf16() else _nothing():
+        with pytest.warns(UserWarning, match="emulated") if not backends.cpu_has_bf16() else nullcontext():
             net = EmoNetFace.from_pretrained(
                 encoder=tiny_encoder_dir,
                 heads=tiny_heads_dir,
@@ -103,17 +106,9 @@ def test_bf16_within_documented_bound(tiny_encoder_dir, tiny_heads_dir, cache, t
         assert drift < BF16_TOL, (backend, drift)
 
 
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def test_second_load_reuses_the_cache_without_converting(tiny_encoder_dir, tmp_path, monkeypatch):
-    first = load_encoder(tiny_encoder_dir, backend="openvino", device="cpu", dtype="float32", compiled_dir=tmp_path)
-    assert not first.cache_hit and (first.cache_entry / "key.json").is_file()
+def test_second_load_reuses_the_cache_without_converting(tiny_encoder_dir, cache, monkeypatch):
+    first = load_encoder(tiny_encoder_dir, backend="openvino", device="cpu", dtype="float32", compiled_dir=cache)
+    assert (first.cache_entry / "key.json").is_file()
 
     def no_conversion(*args, **kwargs):
         raise AssertionError("converted again despite a cache entry")
@@ -122,12 +117,14 @@ def test_second_load_reuses_the_cache_without_converting(tiny_encoder_dir, tmp_p
     monkeypatch.setattr(
         backends.EncoderCheckpoint, "load_vision_model", lambda *a, **k: pytest.fail("torch weights loaded on a hit")
     )
-    second = load_encoder(tiny_encoder_dir, backend="openvino", device="cpu", dtype="float32", compiled_dir=tmp_path)
+    second = load_encoder(tiny_encoder_dir, backend="openvino", device="cpu", dtype="float32", compiled_dir=cache)
     assert second.cache_hit and second.cache_entry == first.cache_entry
     pixels = first.preprocess(_images(2))["pixel_values"]
     torch.testing.assert_close(first(pixels), second(pixels))
     # a different precision is a runtime choice: the same converted entry serves it
-    assert load_encoder(tiny_encoder_dir, backend="openvino", device="cpu", dtype="bfloat16", compiled_dir=tmp_path).cache_hit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bf16 on a CPU without it: emulated, warned about
+        assert load_encoder(tiny_encoder_dir, backend="openvino", dtype="bfloat16", compiled_dir=cache).cache_hit
 
 
 def test_killed_conversion_leaves_no_cache_entry(tiny_encoder_dir, tmp_path, monkeypatch):
@@ -139,8 +136,16 @@ def test_killed_conversion_leaves_no_cache_entry(tiny_encoder_dir, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         load_encoder(tiny_encoder_dir, backend="openvino", device="cpu", dtype="float32", compiled_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.undo()
-    assert not load_encoder(tiny_encoder_dir, backend="openvino", dtype="float32", compiled_dir=tmp_path).cache_hit
+
+    class Rebuilt(Exception):
+        pass
+
+    def rebuilt(*args, **kwargs):
+        raise Rebuilt
+
+    monkeypatch.setattr(backends, "convert_openvino", rebuilt)  # the next start converts again
+    with pytest.raises(Rebuilt):
+        load_encoder(tiny_encoder_dir, backend="openvino", device="cpu", dtype="float32", compiled_dir=tmp_path)
 
 
 def test_auto_choices(monkeypatch):
@@ -162,17 +167,24 @@ def test_auto_choices(monkeypatch):
         resolve_precision("bfloat16", CPU, "onnx")
 
 
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="CPU flags are read from /proc/cpuinfo (Linux)")
 def test_cpu_bf16_detection_agrees_with_the_cpu_flags():
-    flags = open("/proc/cpuinfo").read()
+    flags = Path("/proc/cpuinfo").read_text()
     assert backends.cpu_has_bf16() == (" avx512_bf16" in flags or " amx_bf16" in flags)
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_encoder_dir, tiny_heads_dir, tmp_path_factory):
+    """The ONNX folder through the CLI, the OpenVINO one through the Python API."""
+    from emonet_face.cli.main import app
+
     root = tmp_path_factory.mktemp("exported")
+    command = ["export", "--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--format", "onnx"]
+    result = CliRunner().invoke(app, [*command, "--out", str(root / "onnx")])
+    assert result.exit_code == 0, result.output
     return {
-        fmt: export_model(root / fmt, encoder=tiny_encoder_dir, heads=tiny_heads_dir, fmt=fmt)
-        for fmt in ("onnx", "openvino")
+        "onnx": root / "onnx",
+        "openvino": export_model(root / "openvino", encoder=tiny_encoder_dir, heads=tiny_heads_dir, fmt="openvino"),
     }
 
 
@@ -258,27 +270,20 @@ def test_cli_predict_records_backend_and_runs_exports(tiny_encoder_dir, tiny_hea
         np.testing.assert_allclose(_centred(table), _centred(tables[0]), atol=FP32_TOL, rtol=0)
 
 
-def test_cli_export_and_help(tiny_encoder_dir, tiny_heads_dir, tmp_path):
+def test_cli_export_and_help(exported, tmp_path):
     from emonet_face.cli.main import app
 
     runner = CliRunner()
-    out = tmp_path / "graph"
-    result = runner.invoke(
-        app,
-        ["export", "--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--format", "onnx", "--out", str(out)],
-    )
-    assert result.exit_code == 0, result.output
-    assert (out / "model.onnx").is_file() and (out / "preprocessor_config.json").is_file()
-    result = runner.invoke(app, ["export", "--encoder", "x", "--heads", "y", "--format", "tflite", "--out", str(tmp_path / "z")])
+    assert (exported["onnx"] / "model.onnx").is_file() and (exported["onnx"] / "preprocessor_config.json").is_file()
+    result = runner.invoke(app, ["export", "--format", "tflite", "--out", str(tmp_path / "z")])
     assert result.exit_code == 2 and "--format tflite" in result.output
     help_text = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "200"}).output
     assert "--backend" in help_text and "OpenVINO" in help_text and "precision" in help_text
 
 
 def test_embed_store_manifest_names_backend(tiny_encoder_dir, tmp_path, cache):
-    from emonet_face.data.store import read_manifest, write_embeddings  # noqa: F401
-
     from emonet_face.cli.main import app
+    from emonet_face.data.store import read_manifest
 
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -288,8 +293,19 @@ def test_embed_store_manifest_names_backend(tiny_encoder_dir, tmp_path, cache):
     store = tmp_path / "store"
     result = runner.invoke(
         app,
-        ["embed", str(folder), "--out", str(store), "--encoder", str(tiny_encoder_dir), "--backend", "onnx",
-         "--num-workers", "0", "--no-progress"],
+        [
+            "embed",
+            str(folder),
+            "--out",
+            str(store),
+            "--encoder",
+            str(tiny_encoder_dir),
+            "--backend",
+            "onnx",
+            "--num-workers",
+            "0",
+            "--no-progress",
+        ],
         env={"EMONET_FACE_CACHE": str(cache)},
     )
     assert result.exit_code == 0, result.output

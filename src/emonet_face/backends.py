@@ -275,6 +275,8 @@ class _Runtime:
 
     def __init__(self, path: Path, backend: str, precision: str, threads: int | None = None) -> None:
         self.backend = backend
+        self.precision = precision
+        """What the runtime computes in (OpenVINO reports it: a hint the CPU cannot honour is dropped)."""
         threads = threads or torch.get_num_threads()
         if backend == "openvino":
             import openvino as ov
@@ -287,6 +289,8 @@ class _Runtime:
                 "CACHE_DIR": str(path.parent / "ov-cache"),  # compiled blobs: fast second start
             }
             self._compiled = core.compile_model(str(path), "CPU", config)
+            actual = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+            self.precision = {name: p for p, name in _OV_PRECISION.items()}.get(actual, precision)
             self.output_names = [o.get_any_name() for o in self._compiled.outputs]
             self._request = self._compiled.create_infer_request()
         else:
@@ -333,7 +337,7 @@ class CompiledEncoder:
         self.processor = processor
         self.preprocess = ImagePreprocessor(processor)  # picklable: workers never see the runtime
         self.dim = dim
-        self.precision = precision
+        self.precision = runtime.precision
         self.normalize = normalize
         self.name = name
         self.revision = revision
@@ -409,7 +413,9 @@ def load_encoder(
     from emonet_face.pipeline import resolve_device
 
     dev = resolve_device(device)
-    checkpoint = EncoderCheckpoint.resolve(ref, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+    checkpoint = EncoderCheckpoint.resolve(
+        ref, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
+    )
     name = resolve_backend(backend, dev)
     if name != "torch" and checkpoint.takes_extra_inputs:
         if backend != "auto":

@@ -90,8 +90,10 @@ def export_model(
 
     ``encoder``/``heads`` default to the released ``model``'s; both accept Hub ids (``@revision``
     allowed) or local folders. ``fmt``: ``"onnx"`` (float32) or ``"openvino"`` (``dtype`` float32
-    keeps float32 weights; float16 / bfloat16 store float16-compressed weights and record the
-    precision the runtime computes in). The folder is written beside ``out`` and renamed into place.
+    keeps float32 weights; float16 / bfloat16 store float16-compressed weights, half the size). The
+    compute precision is chosen when the folder is run, as for the encoder backends (bf16 where the
+    CPU has it natively, else float32; ``dtype="float32"`` forces exact float32). The folder is
+    written beside ``out`` and renamed into place.
     """
     from emonet_face.pipeline import _split_revision
 
@@ -111,7 +113,9 @@ def export_model(
     spec = MODELS[model]
     enc_ref, enc_rev = _split_revision(encoder or spec.encoder, None)
     heads_ref, heads_rev = _split_revision(heads or spec.heads, revision)
-    checkpoint = EncoderCheckpoint.resolve(enc_ref, revision=enc_rev, cache_dir=cache_dir, local_files_only=local_files_only)
+    checkpoint = EncoderCheckpoint.resolve(
+        enc_ref, revision=enc_rev, cache_dir=cache_dir, local_files_only=local_files_only
+    )
     heads_dir = resolve_model_dir(
         heads_ref,
         revision=heads_rev,
@@ -122,7 +126,9 @@ def export_model(
     )
     fused = load_heads(heads_dir)
     if checkpoint.dim != fused.in_dim:
-        raise ModelLoadError(f"encoder {enc_ref} gives {checkpoint.dim}-dim features but the heads expect {fused.in_dim}")
+        raise ModelLoadError(
+            f"encoder {enc_ref} gives {checkpoint.dim}-dim features but the heads expect {fused.in_dim}"
+        )
     processor = checkpoint.processor()
     graph = OneGraph(_Tower(checkpoint.load_vision_model(dtype=torch.float32), normalize=True), fused).eval()
     example = torch.zeros(1, 3, *pixel_size(processor))
@@ -222,11 +228,12 @@ class ExportedGraph:
         self.folder = folder
         self.config = config
         self.backend = _exported_backend(backend, graph["format"], folder)
-        self.precision = _exported_precision(dtype, graph.get("precision", "float32"), self.backend)
+        self.precision = _exported_precision(dtype, self.backend)
         path = folder / graph["file"]
         if not path.is_file():
             raise ModelLoadError(f"{path}: graph file missing; export again")
         self.runtime = _Runtime(path, self.backend, self.precision)
+        self.precision = self.runtime.precision
         self.processor = _load_image_processor(folder)
         self.preprocess = ImagePreprocessor(self.processor)
         self.normalize = bool(config.get("normalize", True))
@@ -279,16 +286,13 @@ def _exported_backend(backend: str | None, fmt: str, folder: Path) -> str:
     return name
 
 
-def _exported_precision(dtype: str | None, exported: str, backend: str) -> str:
-    """The runtime precision: the export's unless ``dtype`` says otherwise (``float32`` is exact)."""
+def _exported_precision(dtype: str | None, backend: str) -> str:
+    """The runtime precision: ``auto`` as for the encoder backends; ``float32`` is exact."""
     from emonet_face.backends import PRECISIONS, cpu_has_bf16
 
     if dtype in (None, "auto"):
-        if backend == "onnx":
-            return "float32"
-        if exported == "float32":
-            return "bfloat16" if cpu_has_bf16() else "float32"
-        return exported
+        # float16-compressed weights are decompressed: compute in bf16 where native, else float32
+        return "bfloat16" if backend == "openvino" and cpu_has_bf16() else "float32"
     precision = PRECISIONS.get(str(dtype).lower())
     if precision is None or (backend == "onnx" and precision != "float32"):
         raise InputError(f"--dtype {dtype}: use float32 (or bfloat16/float16 with --backend openvino)")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import glob
 import os
 import sys
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,6 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from emonet_face.encoder import ImageEncoder
 from emonet_face.errors import EmoNetError, InputError, ModelLoadError
 from emonet_face.heads import FusedHeads, load_heads
 from emonet_face.hub import HEADS_PATTERNS, MODELS, resolve_model_dir
@@ -53,17 +51,6 @@ Encoder = Any
 :class:`~emonet_face.export.ExportedGraph` (``preprocess``, ``__call__``, ``dim``, ``describe``)."""
 """Stage 3: one decoded image → ``[(ids, crop_or_None), ...]`` (e.g. one entry per detected face)."""
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-}
-
-
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None`` → CUDA when available, else CPU. An unavailable CUDA request is a clear error."""
     if device is None or str(device) == "auto":
@@ -77,17 +64,12 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """Encoder dtype. Half precisions pay off on GPUs only; on CPU they are allowed but warned about."""
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, str):
-        if dtype.lower() not in _DTYPES:
-            raise InputError(f"{dtype}: unknown dtype; use float32, bfloat16 or float16")
-        dtype = _DTYPES[dtype.lower()]
-    if dtype != torch.float32 and device.type == "cpu":
-        warnings.warn(f"{dtype} on CPU is slow and less precise than float32; use it on a GPU", stacklevel=3)
-    return dtype
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, backend: str = "torch") -> torch.dtype:
+    """Encoder dtype: ``None``/``"auto"`` is bfloat16 where the hardware computes it natively, else
+    float32 (see :func:`emonet_face.backends.resolve_precision`)."""
+    from emonet_face.backends import resolve_precision
+
+    return getattr(torch, resolve_precision(dtype, device, backend))
 
 
 def _split_revision(ref: str | Path, revision: str | None) -> tuple[str | Path, str | None]:

@@ -54,9 +54,9 @@ def embed(
     """Embed every image of DATASET with the encoder into Parquet shards + manifest.json (resumable)."""
     import warnings
 
+    from emonet_face.backends import load_encoder
     from emonet_face.data import open_dataset
     from emonet_face.data.store import is_store, read_manifest, write_store
-    from emonet_face.backends import load_encoder
     from emonet_face.errors import EmoNetError
     from emonet_face.hub import DEFAULT_ENCODER
 

@@ -18,15 +18,20 @@ def export(
     heads: Annotated[
         str | None, typer.Option("--heads", help="Heads: Hub id (owner/name[@rev]) or folder; default: --model's.")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="onnx (ONNX Runtime, float32) or openvino (OpenVINO IR).")] = "onnx",
+    fmt: Annotated[
+        str, typer.Option("--format", help="onnx (ONNX Runtime, float32) or openvino (OpenVINO IR).")
+    ] = "onnx",
     dtype: Annotated[
         str,
         typer.Option(
             "--dtype",
-            help="float32; or (openvino) float16 / bfloat16: float16-compressed weights, computed in that precision.",
+            help="float32; or (openvino) float16 / bfloat16: float16-compressed weights (half the size). The compute "
+            "precision is chosen at run time (predict --dtype).",
         ),
     ] = "float32",
-    model: Annotated[str, typer.Option("--model", "-m", help="Released model whose defaults to use: large, small.")] = "large",
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Released model whose defaults to use: large, small.")
+    ] = "large",
     revision: Annotated[str | None, typer.Option("--revision", help="Hub revision of the heads.")] = None,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Hugging Face cache folder.")] = None,
 ) -> None:
@@ -39,7 +44,9 @@ def export(
         folder = export_model(
             out, encoder=encoder, heads=heads, model=model, fmt=fmt, dtype=dtype, revision=revision, cache_dir=cache_dir
         )
-    typer.echo(f"exported {fmt} ({dtype}) -> {folder}; run it with: emonet-face predict IMAGES --model {folder}", err=True)
+    typer.echo(
+        f"exported {fmt} ({dtype}) -> {folder}; run it with: emonet-face predict IMAGES --model {folder}", err=True
+    )
 
 
 def register(app: typer.Typer) -> None:
