@@ -178,6 +178,10 @@ def way_probe(way: str, args: argparse.Namespace) -> None:
     first = time.perf_counter()
     encoder(pixel_values=pixels_all[:1])  # warm-up (first inference allocates / specialises)
     result["first_inference_s"] = time.perf_counter() - first
+    if args.repeats == 0:  # first-start probe only
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
     outputs = None
     for size in args.sizes:
         pixels = pixels_all[:size]
@@ -318,7 +322,29 @@ def main() -> None:
                 f"{result['touched_rss_mb']:.0f} | {result['params'] / 1e6:.0f} M |"
             )
 
-    ways = args.ways.split(",")
+    ways = [w for w in args.ways.split(",") if w]
+    if ways:
+        compare_ways(ways, args)
+
+    if not args.skip_e2e:
+        today = end_to_end(args, ["--backend", "torch", "--dtype", "float32"], "torch-fp32", {})
+        default = end_to_end(args, [], "default", {"EMONET_FACE_CACHE": str(args.workdir / "compiled")})
+        print(f"\n| end to end: predict {args.images} face photos (default detector) | seconds | rows | images/s |")
+        print("| --- | ---: | ---: | ---: |")
+        for res, label in (
+            (today, "today: --backend torch --dtype float32"),
+            (default, "default command (warm cache)"),
+        ):
+            if res.get("failed"):
+                print(f"| {label} | failed | | |")
+            else:
+                print(f"| {label} | {res['seconds']:.1f} | {res['rows']} | {args.images / res['seconds']:.3f} |")
+        if not today.get("failed") and not default.get("failed"):
+            print(f"\nend-to-end speed-up of the default command: {today['seconds'] / default['seconds']:.2f}x")
+
+
+def compare_ways(ways: list[str], args: argparse.Namespace) -> None:
+    """Every way in a fresh process, interleaved over rounds; the table against torch fp32."""
     runs: dict[str, list[dict]] = {w: [] for w in ways}
     for round_ in range(args.rounds):
         for way in ways:
@@ -327,7 +353,10 @@ def main() -> None:
             runs[way].append(result)
             print(f"  round {round_ + 1} {way}: {json.dumps(result)}", flush=True)
     # a second, warm start of the converted ways: no conversion
-    warm = {w: run_way(w, argparse.Namespace(**{**vars(args), "batch_sizes": "1"})) for w in ways if w != "torch-fp32"}
+    warm_args = argparse.Namespace(**{**vars(args), "batch_sizes": "1", "repeats": 0})
+    warm = {w: run_way(w, warm_args) for w in ways if not w.startswith("torch")}
+    for way, result in warm.items():
+        print(f"  warm start {way}: {json.dumps(result)}", flush=True)
 
     base = "torch-fp32"
     ref_emb = np.load(args.workdir / f"out-{base}-embedding.npy")
@@ -359,22 +388,6 @@ def main() -> None:
         "\n(first start = load, incl. conversion on a cold cache, + first inference; warm = the same with the "
         "converted model cached; torch has no conversion)"
     )
-
-    if not args.skip_e2e:
-        today = end_to_end(args, ["--backend", "torch", "--dtype", "float32"], "torch-fp32", {})
-        default = end_to_end(args, [], "default", {"EMONET_FACE_CACHE": str(args.workdir / "compiled")})
-        print(f"\n| end to end: predict {args.images} face photos (default detector) | seconds | rows | images/s |")
-        print("| --- | ---: | ---: | ---: |")
-        for res, label in (
-            (today, "today: --backend torch --dtype float32"),
-            (default, "default command (warm cache)"),
-        ):
-            if res.get("failed"):
-                print(f"| {label} | failed | | |")
-            else:
-                print(f"| {label} | {res['seconds']:.1f} | {res['rows']} | {args.images / res['seconds']:.3f} |")
-        if not today.get("failed") and not default.get("failed"):
-            print(f"\nend-to-end speed-up of the default command: {today['seconds'] / default['seconds']:.2f}x")
 
 
 def gpu_run(args: argparse.Namespace) -> None:

@@ -46,10 +46,10 @@ __all__ = ["EmoNetFace", "Expand", "ImageSource", "Item", "resolve_device", "res
 
 Ids = dict[str, Any]
 Expand = Callable[[Ids, Image.Image], list[tuple[Ids, Image.Image | None]]]
-Encoder = Any
-"""An encoder backend: :class:`ImageEncoder`, :class:`~emonet_face.backends.CompiledEncoder` or
-:class:`~emonet_face.export.ExportedGraph` (``preprocess``, ``__call__``, ``dim``, ``describe``)."""
 """Stage 3: one decoded image → ``[(ids, crop_or_None), ...]`` (e.g. one entry per detected face)."""
+Encoder = Any
+"""An encoder backend: :class:`~emonet_face.encoder.ImageEncoder`, :class:`~emonet_face.backends.CompiledEncoder`
+or :class:`~emonet_face.export.ExportedGraph` (``preprocess``, ``__call__``, ``dim``, ``describe``)."""
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None`` → CUDA when available, else CPU. An unavailable CUDA request is a clear error."""
@@ -245,7 +245,8 @@ class EmoNetFace(nn.Module):
                 picking the default heads repository and its encoder; or a folder written by
                 ``emonet-face export`` (one graph, run by ONNX Runtime or OpenVINO).
             encoder: override the encoder: a Hub id (``owner/name``, optionally ``@revision``), a
-                local folder, or an :class:`ImageEncoder`. Default: the model's SigLIP2 encoder.
+                local folder, or a loaded encoder (:func:`emonet_face.backends.load_encoder`).
+                Default: the model's SigLIP2 encoder.
             heads: override the heads: a Hub id (optionally ``@revision``), a local folder in the
                 released layout (``model_<key>_best.pth`` + neutral stats) or our safetensors
                 export, or a :class:`FusedHeads`.
