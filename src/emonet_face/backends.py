@@ -153,19 +153,17 @@ def _fingerprint(folder: Path) -> list[list[Any]]:
 
 
 def _library_versions(backend: str) -> dict[str, str]:
-    import transformers
+    """Versions of what wrote the graph (and of the runtime that reads it)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    from emonet_face import __version__
-
-    versions = {"emonet_face": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
-    if backend == "openvino":
-        import openvino
-
-        versions["openvino"] = openvino.__version__
-    else:
-        import onnx
-
-        versions["onnx"] = onnx.__version__
+    packages = ["emonet-face", "torch", "transformers"]
+    packages += ["openvino"] if backend == "openvino" else ["onnx", "onnxruntime"]
+    versions = {}
+    for package in packages:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
     return versions
 
 
@@ -273,7 +271,9 @@ def convert_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, out
 class _Runtime:
     """A compiled graph on OpenVINO or ONNX Runtime: ``run(pixels) -> {output name: array}``."""
 
-    def __init__(self, path: Path, backend: str, precision: str, threads: int | None = None) -> None:
+    def __init__(
+        self, path: Path, backend: str, precision: str, *, threads: int | None = None, blob_cache: Path | None = None
+    ) -> None:
         self.backend = backend
         self.precision = precision
         """What the runtime computes in (OpenVINO reports it: a hint the CPU cannot honour is dropped)."""
@@ -286,8 +286,9 @@ class _Runtime:
                 "INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],  # OpenVINO would pick bf16 by itself
                 "PERFORMANCE_HINT": "LATENCY",
                 "INFERENCE_NUM_THREADS": threads,
-                "CACHE_DIR": str(path.parent / "ov-cache"),  # compiled blobs: fast second start
             }
+            if blob_cache is not None:
+                config["CACHE_DIR"] = str(blob_cache)  # compiled blobs: a faster second start
             self._compiled = core.compile_model(str(path), "CPU", config)
             actual = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
             self.precision = {name: p for p, name in _OV_PRECISION.items()}.get(actual, precision)
@@ -444,7 +445,7 @@ def load_encoder(
     root = Path(compiled_dir) if compiled_dir else compiled_cache_dir(cache_dir)
     entry, hit = _cached_convert(root, key, build)
     return CompiledEncoder(
-        _Runtime(entry / graph_file, name, precision),
+        _Runtime(entry / graph_file, name, precision, blob_cache=entry / "ov-blobs"),
         processor,
         dim=checkpoint.dim,
         precision=precision,
