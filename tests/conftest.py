@@ -9,6 +9,15 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach the network
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The pipeline tests compare with torch float32 references: "auto" means exactly that in the suite
+# (tests/test_backends.py checks the other backends and the real "auto" explicitly). Converted
+# encoders go to a throw-away cache, never the user's ~/.cache.
+os.environ.setdefault("EMONET_FACE_BACKEND", "torch")
+os.environ.setdefault("EMONET_FACE_DTYPE", "float32")
+if "EMONET_FACE_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["EMONET_FACE_CACHE"] = tempfile.mkdtemp(prefix="emonet-face-test-cache-")
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,10 @@
 
 Public API (everything else is internal and may change)."""
 
+from emonet_face.backends import CompiledEncoder, load_encoder
 from emonet_face.encoder import ImageEncoder
 from emonet_face.errors import EmoNetError, InputError, ModelLoadError
+from emonet_face.export import ExportedGraph, export_model
 from emonet_face.heads import FusedHeads, load_heads, postprocess_scores, save_heads
 from emonet_face.hub import MODELS, resolve_model_dir
 from emonet_face.outputs import build_score_table, open_writer, read_table
@@ -28,8 +30,10 @@ __all__ = [
     "FAMILIES",
     "HEAD_KEYS",
     "MODELS",
+    "CompiledEncoder",
     "EmoNetError",
     "EmoNetFace",
+    "ExportedGraph",
     "FusedHeads",
     "ImageEncoder",
     "ImageSource",
@@ -37,6 +41,8 @@ __all__ = [
     "ModelLoadError",
     "__version__",
     "build_score_table",
+    "export_model",
+    "load_encoder",
     "load_heads",
     "open_writer",
     "postprocess_scores",

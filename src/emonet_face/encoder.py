@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from torch import nn
 from emonet_face.errors import ModelLoadError
 from emonet_face.hub import DEFAULT_ENCODER, ENCODER_PATTERNS, resolve_model_dir
 
-__all__ = ["ImageEncoder", "siglip2_preprocessor_config"]
+__all__ = ["EncoderCheckpoint", "ImageEncoder", "ImagePreprocessor", "siglip2_preprocessor_config"]
 
 
 def siglip2_preprocessor_config(image_size: int = 384) -> dict[str, Any]:
@@ -64,6 +65,91 @@ def _load_image_processor(folder: Path) -> Any:
         raise ModelLoadError(f"{folder}: no usable image processor (preprocessor_config.json): {exc}") from None
 
 
+class ImagePreprocessor:
+    """The checkpoint's own preprocessing (resize, rescale, normalise) as a small picklable callable:
+    images → ``{"pixel_values": (N, 3, H, W)}`` float32 tensors on the CPU. DataLoader workers get
+    this object, never the model."""
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+
+    def __call__(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
+        batch = self.processor(images=list(images), return_tensors="pt")
+        return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+@dataclass(frozen=True)
+class EncoderCheckpoint:
+    """A resolved SigLIP/SigLIP2 checkpoint folder: read its config and processor without loading
+    weights (a backend with a cached converted graph never needs the PyTorch weights)."""
+
+    folder: Path
+    model_type: str
+    config: dict[str, Any]
+
+    @classmethod
+    def resolve(
+        cls,
+        ref: str | Path,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool | None = None,
+    ) -> EncoderCheckpoint:
+        folder = resolve_model_dir(
+            ref,
+            revision=revision,
+            cache_dir=cache_dir,
+            allow_patterns=ENCODER_PATTERNS,
+            local_files_only=local_files_only,
+            what="encoder",
+        )
+        config_path = folder / "config.json"
+        try:
+            config = json.loads(config_path.read_text())
+            model_type = config["model_type"]
+        except (OSError, json.JSONDecodeError, KeyError) as exc:
+            raise ModelLoadError(
+                f"{config_path}: missing or invalid encoder config ({exc!r}); expected a SigLIP/SigLIP2 checkpoint"
+            ) from None
+        if model_type not in _VISION_CLASSES:
+            raise ModelLoadError(
+                f"{folder}: model_type {model_type!r} is not a SigLIP/SigLIP2 checkpoint; pass a SigLIP2 encoder to --encoder"
+            )
+        return cls(folder, model_type, config)
+
+    @property
+    def vision_config(self) -> dict[str, Any]:
+        return self.config.get("vision_config", self.config)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vision_config.get("hidden_size", 0))
+
+    @property
+    def takes_extra_inputs(self) -> bool:
+        """SigLIP2 NaFlex models take ``pixel_attention_mask`` and ``spatial_shapes`` besides pixels."""
+        return self.model_type.startswith("siglip2")
+
+    def processor(self) -> Any:
+        return _load_image_processor(self.folder)
+
+    def load_vision_model(self, *, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa") -> nn.Module:
+        """The vision tower alone (text weights of a full checkpoint are skipped)."""
+        import transformers
+
+        vision_cls = getattr(transformers, _VISION_CLASSES[self.model_type])
+        logger = logging.getLogger("transformers.modeling_utils")
+        previous = logger.level
+        logger.setLevel(logging.ERROR)  # "text weights not used" is expected, not a user problem
+        try:
+            return vision_cls.from_pretrained(str(self.folder), dtype=dtype, attn_implementation=attn_implementation)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"{self.folder}: could not load the encoder weights ({exc})") from None
+        finally:
+            logger.setLevel(previous)
+
+
 class ImageEncoder(nn.Module):
     """Images → L2-normalised image features ``(N, D)``.
 
@@ -102,44 +188,15 @@ class ImageEncoder(nn.Module):
     ) -> ImageEncoder:
         """Load the vision tower and image processor of a SigLIP/SigLIP2 checkpoint (Hub id or folder).
 
-        ``dtype`` defaults to float32 (bfloat16 is worthwhile on GPU only). ``attn_implementation``
-        defaults to PyTorch SDPA. Text weights in a full checkpoint are skipped.
+        ``dtype`` defaults to float32. ``attn_implementation`` defaults to PyTorch SDPA. Text weights
+        in a full checkpoint are skipped. For other backends (OpenVINO, ONNX Runtime) and automatic
+        precision use :func:`emonet_face.backends.load_encoder`.
         """
-        folder = resolve_model_dir(
-            ref,
-            revision=revision,
-            cache_dir=cache_dir,
-            allow_patterns=ENCODER_PATTERNS,
-            local_files_only=local_files_only,
-            what="encoder",
+        checkpoint = EncoderCheckpoint.resolve(
+            ref, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
         )
-        config_path = folder / "config.json"
-        try:
-            model_type = json.loads(config_path.read_text())["model_type"]
-        except (OSError, json.JSONDecodeError, KeyError) as exc:
-            raise ModelLoadError(
-                f"{config_path}: missing or invalid encoder config ({exc!r}); expected a SigLIP/SigLIP2 checkpoint"
-            ) from None
-        class_name = _VISION_CLASSES.get(model_type)
-        if class_name is None:
-            raise ModelLoadError(
-                f"{folder}: model_type {model_type!r} is not a SigLIP/SigLIP2 checkpoint; pass a SigLIP2 encoder to --encoder"
-            )
-        import transformers
-
-        vision_cls = getattr(transformers, class_name)
-        logger = logging.getLogger("transformers.modeling_utils")
-        previous = logger.level
-        logger.setLevel(logging.ERROR)  # "text weights not used" is expected, not a user problem
-        try:
-            model = vision_cls.from_pretrained(
-                str(folder), dtype=dtype or torch.float32, attn_implementation=attn_implementation
-            )
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise ModelLoadError(f"{folder}: could not load the encoder weights ({exc})") from None
-        finally:
-            logger.setLevel(previous)
-        encoder = cls(model, _load_image_processor(folder), normalize=normalize, name=str(ref), revision=revision)
+        model = checkpoint.load_vision_model(dtype=dtype or torch.float32, attn_implementation=attn_implementation)
+        encoder = cls(model, checkpoint.processor(), normalize=normalize, name=str(ref), revision=revision)
         return encoder.to(device) if device is not None else encoder
 
     @property
@@ -160,8 +217,7 @@ class ImageEncoder(nn.Module):
 
         Safe to call in DataLoader workers: it touches no model state.
         """
-        batch = self.processor(images=list(images), return_tensors="pt")
-        return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        return ImagePreprocessor(self.processor)(images)
 
     @torch.inference_mode()
     def forward(self, pixel_values: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
@@ -175,17 +231,26 @@ class ImageEncoder(nn.Module):
         """Preprocess and encode in one call (convenient; pipelines overlap the two instead)."""
         return self(**self.preprocess(images))
 
-    def describe(self) -> dict[str, Any]:
-        """What produced the features: recorded in embedding-store manifests and outputs."""
-        proc = self.processor
+    @staticmethod
+    def describe_processor(proc: Any) -> dict[str, Any]:
+        """The preprocessing fields of :meth:`describe` (shared with the other backends)."""
         return {
-            "encoder": self.name,
-            "revision": self.revision,
-            "normalize": self.normalize,
-            "dim": self.dim,
             "processor": type(proc).__name__,
             "size": getattr(proc, "size", None),
             "resample": int(getattr(proc, "resample", -1)) if getattr(proc, "resample", None) is not None else None,
             "image_mean": list(getattr(proc, "image_mean", []) or []),
             "image_std": list(getattr(proc, "image_std", []) or []),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """What produced the features: recorded in embedding-store manifests and outputs."""
+        return {
+            "encoder": self.name,
+            "revision": self.revision,
+            "normalize": self.normalize,
+            "dim": self.dim,
+            **self.describe_processor(self.processor),
+            "backend": "torch",
+            "precision": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device),
         }

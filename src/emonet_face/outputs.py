@@ -14,7 +14,9 @@ Writers append batch by batch so that a killed run keeps everything already writ
   its own complete part file in ``<out>.parts/`` (written to a temporary name, then renamed).
   :meth:`ParquetWriter.close` concatenates the previous output (when resuming) and all parts
   into ``<out>.tmp`` and atomically renames it over ``<out>``. A killed run leaves ``<out>``
-  untouched and the parts on disk; ``--resume`` picks both up.
+  untouched and the parts on disk; ``--resume`` picks both up. ``metadata`` (what produced the
+  scores: encoder, backend, precision, device, heads) goes into the Parquet schema metadata under
+  the key ``emonet_face`` (JSON); read it with :func:`read_metadata`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ __all__ = [
     "done_keys",
     "iter_written",
     "open_writer",
+    "read_metadata",
     "read_table",
     "row_key",
     "summary_columns",
@@ -56,6 +59,7 @@ KEY_COLUMNS = ("path", "key", "frame")
 """Columns that identify an input for ``--resume``: the file (or shard), the sample ``key`` in a
 shard and the video ``frame``, each only when present."""
 OUTPUT_SUFFIXES = (".csv", ".parquet", ".jsonl")
+METADATA_KEY = b"emonet_face"
 TOP_K = 3
 
 
@@ -295,8 +299,9 @@ class JsonlWriter(_AppendWriter):
 class ParquetWriter(ScoreWriter):
     """Parquet via complete part files, finalised atomically on :meth:`close` (see module doc)."""
 
-    def __init__(self, path: str | Path, *, resume: bool = False) -> None:
+    def __init__(self, path: str | Path, *, resume: bool = False, metadata: Mapping[str, Any] | None = None) -> None:
         super().__init__(path, resume=resume)
+        self.metadata = metadata
         self.parts_dir = self.parts_dir_for(self.path)
         if not resume:
             shutil.rmtree(self.parts_dir, ignore_errors=True)
@@ -339,20 +344,42 @@ class ParquetWriter(ScoreWriter):
             if self.columns:
                 table = table.reindex(columns=self.columns)
             tmp = self.path.with_name(self.path.name + ".tmp")
-            table.to_parquet(tmp, index=False)
+            _write_parquet(table, tmp, self.metadata)
             os.replace(tmp, self.path)
         shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+
+def _write_parquet(table: pd.DataFrame, path: Path, metadata: Mapping[str, Any] | None) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    if metadata:
+        text = json.dumps(metadata, default=str).encode()
+        arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), METADATA_KEY: text})
+    pq.write_table(arrow, path)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``emonet_face`` schema metadata of a Parquet score table (``{}`` when absent)."""
+    import pyarrow.parquet as pq
+
+    raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
 
 
 _WRITERS: dict[str, type[ScoreWriter]] = {".csv": CsvWriter, ".jsonl": JsonlWriter, ".parquet": ParquetWriter}
 
 
-def open_writer(path: str | Path, *, resume: bool = False) -> ScoreWriter:
-    """A writer chosen by the file suffix (``.csv``, ``.parquet``, ``.jsonl``)."""
+def open_writer(path: str | Path, *, resume: bool = False, metadata: Mapping[str, Any] | None = None) -> ScoreWriter:
+    """A writer chosen by the file suffix (``.csv``, ``.parquet``, ``.jsonl``). ``metadata`` is
+    kept where the format has room for it (Parquet schema metadata)."""
     path = Path(path)
     writer = _WRITERS.get(path.suffix.lower())
     if writer is None:
         raise InputError(f"{path}: unknown output format {path.suffix!r}; use one of {', '.join(OUTPUT_SUFFIXES)}")
+    if writer is ParquetWriter:
+        return ParquetWriter(path, resume=resume, metadata=metadata)
     return writer(path, resume=resume)
 
 

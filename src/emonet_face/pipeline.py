@@ -24,7 +24,6 @@ from __future__ import annotations
 import glob
 import os
 import sys
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,6 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from emonet_face.encoder import ImageEncoder
 from emonet_face.errors import EmoNetError, InputError, ModelLoadError
 from emonet_face.heads import FusedHeads, load_heads
 from emonet_face.hub import HEADS_PATTERNS, MODELS, resolve_model_dir
@@ -60,16 +58,9 @@ Expand = Callable[[Ids, Image.Image], list[tuple[Ids, Image.Image | None]]]
 """Stage 3: one decoded image → ``[(ids, crop_or_None), ...]`` (e.g. one entry per detected face)."""
 Annotate = Callable[[pd.DataFrame, np.ndarray], pd.DataFrame]
 """After scoring: ``(score table, per-row image features)`` → the table with added columns (e.g. ``track``)."""
-
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-}
+Encoder = Any
+"""An encoder backend: :class:`~emonet_face.encoder.ImageEncoder`, :class:`~emonet_face.backends.CompiledEncoder`
+or :class:`~emonet_face.export.ExportedGraph` (``preprocess``, ``__call__``, ``dim``, ``describe``)."""
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -85,17 +76,12 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """Encoder dtype. Half precisions pay off on GPUs only; on CPU they are allowed but warned about."""
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, str):
-        if dtype.lower() not in _DTYPES:
-            raise InputError(f"{dtype}: unknown dtype; use float32, bfloat16 or float16")
-        dtype = _DTYPES[dtype.lower()]
-    if dtype != torch.float32 and device.type == "cpu":
-        warnings.warn(f"{dtype} on CPU is slow and less precise than float32; use it on a GPU", stacklevel=3)
-    return dtype
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, backend: str = "torch") -> torch.dtype:
+    """Encoder dtype: ``None``/``"auto"`` is bfloat16 where the hardware computes it natively, else
+    float32 (see :func:`emonet_face.backends.resolve_precision`)."""
+    from emonet_face.backends import resolve_precision
+
+    return getattr(torch, resolve_precision(dtype, device, backend))
 
 
 def _split_revision(ref: str | Path, revision: str | None) -> tuple[str | Path, str | None]:
@@ -118,6 +104,8 @@ class Item:
     """False for the 2nd, 3rd… crop of one image: a batch is never cut between faces of one image."""
     image: Image.Image | None = None
     """The crop still to preprocess, when the preprocessing runs beside the encoder (Ray engine)."""
+    raw: torch.Tensor | None = None
+    """Raw head outputs when the encoder computed them too (an exported one-graph model)."""
 
 
 def _error_text(ids: Ids, exc: BaseException) -> str:
@@ -276,18 +264,21 @@ class EmoNetFace(nn.Module):
     """SigLIP2 image encoder + fused Empathic-Insight-Face heads → EmoNet-Face score tables.
 
     Build with :meth:`from_pretrained`. ``encoder`` may be ``None`` for a heads-only model that
-    scores cached embeddings (:meth:`score`).
+    scores cached embeddings (:meth:`score`), and ``heads`` may be ``None`` when the encoder is an
+    exported one-graph model (:class:`~emonet_face.export.ExportedGraph`) that computes the heads itself.
     """
 
-    def __init__(self, heads: FusedHeads, encoder: ImageEncoder | None = None) -> None:
+    def __init__(self, heads: FusedHeads | None, encoder: Encoder | None = None) -> None:
         super().__init__()
-        if encoder is not None and encoder.dim and encoder.dim != heads.in_dim:
+        if heads is None and not hasattr(encoder, "keys"):
+            raise ModelLoadError("no heads: pass FusedHeads, or an exported one-graph model as the encoder")
+        if heads is not None and encoder is not None and encoder.dim and encoder.dim != heads.in_dim:
             raise ModelLoadError(
                 f"encoder {encoder.name or ''} gives {encoder.dim}-dim features but the heads expect {heads.in_dim}; "
                 "use the encoder the heads were trained on (--encoder)"
             )
         self.encoder = encoder
-        self.heads = heads.eval()
+        self.heads = heads.eval() if heads is not None else None
         self.heads_ref = ""
 
     @classmethod
@@ -295,7 +286,7 @@ class EmoNetFace(nn.Module):
         cls,
         model: str = "large",
         *,
-        encoder: str | Path | ImageEncoder | None = None,
+        encoder: str | Path | Encoder | None = None,
         heads: str | Path | FusedHeads | None = None,
         revision: str | None = None,
         cache_dir: str | Path | None = None,
@@ -304,14 +295,18 @@ class EmoNetFace(nn.Module):
         dtype: str | torch.dtype | None = None,
         normalize: bool = True,
         with_encoder: bool = True,
+        backend: str = "auto",
+        compiled_dir: str | Path | None = None,
     ) -> EmoNetFace:
-        """Load a released model (or your own heads/encoder) ready to score images.
+        """Load a released model (or your own heads/encoder, or an exported folder) ready to score images.
 
         Args:
-            model: released model name from :data:`emonet_face.hub.MODELS` (``"large"``, ``"small"``);
-                picks the default heads repository and its encoder.
+            model: released model name from :data:`emonet_face.hub.MODELS` (``"large"``, ``"small"``),
+                picking the default heads repository and its encoder; or a folder written by
+                ``emonet-face export`` (one graph, run by ONNX Runtime or OpenVINO).
             encoder: override the encoder: a Hub id (``owner/name``, optionally ``@revision``), a
-                local folder, or an :class:`ImageEncoder`. Default: the model's SigLIP2 encoder.
+                local folder, or a loaded encoder (:func:`emonet_face.backends.load_encoder`).
+                Default: the model's SigLIP2 encoder.
             heads: override the heads: a Hub id (optionally ``@revision``), a local folder in the
                 released layout (``model_<key>_best.pth`` + neutral stats) or our safetensors
                 export, or a :class:`FusedHeads`.
@@ -320,20 +315,37 @@ class EmoNetFace(nn.Module):
             local_files_only: use the local cache only (also on with ``HF_HUB_OFFLINE=1``); a model
                 not in the cache is a one-line :class:`ModelLoadError` saying how to get it.
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default CUDA when available.
-            dtype: encoder precision (``"float32"`` default; ``"bfloat16"``/``"float16"`` pay off on
-                GPU only). Heads always run in float32: they are tiny and the released scores are float32.
+            dtype: encoder precision: ``None``/``"auto"`` (bfloat16 where the hardware computes it
+                natively: CPUs with AVX512_BF16 or AMX, bf16 GPUs; float32 elsewhere), ``"float32"``
+                (exact, on every backend), ``"bfloat16"``, ``"float16"``. Heads always run in float32:
+                they are tiny and the released scores are float32.
             normalize: L2-normalise image features before the heads (as the released usage does).
             with_encoder: ``False`` loads the heads only (for :meth:`score` on cached embeddings).
+            backend: encoder backend, ``"auto"`` (PyTorch on CUDA, OpenVINO on CPU), ``"torch"``,
+                ``"openvino"`` or ``"onnx"`` (ONNX Runtime); see :func:`emonet_face.backends.load_encoder`.
+            compiled_dir: cache folder for converted encoders (default: ``$EMONET_FACE_CACHE`` or
+                ``~/.cache/emonet-face``).
 
         Raises:
             ModelLoadError: unknown model name, missing/unsafe weights, offline cache miss, or an
                 encoder whose feature width does not match the heads.
         """
+        from emonet_face.export import ExportedGraph, is_exported
+
+        if model not in MODELS and is_exported(model):
+            if encoder is not None or heads is not None:
+                raise ModelLoadError(f"{model}: an exported folder holds its encoder and heads; drop --encoder/--heads")
+            if resolve_device(device).type != "cpu":
+                raise InputError(f"{model}: an exported folder runs on the CPU (ONNX Runtime / OpenVINO); use --device cpu")
+            result = cls(None, ExportedGraph(model, backend=backend, dtype=None if dtype is None else str(dtype)))
+            result.heads_ref = str(model)
+            return result
         if model not in MODELS:
-            raise ModelLoadError(f"{model}: unknown model; choose one of {', '.join(MODELS)}")
+            raise ModelLoadError(
+                f"{model}: unknown model; choose one of {', '.join(MODELS)} or an `emonet-face export` folder"
+            )
         spec = MODELS[model]
         dev = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, dev)
         if isinstance(heads, FusedHeads):
             fused, heads_ref = heads, "<FusedHeads>"
         else:
@@ -347,18 +359,23 @@ class EmoNetFace(nn.Module):
                 what="heads",
             )
             fused = load_heads(folder)
-        image_encoder: ImageEncoder | None = None
-        if isinstance(encoder, ImageEncoder):
+        image_encoder: Encoder | None = None
+        if encoder is not None and not isinstance(encoder, (str, Path)):
             image_encoder = encoder
         elif with_encoder:
+            from emonet_face.backends import load_encoder
+
             enc_ref, enc_rev = _split_revision(encoder or spec.encoder, None)
-            image_encoder = ImageEncoder.from_pretrained(
+            image_encoder = load_encoder(
                 enc_ref,
+                backend=backend,
+                device=dev,
+                dtype=dtype,
                 revision=enc_rev,
                 cache_dir=cache_dir,
                 local_files_only=local_files_only,
-                dtype=torch_dtype,
                 normalize=normalize,
+                compiled_dir=compiled_dir,
             )
         result = cls(fused, image_encoder).to(dev)
         result.heads_ref = str(heads_ref)
@@ -367,13 +384,19 @@ class EmoNetFace(nn.Module):
     # --- properties ----------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return self.heads.neutral_mean.device
+        return self.heads.neutral_mean.device if self.heads is not None else torch.device("cpu")
 
     @property
     def keys(self) -> tuple[str, ...]:
-        return self.heads.keys
+        return self.heads.keys if self.heads is not None else self.encoder.keys  # type: ignore[union-attr]
 
-    def _require_encoder(self) -> ImageEncoder:
+    def describe(self) -> dict[str, Any]:
+        """What produces the scores (encoder with backend, precision and device; heads): written into
+        Parquet schema metadata by ``predict``."""
+        encoder = self.encoder.describe() if self.encoder is not None else {}
+        return {"encoder": encoder, "heads": self.heads_ref, "keys": list(self.keys)}
+
+    def _require_encoder(self) -> Encoder:
         if self.encoder is None:
             raise ModelLoadError("this model was loaded without an encoder; load it with with_encoder=True")
         return self.encoder
@@ -387,6 +410,10 @@ class EmoNetFace(nn.Module):
             if not array.flags.writeable:  # memory-mapped stores: read-only, and we only read
                 array = array.copy()
             embeddings = torch.from_numpy(array)
+        if self.heads is None:
+            raise ModelLoadError(
+                "an exported one-graph model scores images only; load the heads (--heads) to score embeddings"
+            )
         emb = embeddings
         if emb.ndim != 2 or emb.shape[1] != self.heads.in_dim:
             raise InputError(
@@ -416,7 +443,7 @@ class EmoNetFace(nn.Module):
             id_rows = [dict(i) if isinstance(i, dict) else {"path": str(i)} for i in ids]
         if len(id_rows) != n:
             raise InputError(f"{len(id_rows)} ids for {n} embeddings; pass one id per row")
-        return build_score_table(id_rows, raw, [None] * n, self.keys, self.heads.neutral_mean.cpu().numpy())
+        return build_score_table(id_rows, raw, [None] * n, self.keys, self._means())
 
     def predict(
         self,
@@ -464,7 +491,7 @@ class EmoNetFace(nn.Module):
         (e.g. :class:`emonet_face.tracking.FaceTracker`).
         """
         for items, features in self._feature_batches(images, batch_size, num_workers, progress, source, expand, skip):
-            table = self.items_table(items, self.head_scores(features))
+            table = self.items_table(items, self.head_scores(features, items))
             if annotate is not None:
                 table = annotate(table, feature_matrix(features))
             yield table
@@ -490,7 +517,8 @@ class EmoNetFace(nn.Module):
             for item in todo:
                 preprocess(item)
         pairs = self._encode_items(encoder, list(items))
-        return self.items_table([i for i, _ in pairs], self.head_scores([f for _, f in pairs]))
+        scored = [i for i, _ in pairs]
+        return self.items_table(scored, self.head_scores([f for _, f in pairs], scored))
 
     def prepare(
         self, ids: Ids, ref: Any, *, source: ImageSource | None = None, expand: Expand | None = None
@@ -507,12 +535,15 @@ class EmoNetFace(nn.Module):
         nothing to encode)."""
         return [feature for _, feature in self._encode_items(self._require_encoder(), list(items))]
 
-    def head_scores(self, features: Sequence[torch.Tensor | None]) -> np.ndarray:
+    def head_scores(self, features: Sequence[torch.Tensor | None], items: Sequence[Item] | None = None) -> np.ndarray:
         """Stage 5b: raw head outputs ``(N, H)`` in one call; NaN rows where a feature is ``None``.
-        (The large released heads hold ~80 M weights: one call per batch, not per row, matters.)"""
+        (The large released heads hold ~80 M weights: one call per batch, not per row, matters.)
+        ``items`` (the features' items): an exported one-graph model has put its raw outputs there."""
         raw = np.full((len(features), len(self.keys)), np.nan)
         rows = [i for i, f in enumerate(features) if f is not None]
-        if rows:
+        if rows and items is not None and items[rows[0]].raw is not None:  # the encoder ran the heads too
+            raw[rows] = torch.stack([items[i].raw for i in rows]).double().cpu().numpy()  # type: ignore[misc]
+        elif rows:
             raw[rows] = self.raw_scores(torch.stack([features[i] for i in rows]))
         return raw
 
@@ -540,7 +571,8 @@ class EmoNetFace(nn.Module):
         return torch.stack(out).cpu().numpy() if out else np.zeros((0, dim), dtype=np.float32)
 
     def _means(self) -> np.ndarray:
-        return self.heads.neutral_mean.detach().cpu().numpy()
+        source = self.heads if self.heads is not None else self.encoder
+        return source.neutral_mean.detach().cpu().numpy()  # type: ignore[union-attr]
 
     # --- the batched loop ----------------------------------------------------------------------
     def _feature_batches(
@@ -596,7 +628,7 @@ class EmoNetFace(nn.Module):
                 yield [i for i, _ in done], [f for _, f in done]
 
     @staticmethod
-    def _encode_items(encoder: ImageEncoder, items: list[Item]) -> list[tuple[Item, torch.Tensor | None]]:
+    def _encode_items(encoder: Encoder, items: list[Item]) -> list[tuple[Item, torch.Tensor | None]]:
         ready = [it for it in items if it.inputs is not None]
         features: dict[int, torch.Tensor] = {}
         if ready:
@@ -604,5 +636,9 @@ class EmoNetFace(nn.Module):
             batch = {k: torch.cat([it.inputs[k] for it in ready]) for k in names}  # type: ignore[index]
             with torch.inference_mode():
                 feats = encoder(**batch)
+            if isinstance(feats, dict):  # one-graph model: embedding + raw head outputs
+                for it, raw in zip(ready, feats["raw"]):
+                    it.raw = raw
+                feats = feats["embedding"]
             features = {id(it): f for it, f in zip(ready, feats)}
         return [(it, features.get(id(it))) for it in items]

@@ -24,6 +24,20 @@ def embed(
     revision: Annotated[str | None, typer.Option(help="Encoder revision (branch, tag or commit).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per encoder batch.")] = 32,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps …")] = "cpu",
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="Encoder backend: auto (PyTorch on CUDA, OpenVINO on CPU), torch, openvino, onnx. Backend, "
+            "precision and device are recorded in the store's manifest.json (encoder)."
+        ),
+    ] = "auto",
+    dtype: Annotated[
+        str,
+        typer.Option(
+            help="Encoder precision: auto (bfloat16 on CPUs with AVX512_BF16/AMX and bf16 GPUs, else float32), "
+            "float32 (exact), bfloat16, float16."
+        ),
+    ] = "auto",
     num_workers: Annotated[int, typer.Option(min=0, help="Threads decoding + preprocessing images.")] = 2,
     resume: Annotated[
         bool, typer.Option(help="Continue a killed run: finished shards are kept, their ids skipped.")
@@ -47,9 +61,9 @@ def embed(
     import contextlib
     import warnings
 
+    from emonet_face.backends import load_encoder
     from emonet_face.data import open_dataset
     from emonet_face.data.store import is_store, read_manifest, write_store
-    from emonet_face.encoder import ImageEncoder
     from emonet_face.errors import EmoNetError
     from emonet_face.hub import DEFAULT_ENCODER
 
@@ -57,7 +71,13 @@ def embed(
         fail(f"--engine {engine}: use local or ray")
     try:
         data = open_dataset(dataset, targets=targets, images=images, kind=kind, revision=dataset_revision, split=split)
-        encoder_kwargs = {"ref": encoder or DEFAULT_ENCODER, "revision": revision, "device": device}
+        encoder_kwargs = {
+            "ref": encoder or DEFAULT_ENCODER,
+            "backend": backend,
+            "device": device,
+            "dtype": None if dtype == "auto" else dtype,
+            "revision": revision,
+        }
         with contextlib.ExitStack() as stack, warnings.catch_warnings(record=True) as caught:
             embedder = None
             if engine == "ray":
@@ -69,7 +89,7 @@ def embed(
                 embedder = ray_embedder(data, encoder_kwargs, options)
                 model = describe_encoder(encoder_kwargs)
             else:
-                model = ImageEncoder.from_pretrained(**encoder_kwargs)
+                model = load_encoder(**encoder_kwargs)
             warnings.simplefilter("always")
             manifest = write_store(
                 data,

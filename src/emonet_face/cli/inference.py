@@ -17,6 +17,25 @@ if TYPE_CHECKING:
     import pandas as pd
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Released model: large or small.")]
+PredictModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Released model (large, small) or a folder written by `emonet-face export` (one graph, run by "
+        "ONNX Runtime or OpenVINO).",
+    ),
+]
+BACKEND_HELP = (
+    "Encoder backend: auto (PyTorch on CUDA, OpenVINO on CPU), torch, openvino or onnx (ONNX Runtime). "
+    "Converted models are cached in $EMONET_FACE_CACHE or ~/.cache/emonet-face (first start converts, "
+    "later starts reuse). Backend, precision and device are recorded in Parquet schema metadata."
+)
+BackendOpt = Annotated[str, typer.Option("--backend", help=BACKEND_HELP)]
+DTYPE_HELP = (
+    "Encoder precision: auto (bfloat16 on CPUs with AVX512_BF16/AMX and on bf16 GPUs, float32 elsewhere; "
+    "ONNX Runtime float32), float32 (exact float32 on every backend), bfloat16 or float16."
+)
 HeadsOpt = Annotated[
     str | None,
     typer.Option(
@@ -73,7 +92,7 @@ def predict(
         ),
     ],
     out: OutOpt = None,
-    model: ModelOpt = "large",
+    model: PredictModelOpt = "large",
     encoder: Annotated[
         str | None, typer.Option("--encoder", help="Encoder: Hub id (owner/name, or owner/name@rev) or local folder.")
     ] = None,
@@ -85,7 +104,8 @@ def predict(
         int | None, typer.Option("--num-workers", min=0, help="Image decoding workers (default: cores-1, max 4).")
     ] = None,
     device: DeviceOpt = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="Encoder precision: float32, bfloat16 or float16.")] = "float32",
+    backend: BackendOpt = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help=DTYPE_HELP)] = "auto",
     no_normalize: Annotated[
         bool, typer.Option("--no-normalize", help="Do not L2-normalise image features (released usage normalises).")
     ] = False,
@@ -148,8 +168,8 @@ def predict(
     cpus_per_actor: CpusPerActorOpt = 1.0,
 ) -> None:
     """Score images and videos with the 40 EmoNet-Face emotions + 4 dimensions (one row per face)."""
-    if dtype not in ("float32", "bfloat16", "float16"):
-        fail(f"--dtype {dtype}: use float32, bfloat16 or float16")
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+        fail(f"--dtype {dtype}: use auto, float32, bfloat16 or float16")
     if resume and out is None:
         fail("--resume needs --out (the file to continue)")
     if faces not in ("detect", "none", "auto"):
@@ -175,8 +195,9 @@ def predict(
             "revision": revision,
             "cache_dir": cache_dir,
             "device": device,
-            "dtype": dtype,
+            "dtype": None if dtype == "auto" else dtype,
             "normalize": not no_normalize,
+            "backend": backend,
         }
         source, expand = media_stages(
             paths,
@@ -241,7 +262,7 @@ def predict(
                 _print_table(table)
                 n_rows, n_errors = len(table), int(table["error"].notna().sum())
         else:
-            with open_writer(out, resume=resume) as writer:
+            with open_writer(out, resume=resume, metadata=net.describe()) as writer:
                 for frame in batches:
                     writer.write(frame)
                     n_rows += len(frame)

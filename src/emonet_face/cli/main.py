@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from emonet_face.cli import bench, embed, inference, plot, serve, stats, train, vlm
+from emonet_face.cli import bench, embed, export, inference, plot, serve, stats, train, vlm
 
 app = typer.Typer(
     name="emonet-face",
@@ -18,6 +18,7 @@ app = typer.Typer(
 inference.register(app)
 plot.register(app)
 embed.register(app)
+export.register(app)
 train.register(app)
 stats.register(app)
 serve.register(app)

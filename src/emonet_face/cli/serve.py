@@ -36,7 +36,9 @@ def serve(
     cache_dir: CacheOpt = None,
     backend: Annotated[str, typer.Option("--backend", help="Encoder runtime: auto, torch, openvino or onnx.")] = "auto",
     device: DeviceOpt = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="Encoder precision: float32, bfloat16 or float16.")] = "float32",
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="Encoder precision: auto (as for predict), float32, bfloat16 or float16.")
+    ] = "auto",
     faces: Annotated[
         str, typer.Option("--faces", help="Default face mode (detect, none, auto); a request may pick its own.")
     ] = "auto",

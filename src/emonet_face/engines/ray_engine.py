@@ -482,10 +482,10 @@ class _Embedder:
     """Actor: loads the encoder once, then preprocesses and encodes batches of decoded samples."""
 
     def __init__(self, encoder_kwargs: dict[str, Any]) -> None:
-        from emonet_face.encoder import ImageEncoder
+        from emonet_face.backends import load_encoder
 
         _quiet_transformers()
-        self.encoder = ImageEncoder.from_pretrained(**encoder_kwargs)
+        self.encoder = load_encoder(**encoder_kwargs)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
@@ -563,9 +563,9 @@ def describe_encoder(encoder_kwargs: dict[str, Any]) -> DescribedEncoder:
     ray = require_ray()
 
     def describe() -> dict[str, Any]:
-        from emonet_face.encoder import ImageEncoder
+        from emonet_face.backends import load_encoder
 
         _quiet_transformers()
-        return ImageEncoder.from_pretrained(**{**encoder_kwargs, "device": "cpu"}).describe()
+        return load_encoder(**{**encoder_kwargs, "device": "cpu"}).describe()
 
     return DescribedEncoder(ray.get(ray.remote(describe).options(num_cpus=1).remote()))

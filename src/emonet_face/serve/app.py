@@ -71,7 +71,7 @@ class ServeConfig:
     revision: str | None = None
     backend: str = "auto"
     device: str | None = None
-    dtype: str = "float32"
+    dtype: str = "auto"
     cache_dir: str | None = None
     faces: str = "auto"
     detector: str | None = None
@@ -97,7 +97,8 @@ class ServeConfig:
         problems = {
             "--backend": self.backend not in BACKENDS and f"use one of {', '.join(BACKENDS)}",
             "--faces": self.faces not in FACE_MODES and f"use one of {', '.join(FACE_MODES)}",
-            "--dtype": self.dtype not in ("float32", "bfloat16", "float16") and "use float32, bfloat16 or float16",
+            "--dtype": self.dtype not in ("auto", "float32", "bfloat16", "float16")
+            and "use auto, float32, bfloat16 or float16",
             "--max-batch-size": self.max_batch_size < 1 and "must be at least 1",
             "--batch-timeout-ms": self.batch_timeout_ms < 0 and "must be 0 or more",
             "--max-queue": self.max_queue < 1 and "must be at least 1",
@@ -127,9 +128,8 @@ def load_model(config: ServeConfig) -> EmoNetFace:
         revision=config.revision,
         cache_dir=config.cache_dir,
         device=config.device,
-        dtype=config.dtype,
-        # MERGE (issue 10, speed branch): pass `backend=config.backend` here once
-        # EmoNetFace.from_pretrained accepts it; the option is validated and reported already.
+        dtype=None if config.dtype == "auto" else config.dtype,
+        backend=config.backend,
     )
 
 
@@ -266,7 +266,7 @@ class Service:
         net = self.loader(self.config)
         def encode_and_score(items: list[Item]) -> list[tuple[torch.Tensor, np.ndarray]]:
             features = net.encode_items(items)
-            return list(zip(features, net.head_scores(features)))
+            return list(zip(features, net.head_scores(features, items)))
 
         self.batcher = Batcher(
             encode_and_score,
@@ -600,6 +600,7 @@ def _info(net: EmoNetFace, config: ServeConfig, service: Service, version: str) 
     from emonet_face.viz.charts import FAMILY_COLOURS
 
     encoder = net.encoder
+    described = net.describe()["encoder"]
     settings = {k: v for k, v in asdict(config).items() if k != "api_key"}
     return {
         "package_version": version,
@@ -608,8 +609,8 @@ def _info(net: EmoNetFace, config: ServeConfig, service: Service, version: str) 
         "encoder_revision": getattr(encoder, "revision", None),
         "heads": net.heads_ref,
         "heads_revision": config.revision,
-        "backend": config.backend,
-        "precision": config.dtype,
+        "backend": described.get("backend", config.backend),  # what runs, not what was asked ("auto")
+        "precision": described.get("precision", config.dtype),
         "device": str(net.device),
         "head_keys": list(net.keys),
         "emotions": [{"key": e.key, "name": e.name, "family": e.family} for e in tx.EMOTIONS],

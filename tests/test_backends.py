@@ -1,0 +1,313 @@
+"""Encoder backends (PyTorch, OpenVINO, ONNX Runtime) and the one-graph export on the tiny SigLIP:
+same table within 1e-4 in float32, a documented bound in bfloat16, a disk cache that is reused
+(no second conversion) and never left half-written, and backend/precision/device in the outputs."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from emonet_face import backends
+from emonet_face import taxonomy as tx
+from emonet_face.backends import CompiledEncoder, load_encoder, resolve_backend, resolve_precision
+from emonet_face.encoder import ImageEncoder
+from emonet_face.errors import InputError, ModelLoadError
+from emonet_face.export import ExportedGraph, export_model
+from emonet_face.pipeline import EmoNetFace
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FP32_TOL = 1e-4
+BF16_TOL = 0.05
+"""bfloat16 keeps 8 mantissa bits (relative error ~4e-3 per value); on the tiny random model the
+centred scores drift by at most a few 1e-3. The real-size bound (cosine, max |Δ centred|) is what
+benchmarks/bench_encoder.py reports."""
+
+CPU = torch.device("cpu")
+
+
+def _images(n: int = 3) -> list[Image.Image]:
+    rng = np.random.default_rng(1)
+    return [Image.fromarray(rng.integers(0, 256, (40 + 9 * i, 36 + 5 * i, 3), dtype=np.uint8)) for i in range(n)]
+
+
+def _table(net: EmoNetFace) -> pd.DataFrame:
+    return net.predict(_images(), batch_size=2, num_workers=0, progress=False)
+
+
+def _centred(table: pd.DataFrame) -> np.ndarray:
+    assert table["error"].isna().all()
+    return table[list(tx.HEAD_KEYS)].to_numpy(float)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("compiled")
+
+
+@pytest.fixture(scope="module")
+def torch_table(tiny_encoder_dir, tiny_heads_dir) -> pd.DataFrame:
+    net = EmoNetFace.from_pretrained(
+        encoder=tiny_encoder_dir, heads=tiny_heads_dir, device="cpu", dtype="float32", backend="torch"
+    )
+    assert isinstance(net.encoder, ImageEncoder)
+    return _table(net)
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnx"])
+def test_backend_fp32_matches_torch(backend, tiny_encoder_dir, tiny_heads_dir, cache, torch_table):
+    net = EmoNetFace.from_pretrained(
+        encoder=tiny_encoder_dir,
+        heads=tiny_heads_dir,
+        device="cpu",
+        dtype="float32",
+        backend=backend,
+        compiled_dir=cache,
+    )
+    assert isinstance(net.encoder, CompiledEncoder) and net.encoder.backend == backend
+    table = _table(net)
+    np.testing.assert_allclose(_centred(table), _centred(torch_table), atol=FP32_TOL, rtol=0)
+    assert list(table["top1"]) == list(torch_table["top1"])
+    description = net.describe()["encoder"]
+    assert (description["backend"], description["precision"], description["device"]) == (backend, "float32", "cpu")
+
+
+def test_openvino_float32_forces_the_precision_hint(tiny_encoder_dir, cache):
+    """OpenVINO picks bf16 by itself on bf16 CPUs: an explicit float32 must pin f32."""
+    import openvino as ov
+
+    encoder = load_encoder(tiny_encoder_dir, backend="openvino", device="cpu", dtype="float32", compiled_dir=cache)
+    hint = encoder.runtime._compiled.get_property("INFERENCE_PRECISION_HINT")
+    assert hint == ov.Type.f32
+
+
+def test_bf16_within_documented_bound(tiny_encoder_dir, tiny_heads_dir, cache, torch_table):
+    for backend in ("torch", "openvino"):
+        with pytest.warns(UserWarning, match="emulated") if not backends.cpu_has_bf16() else nullcontext():
+            net = EmoNetFace.from_pretrained(
+                encoder=tiny_encoder_dir,
+                heads=tiny_heads_dir,
+                device="cpu",
+                dtype="bfloat16",
+                backend=backend,
+                compiled_dir=cache,
+            )
+        assert net.encoder.describe()["precision"] == "bfloat16"
+        drift = np.abs(_centred(_table(net)) - _centred(torch_table)).max()
+        assert drift < BF16_TOL, (backend, drift)
+
+
+def test_second_load_reuses_the_cache_without_converting(tiny_encoder_dir, cache, monkeypatch):
+    first = load_encoder(tiny_encoder_dir, backend="openvino", device="cpu", dtype="float32", compiled_dir=cache)
+    assert (first.cache_entry / "key.json").is_file()
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted again despite a cache entry")
+
+    monkeypatch.setattr(backends, "convert_openvino", no_conversion)
+    monkeypatch.setattr(
+        backends.EncoderCheckpoint, "load_vision_model", lambda *a, **k: pytest.fail("torch weights loaded on a hit")
+    )
+    second = load_encoder(tiny_encoder_dir, backend="openvino", device="cpu", dtype="float32", compiled_dir=cache)
+    assert second.cache_hit and second.cache_entry == first.cache_entry
+    pixels = first.preprocess(_images(2))["pixel_values"]
+    torch.testing.assert_close(first(pixels), second(pixels))
+    # a different precision is a runtime choice: the same converted entry serves it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bf16 on a CPU without it: emulated, warned about
+        assert load_encoder(tiny_encoder_dir, backend="openvino", dtype="bfloat16", compiled_dir=cache).cache_hit
+
+
+def test_killed_conversion_leaves_no_cache_entry(tiny_encoder_dir, tmp_path, monkeypatch):
+    def killed(module, example, path, **kwargs):
+        path.write_text("half a graph")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backends, "convert_openvino", killed)
+    with pytest.raises(KeyboardInterrupt):
+        load_encoder(tiny_encoder_dir, backend="openvino", device="cpu", dtype="float32", compiled_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+    class Rebuilt(Exception):
+        pass
+
+    def rebuilt(*args, **kwargs):
+        raise Rebuilt
+
+    monkeypatch.setattr(backends, "convert_openvino", rebuilt)  # the next start converts again
+    with pytest.raises(Rebuilt):
+        load_encoder(tiny_encoder_dir, backend="openvino", device="cpu", dtype="float32", compiled_dir=tmp_path)
+
+
+def test_auto_choices(monkeypatch):
+    monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
+    monkeypatch.delenv(backends.DTYPE_ENV, raising=False)
+    assert resolve_backend("auto", CPU) == "openvino"  # a core dependency: the fast path by default
+    assert resolve_backend("onnx", CPU) == "onnx"
+    with pytest.raises(InputError, match="--backend"):
+        resolve_backend("tensorrt", CPU)
+    with pytest.raises(InputError, match="runs on the CPU"):
+        resolve_backend("openvino", torch.device("cuda"))
+    for has_bf16, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(backends, "cpu_has_bf16", lambda v=has_bf16: v)
+        assert resolve_precision(None, CPU, "openvino") == expected
+        assert resolve_precision("auto", CPU, "torch") == expected
+        assert resolve_precision(None, CPU, "onnx") == "float32"
+        assert resolve_precision("float32", CPU, "openvino") == "float32"
+    with pytest.raises(InputError, match="ONNX Runtime"):
+        resolve_precision("bfloat16", CPU, "onnx")
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="CPU flags are read from /proc/cpuinfo (Linux)")
+def test_cpu_bf16_detection_agrees_with_the_cpu_flags():
+    flags = Path("/proc/cpuinfo").read_text()
+    assert backends.cpu_has_bf16() == (" avx512_bf16" in flags or " amx_bf16" in flags)
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_encoder_dir, tiny_heads_dir, tmp_path_factory):
+    """The ONNX folder through the CLI, the OpenVINO one through the Python API."""
+    from emonet_face.cli.main import app
+
+    root = tmp_path_factory.mktemp("exported")
+    command = ["export", "--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--format", "onnx"]
+    result = CliRunner().invoke(app, [*command, "--out", str(root / "onnx")])
+    assert result.exit_code == 0, result.output
+    return {
+        "onnx": root / "onnx",
+        "openvino": export_model(root / "openvino", encoder=tiny_encoder_dir, heads=tiny_heads_dir, fmt="openvino"),
+    }
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_exported_folder_reproduces_the_table(fmt, exported, torch_table):
+    net = EmoNetFace.from_pretrained(str(exported[fmt]), dtype="float32")
+    assert isinstance(net.encoder, ExportedGraph) and net.heads is None
+    table = _table(net)
+    assert list(table.columns) == list(torch_table.columns)
+    np.testing.assert_allclose(_centred(table), _centred(torch_table), atol=FP32_TOL, rtol=0)
+    probs = [f"prob.{k}" for k in tx.EMOTION_KEYS]
+    np.testing.assert_allclose(table[probs].to_numpy(float), torch_table[probs].to_numpy(float), atol=FP32_TOL)
+
+
+def test_exported_graph_outputs_and_config(exported, tiny_encoder_dir, tiny_heads_dir):
+    """The graph's own centred/probs outputs equal the heads' math, and config.json says what a runtime needs."""
+    from emonet_face.heads import load_heads, postprocess_scores
+
+    config = json.loads((exported["onnx"] / "config.json").read_text())
+    heads = load_heads(tiny_heads_dir)
+    assert config["head_keys"] == list(heads.keys) == list(tx.HEAD_KEYS)
+    assert config["display_names"]["anger"] == tx.emotion("anger").name
+    assert config["prob_keys"] == list(tx.EMOTION_KEYS)
+    assert config["preprocessing"]["size"] == {"height": 32, "width": 32}
+    assert config["preprocessing"]["image_mean"] == [0.5, 0.5, 0.5] and config["preprocessing"]["resample"] == 2
+    assert config["sources"]["heads"]["id"] == str(tiny_heads_dir)
+    assert "license" in config and "onnx" in config["versions"]
+
+    graph = ExportedGraph(exported["onnx"])
+    encoder = ImageEncoder.from_pretrained(tiny_encoder_dir)
+    pixels = encoder.preprocess(_images())["pixel_values"]
+    out = graph.outputs(pixels)
+    assert out["embedding"].shape == (3, 32) and out["probs"].shape == (3, 40)
+    with torch.no_grad():
+        embedding = encoder(pixels)
+        raw = heads(embedding)
+    centred, probs = postprocess_scores(raw, heads.neutral_mean.numpy(), heads.emotion_index)
+    np.testing.assert_allclose(out["embedding"].numpy(), embedding.numpy(), atol=FP32_TOL)
+    np.testing.assert_allclose(out["centred"].numpy(), centred, atol=FP32_TOL)
+    np.testing.assert_allclose(out["probs"].numpy(), probs, atol=FP32_TOL)
+    # dynamic batch: one graph for every batch size
+    assert graph.outputs(pixels[:1])["raw"].shape == (1, 44)
+
+
+def test_export_refuses_a_used_folder_and_bad_options(tiny_encoder_dir, tiny_heads_dir, tmp_path):
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("x")
+    with pytest.raises(InputError, match="not empty"):
+        export_model(tmp_path / "used", encoder=tiny_encoder_dir, heads=tiny_heads_dir)
+    with pytest.raises(InputError, match="openvino"):
+        export_model(tmp_path / "new", encoder=tiny_encoder_dir, heads=tiny_heads_dir, dtype="bfloat16")
+    with pytest.raises(ModelLoadError, match="not an emonet-face export"):
+        ExportedGraph(tmp_path)
+
+
+def test_cli_predict_records_backend_and_runs_exports(tiny_encoder_dir, tiny_heads_dir, exported, tmp_path, cache):
+    from emonet_face.cli.main import app
+    from emonet_face.outputs import read_metadata
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, image in enumerate(_images()):
+        image.save(folder / f"{i}.png")
+    runner = CliRunner()
+    common = [str(folder), "--faces", "none", "--num-workers", "0", "--quiet"]
+    out_torch, out_ov, out_graph = tmp_path / "torch.parquet", tmp_path / "ov.parquet", tmp_path / "graph.parquet"
+    env = {"EMONET_FACE_CACHE": str(cache)}
+    source = ["--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir)]
+    result = runner.invoke(app, ["predict", *common, *source, "--backend", "torch", "--out", str(out_torch)], env=env)
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["predict", *common, *source, "--backend", "openvino", "--dtype", "float32", "--out", str(out_ov)], env=env
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["predict", *common, "--model", str(exported["onnx"]), "--out", str(out_graph)])
+    assert result.exit_code == 0, result.output
+    meta = read_metadata(out_ov)["encoder"]
+    assert (meta["backend"], meta["precision"], meta["device"]) == ("openvino", "float32", "cpu")
+    assert read_metadata(out_torch)["encoder"]["backend"] == "torch"
+    assert read_metadata(out_graph)["encoder"]["exported"] == str(exported["onnx"])
+    tables = [pd.read_parquet(p).sort_values("path") for p in (out_torch, out_ov, out_graph)]
+    for table in tables[1:]:
+        np.testing.assert_allclose(_centred(table), _centred(tables[0]), atol=FP32_TOL, rtol=0)
+
+
+def test_cli_export_and_help(exported, tmp_path):
+    from emonet_face.cli.main import app
+
+    runner = CliRunner()
+    assert (exported["onnx"] / "model.onnx").is_file() and (exported["onnx"] / "preprocessor_config.json").is_file()
+    result = runner.invoke(app, ["export", "--format", "tflite", "--out", str(tmp_path / "z")])
+    assert result.exit_code == 2 and "--format tflite" in result.output
+    help_text = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "200"}).output
+    assert "--backend" in help_text and "OpenVINO" in help_text and "precision" in help_text
+
+
+def test_embed_store_manifest_names_backend(tiny_encoder_dir, tmp_path, cache):
+    from emonet_face.cli.main import app
+    from emonet_face.data.store import read_manifest
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, image in enumerate(_images()):
+        image.save(folder / f"{i}.png")
+    runner = CliRunner()
+    store = tmp_path / "store"
+    result = runner.invoke(
+        app,
+        [
+            "embed",
+            str(folder),
+            "--out",
+            str(store),
+            "--encoder",
+            str(tiny_encoder_dir),
+            "--backend",
+            "onnx",
+            "--num-workers",
+            "0",
+            "--no-progress",
+        ],
+        env={"EMONET_FACE_CACHE": str(cache)},
+    )
+    assert result.exit_code == 0, result.output
+    encoder = read_manifest(store)["encoder"]
+    assert (encoder["backend"], encoder["precision"], encoder["device"]) == ("onnx", "float32", "cpu")
