@@ -311,3 +311,34 @@ def test_embed_store_manifest_names_backend(tiny_encoder_dir, tmp_path, cache):
     assert result.exit_code == 0, result.output
     encoder = read_manifest(store)["encoder"]
     assert (encoder["backend"], encoder["precision"], encoder["device"]) == ("onnx", "float32", "cpu")
+
+
+def test_compiled_models_leave_the_signal_stack_valid():
+    """OpenVINO swaps the thread's alternate signal stack while compiling and swaps it back when a
+    compiled model dies; destroyed first-made-first, that left a freed stack behind and the next
+    Python signal handler (a DataLoader's SIGCHLD) crashed the process. _Runtime keeps it valid."""
+    import ctypes
+    import gc
+
+    import openvino as ov
+
+    from emonet_face.backends import _keep_signal_stack, _stack_t
+
+    libc = ctypes.CDLL(None)
+
+    def current() -> tuple[int, int, int]:
+        stack = _stack_t()
+        assert libc.sigaltstack(None, ctypes.byref(stack)) == 0
+        return stack.ss_sp or 0, stack.ss_flags, stack.ss_size
+
+    before = current()
+    graph = ov.convert_model(torch.nn.Linear(4, 4), example_input=torch.zeros(1, 4))
+    compiled = []
+    for _ in range(2):
+        with _keep_signal_stack():
+            compiled.append(ov.Core().compile_model(graph, "CPU"))
+        assert current() == before
+    while compiled:  # first made, first destroyed
+        del compiled[0]
+        gc.collect()
+        assert current() == before

@@ -17,15 +17,18 @@ so only the first start pays the conversion.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -268,6 +271,33 @@ def convert_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, out
 
 
 # --- runtimes ------------------------------------------------------------------------------------
+class _stack_t(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def _keep_signal_stack() -> Iterator[None]:
+    """Give the calling thread its alternate signal stack back after OpenVINO compiles a model.
+
+    OpenVINO's CPU plugin installs an alternate signal stack of its own while compiling and puts the
+    previous one back when the compiled model is destroyed. Two compiled models destroyed in the
+    order they were made leave the thread pointing at the first one's freed stack, and the next
+    Python signal handler (e.g. PyTorch DataLoader's SIGCHLD) then kills the process with SIGSEGV
+    (measured here: OpenVINO 2026.4). Restoring the previous stack at once keeps every later
+    restore valid; OpenVINO's handlers still get a valid (the previous) stack."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    previous = _stack_t()
+    saved = libc.sigaltstack(None, ctypes.byref(previous)) == 0
+    try:
+        yield
+    finally:
+        if saved:
+            libc.sigaltstack(ctypes.byref(previous), None)
+
+
 class _Runtime:
     """A compiled graph on OpenVINO or ONNX Runtime: ``run(pixels) -> {output name: array}``."""
 
@@ -289,11 +319,12 @@ class _Runtime:
             }
             if blob_cache is not None:
                 config["CACHE_DIR"] = str(blob_cache)  # compiled blobs: a faster second start
-            self._compiled = core.compile_model(str(path), "CPU", config)
+            with _keep_signal_stack():
+                self._compiled = core.compile_model(str(path), "CPU", config)
+                self._request = self._compiled.create_infer_request()
             actual = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
             self.precision = {name: p for p, name in _OV_PRECISION.items()}.get(actual, precision)
             self.output_names = [o.get_any_name() for o in self._compiled.outputs]
-            self._request = self._compiled.create_infer_request()
         else:
             import onnxruntime as ort
 
