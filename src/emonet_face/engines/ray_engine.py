@@ -361,6 +361,8 @@ def ray_predict(
                     complete=True,
                 )
                 manifest.setdefault("model_info", json.loads(info))
+                # what the actors run ("auto" resolved), as predict's Parquet metadata records it
+                manifest["backend"] = manifest["model_info"].get("encoder", {}).get("backend", manifest["backend"])
                 _summarise(manifest)
                 _atomic_json(out / MANIFEST, manifest)
                 if on_unit is not None:
