@@ -32,8 +32,8 @@ from emonet_face.backends import (
 )
 from emonet_face.encoder import EncoderCheckpoint, ImageEncoder, ImagePreprocessor, _load_image_processor
 from emonet_face.errors import InputError, ModelLoadError
-from emonet_face.heads import FusedHeads, load_heads
-from emonet_face.hub import HEADS_PATTERNS, MODELS, resolve_model_dir
+from emonet_face.heads import FusedHeads
+from emonet_face.hub import MODELS
 
 __all__ = ["EXPORT_FORMAT", "ExportedGraph", "export_model", "is_exported"]
 
@@ -95,7 +95,7 @@ def export_model(
     CPU has it natively, else float32; ``dtype="float32"`` forces exact float32). The folder is
     written beside ``out`` and renamed into place.
     """
-    from emonet_face.pipeline import _split_revision
+    from emonet_face.pipeline import _split_revision, fetch_heads
 
     if fmt not in GRAPH_FILES:
         raise InputError(f"--format {fmt}: use onnx or openvino")
@@ -116,15 +116,7 @@ def export_model(
     checkpoint = EncoderCheckpoint.resolve(
         enc_ref, revision=enc_rev, cache_dir=cache_dir, local_files_only=local_files_only
     )
-    heads_dir = resolve_model_dir(
-        heads_ref,
-        revision=heads_rev,
-        cache_dir=cache_dir,
-        allow_patterns=HEADS_PATTERNS,
-        local_files_only=local_files_only,
-        what="heads",
-    )
-    fused = load_heads(heads_dir)
+    fused = fetch_heads(heads_ref, heads_rev, cache_dir=cache_dir, local_files_only=local_files_only)
     if checkpoint.dim != fused.in_dim:
         raise ModelLoadError(
             f"encoder {enc_ref} gives {checkpoint.dim}-dim features but the heads expect {fused.in_dim}"

@@ -84,6 +84,21 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, backend
     return getattr(torch, resolve_precision(dtype, device, backend))
 
 
+def fetch_heads(
+    ref: str | Path, revision: str | None, *, cache_dir: str | Path | None, local_files_only: bool | None
+) -> FusedHeads:
+    """Heads from a Hub id or a local folder (released layout or our safetensors export)."""
+    folder = resolve_model_dir(
+        ref,
+        revision=revision,
+        cache_dir=cache_dir,
+        allow_patterns=HEADS_PATTERNS,
+        local_files_only=local_files_only,
+        what="heads",
+    )
+    return load_heads(folder)
+
+
 def _split_revision(ref: str | Path, revision: str | None) -> tuple[str | Path, str | None]:
     """``owner/name@rev`` (a Hub id with a revision) → (id, rev); local folders are left alone."""
     if isinstance(ref, str) and "@" in ref and not Path(ref).expanduser().exists():
@@ -350,15 +365,7 @@ class EmoNetFace(nn.Module):
             fused, heads_ref = heads, "<FusedHeads>"
         else:
             heads_ref, heads_rev = _split_revision(heads or spec.heads, revision)
-            folder = resolve_model_dir(
-                heads_ref,
-                revision=heads_rev,
-                cache_dir=cache_dir,
-                allow_patterns=HEADS_PATTERNS,
-                local_files_only=local_files_only,
-                what="heads",
-            )
-            fused = load_heads(folder)
+            fused = fetch_heads(heads_ref, heads_rev, cache_dir=cache_dir, local_files_only=local_files_only)
         image_encoder: Encoder | None = None
         if encoder is not None and not isinstance(encoder, (str, Path)):
             image_encoder = encoder
