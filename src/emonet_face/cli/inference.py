@@ -36,6 +36,9 @@ DTYPE_HELP = (
     "Encoder precision: auto (bfloat16 on CPUs with AVX512_BF16/AMX and on bf16 GPUs, float32 elsewhere; "
     "ONNX Runtime float32), float32 (exact float32 on every backend), bfloat16 or float16."
 )
+EncoderOpt = Annotated[
+    str | None, typer.Option("--encoder", help="Encoder: Hub id (owner/name, or owner/name@rev) or local folder.")
+]
 HeadsOpt = Annotated[
     str | None,
     typer.Option(
@@ -93,9 +96,7 @@ def predict(
     ],
     out: OutOpt = None,
     model: PredictModelOpt = "large",
-    encoder: Annotated[
-        str | None, typer.Option("--encoder", help="Encoder: Hub id (owner/name, or owner/name@rev) or local folder.")
-    ] = None,
+    encoder: EncoderOpt = None,
     heads: HeadsOpt = None,
     revision: RevisionOpt = None,
     cache_dir: CacheOpt = None,
