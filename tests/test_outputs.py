@@ -101,3 +101,18 @@ def test_row_key_normalises_read_back_values():
     assert row_key({"path": "a.mp4", "frame": 3}) == row_key({"path": "a.mp4", "frame": 3.0})
     assert row_key({"path": "a.jpg"}) == ("a.jpg",)
     assert row_key({"path": "a.jpg", "frame": None}) == ("a.jpg",)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_resume_of_an_older_output_without_the_new_columns_says_so(tmp_path, suffix):
+    """An output written before the eye-landmark columns existed cannot take rows that have them:
+    one line naming the file and what to do, and the old rows stay as they were."""
+    path = tmp_path / f"scores{suffix}"
+    with open_writer(path) as writer:
+        writer.write(make_table(2))
+    newer = make_table(1, start=2, seed=1)
+    newer.insert(1, "eye_left_x", 1.0)
+    expected = r"lacks the columns \['eye_left_x'\].*new file, or rerun without --resume"
+    with pytest.raises(InputError, match=expected), open_writer(path, resume=True) as writer:
+        writer.write(newer)
+    assert read_table(path)["path"].tolist() == ["img0.jpg", "img1.jpg"]

@@ -192,6 +192,7 @@ class ScoreWriter:
         self.path = Path(path)
         self.resume = resume
         self.columns: list[str] | None = None
+        self.columns_from_file = False  # set where --resume took the columns from an existing output
         self.rows_written = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -201,6 +202,11 @@ class ScoreWriter:
             self.columns = list(frame.columns)
             return frame
         extra = [c for c in frame.columns if c not in self.columns]
+        if extra and self.columns_from_file:
+            raise InputError(
+                f"{self.path}: the existing output lacks the columns {extra} that this run writes (it was made by an "
+                "older version or with other options); write to a new file, or rerun without --resume"
+            )
         if extra:
             raise InputError(
                 f"{self.path}: new columns {extra} appeared mid-run; sources must emit the same id columns on every row"
@@ -249,6 +255,7 @@ class _AppendWriter(ScoreWriter):
         if resume and self.path.is_file():
             _cut_partial_last_line(self.path)
             self.columns = self._existing_columns()
+            self.columns_from_file = self.columns is not None
         self._fh = self.path.open("a" if resume else "w", encoding="utf-8", newline="")
 
     def _existing_columns(self) -> list[str] | None:
@@ -308,6 +315,7 @@ class ParquetWriter(ScoreWriter):
         existing = read_table(self.path) if resume else pd.DataFrame()
         if len(existing.columns):
             self.columns = list(existing.columns)
+            self.columns_from_file = True
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         self._next = len(self.part_files(self.path))
         self._closed = False
