@@ -270,6 +270,36 @@ def test_cli_predict_records_backend_and_runs_exports(tiny_encoder_dir, tiny_hea
         np.testing.assert_allclose(_centred(table), _centred(tables[0]), atol=FP32_TOL, rtol=0)
 
 
+def test_serve_runs_an_exported_folder_with_the_rows_of_predict(exported, tmp_path):
+    """``serve --model DIR`` takes an exported folder as ``predict --model DIR`` does: same rows."""
+    pytest.importorskip("fastapi", reason="serve needs the [serve] extra")
+    import httpx
+
+    from emonet_face.cli.main import app
+    from emonet_face.outputs import read_table
+    from emonet_face.serve import ServeConfig, create_app
+    from serve_helpers import running_server
+
+    paths = []
+    for i, image in enumerate(_images()):
+        paths.append(tmp_path / f"{i}.png")
+        image.save(paths[-1])
+    out = tmp_path / "graph.csv"
+    command = ["predict", *map(str, paths), "--model", str(exported["onnx"]), "--faces", "none", "--out", str(out)]
+    result = CliRunner().invoke(app, [*command, "--num-workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    expected = read_table(out)
+    with running_server(create_app(ServeConfig(model=str(exported["onnx"]), faces="none", workers=1))) as url:
+        assert httpx.get(f"{url}/v1/info").json()["backend"] == "onnx"
+        files = [("file", (p.name, p.read_bytes())) for p in paths]
+        response = httpx.post(f"{url}/v1/predict", files=files, timeout=120)
+    assert response.status_code == 200, response.text
+    rows = pd.DataFrame(response.json()["rows"])
+    assert list(rows.columns) == list(expected.columns)
+    assert rows["path"].tolist() == [p.name for p in paths]
+    np.testing.assert_allclose(_centred(rows), _centred(expected), atol=1e-6, rtol=0)
+
+
 def test_cli_export_and_help(exported, tmp_path):
     from emonet_face.cli.main import app
 

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from emonet_face.cli._common import fail, user_errors
-from emonet_face.cli.inference import CacheOpt, DeviceOpt, EncoderOpt, HeadsOpt, ModelOpt, RevisionOpt
+from emonet_face.cli.inference import CacheOpt, DeviceOpt, EncoderOpt, HeadsOpt, PredictModelOpt, RevisionOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +27,7 @@ def _default_workers() -> int:
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
-    model: ModelOpt = "large",
+    model: PredictModelOpt = "large",
     encoder: EncoderOpt = None,
     heads: HeadsOpt = None,
     revision: RevisionOpt = None,
