@@ -100,14 +100,16 @@ def free_port() -> int:
 class Server:
     """``emonet-face serve`` in a subprocess, stopped with SIGTERM."""
 
-    def __init__(self, encoder: Path, heads: Path, *extra: str, threads: int | None = None) -> None:
+    def __init__(
+        self, encoder: Path, heads: Path, *extra: str, threads: int | None = None, backend: str = "auto"
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)
         command = [sys.executable, "-m", "emonet_face", "serve", "--encoder", str(encoder), "--heads", str(heads),
-                   "--device", "cpu", "--faces", "none", "--port", str(self.port), *extra]  # fmt: skip
+                   "--device", "cpu", "--faces", "none", "--port", str(self.port), "--backend", backend, *extra]  # fmt: skip
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the server runs
         self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -137,6 +139,11 @@ class Server:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used (user + system)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def mean_batch(self) -> float:
         batches = httpx.get(f"{self.url}/v1/info").json()["batches"]
@@ -180,22 +187,26 @@ def load(url: str, images: list[bytes] | Callable, clients: int, requests: int, 
                     if status == 200:
                         latencies.append(elapsed)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(clients) as pool:
         for future in [pool.submit(client) for _ in range(clients)]:
             future.result()
-    raw = {"statuses": dict(statuses), "latencies": np.array(latencies), "wall": time.perf_counter() - start}
+    raw = {"statuses": dict(statuses), "latencies": np.array(latencies), "wall": time.perf_counter() - start,
+           "client_cpu": time.process_time() - cpu}  # fmt: skip
     return {**raw, **merge([raw])}
 
 
 def compare(name: str, encoder: Path, heads: Path, client_counts: list[int], requests: int, seconds: float,
-            images: list[bytes], threads: int | None, rounds: int = 2) -> None:  # fmt: skip
+            images: list[bytes], threads: int | None, rounds: int = 2, backend: str = "auto") -> None:  # fmt: skip
     """Both servers run side by side and are loaded in turn (``rounds`` times each, alternating), so
     that the shared machine's changing load hits both modes alike."""
     print(f"\n== {name}: batching on (--max-batch-size 16) vs off (--max-batch-size 1), faces=none, 1 image/request")
-    print(f"{'clients':>7} | {'mode':<9} | {'req/s':>7} | {'p50 ms':>8} | {'p99 ms':>8} | {'mean batch':>10} | failed")
+    print("(CPU ms/req: CPU time per answered request of the server process and of this load generator, on the same cores)")
+    print(f"{'clients':>7} | {'mode':<9} | {'req/s':>7} | {'p50 ms':>8} | {'p99 ms':>8} | {'mean batch':>10} | "
+          f"{'server CPU ms/req':>17} | {'client CPU ms/req':>17} | failed")  # fmt: skip
     modes = {"batch 16": "16", "batch 1": "1"}
-    servers = {mode: Server(encoder, heads, "--max-batch-size", size, threads=threads) for mode, size in modes.items()}
+    servers = {mode: Server(encoder, heads, "--max-batch-size", size, threads=threads, backend=backend)
+               for mode, size in modes.items()}  # fmt: skip
     rps: dict[tuple[int, str], float] = {}
     try:
         for server in servers.values():
@@ -204,10 +215,13 @@ def compare(name: str, encoder: Path, heads: Path, client_counts: list[int], req
         for clients in client_counts:
             runs: dict[str, list[dict]] = {mode: [] for mode in modes}
             batches: dict[str, list[int]] = {mode: [0, 0] for mode in modes}
+            server_cpu = dict.fromkeys(modes, 0.0)
             for _ in range(rounds):
                 for mode, server in servers.items():
                     before = httpx.get(f"{server.url}/v1/info").json()["batches"]
+                    cpu = server.cpu_s()
                     runs[mode].append(load(server.url, images, clients, requests // rounds, seconds / rounds))
+                    server_cpu[mode] += server.cpu_s() - cpu
                     after = httpx.get(f"{server.url}/v1/info").json()["batches"]
                     batches[mode][0] += after["items"] - before["items"]
                     batches[mode][1] += after["run"] - before["run"]
@@ -215,14 +229,42 @@ def compare(name: str, encoder: Path, heads: Path, client_counts: list[int], req
                 r = merge(runs[mode])
                 rps[clients, mode] = r["rps"]
                 batch = batches[mode][0] / max(1, batches[mode][1])
+                ok = max(1, r["ok"])
+                client_cpu = sum(run["client_cpu"] for run in runs[mode])
                 print(f"{clients:>7} | {mode:<9} | {r['rps']:>7.2f} | {r['p50']:>8.1f} | {r['p99']:>8.1f} | "
-                      f"{batch:>10.1f} | {r['failed']} {r['statuses'] if r['failed'] else ''}", flush=True)  # fmt: skip
+                      f"{batch:>10.1f} | {1000 * server_cpu[mode] / ok:>17.1f} | {1000 * client_cpu / ok:>17.1f} | "
+                      f"{r['failed']} {r['statuses'] if r['failed'] else ''}", flush=True)  # fmt: skip
     finally:
         for server in servers.values():
             server.__exit__()
     for clients in client_counts:
         ratio = rps[clients, "batch 16"] / rps[clients, "batch 1"]
         print(f"{clients:>2} clients: throughput batching on / off = {ratio:.2f}x")
+
+
+def model_ceiling(encoder: Path, heads: Path, images: list[bytes], threads: int | None, backend: str) -> None:
+    """The model alone, in this process, with the server's threads: encoder + heads per image at
+    batch 1 and 16. Their ratio is what batching can buy at most, with no per-request work at all."""
+    import torch
+
+    from emonet_face.pipeline import EmoNetFace
+
+    if threads:
+        torch.set_num_threads(threads)
+    net = EmoNetFace.from_pretrained("small", encoder=str(encoder), heads=str(heads), device="cpu", backend=backend)
+    pixels = net.encoder.preprocess([Image.open(io.BytesIO(data)).convert("RGB") for data in images[:16]])
+    per_image = {}
+    for size in (1, 16):
+        batch = {k: v[:size] for k, v in pixels.items()}
+        net.raw_scores(net.encoder(**batch))  # warm-up
+        calls = max(3, 96 // size)
+        start = time.perf_counter()
+        for _ in range(calls):
+            net.raw_scores(net.encoder(**batch))
+        per_image[size] = (time.perf_counter() - start) / calls / size * 1000
+    print(f"\n== the model alone ({net.describe()['encoder'].get('backend')}, {threads or torch.get_num_threads()} thread(s)):"
+          f" encoder + heads {per_image[1]:.2f} ms/image at batch 1, {per_image[16]:.2f} ms/image at batch 16:"
+          f" at most {per_image[1] / per_image[16]:.2f}x from batching")  # fmt: skip
 
 
 def merge(runs: list[dict]) -> dict:
@@ -240,9 +282,9 @@ def merge(runs: list[dict]) -> dict:
     }
 
 
-def memory_and_overload(encoder: Path, heads: Path, images: list[bytes], threads: int | None) -> None:
+def memory_and_overload(encoder: Path, heads: Path, images: list[bytes], threads: int | None, backend: str) -> None:
     print("\n== resident memory (batching on, 16 clients)")
-    with Server(encoder, heads, threads=threads) as server:
+    with Server(encoder, heads, threads=threads, backend=backend) as server:
         r100 = load(server.url, images, 16, 100, 600)
         rss100 = server.rss_mb()
         r2000 = load(server.url, images, 16, 1900, 600)
@@ -250,7 +292,7 @@ def memory_and_overload(encoder: Path, heads: Path, images: list[bytes], threads
         print(f"RSS after 100 requests: {rss100:.0f} MB; after 2,000: {rss2000:.0f} MB "
               f"({rss2000 - rss100:+.0f} MB); failed: {r100['failed'] + r2000['failed']}")  # fmt: skip
     print("\n== overload: --max-queue 4, 32 clients x 8 requests, no retries")
-    with Server(encoder, heads, "--max-queue", "4", threads=threads) as server:
+    with Server(encoder, heads, "--max-queue", "4", threads=threads, backend=backend) as server:
         r = load(server.url, images, 32, 256, 600)
         print(f"answers: {r['statuses']} (200 = scored, 503 = refused with Retry-After; nothing else expected)")
         assert httpx.get(f"{server.url}/health").status_code == 200
@@ -266,6 +308,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=6, help="small model depth")
     parser.add_argument("--image-size", type=int, default=128, help="small model input side")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the server")
+    parser.add_argument("--backend", default="auto", help="the servers' --backend (auto: OpenVINO on a CPU)")
     parser.add_argument("--real-size", action="store_true", help=f"also time {REAL_SIZE.name} (1 and 4 clients)")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-small", action="store_true", help="only the real-size encoder (with --real-size)")
@@ -276,10 +319,12 @@ def main() -> None:
     if not args.skip_small:
         encoder, heads = build_small_model(args.workdir / "small", hidden=args.hidden, layers=args.layers,
                                            image_size=args.image_size)  # fmt: skip
-        name = f"small model (SigLIP {args.layers} layers x {args.hidden}, {args.image_size}px; small heads)"
-        compare(name, encoder, heads, [1, 4, 16], args.requests, args.seconds, images, args.threads)
+        name = f"small model (SigLIP {args.layers} layers x {args.hidden}, {args.image_size}px; small heads; --backend {args.backend})"
+        model_ceiling(encoder, heads, images, args.threads, args.backend)
+        compare(name, encoder, heads, [1, 4, 16], args.requests, args.seconds, images, args.threads,
+                backend=args.backend)  # fmt: skip
         if not args.skip_memory:
-            memory_and_overload(encoder, heads, images, args.threads)
+            memory_and_overload(encoder, heads, images, args.threads, args.backend)
     if args.real_size:
         if not (REAL_SIZE / "model.safetensors").is_file():
             print(f"\n{REAL_SIZE} is missing: build it with benchmarks/bench_encoder.py")

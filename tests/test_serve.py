@@ -4,6 +4,7 @@ every endpoint, rows equal to the CLI's, every bad input, the queue limit, concu
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import struct
@@ -466,3 +467,19 @@ def test_records_are_json_ready():
 
     table = pd.DataFrame({"path": ["a"], "face": [np.int64(0)], "x": [np.nan], "error": [None]})
     assert _records(table) == [{"path": "a", "face": 0, "x": None, "error": None}]
+    mixed = pd.DataFrame(
+        {
+            "path": ["a", None],
+            "track": pd.array([3, None], dtype="Int64"),  # the tracker's nullable ids
+            "score": [0.25, np.nan],
+            "boxed": pd.Series([np.int64(7), np.float32(0.5)], dtype=object),
+            "top1": pd.Series(["joy", None], dtype=object),
+        }
+    )
+    records = _records(mixed)
+    assert records == [
+        {"path": "a", "track": 3, "score": 0.25, "boxed": 7, "top1": "joy"},
+        {"path": None, "track": None, "score": None, "boxed": 0.5, "top1": None},
+    ]
+    assert [type(v) for v in records[0].values()] == [str, int, float, int, str]  # plain Python, JSON-ready
+    json.dumps(records, allow_nan=False)

@@ -21,6 +21,7 @@ Writers append batch by batch so that a killed run keeps everything already writ
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -104,27 +105,34 @@ def build_score_table(
     emotion_index = [i for i, k in enumerate(keys) if k in EMOTION_KEYS]
     emotion_keys = [keys[i] for i in emotion_index]
     centred, probs = postprocess_scores(raw, neutral_mean, emotion_index)
-    columns: dict[str, Any] = {}
     id_frame = pd.DataFrame.from_records(list(ids)) if ids else pd.DataFrame({"path": pd.Series([], dtype=object)})
-    for name in id_frame.columns:
-        columns[name] = id_frame[name].to_numpy()
     scored = ~np.isnan(raw).any(axis=1)
-    top: list[list[str | None]] = [[None] * len(ids) for _ in range(TOP_K)]
+    top = np.full((len(ids), TOP_K), None, dtype=object)
     if emotion_index and scored.any():
         order = np.argsort(-centred[:, emotion_index], axis=1, kind="stable")[:, :TOP_K]
-        for row in np.flatnonzero(scored):
-            for k, col in enumerate(order[row]):
-                top[k][row] = emotion_keys[col]
-    for k in range(TOP_K):
-        columns[f"top{k + 1}"] = np.array(top[k], dtype=object)
-    for h, key in enumerate(keys):
-        columns[key] = centred[:, h]
-    for e, key in enumerate(emotion_keys):
-        columns[f"prob.{key}"] = probs[:, e]
-    for h, key in enumerate(keys):
-        columns[f"raw.{key}"] = raw[:, h]
-    columns["error"] = np.array([e if e else None for e in errors], dtype=object)
-    return pd.DataFrame(columns, index=pd.RangeIndex(len(ids)))
+        top[scored, : order.shape[1]] = np.asarray(emotion_keys, dtype=object)[order[scored]]
+    # Block-wise: one float block for the 128 score columns (not 128 single-column Series): the
+    # table is built per request by the HTTP server, where per-column work cost more than the model.
+    numbers = np.concatenate([centred, probs, raw], axis=1)
+    index = pd.RangeIndex(len(ids))
+    id_frame.index = index
+    top_names, score_names = _score_column_names(tuple(keys))
+    parts = [
+        id_frame,
+        pd.DataFrame(top, columns=top_names, index=index),
+        pd.DataFrame(numbers, columns=score_names, index=index),
+        pd.DataFrame({"error": np.array([e if e else None for e in errors], dtype=object)}, index=index),
+    ]
+    return pd.concat(parts, axis=1)
+
+
+@functools.lru_cache(maxsize=8)
+def _score_column_names(keys: tuple[str, ...]) -> tuple[pd.Index, pd.Index]:
+    """``top1..top3`` and the score column names (``key``, ``prob.key``, ``raw.key``), built once per
+    set of heads (an index of 128 names costs as much to build as the scores themselves)."""
+    emotion_keys = [k for k in keys if k in EMOTION_KEYS]
+    scores = [*keys, *(f"prob.{k}" for k in emotion_keys), *(f"raw.{k}" for k in keys)]
+    return pd.Index([f"top{k + 1}" for k in range(TOP_K)]), pd.Index(scores)
 
 
 def summary_columns(table: pd.DataFrame) -> list[str]:
