@@ -344,8 +344,8 @@ class BlazeFaceDetector:
     """MediaPipe BlazeFace full-range through LiteRT, over a small image pyramid (see module doc).
 
     ``threshold`` is the minimum score (0..1; ``--min-face-score``). ``source`` may name another
-    compatible ``.tflite`` file (same inputs/outputs as the full-range model). ``grid`` is the number
-    of pyramid levels (:func:`pyramid_scales`), ``verify_below`` the score under which a detection
+    compatible ``.tflite`` file (same inputs/outputs as the full-range model). ``grid`` picks the
+    finer pyramid level (:func:`pyramid_scales`: 2, 3, 4 → 352, 480, 640 px), ``verify_below`` the score under which a detection
     gets a second look, ``max_side`` the long side of the working copy of big photos.
     """
 
