@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,8 +15,12 @@ from emonet_face.faces.blazeface import (
     BLAZEFACE_ANCHORS,
     Detections,
     decode_detections,
+    input_shape,
+    level_side,
     model_path,
-    tile_windows,
+    pyramid_scales,
+    resized_model,
+    ssd_anchors,
     weighted_nms,
 )
 
@@ -65,18 +70,59 @@ def test_weighted_nms_merges_overlapping_boxes_by_score():
     assert found.boxes[1].tolist() == pytest.approx([3.0, 3.0, 4.0, 4.0])
 
 
-def test_tiles_cover_the_image_with_overlap():
-    windows = tile_windows(1600, 1200, grid=4, min_tile=300)
-    assert windows[0] == (0, 0, 1600)  # the whole image first
-    assert len({s for _, _, s in windows[1:]}) == 3  # levels of 2, 3, 4 tiles across
-    for side in {s for _, _, s in windows[1:]}:
-        level = [(x, y) for x, y, s in windows[1:] if s == side]
-        covered = np.zeros((1200, 1600), bool)
-        for x, y in level:
-            covered[y : y + side, x : x + side] = True
-        assert covered.all() and side >= 300
-    assert len(tile_windows(640, 480)) == 5  # the default: whole + 2×2
-    assert tile_windows(300, 200) == [(0, 0, 300)]  # small images are looked at whole
+def test_decoding_on_a_non_square_input_scales_x_and_y_by_their_own_side():
+    anchors = ssd_anchors(192, 384)  # 48 rows × 96 columns
+    assert anchors.shape == (48 * 96, 2) and anchors[1].tolist() == pytest.approx([1.5 / 96, 0.5 / 48])
+    raw = np.zeros((len(anchors), 16), np.float32)
+    logits = np.full(len(anchors), -10.0, np.float32)
+    i = 10 * 96 + 20  # centre (20.5/96, 10.5/48) = (82, 42) in input pixels
+    raw[i, :4] = [8.0, -4.0, 40.0, 20.0]  # centre (90, 38), 40 × 20 px
+    logits[i] = 3.0
+    (box,) = decode_detections(raw, logits, anchors=anchors, side=(384, 192)).boxes
+    assert (box * [384, 192, 384, 192]).tolist() == pytest.approx([70, 28, 110, 48], abs=1e-4)
+
+
+def test_pyramid_levels_by_image_size():
+    assert [level_side(g) for g in (1, 2, 3, 4)] == [192, 352, 480, 640]
+    # the default: the whole photo in 192 px, then in 480 px (one pass each)
+    assert pyramid_scales(1600, 1200) == pytest.approx([192 / 1600, 480 / 1600])
+    assert pyramid_scales(1600, 1200, grid=2) == pytest.approx([192 / 1600, 352 / 1600])
+    assert pyramid_scales(1600, 1200, grid=1) == pytest.approx([192 / 1600])
+    # the finer level never enlarges past 192/256 (0.75) ...
+    assert pyramid_scales(512, 340) == pytest.approx([192 / 512, 0.75])
+    # ... and is dropped where it would not be 1.5× finer than the whole pass
+    assert pyramid_scales(300, 200) == pytest.approx([192 / 300])
+    # the padded model input of each level: sides multiples of 32 holding the scaled image
+    assert input_shape(1600, 1200, 480 / 1600) == (480, 360, 384, 480)
+    assert input_shape(1600, 1200, 192 / 1600) == (192, 144, 160, 192)
+
+
+def test_resized_model_rewrites_the_three_upsampling_sizes_only():
+    model = model_path().read_bytes()
+    resized = resized_model(model, 256, 352)
+    assert len(resized) == len(model)
+    changed = np.flatnonzero(np.frombuffer(model, np.uint8) != np.frombuffer(resized, np.uint8))
+    assert len(changed) <= 3 * 8  # three int32 (h, w) pairs, nothing else
+    assert resized_model(model, 192, 192) == model
+    with pytest.raises(ValueError, match="multiples of 32"):
+        resized_model(model, 200, 192)
+
+
+def test_one_pass_on_a_whole_level_finds_what_a_192_tile_of_it_finds(astronaut):
+    """The resized model is the same network: a face seen in one 256×352 pass has the box, eyes and
+    score that a 192-px tile cut from the same pixels gives (tile offset a multiple of the network's
+    stride, 32, so both see the same grid), up to the context past the tile's edge."""
+    detector = get_detector()
+    level = cv2.resize(np.asarray(astronaut), (352, 352), interpolation=cv2.INTER_AREA)[:256]
+    whole, tile = detector._pass(level), detector.run(np.ascontiguousarray(level[:192, 96:288]))
+    (i, j) = int(np.argmax(whole.scores)), int(np.argmax(tile.scores))
+    box = whole.boxes[i] * [352, 256, 352, 256]
+    assert box.tolist() == pytest.approx((tile.boxes[j] * 192 + [96, 0, 96, 0]).tolist(), abs=1.0)
+    assert (whole.keypoints[i] * [352, 256]).ravel().tolist() == pytest.approx(
+        (tile.keypoints[j] * 192 + [96, 0]).ravel().tolist(), abs=1.0
+    )
+    assert whole.scores[i] == pytest.approx(tile.scores[j], abs=0.02)
+    assert 110 < box[0] < 125 and 180 < box[2] < 200  # the astronaut's face (222 ± 45 px × 0.6875)
 
 
 def test_the_model_ships_inside_the_package_with_its_licence():
