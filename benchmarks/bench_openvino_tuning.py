@@ -7,7 +7,8 @@ shape. Each setting compiles the same cached f32 IR in its own fresh process and
     python benchmarks/bench_openvino_tuning.py --ir /tmp/emonet-face-bench-encoder/compiled/openvino-*/encoder.xml
 
 THROUGHPUT / several streams only pay off when the batch is split over parallel infer requests
-(``AsyncInferQueue``): a single synchronous request runs on one stream's threads. Both ways are timed.
+(``AsyncInferQueue``): a single synchronous request runs on one stream's threads. Both ways are timed,
+and so are micro-batches (chunks of 1 or 2 images) on one stream or several.
 """
 
 from __future__ import annotations
@@ -21,14 +22,19 @@ import time
 
 import numpy as np
 
-# name: (compile config, static batch shape?, split the batch over the streams' async requests?)
-SETTINGS: dict[str, tuple[dict, bool, bool]] = {
+# name: (compile config, static batch shape?, split: False = one request for the whole batch, True = one
+# chunk per stream, N = chunks of N images, all run through an AsyncInferQueue with one request per stream)
+SETTINGS: dict[str, tuple[dict, bool, bool | int]] = {
     "latency-2t-dynamic (current)": ({"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 2}, False, False),
     "latency-2t-static": ({"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 2}, True, False),
     "latency-default-threads": ({"PERFORMANCE_HINT": "LATENCY"}, False, False),
     "throughput-sync-1-request": ({"PERFORMANCE_HINT": "THROUGHPUT"}, False, False),
     "throughput-async-split": ({"PERFORMANCE_HINT": "THROUGHPUT"}, False, True),
     "2-streams-1t-async-split": ({"NUM_STREAMS": 2, "INFERENCE_NUM_THREADS": 2}, False, True),
+    "2-streams-2t-each-async-split": ({"NUM_STREAMS": 2, "INFERENCE_NUM_THREADS": 4}, False, True),
+    "latency-2t-chunks-of-1": ({"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 2}, False, 1),
+    "throughput-chunks-of-1": ({"PERFORMANCE_HINT": "THROUGHPUT"}, False, 1),
+    "throughput-chunks-of-2": ({"PERFORMANCE_HINT": "THROUGHPUT"}, False, 2),
 }
 
 
@@ -47,10 +53,10 @@ def probe(name: str, ir: str, batch: int) -> None:
     threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
     pixels = (np.random.default_rng(0).random((batch, 3, 384, 384), dtype=np.float32) * 2 - 1).astype(np.float32)
 
-    if split and streams > 1:
+    if split is not False:
         queue = ov.AsyncInferQueue(compiled, streams)
-        chunks = np.array_split(pixels, streams)
-        results: list = [None] * streams
+        chunks = np.array_split(pixels, streams if split is True else -(-batch // split))
+        results: list = [None] * len(chunks)
         queue.set_callback(lambda request, i: results.__setitem__(i, request.get_output_tensor(0).data.copy()))
 
         def run() -> np.ndarray:

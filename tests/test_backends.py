@@ -91,17 +91,18 @@ def test_openvino_float32_forces_the_precision_hint(tiny_encoder_dir, cache):
 
 
 def test_openvino_splits_a_batch_over_streams_in_row_order(tiny_encoder_dir, cache, monkeypatch):
-    """THROUGHPUT (default): a batch runs as one request per stream; the rows come back in order and
-    equal single-image runs and the LATENCY hint's one-request run."""
+    """$EMONET_FACE_OPENVINO_HINT=THROUGHPUT: a batch runs as one request per stream; the rows come
+    back in order and equal single-image runs and the default LATENCY hint's one-request run."""
     encoder = load_encoder(tiny_encoder_dir, backend="openvino", device="cpu", dtype="float32", compiled_dir=cache)
     path = encoder.cache_entry / "encoder.xml"
+    monkeypatch.setenv(backends.OV_HINT_ENV, "throughput")
     runtime = backends._Runtime(path, "openvino", "float32", threads=2)
     assert runtime.streams >= 2
     pixels = np.random.default_rng(0).uniform(-1, 1, (5, 3, 32, 32)).astype(np.float32)
     batch = runtime.run(pixels)["embedding"]
     single = np.concatenate([runtime.run(pixels[i : i + 1])["embedding"] for i in range(len(pixels))])
     np.testing.assert_allclose(batch, single, atol=1e-5)
-    monkeypatch.setenv(backends.OV_HINT_ENV, "latency")
+    monkeypatch.delenv(backends.OV_HINT_ENV)
     latency = backends._Runtime(path, "openvino", "float32", threads=2)
     assert latency.streams == 1
     np.testing.assert_allclose(latency.run(pixels)["embedding"], batch, atol=1e-5)

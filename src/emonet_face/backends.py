@@ -64,7 +64,7 @@ INT8_WARNING = (
 CACHE_ENV = "EMONET_FACE_CACHE"
 BACKEND_ENV = "EMONET_FACE_BACKEND"  # what "auto" means, e.g. torch for a test suite that compares with torch
 DTYPE_ENV = "EMONET_FACE_DTYPE"
-OV_HINT_ENV = "EMONET_FACE_OPENVINO_HINT"  # THROUGHPUT (default: batches split over streams) or LATENCY
+OV_HINT_ENV = "EMONET_FACE_OPENVINO_HINT"  # LATENCY (default: one request per batch) or THROUGHPUT (streams)
 CACHE_FORMAT = 1  # bump when the converted graph changes meaning
 _OV_PRECISION = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 
@@ -349,7 +349,7 @@ class _Runtime:
         if backend == "openvino":
             import openvino as ov
 
-            hint = os.environ.get(OV_HINT_ENV, "THROUGHPUT").upper()
+            hint = os.environ.get(OV_HINT_ENV, "LATENCY").upper()
             if hint not in ("THROUGHPUT", "LATENCY"):
                 raise InputError(f"${OV_HINT_ENV}={hint}: use THROUGHPUT or LATENCY")
             config = {
@@ -384,10 +384,12 @@ class _Runtime:
     def _run_streams(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """The batch split over OpenVINO's streams, run in parallel (one request per stream).
 
-        A THROUGHPUT-compiled model gives each stream its share of the threads; one synchronous
-        request would leave the other streams idle. Measured on 2 cores (so400m f32, batch 8): 2
-        streams of 1 thread each were 1.3-1.7x faster than one 2-thread LATENCY request
-        (benchmarks/bench_openvino_tuning.py); a batch smaller than the stream count leaves streams idle.
+        LATENCY (the default) compiles one stream with all threads: one request per batch. THROUGHPUT
+        (``$EMONET_FACE_OPENVINO_HINT``) gives each stream its share of the threads, so a batch is split
+        into one chunk per stream; a batch smaller than the stream count leaves streams idle. Measured
+        on 2 cores (so400m f32, benchmarks/bench_openvino_tuning.py): THROUGHPUT 1.0-1.13x LATENCY at
+        batch 8 (within the noise of a shared machine) and 0.55x at batch 1, hence LATENCY by default;
+        on many-core CPUs THROUGHPUT may pay off (not measured here).
         """
         chunks = np.array_split(pixels, max(1, min(len(pixels), self.streams)))
         results: list[list[np.ndarray]] = [[] for _ in chunks]
