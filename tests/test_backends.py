@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from emonet_face import backends
+from emonet_face import backends, export
 from emonet_face import taxonomy as tx
 from emonet_face.backends import CompiledEncoder, load_encoder, resolve_backend, resolve_precision
 from emonet_face.encoder import ImageEncoder
@@ -424,6 +424,9 @@ def test_int8_export_runs_with_a_warning_near_float32(tiny_encoder_dir, tiny_hea
     assert "MatMulInteger" in _quantised_ops(folder / "model.onnx")
     with pytest.raises(InputError, match="int8"):
         ExportedGraph(folder, dtype="float32")
+    for backend in ("onnx", "openvino"):  # a float32 folder is not quantised on the fly
+        with pytest.raises(InputError, match="--format onnx --dtype int8"):
+            export._exported_precision("int8", backend)
     with pytest.warns(UserWarning, match="EXPERIMENTAL"):
         net = EmoNetFace.from_pretrained(str(folder))
     assert net.encoder.describe()["precision"] == "int8" and net.encoder.backend == "onnx"

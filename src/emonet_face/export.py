@@ -311,6 +311,8 @@ def _exported_precision(dtype: str | None, backend: str, stored: str = "float32"
         # float16-compressed weights are decompressed: compute in bf16 where native, else float32
         return "bfloat16" if backend == "openvino" and cpu_has_bf16() else "float32"
     precision = PRECISIONS.get(str(dtype).lower().removeprefix("torch."))
+    if precision == "int8":
+        raise InputError("--dtype int8: this folder holds a float32 graph; export one with --format onnx --dtype int8")
     if precision is None or (backend == "onnx" and precision != "float32"):
         raise InputError(f"--dtype {dtype}: use float32 (or bfloat16/float16 with --backend openvino)")
     return precision
