@@ -366,9 +366,10 @@ def test_compiled_models_leave_the_signal_stack_valid():
 
 
 # --- int8 (experimental) -------------------------------------------------------------------------
-INT8_TOL = 0.05
-"""Loose bound for the experimental int8 path on the tiny random model (8-bit weights per channel,
-7-bit range, activations quantised per batch): centred scores within 0.05 of torch float32. It only
+INT8_TOL = 0.01
+"""Loose bound for the experimental int8 path on the tiny random model (int8 weights per channel,
+7-bit range, activations quantised per batch): centred scores within 0.01 of torch float32 (measured
+1.1e-3; the scores' own spread across images is 2.4e-2, so a broken graph cannot pass). It only
 proves the plumbing: random weights cannot judge int8 accuracy on real faces."""
 
 

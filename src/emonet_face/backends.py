@@ -22,6 +22,7 @@ import ctypes
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import sys
@@ -298,14 +299,18 @@ def quantize_int8(source: Path, target: Path) -> None:
         raise ModelLoadError(
             "--dtype int8 needs onnxruntime and onnx: pip install 'emonet-face[onnx]'; or use --dtype float32"
         ) from None
-    quantize_dynamic(
-        source,
-        target,
-        op_types_to_quantize=["MatMul"],
-        per_channel=True,
-        reduce_range=True,
-        weight_type=QuantType.QInt8,
-    )
+    logging.disable(logging.WARNING)  # its root-logger advice to pre-process (shape inference) is noise here
+    try:
+        quantize_dynamic(
+            source,
+            target,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            reduce_range=True,
+            weight_type=QuantType.QInt8,
+        )
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 # --- runtimes ------------------------------------------------------------------------------------
