@@ -1,8 +1,9 @@
 """Time the real-size SigLIP2 so400m-patch16-384 encoder (random weights: timing does not depend
 on them) on every backend, side by side: seconds per image at batch 1 and 8 for torch fp32, torch
-bf16, OpenVINO f32 / bf16, ONNX Runtime fp32 and an exported one-graph folder; cosine and max
-|delta centred score| against torch fp32; peak memory; conversion and first-start times (cold vs
-warm cache); end-to-end ``emonet-face predict`` on face photos, today's torch fp32 vs the default.
+bf16, OpenVINO f32 / bf16, ONNX Runtime fp32 / int8 (experimental) and exported one-graph folders
+(ONNX, OpenVINO, ONNX int8); cosine and max |delta centred score| against torch fp32; peak memory;
+conversion and first-start times (cold vs warm cache); end-to-end ``emonet-face predict`` on face
+photos, today's torch fp32 vs the default.
 
     python benchmarks/bench_encoder.py                      # CPU, every way, one round
     python benchmarks/bench_encoder.py --device cuda        # GPU: torch fp32 vs bf16 (SDPA)
@@ -127,13 +128,17 @@ def write_jpegs(folder: Path, n: int) -> list[Path]:
 
 # --- backends, side by side ----------------------------------------------------------------------
 WAYS = {
-    # name: (backend, dtype) for load_encoder; "exported" runs an `emonet-face export` folder
+    # name: (backend, dtype) for load_encoder; "exported-FORMAT" runs an `emonet-face export` folder
+    # (written on the first run: its conversion time is the cold start minus the warm start)
     "torch-fp32": ("torch", "float32"),
     "torch-bf16": ("torch", "bfloat16"),
     "openvino-f32": ("openvino", "float32"),
     "openvino-bf16": ("openvino", "bfloat16"),
     "onnx-fp32": ("onnx", "float32"),
-    "exported-onnx": ("exported", "float32"),
+    "onnx-int8": ("onnx", "int8"),  # experimental: ONNX Runtime dynamic quantisation
+    "exported-onnx": ("exported-onnx", "float32"),
+    "exported-openvino": ("exported-openvino", "float32"),
+    "exported-onnx-int8": ("exported-onnx", "int8"),  # experimental
 }
 
 
@@ -159,20 +164,24 @@ def way_probe(way: str, args: argparse.Namespace) -> None:
     backend, dtype = WAYS[way]
     workdir = args.workdir
     start = time.perf_counter()
-    if backend == "exported":
-        exported = workdir / "exported-onnx"
-        if not exported.is_dir():
+    exported = backend.startswith("exported")
+    cache_hit = None
+    if exported:
+        folder = workdir / way
+        cache_hit = folder.is_dir()
+        if not cache_hit:
             from emonet_face.export import export_model
 
-            export_model(exported, encoder=workdir / CHECKPOINT, heads=workdir / "heads-large-random", fmt="onnx")
-        encoder = ExportedGraph(exported, dtype=dtype)
+            fmt = backend.removeprefix("exported-")
+            export_model(folder, encoder=workdir / CHECKPOINT, heads=workdir / "heads-large-random", fmt=fmt, dtype=dtype)
+        encoder = ExportedGraph(folder, dtype=dtype)
     else:
         encoder = load_encoder(
             workdir / CHECKPOINT, backend=backend, device=args.device, dtype=dtype, compiled_dir=workdir / "compiled"
         )
     load_s = time.perf_counter() - start
-    heads = load_heads(workdir / "heads-large-random") if backend != "exported" else None
-    result: dict = {"way": way, "load_s": load_s, "cache_hit": getattr(encoder, "cache_hit", None), "batches": {}}
+    heads = None if exported else load_heads(workdir / "heads-large-random")
+    result: dict = {"way": way, "load_s": load_s, "cache_hit": getattr(encoder, "cache_hit", cache_hit), "batches": {}}
     gen = torch.Generator().manual_seed(0)
     pixels_all = torch.rand(max(args.sizes), 3, 384, 384, generator=gen) * 2 - 1
     first = time.perf_counter()
@@ -304,8 +313,8 @@ def main() -> None:
     build_checkpoint(checkpoint)
     build_heads(args.workdir / "heads-large-random")
     if not args.keep_cache:
-        shutil.rmtree(args.workdir / "compiled", ignore_errors=True)
-        shutil.rmtree(args.workdir / "exported-onnx", ignore_errors=True)
+        for folder in ("compiled", *(w for w in WAYS if w.startswith("exported"))):
+            shutil.rmtree(args.workdir / folder, ignore_errors=True)
     from emonet_face.backends import cpu_has_bf16
 
     print(
@@ -363,30 +372,35 @@ def compare_ways(ways: list[str], args: argparse.Namespace) -> None:
     ref_cen = np.load(args.workdir / f"out-{base}-centred.npy")
     print(
         f"\n| way | s/img batch {args.sizes[0]} | s/img batch {args.sizes[-1]} | vs torch fp32 (batch {args.sizes[-1]}) "
-        "| min cosine | max abs delta centred | peak RSS, MB | first start cold, s | warm, s |"
+        "| min cosine | max abs delta centred | peak RSS cold, MB | peak RSS warm, MB | first start cold, s | warm, s "
+        "| conversion, s |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     base_t = min(r["batches"][str(args.sizes[-1])] for r in runs[base] if not r.get("failed")) / args.sizes[-1]
     for way in ways:
         ok = [r for r in runs[way] if not r.get("failed")]
         if not ok:
-            print(f"| {way} | failed | | | | | | | |")
+            print(f"| {way} | failed | | | | | | | | | |")
             continue
         per = {b: min(r["batches"][str(b)] for r in ok) / b for b in (args.sizes[0], args.sizes[-1])}
         emb = np.load(args.workdir / f"out-{way}-embedding.npy")
         cen = np.load(args.workdir / f"out-{way}-centred.npy")
         cos = (emb * ref_emb).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(ref_emb, axis=1))
         cold = ok[0]["load_s"] + ok[0]["first_inference_s"]
-        hot = warm.get(way, ok[-1])
+        hot = warm.get(way, {"failed": True})
         hot_s = hot["load_s"] + hot["first_inference_s"] if not hot.get("failed") else float("nan")
+        hot_rss = hot["peak_rss_mb"] if not hot.get("failed") else float("nan")
+        convert_s = ok[0]["load_s"] - hot["load_s"] if ok[0].get("cache_hit") is not True and not hot.get("failed") else 0
         print(
             f"| {way} | {per[args.sizes[0]]:.2f} | {per[args.sizes[-1]]:.2f} | {base_t / per[args.sizes[-1]]:.2f}x "
             f"| {cos.min():.6f} | {np.abs(cen - ref_cen).max():.2e} | {max(r['peak_rss_mb'] for r in ok):.0f} "
-            f"| {cold:.1f} | {hot_s:.1f} |"
+            f"| {hot_rss:.0f} | {cold:.1f} | {hot_s:.1f} | {convert_s:.0f} |"
         )
     print(
         "\n(first start = load, incl. conversion on a cold cache, + first inference; warm = the same with the "
-        "converted model cached; torch has no conversion)"
+        "converted model cached; conversion = cold load - warm load; peak RSS cold = the timed run, incl. "
+        "conversion on a cold cache; warm = load + batch 1; torch has no conversion. int8 rows are EXPERIMENTAL: "
+        "random weights cannot judge their accuracy on real faces, only their drift from float32 here)"
     )
 
 

@@ -22,6 +22,7 @@ import ctypes
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import sys
@@ -48,16 +49,23 @@ __all__ = [
     "compiled_cache_dir",
     "cpu_has_bf16",
     "load_encoder",
+    "quantize_int8",
     "resolve_backend",
     "resolve_precision",
 ]
 
 BACKENDS = ("auto", "torch", "openvino", "onnx")
 PRECISIONS = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
-PRECISIONS |= {"float16": "float16", "fp16": "float16", "half": "float16"}
+PRECISIONS |= {"float16": "float16", "fp16": "float16", "half": "float16", "int8": "int8"}
+INT8_WARNING = (
+    "--dtype int8 is EXPERIMENTAL: ONNX Runtime dynamic quantisation (int8 weights, activations quantised per "
+    "batch) of the encoder's matrix products. SigLIP-family encoders have activation outliers that hurt int8, and "
+    "its drift on the real weights has not been measured: check the scores against --dtype float32 before use."
+)
 CACHE_ENV = "EMONET_FACE_CACHE"
 BACKEND_ENV = "EMONET_FACE_BACKEND"  # what "auto" means, e.g. torch for a test suite that compares with torch
 DTYPE_ENV = "EMONET_FACE_DTYPE"
+OV_HINT_ENV = "EMONET_FACE_OPENVINO_HINT"  # LATENCY (default: one request per batch) or THROUGHPUT (streams)
 CACHE_FORMAT = 1  # bump when the converted graph changes meaning
 _OV_PRECISION = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 
@@ -110,8 +118,9 @@ def resolve_precision(dtype: str | torch.dtype | None, device: torch.device, bac
 
     ``None``/``"auto"``: bfloat16 where the hardware computes it natively (CPU with AVX512_BF16 or
     AMX, CUDA GPUs with bf16), float32 elsewhere; ONNX Runtime always float32 on CPU (it has no fast
-    bf16 kernels). An explicit ``float32`` is exact float32 on every backend. ``$EMONET_FACE_DTYPE``
-    (when set) replaces ``auto``.
+    bf16 kernels). An explicit ``float32`` is exact float32 on every backend. ``int8`` (experimental,
+    ONNX Runtime only, warns) is dynamic quantisation (:func:`quantize_int8`); never chosen by ``auto``.
+    ``$EMONET_FACE_DTYPE`` (when set) replaces ``auto``.
     """
     if isinstance(dtype, torch.dtype):
         dtype = str(dtype).removeprefix("torch.")
@@ -125,7 +134,12 @@ def resolve_precision(dtype: str | torch.dtype | None, device: torch.device, bac
         return "bfloat16" if device.type == "cpu" and cpu_has_bf16() else "float32"
     precision = PRECISIONS.get(dtype.lower())
     if precision is None:
-        raise InputError(f"--dtype {dtype}: use auto, float32, bfloat16 or float16")
+        raise InputError(f"--dtype {dtype}: use auto, float32, bfloat16, float16 or int8 (experimental)")
+    if precision == "int8":
+        if backend != "onnx":
+            raise InputError(f"--dtype int8 (experimental) runs on ONNX Runtime only; use --backend onnx, not {backend}")
+        warnings.warn(INT8_WARNING, stacklevel=3)
+        return precision
     if backend == "onnx" and precision != "float32":
         raise InputError(f"--dtype {dtype}: ONNX Runtime runs float32 on CPU; use --backend openvino for {precision}")
     if precision != "float32" and device.type == "cpu" and not (precision == "bfloat16" and cpu_has_bf16()):
@@ -173,7 +187,8 @@ def _library_versions(backend: str) -> dict[str, str]:
 def cache_key(folder: Path, *, name: str, revision: str | None, backend: str, normalize: bool) -> dict[str, Any]:
     """Everything that decides the converted graph (the entry name is its hash). The graph is stored
     in float32 with a dynamic batch axis; bf16/fp32 are compile-time choices of the runtime, so one
-    entry serves both precisions."""
+    entry serves both precisions. The experimental int8 graph is its own entry (``stored_precision``
+    ``int8``), quantised from the float32 one."""
     return {
         "format": CACHE_FORMAT,
         "encoder": name,
@@ -270,6 +285,34 @@ def convert_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, out
         )
 
 
+def quantize_int8(source: Path, target: Path) -> None:
+    """Experimental int8: ONNX Runtime dynamic quantisation of a float32 ONNX graph into ``target``.
+
+    Only the MatMuls with constant weights are quantised (int8 weights, per output channel, 7-bit
+    range; activations quantised per batch at run time): no calibration data is needed. The patch
+    embedding (a Conv), layer norms, softmax, attention score products and the heads' first layer
+    (whose constant is on the left) stay float32. ``reduce_range`` avoids the u8 x s8 saturation of
+    the AVX2/AVX-512 kernels on CPUs without VNNI (ONNX Runtime's quantisation guide)."""
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        raise ModelLoadError(
+            "--dtype int8 needs onnxruntime and onnx: pip install 'emonet-face[onnx]'; or use --dtype float32"
+        ) from None
+    logging.disable(logging.WARNING)  # its root-logger advice to pre-process (shape inference) is noise here
+    try:
+        quantize_dynamic(
+            source,
+            target,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            reduce_range=True,
+            weight_type=QuantType.QInt8,
+        )
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 # --- runtimes ------------------------------------------------------------------------------------
 class _stack_t(ctypes.Structure):
     _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
@@ -311,17 +354,20 @@ class _Runtime:
         if backend == "openvino":
             import openvino as ov
 
-            core = ov.Core()
+            hint = os.environ.get(OV_HINT_ENV, "LATENCY").upper()
+            if hint not in ("THROUGHPUT", "LATENCY"):
+                raise InputError(f"${OV_HINT_ENV}={hint}: use THROUGHPUT or LATENCY")
             config = {
                 "INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],  # OpenVINO would pick bf16 by itself
-                "PERFORMANCE_HINT": "LATENCY",
+                "PERFORMANCE_HINT": hint,
                 "INFERENCE_NUM_THREADS": threads,
             }
             if blob_cache is not None:
                 config["CACHE_DIR"] = str(blob_cache)  # compiled blobs: a faster second start
             with _keep_signal_stack():
-                self._compiled = core.compile_model(str(path), "CPU", config)
-                self._request = self._compiled.create_infer_request()
+                self._compiled = ov.Core().compile_model(str(path), "CPU", config)
+                self.streams = int(self._compiled.get_property("NUM_STREAMS"))
+                self._queue = ov.AsyncInferQueue(self._compiled, self.streams)
             actual = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
             self.precision = {name: p for p, name in _OV_PRECISION.items()}.get(actual, precision)
             self.output_names = [o.get_any_name() for o in self._compiled.outputs]
@@ -337,9 +383,30 @@ class _Runtime:
     def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         pixels = np.ascontiguousarray(pixels, dtype=np.float32)
         if self.backend == "openvino":
-            result = self._request.infer({0: pixels})
-            return {name: np.array(result[i]) for i, name in enumerate(self.output_names)}
+            return self._run_streams(pixels)
         return dict(zip(self.output_names, self._session.run(None, {"pixel_values": pixels})))
+
+    def _run_streams(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """The batch split over OpenVINO's streams, run in parallel (one request per stream).
+
+        LATENCY (the default) compiles one stream with all threads: one request per batch. THROUGHPUT
+        (``$EMONET_FACE_OPENVINO_HINT``) gives each stream its share of the threads, so a batch is split
+        into one chunk per stream; a batch smaller than the stream count leaves streams idle. Measured
+        on 2 cores (so400m f32, benchmarks/bench_openvino_tuning.py): THROUGHPUT 1.0-1.13x LATENCY at
+        batch 8 (within the noise of a shared machine) and 0.55x at batch 1, hence LATENCY by default;
+        on many-core CPUs THROUGHPUT may pay off (not measured here).
+        """
+        chunks = np.array_split(pixels, max(1, min(len(pixels), self.streams)))
+        results: list[list[np.ndarray]] = [[] for _ in chunks]
+
+        def done(request: Any, index: int) -> None:  # copies: the request's tensors are reused
+            results[index] = [np.array(request.get_output_tensor(i).data) for i in range(len(self.output_names))]
+
+        self._queue.set_callback(done)
+        for index, chunk in enumerate(chunks):
+            self._queue.start_async({0: chunk}, index)
+        self._queue.wait_all()
+        return {name: np.concatenate([r[i] for r in results]) for i, name in enumerate(self.output_names)}
 
 
 class CompiledEncoder:
@@ -425,7 +492,9 @@ def load_encoder(
             Runtime run on the CPU.
         dtype: ``None``/``"auto"`` (bfloat16 on CPUs with AVX512_BF16/AMX and on bf16 GPUs, float32
             elsewhere; ONNX Runtime float32), ``"float32"`` (exact float32 everywhere, also forcing
-            OpenVINO's ``INFERENCE_PRECISION_HINT``), ``"bfloat16"`` or ``"float16"``.
+            OpenVINO's ``INFERENCE_PRECISION_HINT``), ``"bfloat16"``, ``"float16"``, or ``"int8"``
+            (EXPERIMENTAL, warns: ONNX Runtime dynamic quantisation, see :func:`quantize_int8`;
+            ``backend="auto"`` then means ONNX Runtime).
         revision: Hub revision of the encoder.
         cache_dir: Hugging Face cache folder (also hosts converted models when ``$EMONET_FACE_CACHE``
             is unset).
@@ -448,6 +517,8 @@ def load_encoder(
     checkpoint = EncoderCheckpoint.resolve(
         ref, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
     )
+    if str(dtype).lower() == "int8" and (backend or "auto").lower() == "auto":
+        backend = "onnx"  # the only backend with the experimental int8 path
     name = resolve_backend(backend, dev)
     if name != "torch" and checkpoint.takes_extra_inputs:
         if backend != "auto":
@@ -465,7 +536,7 @@ def load_encoder(
     graph_file = "encoder.xml" if name == "openvino" else "encoder.onnx"
     key = cache_key(checkpoint.folder, name=str(ref), revision=revision, backend=name, normalize=normalize)
 
-    def build(tmp: Path) -> None:
+    def convert(tmp: Path) -> None:
         tower = _Tower(checkpoint.load_vision_model(dtype=torch.float32), normalize)
         example = torch.zeros(1, 3, *pixel_size(processor))
         if name == "openvino":
@@ -473,8 +544,15 @@ def load_encoder(
         else:
             convert_onnx(tower, example, tmp / graph_file, ["embedding"])
 
+    def quantize(tmp: Path) -> None:
+        float32, _ = _cached_convert(root, key, convert)
+        quantize_int8(float32 / graph_file, tmp / graph_file)
+
     root = Path(compiled_dir) if compiled_dir else compiled_cache_dir(cache_dir)
-    entry, hit = _cached_convert(root, key, build)
+    if precision == "int8":
+        entry, hit = _cached_convert(root, {**key, "stored_precision": "int8"}, quantize)
+    else:
+        entry, hit = _cached_convert(root, key, convert)
     return CompiledEncoder(
         _Runtime(entry / graph_file, name, precision, blob_cache=entry / "ov-blobs"),
         processor,

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,14 @@ from PIL import Image
 from torch import nn
 
 from emonet_face.backends import (
+    INT8_WARNING,
     _library_versions,
     _Runtime,
     _Tower,
     convert_onnx,
     convert_openvino,
     pixel_size,
+    quantize_int8,
 )
 from emonet_face.encoder import EncoderCheckpoint, ImageEncoder, ImagePreprocessor, _load_image_processor
 from emonet_face.errors import InputError, ModelLoadError
@@ -92,19 +95,23 @@ def export_model(
     allowed) or local folders. ``fmt``: ``"onnx"`` (float32) or ``"openvino"`` (``dtype`` float32
     keeps float32 weights; float16 / bfloat16 store float16-compressed weights, half the size). The
     compute precision is chosen when the folder is run, as for the encoder backends (bf16 where the
-    CPU has it natively, else float32; ``dtype="float32"`` forces exact float32). The folder is
-    written beside ``out`` and renamed into place.
+    CPU has it natively, else float32; ``dtype="float32"`` forces exact float32). ``dtype="int8"``
+    (``fmt="onnx"`` only) is EXPERIMENTAL: the float32 graph dynamically quantised by ONNX Runtime
+    (:func:`~emonet_face.backends.quantize_int8`), run on ONNX Runtime, with a warning at every load.
+    The folder is written beside ``out`` and renamed into place.
     """
     from emonet_face.pipeline import _split_revision, fetch_heads
 
     if fmt not in GRAPH_FILES:
         raise InputError(f"--format {fmt}: use onnx or openvino")
-    if dtype not in ("float32", "float16", "bfloat16"):
-        raise InputError(f"--dtype {dtype}: use float32, float16 or bfloat16")
-    if fmt == "onnx" and dtype != "float32":
+    if dtype not in ("float32", "float16", "bfloat16", "int8"):
+        raise InputError(f"--dtype {dtype}: use float32, float16, bfloat16 or int8 (experimental)")
+    if fmt == "onnx" and dtype not in ("float32", "int8"):
         raise InputError(
             f"--dtype {dtype}: ONNX Runtime has no fast reduced-precision CPU kernels; export --format openvino for {dtype}"
         )
+    if fmt == "openvino" and dtype == "int8":
+        raise InputError("--dtype int8 (experimental) is ONNX Runtime dynamic quantisation: use --format onnx")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: already exists and is not empty; choose a new --out folder")
@@ -129,7 +136,13 @@ def export_model(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         graph_path = tmp / GRAPH_FILES[fmt]
-        if fmt == "onnx":
+        if dtype == "int8":
+            warnings.warn(INT8_WARNING, stacklevel=2)
+            (tmp / "float32").mkdir()
+            convert_onnx(graph, example, tmp / "float32" / graph_path.name, OUTPUTS)
+            quantize_int8(tmp / "float32" / graph_path.name, graph_path)
+            shutil.rmtree(tmp / "float32")
+        elif fmt == "onnx":
             convert_onnx(graph, example, graph_path, OUTPUTS)
         else:
             convert_openvino(graph, example, graph_path, compress_to_fp16=dtype != "float32", outputs=OUTPUTS)
@@ -164,7 +177,8 @@ def _config(
     return {
         "format": EXPORT_FORMAT,
         "version": 1,
-        "graph": {"format": fmt, "file": GRAPH_FILES[fmt], "precision": dtype},
+        "graph": {"format": fmt, "file": GRAPH_FILES[fmt], "precision": dtype}
+        | ({"experimental": "int8 dynamic quantisation; drift on real weights unmeasured"} if dtype == "int8" else {}),
         "inputs": {"pixel_values": ["batch", 3, height, width]},
         "outputs": {
             "embedding": ["batch", dim],
@@ -219,8 +233,11 @@ class ExportedGraph:
             raise ModelLoadError(f"{folder / CONFIG_FILE}: incomplete export config ({exc!r}); export again") from None
         self.folder = folder
         self.config = config
+        stored = graph.get("precision", "float32")
+        if stored == "int8" and backend in (None, "auto"):
+            backend = "onnx"  # the int8 graph runs on ONNX Runtime only
         self.backend = _exported_backend(backend, graph["format"], folder)
-        self.precision = _exported_precision(dtype, self.backend)
+        self.precision = _exported_precision(dtype, self.backend, stored)
         path = folder / graph["file"]
         if not path.is_file():
             raise ModelLoadError(f"{path}: graph file missing; export again")
@@ -278,14 +295,24 @@ def _exported_backend(backend: str | None, fmt: str, folder: Path) -> str:
     return name
 
 
-def _exported_precision(dtype: str | None, backend: str) -> str:
-    """The runtime precision: ``auto`` as for the encoder backends; ``float32`` is exact."""
+def _exported_precision(dtype: str | None, backend: str, stored: str = "float32") -> str:
+    """The runtime precision: ``auto`` as for the encoder backends; ``float32`` is exact. An int8
+    export runs as int8 only (on ONNX Runtime), with the experimental warning."""
     from emonet_face.backends import PRECISIONS, cpu_has_bf16
 
+    if stored == "int8":
+        if dtype not in (None, "auto", "int8"):
+            raise InputError(f"--dtype {dtype}: this folder holds an int8 (experimental) graph; use --dtype auto")
+        if backend != "onnx":
+            raise InputError("an int8 (experimental) export runs on ONNX Runtime only; use --backend onnx (or auto)")
+        warnings.warn(INT8_WARNING, stacklevel=4)
+        return "int8"
     if dtype in (None, "auto"):
         # float16-compressed weights are decompressed: compute in bf16 where native, else float32
         return "bfloat16" if backend == "openvino" and cpu_has_bf16() else "float32"
     precision = PRECISIONS.get(str(dtype).lower().removeprefix("torch."))
+    if precision == "int8":
+        raise InputError("--dtype int8: this folder holds a float32 graph; export one with --format onnx --dtype int8")
     if precision is None or (backend == "onnx" and precision != "float32"):
         raise InputError(f"--dtype {dtype}: use float32 (or bfloat16/float16 with --backend openvino)")
     return precision

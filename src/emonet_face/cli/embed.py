@@ -35,7 +35,7 @@ def embed(
         str,
         typer.Option(
             help="Encoder precision: auto (bfloat16 on CPUs with AVX512_BF16/AMX and bf16 GPUs, else float32), "
-            "float32 (exact), bfloat16, float16."
+            "float32 (exact), bfloat16, float16, int8 (EXPERIMENTAL: ONNX Runtime dynamic quantisation)."
         ),
     ] = "auto",
     num_workers: Annotated[int, typer.Option(min=0, help="Threads decoding + preprocessing images.")] = 2,

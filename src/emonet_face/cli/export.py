@@ -25,8 +25,9 @@ def export(
         str,
         typer.Option(
             "--dtype",
-            help="float32; or (openvino) float16 / bfloat16: float16-compressed weights (half the size). The compute "
-            "precision is chosen at run time (predict --dtype).",
+            help="float32; or (openvino) float16 / bfloat16: float16-compressed weights (half the size), the compute "
+            "precision is chosen at run time (predict --dtype); or (onnx) int8: EXPERIMENTAL ONNX Runtime dynamic "
+            "quantisation, never the default, drift on the real weights unmeasured.",
         ),
     ] = "float32",
     model: Annotated[

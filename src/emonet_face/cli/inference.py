@@ -34,7 +34,9 @@ BACKEND_HELP = (
 BackendOpt = Annotated[str, typer.Option("--backend", help=BACKEND_HELP)]
 DTYPE_HELP = (
     "Encoder precision: auto (bfloat16 on CPUs with AVX512_BF16/AMX and on bf16 GPUs, float32 elsewhere; "
-    "ONNX Runtime float32), float32 (exact float32 on every backend), bfloat16 or float16."
+    "ONNX Runtime float32), float32 (exact float32 on every backend), bfloat16, float16, or int8: EXPERIMENTAL, "
+    "ONNX Runtime dynamic quantisation (auto backend -> onnx), never the default; its drift on the real weights "
+    "is unmeasured."
 )
 EncoderOpt = Annotated[
     str | None, typer.Option("--encoder", help="Encoder: Hub id (owner/name, or owner/name@rev) or local folder.")
@@ -169,8 +171,8 @@ def predict(
     cpus_per_actor: CpusPerActorOpt = 1.0,
 ) -> None:
     """Score images and videos with the 40 EmoNet-Face emotions + 4 dimensions (one row per face)."""
-    if dtype not in ("auto", "float32", "bfloat16", "float16"):
-        fail(f"--dtype {dtype}: use auto, float32, bfloat16 or float16")
+    if dtype not in ("auto", "float32", "bfloat16", "float16", "int8"):
+        fail(f"--dtype {dtype}: use auto, float32, bfloat16, float16 or int8 (experimental)")
     if resume and out is None:
         fail("--resume needs --out (the file to continue)")
     if faces not in ("detect", "none", "auto"):
