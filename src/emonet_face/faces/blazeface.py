@@ -312,11 +312,17 @@ def resized_model(model: bytes, height: int, width: int) -> bytes:
 
 
 def _resample(array: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Area-averaged when shrinking (as an anti-aliased resize), bilinear when enlarging."""
+    """Anti-aliased when shrinking, bilinear when enlarging. A shrink first halves the picture with
+    Gaussian pyramid steps while it stays at least twice the target, then area-averages the rest:
+    OpenCV's area resampling at a non-integer factor costs ~15 ms for 1600 → 480 px on this CPU,
+    the pyramid way ~4 ms (a sub-pixel shift of at most one source pixel)."""
     if (width, height) == (array.shape[1], array.shape[0]):
         return array
-    shrink = width < array.shape[1] and height < array.shape[0]
-    return cv2.resize(array, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    if not (width < array.shape[1] and height < array.shape[0]):
+        return cv2.resize(array, (width, height), interpolation=cv2.INTER_LINEAR)
+    while array.shape[1] >= 2 * width and array.shape[0] >= 2 * height:
+        array = cv2.pyrDown(array)
+    return cv2.resize(array, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def _crop(array: np.ndarray, left: int, top: int, side: int) -> np.ndarray:
@@ -430,11 +436,12 @@ class BlazeFaceDetector:
         if factor > 1:  # big photos: detect on a scaled-down working copy
             width, height = max(1, round(width / factor)), max(1, round(height / factor))
             pixels = _resample(pixels, width, height)
-        parts = []
-        for scale in pyramid_scales(width, height, self.grid, self.min_tile):
+        parts, source = [], pixels
+        for scale in sorted(pyramid_scales(width, height, self.grid, self.min_tile), reverse=True):
             w, h, input_h, input_w = input_shape(width, height, scale)
+            source = _resample(source, w, h)  # finest first: each coarser level shrinks the last one
             level = np.zeros((input_h, input_w, 3), np.uint8)  # padded with black past the image
-            level[:h, :w] = _resample(pixels, w, h)
+            level[:h, :w] = source
             found = self._pass(level)
             if len(found):  # relative to the padded input → working pixels
                 size = np.array([input_w * width / w, input_h * height / h], np.float32)
