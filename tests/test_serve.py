@@ -483,3 +483,13 @@ def test_records_are_json_ready():
     ]
     assert [type(v) for v in records[0].values()] == [str, int, float, int, str]  # plain Python, JSON-ready
     json.dumps(records, allow_nan=False)
+
+
+def test_dtype_option_takes_the_precisions_predict_takes():
+    """``--dtype`` accepts what ``predict`` accepts (int8 included, experimental) and refuses the rest."""
+    from emonet_face.errors import InputError
+
+    for dtype in ("auto", "float32", "bf16", "int8"):
+        ServeConfig(dtype=dtype, backend="onnx" if dtype == "int8" else "auto").check()
+    with pytest.raises(InputError, match=r"--dtype int4: .*int8 \(experimental"):
+        ServeConfig(dtype="int4").check()

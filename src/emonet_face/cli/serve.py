@@ -35,7 +35,7 @@ def serve(
     backend: Annotated[str, typer.Option("--backend", help="Encoder runtime: auto, torch, openvino or onnx.")] = "auto",
     device: DeviceOpt = None,
     dtype: Annotated[
-        str, typer.Option("--dtype", help="Encoder precision: auto (as for predict), float32, bfloat16 or float16.")
+        str, typer.Option("--dtype", help="Encoder precision: auto (as for predict), float32, bfloat16, float16 or int8 (experimental, --backend onnx).")
     ] = "auto",
     faces: Annotated[
         str, typer.Option("--faces", help="Default face mode (detect, none, auto); a request may pick its own.")

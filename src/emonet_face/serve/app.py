@@ -93,13 +93,15 @@ class ServeConfig:
 
     def check(self) -> None:
         """Raise ``ValueError`` (one line, naming the option) for values the server cannot run with."""
+        from emonet_face.backends import PRECISIONS
         from emonet_face.errors import InputError
 
         problems = {
             "--backend": self.backend not in BACKENDS and f"use one of {', '.join(BACKENDS)}",
             "--faces": self.faces not in FACE_MODES and f"use one of {', '.join(FACE_MODES)}",
-            "--dtype": self.dtype not in ("auto", "float32", "bfloat16", "float16")
-            and "use auto, float32, bfloat16 or float16",
+            "--dtype": self.dtype != "auto"
+            and self.dtype.lower() not in PRECISIONS
+            and "use auto, float32, bfloat16, float16 or int8 (experimental, ONNX Runtime)",
             "--max-batch-size": self.max_batch_size < 1 and "must be at least 1",
             "--batch-timeout-ms": self.batch_timeout_ms < 0 and "must be 0 or more",
             "--max-queue": self.max_queue < 1 and "must be at least 1",
