@@ -315,7 +315,7 @@ def _resample(array: np.ndarray, width: int, height: int) -> np.ndarray:
     """Anti-aliased when shrinking, bilinear when enlarging. A shrink first halves the picture with
     Gaussian pyramid steps while it stays at least twice the target, then area-averages the rest:
     OpenCV's area resampling at a non-integer factor costs ~15 ms for 1600 → 480 px on this CPU,
-    the pyramid way ~4 ms (a sub-pixel shift of at most one source pixel)."""
+    the pyramid way ~4 ms (pyrDown shifts the grid by under half a pixel of the result)."""
     if (width, height) == (array.shape[1], array.shape[0]):
         return array
     if not (width < array.shape[1] and height < array.shape[0]):
