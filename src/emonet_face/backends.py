@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from emonet_face.encoder import EncoderCheckpoint, ImageEncoder, ImagePreprocessor
+from emonet_face.encoder import EncoderCheckpoint, ImageEncoder, ImagePreprocessor, describe_encoder_run
 from emonet_face.errors import InputError, ModelLoadError
 from emonet_face.hub import DEFAULT_ENCODER
 
@@ -458,16 +458,7 @@ class CompiledEncoder:
         return self(**self.preprocess(images))
 
     def describe(self) -> dict[str, Any]:
-        return {
-            **ImageEncoder.describe_processor(self.processor),
-            "encoder": self.name,
-            "revision": self.revision,
-            "normalize": self.normalize,
-            "dim": self.dim,
-            "backend": self.backend,
-            "precision": self.precision,
-            "device": "cpu",
-        }
+        return describe_encoder_run(self, backend=self.backend, precision=self.precision, device="cpu")
 
 
 def load_encoder(

@@ -244,13 +244,24 @@ class ImageEncoder(nn.Module):
 
     def describe(self) -> dict[str, Any]:
         """What produced the features: recorded in embedding-store manifests and outputs."""
-        return {
-            "encoder": self.name,
-            "revision": self.revision,
-            "normalize": self.normalize,
-            "dim": self.dim,
-            **self.describe_processor(self.processor),
-            "backend": "torch",
-            "precision": str(self.dtype).removeprefix("torch."),
-            "device": str(self.device),
-        }
+        return describe_encoder_run(
+            self, backend="torch", precision=str(self.dtype).removeprefix("torch."), device=str(self.device)
+        )
+
+
+def describe_encoder_run(runtime: Any, *, backend: str, precision: str, device: str, **fields: Any) -> dict[str, Any]:
+    """The one layout of ``describe()`` for every encoder runtime (torch, compiled, exported graph), so
+    manifests and output metadata name the same fields whichever ran: id, revision, ``fields`` (which
+    add to or replace those, e.g. an exported graph's source id and folder), normalisation, width,
+    preprocessing, then backend, precision and device."""
+    return {
+        "encoder": runtime.name,
+        "revision": runtime.revision,
+        **fields,
+        "normalize": runtime.normalize,
+        "dim": runtime.dim,
+        **ImageEncoder.describe_processor(runtime.processor),
+        "backend": backend,
+        "precision": precision,
+        "device": device,
+    }

@@ -33,7 +33,13 @@ from emonet_face.backends import (
     pixel_size,
     quantize_int8,
 )
-from emonet_face.encoder import EncoderCheckpoint, ImageEncoder, ImagePreprocessor, _load_image_processor
+from emonet_face.encoder import (
+    EncoderCheckpoint,
+    ImageEncoder,
+    ImagePreprocessor,
+    _load_image_processor,
+    describe_encoder_run,
+)
 from emonet_face.errors import InputError, ModelLoadError
 from emonet_face.heads import FusedHeads
 from emonet_face.hub import MODELS
@@ -247,6 +253,7 @@ class ExportedGraph:
         self.preprocess = ImagePreprocessor(self.processor)
         self.normalize = bool(config.get("normalize", True))
         self.name = str(folder)
+        self.revision = config.get("sources", {}).get("encoder", {}).get("revision")  # of the encoder inside
 
     def __call__(self, pixel_values: torch.Tensor, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
         if extra:
@@ -264,18 +271,15 @@ class ExportedGraph:
 
     def describe(self) -> dict[str, Any]:
         sources = self.config.get("sources", {})
-        return {
-            "encoder": sources.get("encoder", {}).get("id", ""),
-            "revision": sources.get("encoder", {}).get("revision"),
-            "heads": sources.get("heads", {}).get("id", ""),
-            "exported": str(self.folder),
-            "normalize": self.normalize,
-            "dim": self.dim,
-            **ImageEncoder.describe_processor(self.processor),
-            "backend": self.backend,
-            "precision": self.precision,
-            "device": "cpu",
-        }
+        return describe_encoder_run(
+            self,
+            backend=self.backend,
+            precision=self.precision,
+            device="cpu",
+            encoder=sources.get("encoder", {}).get("id", ""),
+            heads=sources.get("heads", {}).get("id", ""),
+            exported=str(self.folder),
+        )
 
 
 def _exported_backend(backend: str | None, fmt: str, folder: Path) -> str:
