@@ -38,6 +38,33 @@ DTYPE_HELP = (
     "ONNX Runtime dynamic quantisation (auto backend -> onnx), never the default; its drift on the real weights "
     "is unmeasured."
 )
+DtypeOpt = Annotated[str, typer.Option("--dtype", help=DTYPE_HELP)]
+DETECTOR_NAMES = "blazeface, dlib, haar, lbp, yunet"
+"""Listed literally (building the registry at CLI import would load numpy and the hub client);
+tests/test_faces.py checks that it names every registered detector."""
+DetectorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--detector",
+        help=f"Face detector: {DETECTOR_NAMES} (default: blazeface, offline CNN shipped with the package); "
+        "yunet:/path/model.onnx or blazeface:/path/model.tflite for a local weights file.",
+    ),
+]
+MinFaceScoreOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--min-face-score",
+        help="Keep faces the detector scores at least this (default: the detector's own threshold; "
+        "blazeface: 0.5 on 0..1). Lower finds more faces, higher makes fewer mistakes.",
+    ),
+]
+AlignOpt = Annotated[
+    bool,
+    typer.Option("--align", help="Rotate each face crop so the eyes are level (detectors with eye landmarks)."),
+]
+MarginOpt = Annotated[
+    float, typer.Option("--margin", min=0.0, help="Context around each face, as a fraction of its box side.")
+]
 EncoderOpt = Annotated[
     str | None, typer.Option("--encoder", help="Encoder: Hub id (owner/name, or owner/name@rev) or local folder.")
 ]
@@ -77,10 +104,6 @@ OutOpt = Annotated[
 ]
 
 
-DETECTOR_NAMES = "blazeface, dlib, haar, lbp, yunet"
-"""Listed literally (building the registry at CLI import would load numpy and the hub client);
-tests/test_faces.py checks that it names every registered detector."""
-
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the main app."""
@@ -108,7 +131,7 @@ def predict(
     ] = None,
     device: DeviceOpt = None,
     backend: BackendOpt = "auto",
-    dtype: Annotated[str, typer.Option("--dtype", help=DTYPE_HELP)] = "auto",
+    dtype: DtypeOpt = "auto",
     no_normalize: Annotated[
         bool, typer.Option("--no-normalize", help="Do not L2-normalise image features (released usage normalises).")
     ] = False,
@@ -122,29 +145,10 @@ def predict(
             "datasets); auto: detect, and score a face-less close-up portrait whole (region=whole_image).",
         ),
     ] = "auto",
-    detector: Annotated[
-        str | None,
-        typer.Option(
-            "--detector",
-            help=f"Face detector: {DETECTOR_NAMES} (default: blazeface, offline CNN shipped with the package); "
-            "yunet:/path/model.onnx or blazeface:/path/model.tflite for a local weights file.",
-        ),
-    ] = None,
-    min_face_score: Annotated[
-        float | None,
-        typer.Option(
-            "--min-face-score",
-            help="Keep faces the detector scores at least this (default: the detector's own threshold; "
-            "blazeface: 0.5 on 0..1). Lower finds more faces, higher makes fewer mistakes.",
-        ),
-    ] = None,
-    align: Annotated[
-        bool,
-        typer.Option("--align", help="Rotate each face crop so the eyes are level (detectors with eye landmarks)."),
-    ] = False,
-    margin: Annotated[
-        float, typer.Option("--margin", min=0.0, help="Context around each face, as a fraction of its box side.")
-    ] = 0.4,
+    detector: DetectorOpt = None,
+    min_face_score: MinFaceScoreOpt = None,
+    align: AlignOpt = False,
+    margin: MarginOpt = 0.4,
     fps: Annotated[float, typer.Option("--fps", min=0.0, help="Video: frames scored per second.")] = 1.0,
     max_frames: Annotated[
         int | None, typer.Option("--max-frames", min=1, help="Video: score at most this many frames per video.")

@@ -13,7 +13,20 @@ from typing import Annotated
 import typer
 
 from emonet_face.cli._common import fail, user_errors
-from emonet_face.cli.inference import CacheOpt, DeviceOpt, EncoderOpt, HeadsOpt, PredictModelOpt, RevisionOpt
+from emonet_face.cli.inference import (
+    AlignOpt,
+    BackendOpt,
+    CacheOpt,
+    DetectorOpt,
+    DeviceOpt,
+    DtypeOpt,
+    EncoderOpt,
+    HeadsOpt,
+    MarginOpt,
+    MinFaceScoreOpt,
+    PredictModelOpt,
+    RevisionOpt,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -32,23 +45,16 @@ def serve(
     heads: HeadsOpt = None,
     revision: RevisionOpt = None,
     cache_dir: CacheOpt = None,
-    backend: Annotated[str, typer.Option("--backend", help="Encoder runtime: auto, torch, openvino or onnx.")] = "auto",
+    backend: BackendOpt = "auto",
     device: DeviceOpt = None,
-    dtype: Annotated[
-        str, typer.Option("--dtype", help="Encoder precision: auto (as for predict), float32, bfloat16, float16 or int8 (experimental, --backend onnx).")
-    ] = "auto",
+    dtype: DtypeOpt = "auto",
     faces: Annotated[
         str, typer.Option("--faces", help="Default face mode (detect, none, auto); a request may pick its own.")
     ] = "auto",
-    detector: Annotated[str | None, typer.Option("--detector", help="Face detector (as for predict).")] = None,
-    margin: Annotated[
-        float, typer.Option("--margin", min=0.0, help="Context around each face, as a fraction of its box side.")
-    ] = 0.4,
-    min_face_score: Annotated[
-        float | None,
-        typer.Option("--min-face-score", help="Keep faces the detector scores at least this (as for predict)."),
-    ] = None,
-    align: Annotated[bool, typer.Option("--align", help="Rotate face crops so the eyes are level (as for predict).")] = False,
+    detector: DetectorOpt = None,
+    margin: MarginOpt = 0.4,
+    min_face_score: MinFaceScoreOpt = None,
+    align: AlignOpt = False,
     max_batch_size: Annotated[
         int, typer.Option("--max-batch-size", min=1, help="Encoder inputs (faces) per batch, across requests.")
     ] = 16,
