@@ -36,7 +36,7 @@ def build_checkpoint(folder: Path) -> Path:
         return folder
     from transformers import SiglipConfig, SiglipModel
 
-    from emonet_face.encoder import siglip2_preprocessor_config
+    from emonet_face.runtime.encoder import siglip2_preprocessor_config
 
     config = SiglipConfig(
         text_config={**SO400M, "vocab_size": 256000, "max_position_embeddings": 64},
@@ -70,7 +70,7 @@ def load_probe(kind: str, folder: str) -> None:
     """Run in a fresh process: print load seconds and peak RSS (so earlier allocations do not count)."""
     import transformers  # noqa: F401  (import cost is not load cost)
 
-    from emonet_face.encoder import ImageEncoder
+    from emonet_face.runtime.encoder import ImageEncoder
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
@@ -157,9 +157,8 @@ def build_heads(folder: Path) -> Path:
 
 def way_probe(way: str, args: argparse.Namespace) -> None:
     """Fresh process: load (cold or warm cache), time batch sizes on fixed pixels, save outputs."""
-    from emonet_face.backends import load_encoder
-    from emonet_face.export import ExportedGraph
     from emonet_face.heads import load_heads, postprocess_scores
+    from emonet_face.runtime import ExportedGraph, load_encoder
 
     backend, dtype = WAYS[way]
     workdir = args.workdir
@@ -315,7 +314,7 @@ def main() -> None:
     if not args.keep_cache:
         for folder in ("compiled", *(w for w in WAYS if w.startswith("exported"))):
             shutil.rmtree(args.workdir / folder, ignore_errors=True)
-    from emonet_face.backends import cpu_has_bf16
+    from emonet_face.runtime import cpu_has_bf16
 
     print(
         f"CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_bf16()}; "
@@ -406,7 +405,7 @@ def compare_ways(ways: list[str], args: argparse.Namespace) -> None:
 
 def gpu_run(args: argparse.Namespace) -> None:
     """CUDA: torch fp32 vs bf16 (SDPA attention), optionally torch.compile, pinned-memory transfers."""
-    from emonet_face.backends import load_encoder
+    from emonet_face.runtime import load_encoder
 
     build_checkpoint(args.workdir / CHECKPOINT)
     name = torch.cuda.get_device_name(0)

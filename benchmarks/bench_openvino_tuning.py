@@ -2,7 +2,7 @@
 hint (LATENCY vs THROUGHPUT), number of streams, ``INFERENCE_NUM_THREADS``, dynamic vs static batch
 shape. Each setting compiles the same cached f32 IR in its own fresh process and times one batch
 (after a warm-up batch of the same size); the table prints s/img and the ratio to the first setting
-(the one ``emonet_face.backends`` uses).
+(the one ``emonet_face.runtime.backends`` uses).
 
     python benchmarks/bench_openvino_tuning.py --ir /tmp/emonet-face-bench-encoder/compiled/openvino-*/encoder.xml
 

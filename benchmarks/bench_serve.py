@@ -44,7 +44,7 @@ def build_small_model(folder: Path, *, hidden: int, layers: int, image_size: int
     import torch
     from transformers import SiglipConfig, SiglipModel
 
-    from emonet_face.encoder import siglip2_preprocessor_config
+    from emonet_face.runtime.encoder import siglip2_preprocessor_config
 
     encoder, heads = folder / "encoder", folder / "heads"
     if not (encoder / "config.json").is_file():

@@ -54,7 +54,7 @@ def build_tiny_siglip(folder: Path, *, image_size: int = TINY_IMAGE_SIZE, hidden
     import torch
     from transformers import SiglipConfig, SiglipModel
 
-    from emonet_face.encoder import siglip2_preprocessor_config
+    from emonet_face.runtime.encoder import siglip2_preprocessor_config
 
     torch.manual_seed(0)
     config = SiglipConfig(

@@ -16,13 +16,13 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from emonet_face import backends, export
 from emonet_face import taxonomy as tx
-from emonet_face.backends import CompiledEncoder, load_encoder, resolve_backend, resolve_precision
-from emonet_face.encoder import ImageEncoder
 from emonet_face.errors import InputError, ModelLoadError
-from emonet_face.export import ExportedGraph, export_model
+from emonet_face.export import export_model
 from emonet_face.pipeline import EmoNetFace
+from emonet_face.runtime import CompiledEncoder, ExportedGraph, ImageEncoder, backends, device, load_encoder
+from emonet_face.runtime import exported as exported_module
+from emonet_face.runtime.device import resolve_backend, resolve_precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -96,24 +96,24 @@ def test_openvino_splits_a_batch_over_streams_in_row_order(tiny_encoder_dir, cac
     encoder = load_encoder(tiny_encoder_dir, backend="openvino", device="cpu", dtype="float32", compiled_dir=cache)
     path = encoder.cache_entry / "encoder.xml"
     monkeypatch.setenv(backends.OV_HINT_ENV, "throughput")
-    runtime = backends._Runtime(path, "openvino", "float32", threads=2)
+    runtime = backends.GraphRuntime(path, "openvino", "float32", threads=2)
     assert runtime.streams >= 2
     pixels = np.random.default_rng(0).uniform(-1, 1, (5, 3, 32, 32)).astype(np.float32)
     batch = runtime.run(pixels)["embedding"]
     single = np.concatenate([runtime.run(pixels[i : i + 1])["embedding"] for i in range(len(pixels))])
     np.testing.assert_allclose(batch, single, atol=1e-5)
     monkeypatch.delenv(backends.OV_HINT_ENV)
-    latency = backends._Runtime(path, "openvino", "float32", threads=2)
+    latency = backends.GraphRuntime(path, "openvino", "float32", threads=2)
     assert latency.streams == 1
     np.testing.assert_allclose(latency.run(pixels)["embedding"], batch, atol=1e-5)
     monkeypatch.setenv(backends.OV_HINT_ENV, "fastest")
     with pytest.raises(InputError, match="THROUGHPUT or LATENCY"):
-        backends._Runtime(path, "openvino", "float32")
+        backends.GraphRuntime(path, "openvino", "float32")
 
 
 def test_bf16_within_documented_bound(tiny_encoder_dir, tiny_heads_dir, cache, torch_table):
     for backend in ("torch", "openvino"):
-        with pytest.warns(UserWarning, match="emulated") if not backends.cpu_has_bf16() else nullcontext():
+        with pytest.warns(UserWarning, match="emulated") if not device.cpu_has_bf16() else nullcontext():
             net = EmoNetFace.from_pretrained(
                 encoder=tiny_encoder_dir,
                 heads=tiny_heads_dir,
@@ -170,8 +170,8 @@ def test_killed_conversion_leaves_no_cache_entry(tiny_encoder_dir, tmp_path, mon
 
 
 def test_auto_choices(monkeypatch):
-    monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
-    monkeypatch.delenv(backends.DTYPE_ENV, raising=False)
+    monkeypatch.delenv(device.BACKEND_ENV, raising=False)
+    monkeypatch.delenv(device.DTYPE_ENV, raising=False)
     assert resolve_backend("auto", CPU) == "openvino"  # a core dependency: the fast path by default
     assert resolve_backend("onnx", CPU) == "onnx"
     with pytest.raises(InputError, match="--backend"):
@@ -179,7 +179,7 @@ def test_auto_choices(monkeypatch):
     with pytest.raises(InputError, match="runs on the CPU"):
         resolve_backend("openvino", torch.device("cuda"))
     for has_bf16, expected in ((True, "bfloat16"), (False, "float32")):
-        monkeypatch.setattr(backends, "cpu_has_bf16", lambda v=has_bf16: v)
+        monkeypatch.setattr(device, "cpu_has_bf16", lambda v=has_bf16: v)
         assert resolve_precision(None, CPU, "openvino") == expected
         assert resolve_precision("auto", CPU, "torch") == expected
         assert resolve_precision(None, CPU, "onnx") == "float32"
@@ -191,7 +191,7 @@ def test_auto_choices(monkeypatch):
 @pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="CPU flags are read from /proc/cpuinfo (Linux)")
 def test_cpu_bf16_detection_agrees_with_the_cpu_flags():
     flags = Path("/proc/cpuinfo").read_text()
-    assert backends.cpu_has_bf16() == (" avx512_bf16" in flags or " amx_bf16" in flags)
+    assert device.cpu_has_bf16() == (" avx512_bf16" in flags or " amx_bf16" in flags)
 
 
 @pytest.fixture(scope="module")
@@ -373,7 +373,7 @@ def test_compiled_models_leave_the_signal_stack_valid():
 
     import openvino as ov
 
-    from emonet_face.backends import _keep_signal_stack, _stack_t
+    from emonet_face.runtime.backends import _keep_signal_stack, _stack_t
 
     libc = ctypes.CDLL(None)
 
@@ -435,7 +435,7 @@ def test_int8_refuses_other_backends_and_a_missing_runtime(tiny_encoder_dir, cac
     with pytest.raises(InputError, match="ONNX Runtime only"):
         load_encoder(tiny_encoder_dir, backend="openvino", dtype="int8", compiled_dir=cache)
     # onnxruntime absent: a one-line error naming the extra, before any conversion
-    monkeypatch.setattr(backends, "_installed", lambda module: module != "onnxruntime")
+    monkeypatch.setattr(device, "installed", lambda module: module != "onnxruntime")
     with pytest.raises(ModelLoadError, match=r"emonet-face\[onnx\]"):
         load_encoder(tiny_encoder_dir, dtype="int8", compiled_dir=cache)
     # onnxruntime's quantisation tools (they need the onnx package) absent
@@ -457,7 +457,7 @@ def test_int8_export_runs_with_a_warning_near_float32(tiny_encoder_dir, tiny_hea
         ExportedGraph(folder, dtype="float32")
     for backend in ("onnx", "openvino"):  # a float32 folder is not quantised on the fly
         with pytest.raises(InputError, match="--format onnx --dtype int8"):
-            export._exported_precision("int8", backend)
+            exported_module._exported_precision("int8", backend)
     with pytest.warns(UserWarning, match="EXPERIMENTAL"):
         net = EmoNetFace.from_pretrained(str(folder))
     assert net.encoder.describe()["precision"] == "int8" and net.encoder.backend == "onnx"

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from emonet_face.encoder import ImageEncoder
 from emonet_face.errors import ModelLoadError
+from emonet_face.runtime.encoder import ImageEncoder
 
 
 def _images(n: int, size: int = 50) -> list[Image.Image]:

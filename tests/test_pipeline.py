@@ -18,7 +18,8 @@ from scipy.special import softmax
 from conftest import build_tiny_heads
 from emonet_face import taxonomy as tx
 from emonet_face.errors import InputError, ModelLoadError
-from emonet_face.pipeline import EmoNetFace, ImageSource
+from emonet_face.inputs import ImageSource
+from emonet_face.pipeline import EmoNetFace
 
 
 def write_images(folder: Path, n: int = 4, seed: int = 0) -> list[Path]:

@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from emonet_face import taxonomy as tx
-from emonet_face.cli.inference import media_stages
 from emonet_face.cli.main import app
 from emonet_face.engines import RayOptions
 from emonet_face.inputs import discover_inputs
+from emonet_face.media import media_stages
 from shard_builders import write_hf_parquet, write_tar
 
 ray = pytest.importorskip("ray", reason="Ray is in the test extra; CI installs it")

@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from emonet_face import taxonomy as tx
-from emonet_face.cli.inference import media_stages
 from emonet_face.cli.main import app
 from emonet_face.errors import EmoNetError, InputError
 from emonet_face.inputs import discover_inputs
 from emonet_face.inputs.shards import SEGMENT_SAMPLES, ParquetSegment, ShardFailure, TarSegment, plan_shard
+from emonet_face.media import media_stages
 from emonet_face.outputs import read_table, row_key
 from emonet_face.pipeline import EmoNetFace
 from shard_builders import write_hf_parquet, write_tar

@@ -19,8 +19,8 @@ from emonet_face.data.store import (
     write_embeddings,
     write_store,
 )
-from emonet_face.encoder import ImageEncoder
 from emonet_face.errors import InputError
+from emonet_face.runtime.encoder import ImageEncoder
 from emonet_face.taxonomy import HEAD_KEYS
 from hf_layout import write_shards
 

@@ -2,14 +2,15 @@
 
 Public API (everything else is internal and may change)."""
 
-from emonet_face.backends import CompiledEncoder, load_encoder
-from emonet_face.encoder import ImageEncoder
+from emonet_face._version import __version__
 from emonet_face.errors import EmoNetError, InputError, ModelLoadError
-from emonet_face.export import ExportedGraph, export_model
+from emonet_face.export import export_model
 from emonet_face.heads import FusedHeads, load_heads, postprocess_scores, save_heads
 from emonet_face.hub import MODELS, resolve_model_dir
+from emonet_face.inputs import ImageSource
 from emonet_face.outputs import build_score_table, open_writer, read_table
-from emonet_face.pipeline import EmoNetFace, ImageSource
+from emonet_face.pipeline import EmoNetFace
+from emonet_face.runtime import CompiledEncoder, ExportedGraph, ImageEncoder, load_encoder
 from emonet_face.taxonomy import (
     EMOTION_KEYS,
     EMOTIONS,
@@ -19,8 +20,6 @@ from emonet_face.taxonomy import (
     HEAD_KEYS,
     resolve_emotion,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "EMOTIONS",

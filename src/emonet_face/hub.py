@@ -1,6 +1,7 @@
 """Resolve a model reference (Hub id or local folder) to a local folder, the Hugging Face way:
 cache, revision, offline mode (``HF_HUB_OFFLINE=1``) and local paths all behave as in
-transformers. Model names are data: see :data:`MODELS`."""
+transformers. Model names are data: see :data:`MODELS`. Every download of weights (encoder, heads,
+detector files, datasets) goes through this module."""
 
 from __future__ import annotations
 
@@ -10,8 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emonet_face.errors import EmoNetError, ModelLoadError
+from emonet_face.heads import FusedHeads, load_heads
 
-__all__ = ["DEFAULT_ENCODER", "MODELS", "ModelSpec", "resolve_model_dir", "resolve_model_file"]
+__all__ = [
+    "DEFAULT_ENCODER",
+    "MODELS",
+    "ModelSpec",
+    "fetch_heads",
+    "resolve_model_dir",
+    "resolve_model_file",
+    "split_revision",
+]
 
 DEFAULT_ENCODER = "google/siglip2-so400m-patch16-384"
 
@@ -141,3 +151,26 @@ def resolve_model_file(source: str | Path, *, what: str, revision: str | None = 
     ):
         weights = hf_hub_download(repo_id, filename, revision=revision, local_files_only=offline)
     return Path(weights)
+
+
+def split_revision(ref: str | Path, revision: str | None) -> tuple[str | Path, str | None]:
+    """``owner/name@rev`` (a Hub id with a revision) → (id, rev); local folders are left alone."""
+    if isinstance(ref, str) and "@" in ref and not Path(ref).expanduser().exists():
+        ref, _, rev = ref.rpartition("@")
+        return ref, rev or revision
+    return ref, revision
+
+
+def fetch_heads(
+    ref: str | Path, revision: str | None, *, cache_dir: str | Path | None, local_files_only: bool | None
+) -> FusedHeads:
+    """Heads from a Hub id or a local folder (released layout or our safetensors export)."""
+    folder = resolve_model_dir(
+        ref,
+        revision=revision,
+        cache_dir=cache_dir,
+        allow_patterns=HEADS_PATTERNS,
+        local_files_only=local_files_only,
+        what="heads",
+    )
+    return load_heads(folder)

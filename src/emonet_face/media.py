@@ -1,12 +1,28 @@
-"""Pipeline stages for real photos and video (the seams of :mod:`emonet_face.pipeline`):
+"""The pipeline's stages for real photos and video, and the item type that flows through them.
 
-* :class:`MediaSource` (source stage): images as before; a video becomes segments of
-  :data:`SEGMENT_SAMPLES` sampled frames (one worker item each, so memory stays bounded however
-  long the video), each yielding ``(ids + frame/time, frame image)``; a WebDataset tar or Parquet
-  image shard becomes segments of samples the same way (:mod:`emonet_face.inputs.shards`), each
-  yielding ``(ids + key/json fields, image)``.
+:class:`~emonet_face.pipeline.EmoNetFace` runs a chain of small stages with explicit seams, so that
+face detection and video frames plug in without touching the scoring code:
+
+1. **plan** (main process): each input (a path or a PIL image) becomes one or more *refs*
+   ``(ids, ref)``; ``ids`` is the dict of identifier columns (``{"path": ...}``).
+2. **source** (DataLoader worker): a ref becomes ``(ids, PIL image)`` items: one for an image, one
+   per sampled frame for a video (adding ``frame``/``time``), one per sample of a shard.
+3. **expand** (optional): one decoded image becomes several ``(ids, crop)`` pairs (one per face,
+   adding ``face``, ``box_x``…), or ``[(ids, None)]`` for "nothing to score".
+4. **preprocess**: the encoder's own processor turns each crop into tensors (an :class:`Item`).
+
+This module holds stages 2–4 and the :class:`Item`:
+
+* :class:`MediaSource` (source stage): images as in :class:`~emonet_face.inputs.sources.ImageSource`;
+  a video becomes segments of :data:`SEGMENT_SAMPLES` sampled frames (one worker item each, so memory
+  stays bounded however long the video), each yielding ``(ids + frame/time, frame image)``; a
+  WebDataset tar or Parquet image shard becomes segments of samples the same way
+  (:mod:`emonet_face.inputs.shards`), each yielding ``(ids + key/json fields, image)``.
 * :class:`FaceExpander` (expansion stage): one image → one square crop per detected face with the
   ``face``/``box_*``/``det_score``/``region``/``eye_*`` columns, following ``--faces``.
+* :func:`prepare_ref`: stages 2–4 for one ref; a failure becomes an error :class:`Item` for that
+  input, never the end of the batch.
+* :func:`media_stages`: the source and expansion stages ``predict`` (and the server) use.
 
 Every row of a run carries the same id columns (``path``, then ``key`` and the carried ``.json``
 fields when any input is a shard, then ``frame``/``time`` when any input is a video, then the face
@@ -17,21 +33,50 @@ do not apply, so that error rows and rows of still images line up with the rest.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from PIL import Image
 
-from emonet_face.errors import InputError
-from emonet_face.faces import DEFAULT_MARGIN, FaceMode, face_regions, get_detector
-from emonet_face.faces.regions import FACE_COLUMNS
+from emonet_face.errors import EmoNetError, InputError
+from emonet_face.faces import DEFAULT_MARGIN, FACE_COLUMNS, FaceMode, face_regions, get_detector
 from emonet_face.inputs.images import ensure_min_size, load_image
-from emonet_face.inputs.shards import ParquetSegment, ShardFailure, TarSegment, is_shard, iter_segment, plan_shard
+from emonet_face.inputs.shards import (
+    ParquetSegment,
+    ShardFailure,
+    TarSegment,
+    is_shard,
+    iter_segment,
+    json_columns,
+    plan_shard,
+)
+from emonet_face.inputs.sources import Ids, ImageSource
 from emonet_face.inputs.video import DEFAULT_FPS, is_video, iter_video_frames, probe_video
-from emonet_face.pipeline import ImageSource
+from emonet_face.outputs import row_key
 
-__all__ = ["SEGMENT_SAMPLES", "VIDEO_COLUMNS", "FaceExpander", "MediaSource", "VideoSegment"]
+__all__ = [
+    "SEGMENT_SAMPLES",
+    "VIDEO_COLUMNS",
+    "Expand",
+    "FaceExpander",
+    "Item",
+    "MediaSource",
+    "VideoSegment",
+    "error_text",
+    "feature_matrix",
+    "media_stages",
+    "prepare_item",
+    "prepare_ref",
+]
+
+Expand = Callable[[Ids, Image.Image], list[tuple[Ids, Image.Image | None]]]
+"""Stage 3: one decoded image → ``[(ids, crop_or_None), ...]`` (e.g. one entry per detected face)."""
+Preprocess = Callable[[Sequence[Image.Image]], dict[str, torch.Tensor]]
+"""Stage 4: the encoder's own image processor (``encoder.preprocess``)."""
 
 VIDEO_COLUMNS = ("frame", "time")
 SEGMENT_SAMPLES = 16
@@ -39,6 +84,85 @@ SEGMENT_SAMPLES = 16
 faces in them) while each segment costs only one seek to its keyframe."""
 
 
+# --- items and stages 2-4 ----------------------------------------------------------------------
+@dataclass
+class Item:
+    """One row to score: its identifier columns and preprocessed tensors (batch dim 1), or why not."""
+
+    ids: Ids
+    inputs: dict[str, torch.Tensor] | None = None
+    error: str | None = None
+    starts_image: bool = True
+    """False for the 2nd, 3rd… crop of one image: a batch is never cut between faces of one image."""
+    image: Image.Image | None = None
+    """The crop still to preprocess, when the preprocessing runs beside the encoder (Ray engine)."""
+    raw: torch.Tensor | None = None
+    """Raw head outputs when the encoder computed them too (an exported one-graph model)."""
+
+
+def error_text(ids: Ids, exc: BaseException) -> str:
+    """One-line error message naming the input."""
+    if isinstance(exc, EmoNetError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{ids.get('path', '?')}: {type(exc).__name__}: {detail}".rstrip(": ")
+
+
+def prepare_ref(
+    ids: Ids,
+    ref: Any,
+    source: ImageSource,
+    preprocess: Preprocess | None,
+    expand: Expand | None = None,
+    skip: frozenset[tuple] | set[tuple] = frozenset(),
+) -> list[Item]:
+    """Stages 2–4 for one ref: decode, expand, preprocess (``preprocess=None``: keep the crop in
+    :attr:`Item.image` for a later :meth:`EmoNetFace.score_items`)."""
+    items: list[Item] = []
+    try:
+        for sub_ids, image in source(ids, ref):
+            if skip and row_key(sub_ids) in skip:
+                continue
+            if isinstance(image, Exception):
+                items.append(Item(sub_ids, error=error_text(sub_ids, image)))
+                continue
+            try:
+                pairs = expand(sub_ids, image) if expand else [(sub_ids, image)]
+            except Exception as exc:
+                items.append(Item(sub_ids, error=error_text(sub_ids, exc)))
+                continue
+            for n, (row_ids, crop) in enumerate(pairs):
+                items.append(prepare_item(row_ids, crop, preprocess))
+                items[-1].starts_image = n == 0
+    except Exception as exc:  # a bad input is an error row, never the end of the batch
+        items.append(Item(ids, error=error_text(ids, exc)))
+    return items
+
+
+def prepare_item(ids: Ids, image: Image.Image | None, preprocess: Preprocess | None) -> Item:
+    """Stage 4 for one crop: its tensors, the crop itself (``preprocess=None``), or its error."""
+    if image is None:
+        return Item(ids)
+    if preprocess is None:
+        return Item(ids, image=image)
+    try:
+        return Item(ids, inputs=preprocess([image]))
+    except Exception as exc:
+        return Item(ids, error=error_text(ids, exc))
+
+
+def feature_matrix(features: Sequence[torch.Tensor | None]) -> np.ndarray:
+    """Per-row image features ``(N, D)`` float32, NaN rows where nothing was scored."""
+    present = [f for f in features if f is not None]
+    dim = present[0].shape[-1] if present else 1
+    matrix = np.full((len(features), dim), np.nan, dtype=np.float32)
+    for i, feature in enumerate(features):
+        if feature is not None:
+            matrix[i] = feature.float().cpu().numpy()
+    return matrix
+
+
+# --- sources and expansion -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class VideoSegment:
     """Grid times ``[start, end)`` of a video (``end=None``: to the end of the stream)."""
@@ -167,3 +291,31 @@ class FaceExpander:
             self._detector = get_detector(self.detector_spec, **self.detector_options)
         regions = face_regions(image, self._detector, self.mode, margin=self.margin, align=self.align)
         return [({**ids, **r.ids}, None if r.image is None else ensure_min_size(r.image)) for r in regions]
+
+
+def media_stages(
+    paths: Sequence[Path],
+    *,
+    faces: str,
+    detector: str | None,
+    margin: float,
+    fps: float,
+    max_frames: int | None,
+    min_score: float | None = None,
+    align: bool = False,
+    carry_json: bool = True,
+    image_column: str | None = None,
+) -> tuple[MediaSource, FaceExpander]:
+    """The source (images, video frames, shard samples) and face-expansion stages for ``predict``
+    (and for the server, which must build its rows exactly as ``predict`` does)."""
+    shards = [p for p in paths if is_shard(p)]
+    source = MediaSource(
+        fps=fps,
+        max_frames=max_frames,
+        video_columns=any(is_video(p) for p in paths),
+        face_columns=faces != "none",
+        shard_columns=bool(shards),
+        json_map=json_columns(shards, reserved=(*VIDEO_COLUMNS, *FACE_COLUMNS)) if carry_json else None,
+        image_column=image_column,
+    )
+    return source, FaceExpander(faces, detector, margin, min_score=min_score, align=align)

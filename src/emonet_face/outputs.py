@@ -36,7 +36,7 @@ import pandas as pd
 
 from emonet_face.errors import InputError
 from emonet_face.heads import postprocess_scores
-from emonet_face.taxonomy import EMOTION_KEYS
+from emonet_face.taxonomy import EMOTION_KEYS, EXTRA_KEYS
 
 __all__ = [
     "KEY_COLUMNS",
@@ -137,7 +137,6 @@ def _score_column_names(keys: tuple[str, ...]) -> tuple[pd.Index, pd.Index]:
 
 def summary_columns(table: pd.DataFrame) -> list[str]:
     """The columns worth showing in a terminal: ids, top emotions, the extra dimensions, error."""
-    from emonet_face.taxonomy import EXTRA_KEYS
 
     score_start = table.columns.get_loc("top1") if "top1" in table.columns else len(table.columns)
     ids = [c for c in table.columns[:score_start] if not str(c).startswith("eye_")]  # landmarks: files only

@@ -1,22 +1,13 @@
-"""Images (or cached embeddings) → EmoNet-Face score table.
+"""Images (or cached embeddings) → EmoNet-Face score table: :class:`EmoNetFace` and its batched loop.
 
-The pipeline is a chain of small stages with explicit seams, so that face detection and video
-frames plug in without touching the scoring code:
-
-1. **plan** (main process): each input (a path or a PIL image) becomes one or more *refs*
-   ``(ids, ref)``; ``ids`` is the dict of identifier columns (``{"path": ...}``).
-   :meth:`ImageSource.plan` returns one ref per input; a video source may split a long video into
-   segments so that one worker item stays small.
-2. **source** (DataLoader worker): a ref becomes items ``(ids, PIL image)`` —
-   one for an image, one per sampled frame for a video (adding ``frame``/``time`` to ``ids``).
-3. **expand** (DataLoader worker, optional): one decoded image becomes several
-   ``(ids, crop)`` pairs (one per face, adding ``face``, ``box_x``…), or ``[(ids, None)]`` for
-   "nothing to score" (a row with empty scores and no error).
-4. **preprocess** (DataLoader worker): the encoder's own processor turns each image into tensors.
-5. **encode + heads** (main process, batched, ``torch.inference_mode``), then
-   :func:`emonet_face.outputs.build_score_table` turns rows into the output table.
-
-A failure in stages 2–4 becomes an error row for that input; the rest of the batch is scored.
+This module only orchestrates. The stages an input goes through (source, face expansion,
+preprocessing) and the :class:`~emonet_face.media.Item` they produce live in :mod:`emonet_face.media`
+and :mod:`emonet_face.inputs`; encoders in :mod:`emonet_face.runtime`; heads in
+:mod:`emonet_face.heads`; Hub resolution in :mod:`emonet_face.hub`; the output table in
+:mod:`emonet_face.outputs`. Here they are put together: decoding and preprocessing run in DataLoader
+workers (order preserved) while the main process encodes batches (``torch.inference_mode``) and the
+fused heads score them; a failure in a stage becomes an error row for that input and the rest of
+the batch is scored.
 """
 
 from __future__ import annotations
@@ -24,8 +15,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +26,18 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from emonet_face.errors import EmoNetError, InputError, ModelLoadError
-from emonet_face.heads import FusedHeads, load_heads
-from emonet_face.hub import HEADS_PATTERNS, MODELS, resolve_model_dir
-from emonet_face.inputs import discover_inputs, load_image
+from emonet_face.errors import InputError, ModelLoadError
+from emonet_face.heads import FusedHeads
+from emonet_face.hub import MODELS, fetch_heads, split_revision
+from emonet_face.inputs import discover_inputs
+from emonet_face.inputs.shards import is_shard, json_columns
+from emonet_face.inputs.sources import Ids, ImageSource
+from emonet_face.media import Expand, Item, MediaSource, Preprocess, feature_matrix, prepare_item, prepare_ref
 from emonet_face.outputs import build_score_table, row_key
+from emonet_face.runtime import ExportedGraph, is_exported, load_encoder, resolve_device, resolve_dtype
 
+# Besides EmoNetFace: names that lived here before the stages moved to media/inputs/runtime, kept
+# importable from this module for code written against earlier versions.
 __all__ = [
     "EmoNetFace",
     "Expand",
@@ -53,103 +49,11 @@ __all__ = [
     "resolve_dtype",
 ]
 
-Ids = dict[str, Any]
-Expand = Callable[[Ids, Image.Image], list[tuple[Ids, Image.Image | None]]]
-"""Stage 3: one decoded image → ``[(ids, crop_or_None), ...]`` (e.g. one entry per detected face)."""
 Annotate = Callable[[pd.DataFrame, np.ndarray], pd.DataFrame]
 """After scoring: ``(score table, per-row image features)`` → the table with added columns (e.g. ``track``)."""
 Encoder = Any
-"""An encoder backend: :class:`~emonet_face.encoder.ImageEncoder`, :class:`~emonet_face.backends.CompiledEncoder`
-or :class:`~emonet_face.export.ExportedGraph` (``preprocess``, ``__call__``, ``dim``, ``describe``)."""
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` → CUDA when available, else CPU. An unavailable CUDA request is a clear error."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise InputError(f"{device}: not a device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"{device}: CUDA is not available on this machine; use --device cpu")
-    return dev
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, backend: str = "torch") -> torch.dtype:
-    """Encoder dtype: ``None``/``"auto"`` is bfloat16 where the hardware computes it natively, else
-    float32 (see :func:`emonet_face.backends.resolve_precision`)."""
-    from emonet_face.backends import resolve_precision
-
-    return getattr(torch, resolve_precision(dtype, device, backend))
-
-
-def fetch_heads(
-    ref: str | Path, revision: str | None, *, cache_dir: str | Path | None, local_files_only: bool | None
-) -> FusedHeads:
-    """Heads from a Hub id or a local folder (released layout or our safetensors export)."""
-    folder = resolve_model_dir(
-        ref,
-        revision=revision,
-        cache_dir=cache_dir,
-        allow_patterns=HEADS_PATTERNS,
-        local_files_only=local_files_only,
-        what="heads",
-    )
-    return load_heads(folder)
-
-
-def _split_revision(ref: str | Path, revision: str | None) -> tuple[str | Path, str | None]:
-    """``owner/name@rev`` (a Hub id with a revision) → (id, rev); local folders are left alone."""
-    if isinstance(ref, str) and "@" in ref and not Path(ref).expanduser().exists():
-        ref, _, rev = ref.rpartition("@")
-        return ref, rev or revision
-    return ref, revision
-
-
-# --- stages --------------------------------------------------------------------------------------
-@dataclass
-class Item:
-    """One row to score: its identifier columns and preprocessed tensors (batch dim 1), or why not."""
-
-    ids: Ids
-    inputs: dict[str, torch.Tensor] | None = None
-    error: str | None = None
-    starts_image: bool = True
-    """False for the 2nd, 3rd… crop of one image: a batch is never cut between faces of one image."""
-    image: Image.Image | None = None
-    """The crop still to preprocess, when the preprocessing runs beside the encoder (Ray engine)."""
-    raw: torch.Tensor | None = None
-    """Raw head outputs when the encoder computed them too (an exported one-graph model)."""
-
-
-def _error_text(ids: Ids, exc: BaseException) -> str:
-    """One-line error message naming the input."""
-    if isinstance(exc, EmoNetError):
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{ids.get('path', '?')}: {type(exc).__name__}: {detail}".rstrip(": ")
-
-
-class ImageSource:
-    """Stages 1 and 2 for still images: one ref per input, decoded with :func:`load_image`.
-
-    Subclass (e.g. a video source) and override :meth:`plan` and/or :meth:`__call__`; keep every
-    item's id keys the same across a run (the first batch fixes the output columns).
-    """
-
-    def plan(self, ids: Ids, ref: Any) -> list[tuple[Ids, Any]]:
-        """Main process: split one input into refs that workers load independently."""
-        return [(ids, ref)]
-
-    def __call__(self, ids: Ids, ref: Any) -> Iterable[tuple[Ids, Image.Image | Exception]]:
-        """Worker: decode a ref into ``(ids, RGB image)`` items. An item that fails on its own (one
-        bad sample of a shard) is yielded with the exception in place of the image: it becomes an
-        error row and the ref goes on."""
-        if isinstance(ref, Image.Image):
-            yield ids, ref if ref.mode == "RGB" else ref.convert("RGB")
-        else:
-            yield ids, load_image(ref)
+"""An encoder backend: :class:`~emonet_face.runtime.ImageEncoder`, :class:`~emonet_face.runtime.CompiledEncoder`
+or :class:`~emonet_face.runtime.ExportedGraph` (``preprocess``, ``__call__``, ``dim``, ``describe``)."""
 
 
 class _PreparedInputs(Dataset):
@@ -162,7 +66,7 @@ class _PreparedInputs(Dataset):
         self,
         refs: Sequence[tuple[Ids, Any]],
         source: ImageSource,
-        preprocess: Callable[[Sequence[Image.Image]], dict[str, torch.Tensor]],
+        preprocess: Preprocess,
         expand: Expand | None = None,
         skip: frozenset[tuple] | set[tuple] = frozenset(),
     ) -> None:
@@ -178,61 +82,6 @@ class _PreparedInputs(Dataset):
     def __getitem__(self, index: int) -> list[Item]:
         ids, ref = self.refs[index]
         return prepare_ref(ids, ref, self.source, self.preprocess, self.expand, self.skip)
-
-
-def prepare_ref(
-    ids: Ids,
-    ref: Any,
-    source: ImageSource,
-    preprocess: Callable[[Sequence[Image.Image]], dict[str, torch.Tensor]] | None,
-    expand: Expand | None = None,
-    skip: frozenset[tuple] | set[tuple] = frozenset(),
-) -> list[Item]:
-    """Stages 2–4 for one ref: decode, expand, preprocess (``preprocess=None``: keep the crop in
-    :attr:`Item.image` for a later :meth:`EmoNetFace.score_items`)."""
-    items: list[Item] = []
-    try:
-        for sub_ids, image in source(ids, ref):
-            if skip and row_key(sub_ids) in skip:
-                continue
-            if isinstance(image, Exception):
-                items.append(Item(sub_ids, error=_error_text(sub_ids, image)))
-                continue
-            try:
-                pairs = expand(sub_ids, image) if expand else [(sub_ids, image)]
-            except Exception as exc:
-                items.append(Item(sub_ids, error=_error_text(sub_ids, exc)))
-                continue
-            for n, (row_ids, crop) in enumerate(pairs):
-                items.append(_prepare(row_ids, crop, preprocess))
-                items[-1].starts_image = n == 0
-    except Exception as exc:  # a bad input is an error row, never the end of the batch
-        items.append(Item(ids, error=_error_text(ids, exc)))
-    return items
-
-
-def _prepare(
-    ids: Ids, image: Image.Image | None, preprocess: Callable[[Sequence[Image.Image]], dict[str, torch.Tensor]] | None
-) -> Item:
-    if image is None:
-        return Item(ids)
-    if preprocess is None:
-        return Item(ids, image=image)
-    try:
-        return Item(ids, inputs=preprocess([image]))
-    except Exception as exc:
-        return Item(ids, error=_error_text(ids, exc))
-
-
-def feature_matrix(features: Sequence[torch.Tensor | None]) -> np.ndarray:
-    """Per-row image features ``(N, D)`` float32, NaN rows where nothing was scored."""
-    present = [f for f in features if f is not None]
-    dim = present[0].shape[-1] if present else 1
-    matrix = np.full((len(features), dim), np.nan, dtype=np.float32)
-    for i, feature in enumerate(features):
-        if feature is not None:
-            matrix[i] = feature.float().cpu().numpy()
-    return matrix
 
 
 def _as_is(batch: Any) -> Any:
@@ -260,13 +109,9 @@ def _input_refs(images: Any) -> list[tuple[Ids, Any]]:
 
 def _default_source(inputs: Sequence[tuple[Ids, Any]]) -> ImageSource:
     """Images: :class:`ImageSource`; with shards among the inputs, a source that plans and reads them."""
-    from emonet_face.inputs.shards import is_shard, json_columns
-
     shards = [ref for _, ref in inputs if isinstance(ref, Path) and is_shard(ref)]
     if not shards:
         return ImageSource()
-    from emonet_face.media import MediaSource  # media builds on this module
-
     return MediaSource(shard_columns=True, json_map=json_columns(shards))
 
 
@@ -280,7 +125,7 @@ class EmoNetFace(nn.Module):
 
     Build with :meth:`from_pretrained`. ``encoder`` may be ``None`` for a heads-only model that
     scores cached embeddings (:meth:`score`), and ``heads`` may be ``None`` when the encoder is an
-    exported one-graph model (:class:`~emonet_face.export.ExportedGraph`) that computes the heads itself.
+    exported one-graph model (:class:`~emonet_face.runtime.ExportedGraph`) that computes the heads itself.
     """
 
     def __init__(self, heads: FusedHeads | None, encoder: Encoder | None = None) -> None:
@@ -320,7 +165,7 @@ class EmoNetFace(nn.Module):
                 picking the default heads repository and its encoder; or a folder written by
                 ``emonet-face export`` (one graph, run by ONNX Runtime or OpenVINO).
             encoder: override the encoder: a Hub id (``owner/name``, optionally ``@revision``), a
-                local folder, or a loaded encoder (:func:`emonet_face.backends.load_encoder`).
+                local folder, or a loaded encoder (:func:`emonet_face.runtime.load_encoder`).
                 Default: the model's SigLIP2 encoder.
             heads: override the heads: a Hub id (optionally ``@revision``), a local folder in the
                 released layout (``model_<key>_best.pth`` + neutral stats) or our safetensors
@@ -337,7 +182,7 @@ class EmoNetFace(nn.Module):
             normalize: L2-normalise image features before the heads (as the released usage does).
             with_encoder: ``False`` loads the heads only (for :meth:`score` on cached embeddings).
             backend: encoder backend, ``"auto"`` (PyTorch on CUDA, OpenVINO on CPU), ``"torch"``,
-                ``"openvino"`` or ``"onnx"`` (ONNX Runtime); see :func:`emonet_face.backends.load_encoder`.
+                ``"openvino"`` or ``"onnx"`` (ONNX Runtime); see :func:`emonet_face.runtime.load_encoder`.
             compiled_dir: cache folder for converted encoders (default: ``$EMONET_FACE_CACHE`` or
                 ``~/.cache/emonet-face``).
 
@@ -345,8 +190,6 @@ class EmoNetFace(nn.Module):
             ModelLoadError: unknown model name, missing/unsafe weights, offline cache miss, or an
                 encoder whose feature width does not match the heads.
         """
-        from emonet_face.export import ExportedGraph, is_exported
-
         if model not in MODELS and is_exported(model):
             if encoder is not None or heads is not None:
                 raise ModelLoadError(f"{model}: an exported folder holds its encoder and heads; drop --encoder/--heads")
@@ -364,15 +207,13 @@ class EmoNetFace(nn.Module):
         if isinstance(heads, FusedHeads):
             fused, heads_ref = heads, "<FusedHeads>"
         else:
-            heads_ref, heads_rev = _split_revision(heads or spec.heads, revision)
+            heads_ref, heads_rev = split_revision(heads or spec.heads, revision)
             fused = fetch_heads(heads_ref, heads_rev, cache_dir=cache_dir, local_files_only=local_files_only)
         image_encoder: Encoder | None = None
         if encoder is not None and not isinstance(encoder, (str, Path)):
             image_encoder = encoder
         elif with_encoder:
-            from emonet_face.backends import load_encoder
-
-            enc_ref, enc_rev = _split_revision(encoder or spec.encoder, None)
+            enc_ref, enc_rev = split_revision(encoder or spec.encoder, None)
             image_encoder = load_encoder(
                 enc_ref,
                 backend=backend,
@@ -511,7 +352,7 @@ class EmoNetFace(nn.Module):
         encoder = self._require_encoder()
 
         def preprocess(item: Item) -> None:
-            prepared = _prepare(item.ids, item.image, encoder.preprocess)
+            prepared = prepare_item(item.ids, item.image, encoder.preprocess)
             item.inputs, item.error, item.image = prepared.inputs, prepared.error, None
 
         todo = [item for item in items if item.image is not None]

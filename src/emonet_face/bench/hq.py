@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emonet_face.bench.scores import load_score_table
 from emonet_face.bench.tables import image_id, parse_mapping, read_table, require_columns
 from emonet_face.errors import InputError
 from emonet_face.taxonomy import EMOTIONS, Emotion, resolve_emotion
@@ -294,7 +295,6 @@ def add_predictions(data: HQData, path: str | Path, name: str | None) -> list[st
     ``path`` is a score table (``predict``/``score`` output, centred ``<key>`` columns, images matched
     by file name) or a file in the HQ layout (e.g. VLM ratings); its human rows, if any, are ignored.
     """
-    from emonet_face.bench.scores import load_score_table
 
     path = Path(path)
     frame = read_table(path, what="predictions file")

@@ -67,9 +67,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def write_hq_outputs(result, out: Path, *, figures: bool = True, by_group=None) -> dict[str, Any]:
     """Everything `bench hq` writes into ``out``; returns the summary. ``by_group``: an
-    :class:`~emonet_face.stats.bygroup.GroupAgreement` (``--meta --by``) adds ``by``/``by_tests``."""
-    from emonet_face.bench.figures import hq_figures
-
+    :class:`~emonet_face.stats.bygroup.GroupAgreement` (``--meta --by``) adds ``by``/``by_tests`` to the
+    summary, and its own tables, figures and report section (``write_outputs``, ``markdown``)."""
     out.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
     if by_group is not None:
@@ -116,13 +115,13 @@ def write_hq_outputs(result, out: Path, *, figures: bool = True, by_group=None) 
         float_format="%.4g",
     )
     if figures:
+        from emonet_face.bench.figures import hq_figures  # loads matplotlib: only when figures are asked for
+
         hq_figures(result, out)
     report = _hq_markdown(result, summary, figures)
-    if by_group is not None:
-        from emonet_face.stats.report import by_group_markdown, write_by_group_outputs
-
-        write_by_group_outputs(by_group, out, figures=figures)
-        report += by_group_markdown(by_group, figures)
+    if by_group is not None:  # its own tables, figures and report section (stats builds on bench, not back)
+        by_group.write_outputs(out, figures=figures)
+        report += by_group.markdown(figures)
     (out / "report.md").write_text(report)
     return summary
 
@@ -202,8 +201,6 @@ def write_transfer_outputs(result, out: Path) -> dict[str, Any]:
 
 
 def write_binary_outputs(result, out: Path, *, figures: bool = True) -> dict[str, Any]:
-    from emonet_face.bench.figures import binary_stacked_bars
-
     out.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
     write_json(summary, out / "summary.json")
@@ -212,5 +209,7 @@ def write_binary_outputs(result, out: Path, *, figures: bool = True) -> dict[str
     if len(result.pairs):
         write_table(result.pairs.set_index(["annotator_a", "annotator_b"]), out, "annotator_pairs")
     if figures and len(result.per_emotion):
+        from emonet_face.bench.figures import binary_stacked_bars  # loads matplotlib: only for figures
+
         binary_stacked_bars(result.per_emotion, out)
     return summary

@@ -61,11 +61,11 @@ def embed(
     import contextlib
     import warnings
 
-    from emonet_face.backends import load_encoder
     from emonet_face.data import open_dataset
     from emonet_face.data.store import is_store, read_manifest, write_store
     from emonet_face.errors import EmoNetError
     from emonet_face.hub import DEFAULT_ENCODER
+    from emonet_face.runtime import load_encoder
 
     if engine not in ("local", "ray"):
         fail(f"--engine {engine}: use local or ray")

@@ -38,10 +38,10 @@ def export(
 ) -> None:
     """Export one graph: pixels (N,3,H,W) -> embedding, raw, centred, probs; run it with `predict --model DIR`."""
     with user_errors():
-        from emonet_face.cli.inference import _quiet_transformers
         from emonet_face.export import export_model
+        from emonet_face.runtime import quiet_transformers
 
-        _quiet_transformers()
+        quiet_transformers()
         folder = export_model(
             out, encoder=encoder, heads=heads, model=model, fmt=fmt, dtype=dtype, revision=revision, cache_dir=cache_dir
         )

@@ -190,10 +190,12 @@ def predict(
         fail("--save-vis and --tracks-out work with --engine local only")
     with user_errors():
         from emonet_face.inputs import discover_inputs
+        from emonet_face.media import media_stages
         from emonet_face.outputs import done_keys, open_writer
         from emonet_face.pipeline import EmoNetFace
+        from emonet_face.runtime import quiet_transformers
 
-        _quiet_transformers()
+        quiet_transformers()
         paths = discover_inputs(inputs)
         model_kwargs = {
             "model": model,
@@ -289,38 +291,6 @@ def check_engine(engine: str, out: Path | None) -> None:
         fail(f"--engine {engine}: use local or ray")
     if engine == "ray" and out is None:
         fail("--engine ray needs --out (a folder for the Parquet part files)")
-
-
-def media_stages(
-    paths: list[Path],
-    *,
-    faces: str,
-    detector: str | None,
-    margin: float,
-    fps: float,
-    max_frames: int | None,
-    min_score: float | None = None,
-    align: bool = False,
-    carry_json: bool = True,
-    image_column: str | None = None,
-):
-    """The source (images, video frames, shard samples) and face-expansion stages for ``predict``."""
-    from emonet_face.faces.regions import FACE_COLUMNS
-    from emonet_face.inputs.shards import is_shard, json_columns
-    from emonet_face.inputs.video import is_video
-    from emonet_face.media import VIDEO_COLUMNS, FaceExpander, MediaSource
-
-    shards = [p for p in paths if is_shard(p)]
-    source = MediaSource(
-        fps=fps,
-        max_frames=max_frames,
-        video_columns=any(is_video(p) for p in paths),
-        face_columns=faces != "none",
-        shard_columns=bool(shards),
-        json_map=json_columns(shards, reserved=(*VIDEO_COLUMNS, *FACE_COLUMNS)) if carry_json else None,
-        image_column=image_column,
-    )
-    return source, FaceExpander(faces, detector, margin, min_score=min_score, align=align)
 
 
 def _tracking(paths: list[Path], faces: str, resumed: Path | None, keys: tuple[str, ...], want_summary: bool):
@@ -435,15 +405,6 @@ def load_embeddings(path: Path) -> tuple[np.ndarray, pd.DataFrame | None]:
     if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.number):
         raise InputError(f"{path}: expected a 2-D numeric array (N×D), got shape {matrix.shape} {matrix.dtype}")
     return matrix.astype(np.float32, copy=False), ids
-
-
-def _quiet_transformers() -> None:
-    """Loading a vision tower out of a full checkpoint is expected to skip weights: keep the
-    terminal for our own progress bar and errors."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 def _check_suffix(out: Path) -> None:

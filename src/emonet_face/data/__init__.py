@@ -18,6 +18,7 @@ from emonet_face.data.store import (
 from emonet_face.data.tables import ImageFolderDataset, read_targets_csv
 from emonet_face.data.webdataset import WebDatasetShards
 from emonet_face.errors import InputError
+from emonet_face.inputs import discover_inputs
 
 __all__ = [
     "HF_DATASETS",
@@ -85,7 +86,6 @@ def _tar_shards(text: str, path: Path) -> list[Path]:
     """WebDataset shards named by ``text``: a .tar file, a folder of them, a glob or brace pattern."""
     import glob
 
-    from emonet_face.inputs import discover_inputs
 
     if path.is_file():
         return [path] if path.suffix.lower() == ".tar" else []

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from emonet_face.errors import InputError
+from emonet_face.inputs import load_image
 from emonet_face.taxonomy import resolve_emotion
 
 __all__ = ["Dataset", "LabelParse", "Sample", "label_raters", "parse_label", "resolve_head_key"]
@@ -41,7 +42,6 @@ class Sample:
     metadata: dict[str, str | None] = field(default_factory=dict)
 
     def load_image(self) -> Image.Image:
-        from emonet_face.inputs import load_image
 
         if self.image is None:
             raise InputError(f"{self.id}: no image data (missing file or empty image bytes)")

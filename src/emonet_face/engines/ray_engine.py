@@ -38,8 +38,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emonet_face.engines import RayOptions, require_ray
-from emonet_face.errors import InputError
+from emonet_face.errors import EmoNetError, InputError
 from emonet_face.faces.regions import EYE_COLUMNS
+from emonet_face.inputs.shards import is_shard
+from emonet_face.media import prepare_ref
+from emonet_face.pipeline import EmoNetFace
+from emonet_face.runtime import load_encoder, quiet_transformers
 
 __all__ = [
     "MANIFEST",
@@ -76,7 +80,6 @@ class Unit:
 
 def plan_units(paths: Sequence[Path], source: Any) -> list[Unit]:
     """Plan every input with ``source.plan`` (as the local engine does) and group refs into units."""
-    from emonet_face.inputs.shards import is_shard
 
     units: list[Unit] = []
     loose: Unit | None = None
@@ -123,7 +126,6 @@ class ray_session:
 def _user_errors() -> Iterator[None]:
     """A one-line error raised in a Ray worker (e.g. a missing model folder in an actor) reaches the
     user as itself, not wrapped in Ray's task/actor exceptions and remote tracebacks."""
-    from emonet_face.errors import EmoNetError
 
     try:
         yield
@@ -144,7 +146,6 @@ def _user_errors() -> Iterator[None]:
 # --- stages (run in Ray workers) ------------------------------------------------------------------
 def _prepare_row(row: dict[str, Any], source: Any, expand: Any) -> dict[str, Any]:
     """CPU task: one ref → its items (decoded, faces cropped, not yet preprocessed)."""
-    from emonet_face.pipeline import prepare_ref
 
     ids, ref = pickle.loads(row["ref"])
     items = prepare_ref(ids, ref, source, None, expand)
@@ -157,9 +158,8 @@ class _Scorer:
     one thread resizing images), encodes and scores batches of refs."""
 
     def __init__(self, model_kwargs: dict[str, Any], batch_size: int, threads: int = 1) -> None:
-        from emonet_face.pipeline import EmoNetFace
 
-        _quiet_transformers()
+        quiet_transformers()
         self.net = EmoNetFace.from_pretrained(**model_kwargs)
         self.batch_size = batch_size
         self.threads = threads
@@ -182,13 +182,6 @@ class _Scorer:
             out.append(pickle.dumps(table.iloc[start : start + len(group)].reset_index(drop=True), protocol=5))
             start += len(group)
         return {"unit": batch["unit"], "seq": batch["seq"], "table": out, "info": [self.info] * len(out)}
-
-
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 # --- driver -----------------------------------------------------------------------------------------
@@ -377,7 +370,6 @@ def _model_options(model_kwargs: dict[str, Any]) -> dict[str, Any]:
     and so that a resumed run given the same model in other words is recognised)."""
     import inspect
 
-    from emonet_face.pipeline import EmoNetFace
 
     bound = inspect.signature(EmoNetFace.from_pretrained).bind(**model_kwargs)
     bound.apply_defaults()
@@ -462,7 +454,6 @@ def _run(
 # --- embed ------------------------------------------------------------------------------------------
 def _read_shard(row: dict[str, Any], dataset: Any, done: Any) -> Iterator[dict[str, Any]]:
     """CPU task: one dataset shard → its samples, decoded (unreadable ones carry their error)."""
-    from emonet_face.errors import EmoNetError
 
     ray = require_ray()
     done_ids = ray.get(done) if done is not None else set()
@@ -484,9 +475,8 @@ class _Embedder:
     """Actor: loads the encoder once, then preprocesses and encodes batches of decoded samples."""
 
     def __init__(self, encoder_kwargs: dict[str, Any]) -> None:
-        from emonet_face.backends import load_encoder
 
-        _quiet_transformers()
+        quiet_transformers()
         self.encoder = load_encoder(**encoder_kwargs)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -565,9 +555,8 @@ def describe_encoder(encoder_kwargs: dict[str, Any]) -> DescribedEncoder:
     ray = require_ray()
 
     def describe() -> dict[str, Any]:
-        from emonet_face.backends import load_encoder
 
-        _quiet_transformers()
+        quiet_transformers()
         return load_encoder(**{**encoder_kwargs, "device": "cpu"}).describe()
 
     return DescribedEncoder(ray.get(ray.remote(describe).options(num_cpus=1).remote()))

@@ -2,18 +2,11 @@
 BlazeFace shipped in the package), square crops with a margin like the training portraits
 (optionally eye-aligned), and the ``--faces detect|none|auto`` policy."""
 
-from emonet_face.faces.base import (
-    DEFAULT_DETECTOR,
-    Detector,
-    DetectorError,
-    Face,
-    available_detectors,
-    get_detector,
-    register_detector,
-)
+from emonet_face.faces.base import Detector, DetectorError, Face
 from emonet_face.faces.blazeface import BlazeFaceDetector
 from emonet_face.faces.crop import DEFAULT_MARGIN, crop_face, eye_angle, square_box
 from emonet_face.faces.regions import EYE_COLUMNS, FACE_COLUMNS, FaceMode, Region, face_regions, looks_like_portrait
+from emonet_face.faces.registry import DEFAULT_DETECTOR, available_detectors, get_detector, register_detector
 
 __all__ = [
     "DEFAULT_DETECTOR",

@@ -1,9 +1,8 @@
-"""The detector interface: a face box type, the ``Detector`` protocol and a registry by name,
-so that ``--detector NAME`` can pick any detector without the pipeline knowing about it."""
+"""The detector interface: a face box type and the ``Detector`` protocol. Detectors are picked by
+name through :mod:`emonet_face.faces.registry`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -11,16 +10,7 @@ from PIL import Image
 
 from emonet_face.errors import EmoNetError
 
-__all__ = [
-    "DEFAULT_DETECTOR",
-    "Detector",
-    "Face",
-    "available_detectors",
-    "get_detector",
-    "register_detector",
-]
-
-DEFAULT_DETECTOR = "blazeface"
+__all__ = ["Detector", "DetectorError", "Face", "sort_faces"]
 
 
 @dataclass(frozen=True)
@@ -61,40 +51,6 @@ class Detector(Protocol):
 
 class DetectorError(EmoNetError):
     """A detector cannot be built (unknown name, missing package or weights)."""
-
-
-_REGISTRY: dict[str, Callable[..., Detector]] = {}
-
-
-def register_detector(name: str, factory: Callable[..., Detector]) -> None:
-    """Make ``factory`` available as ``--detector name`` (later registrations replace earlier ones)."""
-    _REGISTRY[name.lower()] = factory
-
-
-def available_detectors() -> list[str]:
-    """Registered detector names (registration does not import heavy packages)."""
-    import emonet_face.faces.detectors  # noqa: F401  (registers the built-in detectors)
-
-    return sorted(_REGISTRY)
-
-
-def get_detector(spec: str | Detector | None = None, **options: object) -> Detector:
-    """Build a detector from ``NAME`` or ``NAME:ARGUMENT`` (e.g. ``yunet:/models/yunet.onnx``).
-
-    The part after the first colon is passed to the factory as its ``source`` (a weights file,
-    Hub id, …). A ready :class:`Detector` is returned unchanged.
-    """
-    if spec is not None and not isinstance(spec, str):
-        return spec
-    names = available_detectors()
-    text = (spec or DEFAULT_DETECTOR).strip()
-    name, _, source = text.partition(":")
-    factory = _REGISTRY.get(name.lower())
-    if factory is None:
-        raise DetectorError(f"--detector {text}: unknown face detector; choose one of {', '.join(names)}")
-    if source:
-        options["source"] = source
-    return factory(**options)
 
 
 def sort_faces(faces: list[Face]) -> list[Face]:

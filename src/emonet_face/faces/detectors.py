@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from emonet_face.errors import ModelLoadError
-from emonet_face.faces.base import DetectorError, Face, register_detector, sort_faces
+from emonet_face.faces.base import DetectorError, Face, sort_faces
 from emonet_face.hub import resolve_model_file
 
 __all__ = ["DlibHogDetector", "HaarCascadeDetector", "LbpCascadeDetector", "YuNetDetector"]
@@ -203,16 +203,3 @@ class YuNetDetector:
         rows = [] if found is None else found
         faces = [Face(float(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[-1])) for r in rows]
         return _finish(faces, factor, image)
-
-
-def _blazeface(**options: object):
-    from emonet_face.faces.blazeface import BlazeFaceDetector
-
-    return BlazeFaceDetector(**options)
-
-
-register_detector("blazeface", _blazeface)
-register_detector("dlib", DlibHogDetector)
-register_detector("haar", HaarCascadeDetector)
-register_detector("lbp", LbpCascadeDetector)
-register_detector("yunet", YuNetDetector)

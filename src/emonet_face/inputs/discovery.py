@@ -6,6 +6,8 @@ import glob
 from collections.abc import Iterable
 from pathlib import Path
 
+from braceexpand import braceexpand
+
 from emonet_face.errors import InputError
 
 IMAGE_SUFFIXES = frozenset(
@@ -40,6 +42,13 @@ def _drop_shard_metadata(paths: list[Path]) -> list[Path]:
     return [p for p in paths if not (p.suffix.lower() == ".parquet" and p.with_suffix("") in tars)]
 
 
+def expand_braces(text: str) -> list[str]:
+    """``shards/{00000..00099}.tar`` → the 100 names (bash brace expansion, zero padding kept)."""
+    if "{" not in text:
+        return [text]
+    return list(braceexpand(text))
+
+
 def discover_inputs(
     inputs: Iterable[str | Path],
     *,
@@ -60,8 +69,6 @@ def discover_inputs(
         text = str(item)
         path = Path(text).expanduser()
         if not path.exists() and "{" in text:
-            from emonet_face.inputs.shards import expand_braces
-
             names = expand_braces(text)
             if names != [text]:
                 found.extend(discover_inputs(names, recursive=recursive, suffixes=suffixes))

@@ -32,7 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emonet_face.errors import InputError
-from emonet_face.inputs.discovery import IMAGE_SUFFIXES, SHARD_SUFFIXES
+from emonet_face.inputs.discovery import IMAGE_SUFFIXES, SHARD_SUFFIXES, expand_braces
+from emonet_face.taxonomy import HEAD_KEYS
 
 __all__ = [
     "KEY_CANDIDATES",
@@ -60,15 +61,6 @@ _KEY_EXT = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # WebDataset: key = name 
 
 def is_shard(path: str | Path) -> bool:
     return Path(path).suffix.lower() in SHARD_SUFFIXES
-
-
-def expand_braces(text: str) -> list[str]:
-    """``shards/{00000..00099}.tar`` → the 100 names (bash brace expansion, zero padding kept)."""
-    if "{" not in text:
-        return [text]
-    from braceexpand import braceexpand
-
-    return list(braceexpand(text))
 
 
 _IMAGE_EXTS = frozenset(s[1:] for s in IMAGE_SUFFIXES)
@@ -226,8 +218,6 @@ def json_columns(paths: Iterable[str | Path], reserved: Sequence[str] = ()) -> d
     """``json field → column`` carried from the ``.json`` members of tar shards, fixed by the first
     sample of the first tar that has one (every row of a run has the same columns). A field whose
     name is taken (``key``, ``path``, a score column…) becomes ``json.<field>``."""
-    from emonet_face.taxonomy import HEAD_KEYS
-
     taken = {"path", "key", "error", "top1", "top2", "top3", *HEAD_KEYS, *reserved}
     for path in paths:
         if Path(path).suffix.lower() != ".tar":

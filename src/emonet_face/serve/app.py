@@ -44,13 +44,19 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from emonet_face import taxonomy as tx
+from emonet_face._version import __version__
+from emonet_face.errors import InputError
+from emonet_face.faces import get_detector
 from emonet_face.inputs.video import is_video
+from emonet_face.media import Item, error_text, feature_matrix, media_stages
+from emonet_face.pipeline import EmoNetFace
+from emonet_face.runtime import PRECISIONS, quiet_transformers
 from emonet_face.serve.batcher import Batcher, QueueFull
+from emonet_face.tracking import FaceTracker
 
 if TYPE_CHECKING:
     import torch
-
-    from emonet_face.pipeline import EmoNetFace, Item
 
 __all__ = ["BACKENDS", "FACE_MODES", "ServeConfig", "create_app", "load_model"]
 
@@ -93,8 +99,6 @@ class ServeConfig:
 
     def check(self) -> None:
         """Raise ``ValueError`` (one line, naming the option) for values the server cannot run with."""
-        from emonet_face.backends import PRECISIONS
-        from emonet_face.errors import InputError
 
         problems = {
             "--backend": self.backend not in BACKENDS and f"use one of {', '.join(BACKENDS)}",
@@ -120,10 +124,8 @@ class ServeConfig:
 
 def load_model(config: ServeConfig) -> EmoNetFace:
     """Load the model the way ``predict`` does (same options, same defaults)."""
-    from emonet_face.cli.inference import _quiet_transformers
-    from emonet_face.pipeline import EmoNetFace
 
-    _quiet_transformers()
+    quiet_transformers()
     return EmoNetFace.from_pretrained(
         config.model,
         encoder=config.encoder,
@@ -288,14 +290,12 @@ class Service:
     def _detector(self) -> Any:
         """One face detector per decode thread (native detectors are not shared between threads)."""
         if not hasattr(self._local, "detector"):
-            from emonet_face.faces import get_detector
 
             self._local.detector = get_detector(self.config.detector, **self.config.detector_options)
         return self._local.detector
 
     def prepare(self, uploads: list[_Upload], faces: str, fps: float, max_frames: int | None) -> list[list[Item]]:
         """Decode, detect faces and preprocess each upload (the pipeline's stages 1–4)."""
-        from emonet_face.cli.inference import media_stages
 
         assert self.net is not None
         detector = self._detector() if faces != "none" else self.config.detector
@@ -325,8 +325,6 @@ class Service:
         assert self.net is not None
         table = self.net.items_table(items, raw)
         if track_features is not None:
-            from emonet_face.pipeline import feature_matrix
-            from emonet_face.tracking import FaceTracker
 
             table = FaceTracker()(table, feature_matrix(track_features))
         return _records(table)
@@ -487,7 +485,6 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
     """The FastAPI app. The model loads in a background thread at start-up (``/health`` answers
     503 until it is ready); ``app.state.service.load_error`` holds the message if loading fails,
     and ``app.state.on_load_error`` (if set) is called with it (the CLI stops the server)."""
-    from emonet_face import __version__
 
     service = Service(config, loader)
 
@@ -500,9 +497,8 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
                 service.load()
                 log.info("model loaded; ready")
             except Exception as exc:
-                from emonet_face.pipeline import _error_text
 
-                service.load_error = _error_text({"path": config.model}, exc)
+                service.load_error = error_text({"path": config.model}, exc)
                 callback = getattr(app.state, "on_load_error", None)
                 if callback is not None:
                     loop.call_soon_threadsafe(callback, service.load_error)
@@ -622,8 +618,7 @@ def _make_fastapi(**kwargs: Any) -> FastAPI:
 
 
 def _info(net: EmoNetFace, config: ServeConfig, service: Service, version: str) -> dict[str, Any]:
-    from emonet_face import taxonomy as tx
-    from emonet_face.viz.charts import FAMILY_COLOURS
+    from emonet_face.viz.charts import FAMILY_COLOURS  # loads matplotlib: only when /v1/info is asked
 
     encoder = net.encoder
     described = net.describe()["encoder"]

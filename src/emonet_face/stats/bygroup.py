@@ -24,10 +24,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from emonet_face.bench.hq import HQData
+from emonet_face.bench.agreement import kappa_from_confusion, rating_codes
+from emonet_face.bench.hq import HQData, load_hq
+from emonet_face.bench.protocol import _clean, run_hq_protocol
+from emonet_face.bench.readout import apply_readout
+from emonet_face.bench.scores import load_score_table
+from emonet_face.bench.tables import image_id
 from emonet_face.errors import InputError
 from emonet_face.stats.dataset import EMOTION_NAMES, join_meta, read_meta
 from emonet_face.stats.demographics import FACTORS, UNKNOWN, DemographicTable, demographic_columns
+from emonet_face.stats.report import by_group_markdown, write_by_group_outputs
 
 __all__ = [
     "GroupAgreement",
@@ -89,7 +95,6 @@ class GroupAgreement:
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        from emonet_face.bench.protocol import _clean
 
         by: dict[str, Any] = {}
         for factor, values in self.groups.items():
@@ -110,6 +115,14 @@ class GroupAgreement:
             for factor, frame in self.tests.items()
         }
         return {"by": by, "by_tests": tests, "by_warnings": list(self.warnings)}
+
+    def write_outputs(self, out: Path, *, figures: bool = True) -> list[Path]:
+        """The ``bench hq --by`` tables and figures, written beside the HQ report."""
+        return write_by_group_outputs(self, out, figures=figures)
+
+    def markdown(self, figures: bool) -> str:
+        """The "Agreement by group" section of the HQ report."""
+        return by_group_markdown(self, figures)
 
     def long_table(self) -> pd.DataFrame:
         rows = []
@@ -142,7 +155,6 @@ def agreement_by_group(
 ) -> GroupAgreement:
     """The HQ protocol on each group's images (same seed and settings as the full run), plus a permutation
     test per annotator of whether its kappa differs across the groups (``unknown`` left out)."""
-    from emonet_face.bench.protocol import run_hq_protocol
 
     notes: list[str] = []
     groups: dict[str, dict[str, Any]] = {}
@@ -178,8 +190,6 @@ def kappa_permutation_test(
     (annotator pair, emotion, group) confusion matrix with one ``np.bincount``. Under ``calibrated``
     the readout is fitted once on all images (the by-group tables refit it per group).
     """
-    from emonet_face.bench.agreement import kappa_from_confusion, rating_codes
-    from emonet_face.bench.readout import apply_readout
 
     human = data.human.astype(bool)
     keep = labels != UNKNOWN
@@ -240,7 +250,6 @@ class PredictionStats:
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        from emonet_face.bench.protocol import _clean
 
         out: dict[str, Any] = {
             "kind": "predictions",
@@ -367,9 +376,6 @@ def prediction_stats(
     seed: int = 42,
 ) -> PredictionStats:
     """Mean centred score per emotion per group (bootstrap CIs over images); with ``hq``, model vs human gaps."""
-    from emonet_face.bench.hq import load_hq
-    from emonet_face.bench.scores import load_score_table
-    from emonet_face.bench.tables import image_id
 
     scores = load_score_table(predictions)
     notes = list(scores.warnings)

@@ -22,6 +22,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from emonet_face.bench.protocol import _clean
+from emonet_face.bench.tables import image_id, read_table
 from emonet_face.data.parquet import HF_DATASETS, IMAGE_COLUMNS, LABEL_COLUMNS, resolve_dataset_shards
 from emonet_face.data.samples import LabelParse, label_raters, parse_label
 from emonet_face.data.tables import PATH_COLUMNS, read_targets_csv
@@ -145,7 +147,6 @@ class DatasetStats:
                 "n": len(self.annotator_images),
                 "images": {k: int(v) for k, v in sorted(self.annotator_images.items())},
             }
-        from emonet_face.bench.protocol import _clean
 
         out["balance"] = {
             f: {k: _clean(v) for k, v in row.items()} for f, row in self.balance().to_dict("index").items()
@@ -385,7 +386,6 @@ def read_meta(path: str | Path) -> pd.DataFrame:
     (or a ``demographics`` dict holding them), or a dataset in the Parquet layouts (a ``.parquet`` file, a
     folder of shards, ``hq``/``binary``/``big`` or a Hub id), streamed without its image bytes.
     """
-    from emonet_face.bench.tables import image_id, read_table
 
     text = str(path)
     local = Path(path).expanduser()
@@ -419,7 +419,6 @@ def read_meta(path: str | Path) -> pd.DataFrame:
 def join_meta(ids: list[str], meta: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Raw demographics for ``ids`` from :func:`read_meta`'s frame, matched by file name, else by stem
     (the BINARY CSV's bare 5-digit ids). Returns the frame (one row per id) and the number matched."""
-    from emonet_face.bench.tables import image_id
 
     names = [image_id(i) or str(i) for i in ids]
     by_name = meta.set_index("image")

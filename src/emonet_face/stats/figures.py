@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from emonet_face.bench.figures import _save
+from emonet_face.stats.dataset import DEFINITIONS
 from emonet_face.stats.demographics import UNKNOWN, DemographicTable
 
 __all__ = [
@@ -232,7 +233,6 @@ def per_emotion_bars(labelled: pd.Series, definition: str, out: Path) -> list[Pa
 def dataset_figures(stats, out: Path) -> list[Path]:
     """All `stats DATASET` figures for a :class:`~emonet_face.stats.dataset.DatasetStats`; the demographic
     ones only when some image has a known group."""
-    from emonet_face.stats.dataset import DEFINITIONS
 
     paths = []
     if stats.definition:

@@ -50,7 +50,7 @@ def write_dataset_outputs(stats, out: Path, *, figures: bool = True) -> dict[str
         unmapped.to_frame().to_csv(out / "unmapped_ethnicity.csv")
     figure_stems: list[str] = []
     if figures:
-        from emonet_face.stats.figures import dataset_figures
+        from emonet_face.stats.figures import dataset_figures  # loads matplotlib: only for figures
 
         figure_stems = list(dict.fromkeys(p.stem for p in dataset_figures(stats, out)))
     (out / "report.md").write_text(_dataset_markdown(stats, summary, tables, figure_stems))
@@ -114,7 +114,7 @@ def write_by_group_outputs(result, out: Path, *, figures: bool = True) -> list[P
     for factor, frame in result.tests.items():
         paths += write_table(frame, out, f"group_difference_{factor}", float_format="%.4g")
     if figures:
-        from emonet_face.stats.figures import agreement_by_group_figure
+        from emonet_face.stats.figures import agreement_by_group_figure  # loads matplotlib: only for figures
 
         for factor in result.factors:
             if result.groups.get(factor):
@@ -181,13 +181,13 @@ def write_prediction_outputs(result, out: Path, *, figures: bool = True) -> dict
                       + (f"Flagged: {', '.join(f'{r.emotion} ({r.group}: excess {r.excess_z:+.2f} SD, q={r.q:.3g})' for r in flagged.itertuples())}."
                          if len(flagged) else "No emotion flagged (q < 0.05).")]
             if figures:
-                from emonet_face.stats.figures import gap_figure
+                from emonet_face.stats.figures import gap_figure  # loads matplotlib: only for figures
 
                 gap_figure(frame, factor, out)
                 lines += ["", f"![gap {factor}](gap_{factor}.png)"]
             lines.append("")
     if figures:
-        from emonet_face.stats.figures import mean_score_figure
+        from emonet_face.stats.figures import mean_score_figure  # loads matplotlib: only for figures
 
         for factor, frame in result.means.items():
             mean_score_figure(frame, factor, out)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from emonet_face.heads import FusedHeads
+from emonet_face.taxonomy import HEAD_KEYS
 from emonet_face.train.stage import head_metric, predict
 
 if TYPE_CHECKING:
@@ -62,7 +63,6 @@ def validation_report(heads: FusedHeads, stages: dict[str, StageData]) -> pd.Dat
     for data in stages.values():
         x = data.embeddings[data.val_idx]
         pred = predict(heads, x)
-        from emonet_face.taxonomy import HEAD_KEYS
 
         for h, key in enumerate(heads.keys):
             col = HEAD_KEYS.index(key)

@@ -14,6 +14,8 @@ import pandas as pd
 from PIL import Image
 
 from emonet_face import taxonomy as tx
+from emonet_face.errors import EmoNetError
+from emonet_face.inputs.video import iter_video_frames
 from emonet_face.viz.charts import FaceScores, face_bar_chart, image_overview, timeline_chart
 
 __all__ = ["PictureWriter", "face_scores", "main_face_rows"]
@@ -154,8 +156,6 @@ class PictureWriter:
 
     def _video_images(self, path: str, frames: set[int]):
         """Decode the wanted frames of a video in one streaming pass (no seeking)."""
-        from emonet_face.errors import EmoNetError
-        from emonet_face.inputs.video import iter_video_frames
 
         if self._load is None or not Path(path).is_file() or not frames:
             return

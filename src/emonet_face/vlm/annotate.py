@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from PIL import Image
 
+from emonet_face import faces
 from emonet_face.errors import EmoNetError, InputError
 from emonet_face.faces.regions import FaceMode
 from emonet_face.inputs import IMAGE_SUFFIXES, discover_inputs, load_image
@@ -239,7 +240,6 @@ def face_cropper(mode: str) -> Callable[[Image.Image], list[Crop]] | None:
     Detection and portrait crops are :mod:`emonet_face.faces`, shared with ``predict`` (default
     detector, default margin); images where no face is found send nothing.
     """
-    from emonet_face import faces
 
     if mode not in FACE_MODES:
         raise InputError(f"--faces {mode!r}: expected one of {', '.join(FACE_MODES)}")

@@ -1,0 +1,44 @@
+"""Encoder runtimes: everything that turns preprocessed pixels into image features.
+
+* :mod:`~emonet_face.runtime.device`: what ``auto`` means for device, backend and precision.
+* :mod:`~emonet_face.runtime.encoder`: the PyTorch SigLIP/SigLIP2 vision tower with its own image
+  processor (:class:`ImageEncoder`), loaded from a Hub id or a local folder.
+* :mod:`~emonet_face.runtime.backends`: the same tower on OpenVINO or ONNX Runtime
+  (:class:`CompiledEncoder`), the on-disk conversion cache, and :func:`load_encoder`, the one factory.
+* :mod:`~emonet_face.runtime.exported`: a folder written by ``emonet-face export`` run behind the
+  same interface (:class:`ExportedGraph`).
+
+Every runtime exposes ``preprocess(images)``, ``__call__(**batch)`` → features ``(N, D)``, ``dim``
+and ``describe()``; the pipeline, the server and the Ray engine call only that.
+"""
+
+from emonet_face.runtime.backends import CompiledEncoder, compiled_cache_dir, load_encoder
+from emonet_face.runtime.device import (
+    BACKENDS,
+    PRECISIONS,
+    cpu_has_bf16,
+    resolve_backend,
+    resolve_device,
+    resolve_dtype,
+    resolve_precision,
+)
+from emonet_face.runtime.encoder import EncoderCheckpoint, ImageEncoder, quiet_transformers
+from emonet_face.runtime.exported import ExportedGraph, is_exported
+
+__all__ = [
+    "BACKENDS",
+    "PRECISIONS",
+    "CompiledEncoder",
+    "EncoderCheckpoint",
+    "ExportedGraph",
+    "ImageEncoder",
+    "compiled_cache_dir",
+    "cpu_has_bf16",
+    "is_exported",
+    "load_encoder",
+    "quiet_transformers",
+    "resolve_backend",
+    "resolve_device",
+    "resolve_dtype",
+    "resolve_precision",
+]

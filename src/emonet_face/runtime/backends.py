@@ -1,0 +1,477 @@
+"""Encoder backends: the same encoder interface on PyTorch, OpenVINO or ONNX Runtime.
+
+:func:`load_encoder` is the one factory. ``backend="auto"``: PyTorch on CUDA, OpenVINO on CPU (a
+core dependency: measured 1.6x faster than PyTorch in float32 and about 3x in bfloat16 on AVX-512
+CPUs), PyTorch where a checkpoint cannot be converted (SigLIP2 NaFlex variable-resolution models);
+precision as :func:`~emonet_face.runtime.device.resolve_precision` decides.
+
+:class:`CompiledEncoder` gives the same encoder interface as the PyTorch
+:class:`~emonet_face.runtime.encoder.ImageEncoder` (``preprocess``, ``__call__`` → L2-normalised
+float32 features ``(N, D)``, ``dim``, ``describe()``) from the same checkpoint: the vision tower +
+pooling + L2 normalisation become one graph with a dynamic batch axis, and the checkpoint's own PIL
+image processor preprocesses, so both give the same features. Converted graphs are cached on disk
+(see :func:`compiled_cache_dir`), so only the first start pays the conversion.
+:class:`GraphRuntime` is the one wrapper around an OpenVINO or ONNX Runtime session, shared with the
+exported one-graph models (:mod:`emonet_face.runtime.exported`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from emonet_face.errors import InputError, ModelLoadError
+from emonet_face.hub import DEFAULT_ENCODER
+from emonet_face.runtime.device import OV_PRECISION, resolve_backend, resolve_device, resolve_precision
+from emonet_face.runtime.encoder import EncoderCheckpoint, ImageEncoder, ImagePreprocessor, describe_encoder_run
+
+__all__ = [
+    "CACHE_ENV",
+    "CompiledEncoder",
+    "GraphRuntime",
+    "VisionTower",
+    "cache_key",
+    "cached_convert",
+    "compiled_cache_dir",
+    "convert_onnx",
+    "convert_openvino",
+    "library_versions",
+    "load_encoder",
+    "pixel_size",
+    "quantize_int8",
+]
+
+CACHE_ENV = "EMONET_FACE_CACHE"
+OV_HINT_ENV = "EMONET_FACE_OPENVINO_HINT"  # LATENCY (default: one request per batch) or THROUGHPUT (streams)
+CACHE_FORMAT = 1  # bump when the converted graph changes meaning
+
+
+# --- the on-disk cache ---------------------------------------------------------------------------
+def compiled_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """Where converted encoders live: ``$EMONET_FACE_CACHE``, else ``<cache_dir>/emonet-face`` when a
+    (Hugging Face) cache folder is given, else ``~/.cache/emonet-face`` (``$XDG_CACHE_HOME``)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser() / "emonet-face"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "emonet-face"
+
+
+def _fingerprint(folder: Path) -> list[list[Any]]:
+    """Weights and configs by name, size and modification time: a changed file is a new cache entry."""
+    files = sorted(p for p in folder.iterdir() if p.suffix in {".json", ".safetensors", ".bin"} and p.is_file())
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+def library_versions(backend: str) -> dict[str, str]:
+    """Versions of what wrote the graph (and of the runtime that reads it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = ["emonet-face", "torch", "transformers"]
+    packages += ["openvino"] if backend == "openvino" else ["onnx", "onnxruntime"]
+    versions = {}
+    for package in packages:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def cache_key(folder: Path, *, name: str, revision: str | None, backend: str, normalize: bool) -> dict[str, Any]:
+    """Everything that decides the converted graph (the entry name is its hash). The graph is stored
+    in float32 with a dynamic batch axis; bf16/fp32 are compile-time choices of the runtime, so one
+    entry serves both precisions. The experimental int8 graph is its own entry (``stored_precision``
+    ``int8``), quantised from the float32 one."""
+    return {
+        "format": CACHE_FORMAT,
+        "encoder": name,
+        "revision": revision,
+        "folder": str(folder.resolve()),
+        "files": _fingerprint(folder),
+        "backend": backend,
+        "stored_precision": "float32",
+        "batch": "dynamic",
+        "normalize": normalize,
+        "versions": library_versions(backend),
+    }
+
+
+def cached_convert(root: Path, key: dict[str, Any], build: Callable[[Path], None]) -> tuple[Path, bool]:
+    """The cache entry for ``key``, building it with ``build(tmp_dir)`` on a miss.
+
+    Returns ``(folder, hit)``. The entry is built in a temporary folder beside it and renamed into
+    place, so a killed conversion leaves no half-written entry (only a ``.tmp-*`` folder, removed by
+    the next build that finds it older than a day).
+    """
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    entry = root / f"{key['backend']}-{digest}"
+    if (entry / "key.json").is_file():
+        return entry, True
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".tmp-*"):
+        if time.time() - stale.stat().st_mtime > 86400:
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    try:
+        build(tmp)
+        (tmp / "key.json").write_text(json.dumps(key, indent=2))  # written last: marks a complete entry
+        try:
+            os.replace(tmp, entry)
+        except OSError:  # another process finished the same entry first: use theirs
+            if not (entry / "key.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return entry, False
+
+
+# --- conversion ----------------------------------------------------------------------------------
+class VisionTower(torch.nn.Module):
+    """Pixels → pooled (optionally L2-normalised) features: exactly :meth:`ImageEncoder.forward`."""
+
+    def __init__(self, vision_model: torch.nn.Module, normalize: bool) -> None:
+        super().__init__()
+        self.vision_model = vision_model
+        self.normalize = normalize
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        features = self.vision_model(pixel_values=pixel_values).pooler_output
+        return torch.nn.functional.normalize(features, dim=-1) if self.normalize else features
+
+
+def convert_openvino(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    *,
+    compress_to_fp16: bool = False,
+    outputs: Sequence[str] = ("embedding",),
+) -> None:
+    """``module(example)`` → an OpenVINO IR (``.xml`` + ``.bin``) with a dynamic batch axis and named outputs."""
+    import openvino as ov
+
+    shape = [-1, *example.shape[1:]]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape checks that are constant here
+        model = ov.convert_model(module.eval(), example_input=(example,), input=[(ov.PartialShape(shape), ov.Type.f32)])
+    model.inputs[0].get_tensor().set_names({"pixel_values"})
+    for port, name in zip(model.outputs, outputs):
+        port.get_tensor().set_names({name})
+    ov.save_model(model, str(path), compress_to_fp16=compress_to_fp16)
+
+
+def convert_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, output_names: Sequence[str]) -> None:
+    """``module(example)`` → an ONNX graph with a dynamic batch axis (weights as external data)."""
+    names = ["pixel_values", *output_names]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module.eval(),
+            (example,),
+            str(path),
+            input_names=names[:1],
+            output_names=names[1:],
+            dynamic_axes={name: {0: "batch"} for name in names},
+            opset_version=17,
+            dynamo=False,
+            external_data=True,
+        )
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """Experimental int8: ONNX Runtime dynamic quantisation of a float32 ONNX graph into ``target``.
+
+    Only the MatMuls with constant weights are quantised (int8 weights, per output channel, 7-bit
+    range; activations quantised per batch at run time): no calibration data is needed. The patch
+    embedding (a Conv), layer norms, softmax, attention score products and the heads' first layer
+    (whose constant is on the left) stay float32. ``reduce_range`` avoids the u8 x s8 saturation of
+    the AVX2/AVX-512 kernels on CPUs without VNNI (ONNX Runtime's quantisation guide)."""
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        raise ModelLoadError(
+            "--dtype int8 needs onnxruntime and onnx: pip install 'emonet-face[onnx]'; or use --dtype float32"
+        ) from None
+    logging.disable(logging.WARNING)  # its root-logger advice to pre-process (shape inference) is noise here
+    try:
+        quantize_dynamic(
+            source,
+            target,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            reduce_range=True,
+            weight_type=QuantType.QInt8,
+        )
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+# --- runtimes ------------------------------------------------------------------------------------
+class _stack_t(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def _keep_signal_stack() -> Iterator[None]:
+    """Give the calling thread its alternate signal stack back after OpenVINO compiles a model.
+
+    OpenVINO's CPU plugin installs an alternate signal stack of its own while compiling and puts the
+    previous one back when the compiled model is destroyed. Two compiled models destroyed in the
+    order they were made leave the thread pointing at the first one's freed stack, and the next
+    Python signal handler (e.g. PyTorch DataLoader's SIGCHLD) then kills the process with SIGSEGV
+    (measured here: OpenVINO 2026.4). Restoring the previous stack at once keeps every later
+    restore valid; OpenVINO's handlers still get a valid (the previous) stack."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    previous = _stack_t()
+    saved = libc.sigaltstack(None, ctypes.byref(previous)) == 0
+    try:
+        yield
+    finally:
+        if saved:
+            libc.sigaltstack(ctypes.byref(previous), None)
+
+
+class GraphRuntime:
+    """A compiled graph on OpenVINO or ONNX Runtime: ``run(pixels) -> {output name: array}``."""
+
+    def __init__(
+        self, path: Path, backend: str, precision: str, *, threads: int | None = None, blob_cache: Path | None = None
+    ) -> None:
+        self.backend = backend
+        self.precision = precision
+        """What the runtime computes in (OpenVINO reports it: a hint the CPU cannot honour is dropped)."""
+        threads = threads or torch.get_num_threads()
+        if backend == "openvino":
+            import openvino as ov
+
+            hint = os.environ.get(OV_HINT_ENV, "LATENCY").upper()
+            if hint not in ("THROUGHPUT", "LATENCY"):
+                raise InputError(f"${OV_HINT_ENV}={hint}: use THROUGHPUT or LATENCY")
+            config = {
+                "INFERENCE_PRECISION_HINT": OV_PRECISION[precision],  # OpenVINO would pick bf16 by itself
+                "PERFORMANCE_HINT": hint,
+                "INFERENCE_NUM_THREADS": threads,
+            }
+            if blob_cache is not None:
+                config["CACHE_DIR"] = str(blob_cache)  # compiled blobs: a faster second start
+            with _keep_signal_stack():
+                self._compiled = ov.Core().compile_model(str(path), "CPU", config)
+                self.streams = int(self._compiled.get_property("NUM_STREAMS"))
+                self._queue = ov.AsyncInferQueue(self._compiled, self.streams)
+            actual = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+            self.precision = {name: p for p, name in OV_PRECISION.items()}.get(actual, precision)
+            self.output_names = [o.get_any_name() for o in self._compiled.outputs]
+        else:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.log_severity_level = 3
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.output_names = [o.name for o in self._session.get_outputs()]
+
+    def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        if self.backend == "openvino":
+            return self._run_streams(pixels)
+        return dict(zip(self.output_names, self._session.run(None, {"pixel_values": pixels})))
+
+    def _run_streams(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """The batch split over OpenVINO's streams, run in parallel (one request per stream).
+
+        LATENCY (the default) compiles one stream with all threads: one request per batch. THROUGHPUT
+        (``$EMONET_FACE_OPENVINO_HINT``) gives each stream its share of the threads, so a batch is split
+        into one chunk per stream; a batch smaller than the stream count leaves streams idle. Measured
+        on 2 cores (so400m f32, benchmarks/bench_openvino_tuning.py): THROUGHPUT 1.0-1.13x LATENCY at
+        batch 8 (within the noise of a shared machine) and 0.55x at batch 1, hence LATENCY by default;
+        on many-core CPUs THROUGHPUT may pay off (not measured here).
+        """
+        chunks = np.array_split(pixels, max(1, min(len(pixels), self.streams)))
+        results: list[list[np.ndarray]] = [[] for _ in chunks]
+
+        def done(request: Any, index: int) -> None:  # copies: the request's tensors are reused
+            results[index] = [np.array(request.get_output_tensor(i).data) for i in range(len(self.output_names))]
+
+        self._queue.set_callback(done)
+        for index, chunk in enumerate(chunks):
+            self._queue.start_async({0: chunk}, index)
+        self._queue.wait_all()
+        return {name: np.concatenate([r[i] for r in results]) for i, name in enumerate(self.output_names)}
+
+
+class CompiledEncoder:
+    """The SigLIP vision tower compiled for OpenVINO or ONNX Runtime, behind the encoder interface.
+
+    Build it with :func:`~emonet_face.runtime.load_encoder`. Same preprocessing (the checkpoint's PIL processor) and the
+    same L2-normalised float32 features as :class:`~emonet_face.runtime.encoder.ImageEncoder`.
+    """
+
+    device = torch.device("cpu")
+    dtype = torch.float32  # of the features it returns
+
+    def __init__(
+        self,
+        runtime: GraphRuntime,
+        processor: Any,
+        *,
+        dim: int,
+        precision: str,
+        normalize: bool = True,
+        name: str = "",
+        revision: str | None = None,
+        cache_entry: Path | None = None,
+        cache_hit: bool = False,
+    ) -> None:
+        self.runtime = runtime
+        self.processor = processor
+        self.preprocess = ImagePreprocessor(processor)  # picklable: workers never see the runtime
+        self.dim = dim
+        self.precision = runtime.precision
+        self.normalize = normalize
+        self.name = name
+        self.revision = revision
+        self.cache_entry = cache_entry
+        self.cache_hit = cache_hit
+
+    @property
+    def backend(self) -> str:
+        return self.runtime.backend
+
+    def __call__(self, pixel_values: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        """Features ``(N, D)`` float32 for preprocessed pixels ``(N, 3, H, W)``."""
+        if extra:
+            raise ModelLoadError(f"the {self.backend} encoder takes pixel_values only (got {', '.join(extra)})")
+        out = self.runtime.run(pixel_values.detach().cpu().numpy())
+        return torch.from_numpy(next(iter(out.values())))
+
+    def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return self(**self.preprocess(images))
+
+    def describe(self) -> dict[str, Any]:
+        return describe_encoder_run(self, backend=self.backend, precision=self.precision, device="cpu")
+
+
+def load_encoder(
+    ref: str | Path = DEFAULT_ENCODER,
+    *,
+    backend: str = "auto",
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool | None = None,
+    normalize: bool = True,
+    compiled_dir: str | Path | None = None,
+) -> ImageEncoder | CompiledEncoder:
+    """Load a SigLIP/SigLIP2 image encoder on the fastest available backend.
+
+    Args:
+        ref: encoder Hub id (``owner/name``) or local checkpoint folder.
+        backend: ``"auto"`` (PyTorch on CUDA, OpenVINO on CPU, PyTorch where a checkpoint has extra
+            inputs such as SigLIP2 NaFlex), ``"torch"``, ``"openvino"`` or ``"onnx"`` (ONNX Runtime).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; default CUDA when available. OpenVINO and ONNX
+            Runtime run on the CPU.
+        dtype: ``None``/``"auto"`` (bfloat16 on CPUs with AVX512_BF16/AMX and on bf16 GPUs, float32
+            elsewhere; ONNX Runtime float32), ``"float32"`` (exact float32 everywhere, also forcing
+            OpenVINO's ``INFERENCE_PRECISION_HINT``), ``"bfloat16"``, ``"float16"``, or ``"int8"``
+            (EXPERIMENTAL, warns: ONNX Runtime dynamic quantisation, see :func:`quantize_int8`;
+            ``backend="auto"`` then means ONNX Runtime).
+        revision: Hub revision of the encoder.
+        cache_dir: Hugging Face cache folder (also hosts converted models when ``$EMONET_FACE_CACHE``
+            is unset).
+        local_files_only: serve the Hub cache only.
+        normalize: L2-normalise features (inside the converted graph for OpenVINO / ONNX Runtime).
+        compiled_dir: where converted models are cached (default :func:`compiled_cache_dir`).
+
+    Returns:
+        An :class:`ImageEncoder` (PyTorch) or a :class:`CompiledEncoder`; both expose ``preprocess``,
+        ``__call__``, ``dim`` and ``describe()`` (which names backend, precision and device).
+
+    Raises:
+        ModelLoadError: missing weights, a non-SigLIP checkpoint, an absent runtime package, or a
+            checkpoint the requested backend cannot convert.
+        InputError: unknown backend or dtype, or a CPU-only backend asked for CUDA.
+    """
+    dev = resolve_device(device)
+    checkpoint = EncoderCheckpoint.resolve(
+        ref, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
+    )
+    if str(dtype).lower() == "int8" and (backend or "auto").lower() == "auto":
+        backend = "onnx"  # the only backend with the experimental int8 path
+    name = resolve_backend(backend, dev)
+    if name != "torch" and checkpoint.takes_extra_inputs:
+        if backend != "auto":
+            raise ModelLoadError(
+                f"{ref}: SigLIP2 NaFlex checkpoints take extra inputs the {name} backend does not convert; "
+                "use --backend torch"
+            )
+        name = "torch"
+    precision = resolve_precision(dtype, dev, name)
+    processor = checkpoint.processor()
+    if name == "torch":
+        model = checkpoint.load_vision_model(dtype=getattr(torch, precision))
+        return ImageEncoder(model, processor, normalize=normalize, name=str(ref), revision=revision).to(dev)
+
+    graph_file = "encoder.xml" if name == "openvino" else "encoder.onnx"
+    key = cache_key(checkpoint.folder, name=str(ref), revision=revision, backend=name, normalize=normalize)
+
+    def convert(tmp: Path) -> None:
+        tower = VisionTower(checkpoint.load_vision_model(dtype=torch.float32), normalize)
+        example = torch.zeros(1, 3, *pixel_size(processor))
+        if name == "openvino":
+            convert_openvino(tower, example, tmp / graph_file)
+        else:
+            convert_onnx(tower, example, tmp / graph_file, ["embedding"])
+
+    def quantize(tmp: Path) -> None:
+        float32, _ = cached_convert(root, key, convert)
+        quantize_int8(float32 / graph_file, tmp / graph_file)
+
+    root = Path(compiled_dir) if compiled_dir else compiled_cache_dir(cache_dir)
+    if precision == "int8":
+        entry, hit = cached_convert(root, {**key, "stored_precision": "int8"}, quantize)
+    else:
+        entry, hit = cached_convert(root, key, convert)
+    return CompiledEncoder(
+        GraphRuntime(entry / graph_file, name, precision, blob_cache=entry / "ov-blobs"),
+        processor,
+        dim=checkpoint.dim,
+        precision=precision,
+        normalize=normalize,
+        name=str(ref),
+        revision=revision,
+        cache_entry=entry,
+        cache_hit=hit,
+    )
+
+
+def pixel_size(processor: Any) -> tuple[int, int]:
+    """(height, width) the processor resizes to."""
+    size = getattr(processor, "size", None) or {}
+    get = size.get if hasattr(size, "get") else lambda k: getattr(size, k, None)
+    height, width = get("height"), get("width")
+    if not height or not width:
+        edge = get("shortest_edge") or 384
+        height = width = edge
+    return int(height), int(width)

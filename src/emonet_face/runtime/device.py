@@ -1,0 +1,141 @@
+"""Device, backend and precision resolution for the encoder runtimes: what ``auto`` means here.
+
+One place decides it for every runtime (PyTorch, OpenVINO, ONNX Runtime, exported graphs), so that
+``predict``, ``serve``, ``embed`` and the Ray engine agree on what runs where.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from emonet_face.errors import InputError, ModelLoadError
+
+__all__ = [
+    "BACKENDS",
+    "PRECISIONS",
+    "cpu_has_bf16",
+    "resolve_backend",
+    "resolve_device",
+    "resolve_dtype",
+    "resolve_precision",
+]
+
+BACKENDS = ("auto", "torch", "openvino", "onnx")
+PRECISIONS = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+PRECISIONS |= {"float16": "float16", "fp16": "float16", "half": "float16", "int8": "int8"}
+INT8_WARNING = (
+    "--dtype int8 is EXPERIMENTAL: ONNX Runtime dynamic quantisation (int8 weights, activations quantised per "
+    "batch) of the encoder's matrix products. SigLIP-family encoders have activation outliers that hurt int8, and "
+    "its drift on the real weights has not been measured: check the scores against --dtype float32 before use."
+)
+BACKEND_ENV = "EMONET_FACE_BACKEND"  # what "auto" means, e.g. torch for a test suite that compares with torch
+DTYPE_ENV = "EMONET_FACE_DTYPE"
+OV_PRECISION = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+"""Our precision names → OpenVINO's ``INFERENCE_PRECISION_HINT`` values."""
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` → CUDA when available, else CPU. An unavailable CUDA request is a clear error."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"{device}: not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"{device}: CUDA is not available on this machine; use --device cpu")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, backend: str = "torch") -> torch.dtype:
+    """Encoder dtype: ``None``/``"auto"`` is bfloat16 where the hardware computes it natively, else
+    float32 (see :func:`resolve_precision`)."""
+    return getattr(torch, resolve_precision(dtype, device, backend))
+
+
+@cache
+def cpu_has_bf16() -> bool:
+    """True when this CPU computes bfloat16 natively (AVX512_BF16 or AMX): there bf16 is ~2x faster
+    than float32; elsewhere it is emulated and slower, so ``auto`` precision stays float32."""
+    cpu = getattr(torch, "cpu", None)
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        check = getattr(cpu, probe, None)
+        if check is not None and check():
+            return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def resolve_backend(backend: str | None, device: torch.device) -> str:
+    """``auto`` → ``torch`` on CUDA, ``openvino`` on CPU when installed, else ``torch``.
+
+    OpenVINO and ONNX Runtime run on the CPU here; asking for them with a CUDA device is an error.
+    ``$EMONET_FACE_BACKEND`` (when set) replaces ``auto``.
+    """
+    name = (backend or "auto").lower()
+    if name == "auto":
+        name = os.environ.get(BACKEND_ENV, "auto").lower() or "auto"
+    if name not in BACKENDS:
+        raise InputError(f"--backend {backend}: use one of {', '.join(BACKENDS)}")
+    if name == "auto":
+        return "openvino" if device.type == "cpu" and installed("openvino") else "torch"
+    if name != "torch" and device.type != "cpu":
+        raise InputError(f"--backend {name} runs on the CPU; use --backend torch (or auto) with --device {device}")
+    module = {"openvino": "openvino", "onnx": "onnxruntime"}.get(name)
+    if module and not installed(module):
+        extra = "" if name == "openvino" else " (pip install 'emonet-face[onnx]')"
+        raise ModelLoadError(f"--backend {name}: the {module} package is not installed{extra}; or use --backend torch")
+    return name
+
+
+def resolve_precision(dtype: str | torch.dtype | None, device: torch.device, backend: str) -> str:
+    """The encoder precision as a name: ``float32``, ``bfloat16`` or ``float16``.
+
+    ``None``/``"auto"``: bfloat16 where the hardware computes it natively (CPU with AVX512_BF16 or
+    AMX, CUDA GPUs with bf16), float32 elsewhere; ONNX Runtime always float32 on CPU (it has no fast
+    bf16 kernels). An explicit ``float32`` is exact float32 on every backend. ``int8`` (experimental,
+    ONNX Runtime only, warns) is dynamic quantisation (:func:`quantize_int8`); never chosen by ``auto``.
+    ``$EMONET_FACE_DTYPE`` (when set) replaces ``auto``.
+    """
+    if isinstance(dtype, torch.dtype):
+        dtype = str(dtype).removeprefix("torch.")
+    if dtype is None or dtype == "auto":
+        dtype = os.environ.get(DTYPE_ENV) or None
+    if dtype is None or dtype == "auto":
+        if backend == "onnx":
+            return "float32"
+        if device.type == "cuda":
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+        return "bfloat16" if device.type == "cpu" and cpu_has_bf16() else "float32"
+    precision = PRECISIONS.get(dtype.lower())
+    if precision is None:
+        raise InputError(f"--dtype {dtype}: use auto, float32, bfloat16, float16 or int8 (experimental)")
+    if precision == "int8":
+        if backend != "onnx":
+            raise InputError(f"--dtype int8 (experimental) runs on ONNX Runtime only; use --backend onnx, not {backend}")
+        warnings.warn(INT8_WARNING, stacklevel=3)
+        return precision
+    if backend == "onnx" and precision != "float32":
+        raise InputError(f"--dtype {dtype}: ONNX Runtime runs float32 on CPU; use --backend openvino for {precision}")
+    if precision != "float32" and device.type == "cpu" and not (precision == "bfloat16" and cpu_has_bf16()):
+        warnings.warn(
+            f"{precision} on a CPU without native support (AVX512_BF16/AMX) is emulated: slower and less precise "
+            "than float32",
+            stacklevel=3,
+        )
+    return precision
+
+

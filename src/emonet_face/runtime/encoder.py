@@ -1,0 +1,284 @@
+"""The image encoder: SigLIP / SigLIP2 vision tower + its own image processor, nothing else.
+
+Only the vision tower and the image processor are loaded: the text tower (about half of the
+so400m checkpoint) and the tokenizer are never downloaded into memory. Features follow
+``get_image_features`` semantics (the attention-pooled ``pooler_output``) and are L2-normalised,
+as the released heads expect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from emonet_face.errors import ModelLoadError
+from emonet_face.hub import DEFAULT_ENCODER, ENCODER_PATTERNS, resolve_model_dir
+
+__all__ = [
+    "EncoderCheckpoint",
+    "ImageEncoder",
+    "ImagePreprocessor",
+    "describe_encoder_run",
+    "load_image_processor",
+    "quiet_transformers",
+    "siglip2_preprocessor_config",
+]
+
+
+def siglip2_preprocessor_config(image_size: int = 384) -> dict[str, Any]:
+    """``preprocessor_config.json`` as google/siglip2-so400m-patch16-384 ships it (bilinear resize
+    to a square, rescale to 0..1, normalise with mean = std = 0.5), for checkpoints built locally
+    (tests, benchmarks) so they exercise exactly the released preprocessing."""
+    return {
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "image_processor_type": "SiglipImageProcessor",
+        "processor_class": "SiglipProcessor",
+        "resample": 2,
+        "rescale_factor": 1 / 255,
+        "size": {"height": image_size, "width": image_size},
+    }
+
+
+# model_type in config.json -> (module, vision model class)
+_VISION_CLASSES = {
+    "siglip": "SiglipVisionModel",
+    "siglip_vision_model": "SiglipVisionModel",
+    "siglip2": "Siglip2VisionModel",
+    "siglip2_vision_model": "Siglip2VisionModel",
+}
+
+
+def load_image_processor(folder: Path) -> Any:
+    """The checkpoint's own image processor, PIL backend (the numerical reference; needs no torchvision)."""
+    import transformers
+    from transformers import AutoImageProcessor
+
+    major = int(transformers.__version__.split(".")[0])
+    kwargs = {"backend": "pil"} if major >= 5 else {"use_fast": False}
+    try:
+        return AutoImageProcessor.from_pretrained(str(folder), **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"{folder}: no usable image processor (preprocessor_config.json): {exc}") from None
+
+
+class ImagePreprocessor:
+    """The checkpoint's own preprocessing (resize, rescale, normalise) as a small picklable callable:
+    images → ``{"pixel_values": (N, 3, H, W)}`` float32 tensors on the CPU. DataLoader workers get
+    this object, never the model."""
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+
+    def __call__(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
+        batch = self.processor(images=list(images), return_tensors="pt")
+        return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+@dataclass(frozen=True)
+class EncoderCheckpoint:
+    """A resolved SigLIP/SigLIP2 checkpoint folder: read its config and processor without loading
+    weights (a backend with a cached converted graph never needs the PyTorch weights)."""
+
+    folder: Path
+    model_type: str
+    config: dict[str, Any]
+
+    @classmethod
+    def resolve(
+        cls,
+        ref: str | Path,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool | None = None,
+    ) -> EncoderCheckpoint:
+        folder = resolve_model_dir(
+            ref,
+            revision=revision,
+            cache_dir=cache_dir,
+            allow_patterns=ENCODER_PATTERNS,
+            local_files_only=local_files_only,
+            what="encoder",
+        )
+        config_path = folder / "config.json"
+        try:
+            config = json.loads(config_path.read_text())
+            model_type = config["model_type"]
+        except (OSError, json.JSONDecodeError, KeyError) as exc:
+            raise ModelLoadError(
+                f"{config_path}: missing or invalid encoder config ({exc!r}); expected a SigLIP/SigLIP2 checkpoint"
+            ) from None
+        if model_type not in _VISION_CLASSES:
+            raise ModelLoadError(
+                f"{folder}: model_type {model_type!r} is not a SigLIP/SigLIP2 checkpoint; pass a SigLIP2 encoder to --encoder"
+            )
+        return cls(folder, model_type, config)
+
+    @property
+    def vision_config(self) -> dict[str, Any]:
+        return self.config.get("vision_config", self.config)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vision_config.get("hidden_size", 0))
+
+    @property
+    def takes_extra_inputs(self) -> bool:
+        """SigLIP2 NaFlex models take ``pixel_attention_mask`` and ``spatial_shapes`` besides pixels."""
+        return self.model_type.startswith("siglip2")
+
+    def processor(self) -> Any:
+        return load_image_processor(self.folder)
+
+    def load_vision_model(self, *, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa") -> nn.Module:
+        """The vision tower alone (text weights of a full checkpoint are skipped)."""
+        import transformers
+
+        vision_cls = getattr(transformers, _VISION_CLASSES[self.model_type])
+        logger = logging.getLogger("transformers.modeling_utils")
+        previous = logger.level
+        logger.setLevel(logging.ERROR)  # "text weights not used" is expected, not a user problem
+        try:
+            return vision_cls.from_pretrained(str(self.folder), dtype=dtype, attn_implementation=attn_implementation)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"{self.folder}: could not load the encoder weights ({exc})") from None
+        finally:
+            logger.setLevel(previous)
+
+
+class ImageEncoder(nn.Module):
+    """Images → L2-normalised image features ``(N, D)``.
+
+    Carries its own preprocessing (:meth:`preprocess`), so callers never need to know the
+    checkpoint's resolution, resampling or normalisation constants.
+    """
+
+    def __init__(
+        self,
+        vision_model: nn.Module,
+        processor: Any,
+        *,
+        normalize: bool = True,
+        name: str = "",
+        revision: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.vision_model = vision_model.eval()
+        self.processor = processor
+        self.normalize = normalize
+        self.name = name
+        self.revision = revision
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        ref: str | Path = DEFAULT_ENCODER,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        normalize: bool = True,
+        attn_implementation: str = "sdpa",
+    ) -> ImageEncoder:
+        """Load the vision tower and image processor of a SigLIP/SigLIP2 checkpoint (Hub id or folder).
+
+        ``dtype`` defaults to float32. ``attn_implementation`` defaults to PyTorch SDPA. Text weights
+        in a full checkpoint are skipped. For other backends (OpenVINO, ONNX Runtime) and automatic
+        precision use :func:`emonet_face.runtime.load_encoder`.
+        """
+        checkpoint = EncoderCheckpoint.resolve(
+            ref, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
+        )
+        model = checkpoint.load_vision_model(dtype=dtype or torch.float32, attn_implementation=attn_implementation)
+        encoder = cls(model, checkpoint.processor(), normalize=normalize, name=str(ref), revision=revision)
+        return encoder.to(device) if device is not None else encoder
+
+    @property
+    def dim(self) -> int:
+        config = self.vision_model.config
+        return int(getattr(config, "hidden_size", 0))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vision_model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.vision_model.parameters()).dtype
+
+    def preprocess(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
+        """The checkpoint's own preprocessing (resize, rescale, normalise), on CPU.
+
+        Safe to call in DataLoader workers: it touches no model state.
+        """
+        return ImagePreprocessor(self.processor)(images)
+
+    @torch.inference_mode()
+    def forward(self, pixel_values: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        """Features for preprocessed inputs, float32 on the model's device."""
+        inputs = {"pixel_values": pixel_values.to(self.device, self.dtype)}
+        inputs.update({k: v.to(self.device) for k, v in extra.items()})
+        features = self.vision_model(**inputs).pooler_output.float()
+        return nn.functional.normalize(features, dim=-1) if self.normalize else features
+
+    def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Preprocess and encode in one call (convenient; pipelines overlap the two instead)."""
+        return self(**self.preprocess(images))
+
+    @staticmethod
+    def describe_processor(proc: Any) -> dict[str, Any]:
+        """The preprocessing fields of :meth:`describe` (shared with the other backends)."""
+        return {
+            "processor": type(proc).__name__,
+            "size": getattr(proc, "size", None),
+            "resample": int(getattr(proc, "resample", -1)) if getattr(proc, "resample", None) is not None else None,
+            "image_mean": list(getattr(proc, "image_mean", []) or []),
+            "image_std": list(getattr(proc, "image_std", []) or []),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """What produced the features: recorded in embedding-store manifests and outputs."""
+        return describe_encoder_run(
+            self, backend="torch", precision=str(self.dtype).removeprefix("torch."), device=str(self.device)
+        )
+
+
+def describe_encoder_run(runtime: Any, *, backend: str, precision: str, device: str, **fields: Any) -> dict[str, Any]:
+    """The one layout of ``describe()`` for every encoder runtime (torch, compiled, exported graph), so
+    manifests and output metadata name the same fields whichever ran: id, revision, ``fields`` (which
+    add to or replace those, e.g. an exported graph's source id and folder), normalisation, width,
+    preprocessing, then backend, precision and device."""
+    return {
+        "encoder": runtime.name,
+        "revision": runtime.revision,
+        **fields,
+        "normalize": runtime.normalize,
+        "dim": runtime.dim,
+        **ImageEncoder.describe_processor(runtime.processor),
+        "backend": backend,
+        "precision": precision,
+        "device": device,
+    }
+
+
+def quiet_transformers() -> None:
+    """Loading a vision tower out of a full checkpoint is expected to skip weights: keep the
+    terminal for our own progress bar and errors."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
