@@ -111,6 +111,17 @@ def test_openvino_splits_a_batch_over_streams_in_row_order(tiny_encoder_dir, cac
         backends.GraphRuntime(path, "openvino", "float32")
 
 
+def test_openvino_blob_cache_keeps_precisions_apart(tiny_encoder_dir, cache):
+    """A float32 compile and a later bfloat16 compile of one graph, sharing the compiled-blob cache in
+    one process, each give finite features near float32 (OpenVINO 2026.4 returned NaN for the second)."""
+    encoder = load_encoder(tiny_encoder_dir, backend="openvino", device="cpu", dtype="float32", compiled_dir=cache)
+    path, blobs = encoder.cache_entry / "encoder.xml", encoder.cache_entry / "ov-blobs"
+    pixels = np.random.default_rng(1).uniform(-1, 1, (3, 3, 32, 32)).astype(np.float32)
+    runs = {p: backends.GraphRuntime(path, "openvino", p, blob_cache=blobs).run(pixels)["embedding"] for p in ("float32", "bfloat16")}
+    assert np.isfinite(runs["bfloat16"]).all()
+    np.testing.assert_allclose(runs["bfloat16"], runs["float32"], atol=0.05)
+
+
 def test_bf16_within_documented_bound(tiny_encoder_dir, tiny_heads_dir, cache, torch_table):
     for backend in ("torch", "openvino"):
         with pytest.warns(UserWarning, match="emulated") if not device.cpu_has_bf16() else nullcontext():

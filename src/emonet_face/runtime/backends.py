@@ -273,8 +273,10 @@ class GraphRuntime:
                 "PERFORMANCE_HINT": hint,
                 "INFERENCE_NUM_THREADS": threads,
             }
-            if blob_cache is not None:
-                config["CACHE_DIR"] = str(blob_cache)  # compiled blobs: a faster second start
+            if blob_cache is not None:  # compiled blobs: a faster second start
+                # one folder per precision: OpenVINO 2026.4 reuses an f32 blob for a later bf16 compile
+                # of the same graph in one process and returns NaN (measured on an AMX CPU)
+                config["CACHE_DIR"] = str(blob_cache / precision)
             with _keep_signal_stack():
                 self._compiled = ov.Core().compile_model(str(path), "CPU", config)
                 self.streams = int(self._compiled.get_property("NUM_STREAMS"))
