@@ -1,4 +1,5 @@
-"""Shared fixtures. Reference data lives in ../shared/emonet-data (never copied into the repo)."""
+"""Shared fixtures. The EmoNet-Face release files the tests compare with ship in tests/data/emonet-face
+(source and licence in its README.md and LICENSE); nothing is read from outside the repository."""
 
 from __future__ import annotations
 
@@ -32,14 +33,24 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "emonet-data"
+RELEASE_DATA = Path(__file__).resolve().parent / "data" / "emonet-face"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"reference data missing: {SHARED_DATA} (CI clones the repo with ../shared beside it)")
-    return SHARED_DATA
+def release_data(tmp_path_factory) -> Path:
+    """A folder holding the release files under their original names: the ``.gz`` ones unpacked (the
+    CLI reads a ``.csv``/``.jsonl`` by its suffix), the small ones copied."""
+    import gzip
+    import shutil
+
+    folder = tmp_path_factory.mktemp("emonet-face-release")
+    for source in sorted(RELEASE_DATA.iterdir()):
+        if source.suffix == ".gz":
+            with gzip.open(source, "rb") as packed, open(folder / source.stem, "wb") as plain:
+                shutil.copyfileobj(packed, plain)
+        elif source.suffix in (".json", ".jsonl", ".csv"):
+            shutil.copyfile(source, folder / source.name)
+    return folder
 
 
 TINY_IMAGE_SIZE = 32

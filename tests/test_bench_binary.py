@@ -14,15 +14,15 @@ from emonet_face.bench.binary import analyse_binary
 from emonet_face.cli.main import app
 
 
-def test_shares_match_plain_pandas_groupby(shared_data: Path, tmp_path: Path) -> None:
+def test_shares_match_plain_pandas_groupby(release_data: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        app, ["bench", "binary", str(shared_data / "emonet-face_binary.csv"), "--out", str(tmp_path)]
+        app, ["bench", "binary", str(release_data / "emonet-face_binary.csv"), "--out", str(tmp_path)]
     )
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert (tmp_path / "binary_agreement.png").exists()
 
-    votes = pd.read_csv(shared_data / "emonet-face_binary.csv", dtype={"path": str})
+    votes = pd.read_csv(release_data / "emonet-face_binary.csv", dtype={"path": str})
     votes["emotion"] = votes["emotion"].replace({"Hopelessness": "Helplessness"})  # the CSV's name for it
     votes["yes"] = votes["value"].astype(str).str.lower().eq("true")
     items = votes.groupby(["path", "emotion"]).agg(n=("yes", "size"), yes=("yes", "sum")).reset_index()

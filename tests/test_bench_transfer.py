@@ -15,18 +15,18 @@ from emonet_face.cli.main import app
 from emonet_face.taxonomy import head_key_from_file_name
 
 
-def test_shipped_mapping_equals_release_file(shared_data: Path) -> None:
+def test_shipped_mapping_equals_release_file(release_data: Path) -> None:
     shipped = json.loads(resources.files("emonet_face.bench").joinpath("transfer_mappings.json").read_text("utf-8"))
-    assert shipped == json.loads((shared_data / "emonet-face_transfer_mappings.json").read_text())
+    assert shipped == json.loads((release_data / "emonet-face_transfer_mappings.json").read_text())
 
 
-def test_ferd_release_file_gives_published_accuracy(shared_data: Path, tmp_path: Path) -> None:
+def test_ferd_release_file_gives_published_accuracy(release_data: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
         [
             "bench",
             "transfer",
-            str(shared_data / "emonet-face_eval_ferd.jsonl"),
+            str(release_data / "emonet-face_eval_ferd.jsonl"),
             "--dataset",
             "ferd",
             "--out",
@@ -41,10 +41,10 @@ def test_ferd_release_file_gives_published_accuracy(shared_data: Path, tmp_path:
     assert summary["per_class"]["happy"] == 1.0
 
 
-def _as_score_table(shared_data: Path) -> pd.DataFrame:
+def _as_score_table(release_data: Path) -> pd.DataFrame:
     """The FERD results rewritten as our `predict` table: path, centred <key> columns, raw.<key>."""
     rows = []
-    for line in (shared_data / "emonet-face_eval_ferd.jsonl").read_text().splitlines():
+    for line in (release_data / "emonet-face_eval_ferd.jsonl").read_text().splitlines():
         record = json.loads(line)
         row = {"path": record["image_path"]}
         for head, values in record["results"].items():
@@ -55,8 +55,8 @@ def _as_score_table(shared_data: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_score_table_with_class_column_and_affectnet_ids(shared_data: Path, tmp_path: Path) -> None:
-    table = _as_score_table(shared_data)
+def test_score_table_with_class_column_and_affectnet_ids(release_data: Path, tmp_path: Path) -> None:
+    table = _as_score_table(release_data)
     path = tmp_path / "scores.csv"
     table.to_csv(path, index=False)
     assert evaluate_transfer(path, "ferd").summary()["accuracy"] == pytest.approx(119 / 152)  # class from file name

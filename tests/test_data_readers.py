@@ -77,8 +77,8 @@ def test_hub_dataset_offline_is_a_clear_error(tmp_path, monkeypatch):
         ParquetDataset("laion/emonet-face-binary", cache_dir=tmp_path / "cache")
 
 
-def test_binary_votes_csv_matches_shared_file(tmp_path, shared_data):
-    votes = pd.read_csv(shared_data / "emonet-face_binary.csv", dtype={"path": str}, nrows=300)
+def test_binary_votes_csv_matches_release_file(tmp_path, release_data):
+    votes = pd.read_csv(release_data / "emonet-face_binary.csv", dtype={"path": str}, nrows=300)
     images = tmp_path / "images"
     images.mkdir()
     for image_id in votes["path"].unique()[:5]:

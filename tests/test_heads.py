@@ -99,11 +99,11 @@ def test_save_and_reload_roundtrip(tmp_path, layout):
         assert torch.allclose(again(x), heads(x), atol=1e-6)
 
 
-def test_postprocess_reproduces_released_outputs(shared_data):
-    means_by_head = json.loads((shared_data / "derived_eif_neutral_means_from_ferd.json").read_text())[
+def test_postprocess_reproduces_released_outputs(release_data):
+    means_by_head = json.loads((release_data / "derived_eif_neutral_means_from_ferd.json").read_text())[
         "neutral_mean_by_head"
     ]
-    rows = [json.loads(line) for line in (shared_data / "emonet-face_eval_ferd.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (release_data / "emonet-face_eval_ferd.jsonl").read_text().splitlines()]
     keys = tx.HEAD_KEYS
     stats = [tx.head_stats_key(k) for k in keys]
     raw = np.array([[r["results"][s]["raw"] for s in stats] for r in rows])

@@ -199,8 +199,8 @@ def test_card_layout_counts_equal_pandas_group_by(tmp_path: Path) -> None:
     assert summary["ratings_per_image"]["mean"] == pytest.approx(np.mean(n_raters) * 6)
 
 
-def test_real_binary_votes_with_meta(shared_data: Path, tmp_path: Path) -> None:
-    votes_csv = shared_data / "emonet-face_binary.csv"
+def test_real_binary_votes_with_meta(release_data: Path, tmp_path: Path) -> None:
+    votes_csv = release_data / "emonet-face_binary.csv"
     votes = pd.read_csv(votes_csv, dtype={"path": str})
     ids = sorted(votes["path"].unique())
     rng = np.random.default_rng(0)

@@ -5,8 +5,8 @@ import pytest
 from emonet_face import taxonomy as tx
 
 
-def test_matches_annotation_guide(shared_data):
-    guide = json.loads((shared_data / "emonet-face_guide.json").read_text())["options"]
+def test_matches_annotation_guide(release_data):
+    guide = json.loads((release_data / "emonet-face_guide.json").read_text())["options"]
     assert list(guide["buttons"]) == list(tx.FAMILIES)
     ours = {e.name: e for e in tx.EMOTIONS}
     assert len(ours) == 40
@@ -16,8 +16,8 @@ def test_matches_annotation_guide(shared_data):
             assert list(ours[name].descriptors) == guide["labels"][name]
 
 
-def test_keys_match_released_head_names(shared_data):
-    first = json.loads((shared_data / "emonet-face_eval_ferd.jsonl").read_text().splitlines()[0])
+def test_keys_match_released_head_names(release_data):
+    first = json.loads((release_data / "emonet-face_eval_ferd.jsonl").read_text().splitlines()[0])
     released = {tx.head_key_from_file_name(k) for k in first["results"]}
     assert released == set(tx.HEAD_KEYS)
     assert len(tx.HEAD_KEYS) == 44
@@ -44,10 +44,10 @@ def test_extra_dimension_scales():
         tx.resolve_emotion("Happiness")
 
 
-def test_binary_csv_names_resolve(shared_data):
+def test_binary_csv_names_resolve(release_data):
     import pandas as pd
 
-    names = pd.read_csv(shared_data / "emonet-face_binary.csv", usecols=["emotion"])["emotion"].unique()
+    names = pd.read_csv(release_data / "emonet-face_binary.csv", usecols=["emotion"])["emotion"].unique()
     keys = {tx.resolve_emotion(n).key for n in names}
     assert keys == set(tx.EMOTION_KEYS)
     assert tx.resolve_emotion("Hopelessness").key == "helplessness"
