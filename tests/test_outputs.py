@@ -116,3 +116,29 @@ def test_resume_of_an_older_output_without_the_new_columns_says_so(tmp_path, suf
     with pytest.raises(InputError, match=expected), open_writer(path, resume=True) as writer:
         writer.write(newer)
     assert read_table(path)["path"].tolist() == ["img0.jpg", "img1.jpg"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_face_and_frame_stay_integers_when_some_rows_have_none(tmp_path, suffix):
+    """A photo without a face (empty ``face``) beside faces 0 and 1: the file says ``0``/``1``, not ``0.0``."""
+    ids = [
+        {"path": "group.jpg", "frame": None, "face": 0},
+        {"path": "group.jpg", "frame": None, "face": 1},
+        {"path": "empty.jpg", "frame": None, "face": None},
+        {"path": "clip.mp4", "frame": 12, "face": 0},
+    ]
+    raw = np.random.default_rng(0).normal(size=(4, len(tx.HEAD_KEYS)))
+    raw[2] = np.nan
+    table = build_score_table(ids, raw, [None] * 4, tx.HEAD_KEYS, np.zeros(len(tx.HEAD_KEYS)))
+    assert str(table["face"].dtype) == "Int64" and str(table["frame"].dtype) == "Int64"
+    out = tmp_path / f"scores{suffix}"
+    with open_writer(out) as writer:
+        writer.write(table.iloc[:2])
+        writer.write(table.iloc[2:])
+    if suffix == ".csv":
+        lines = out.read_text().splitlines()
+        assert [line.split(",")[1:3] for line in lines[1:]] == [["", "0"], ["", "1"], ["", ""], ["12", "0"]]
+    back = read_table(out)
+    assert back["face"].tolist()[:2] == [0, 1] and pd.isna(back["face"][2]) and back["frame"].tolist()[3] == 12
+    # resume keys read back from the nullable column: an empty frame is absent, not "<NA>"
+    assert done_keys(out) == {("group.jpg",), ("empty.jpg",), ("clip.mp4", 12)}

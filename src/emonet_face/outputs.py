@@ -62,11 +62,27 @@ shard and the video ``frame``, each only when present."""
 OUTPUT_SUFFIXES = (".csv", ".parquet", ".jsonl")
 METADATA_KEY = b"emonet_face"
 TOP_K = 3
+INTEGER_ID_COLUMNS = ("face", "frame", "track")
+"""Identifier columns that hold whole numbers or nothing: kept as pandas' nullable ``Int64``, so a row
+without a face leaves ``face`` empty instead of turning the others into ``0.0``, ``1.0`` in a CSV."""
+
+
+def _nullable_integers(frame: pd.DataFrame) -> pd.DataFrame:
+    """:data:`INTEGER_ID_COLUMNS` of ``frame`` as ``Int64`` where every value is a whole number or missing."""
+    for column in INTEGER_ID_COLUMNS:
+        if column not in frame.columns or str(frame[column].dtype) == "Int64":
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        present = frame[column].notna()
+        if values[present].isna().any() or not np.all(np.mod(values[present].to_numpy(dtype=float), 1) == 0):
+            continue  # text or fractions: leave the column as it is
+        frame[column] = values.astype("Int64")
+    return frame
 
 
 def _key_part(value: Any) -> Any:
     """Normalise one key value so that a value read back from CSV/JSON equals the one produced."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, (int, np.integer)):
         return int(value)
@@ -106,6 +122,7 @@ def build_score_table(
     emotion_keys = [keys[i] for i in emotion_index]
     centred, probs = postprocess_scores(raw, neutral_mean, emotion_index)
     id_frame = pd.DataFrame.from_records(list(ids)) if ids else pd.DataFrame({"path": pd.Series([], dtype=object)})
+    id_frame = _nullable_integers(id_frame)
     scored = ~np.isnan(raw).any(axis=1)
     top = np.full((len(ids), TOP_K), None, dtype=object)
     if emotion_index and scored.any():
@@ -171,7 +188,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     frames = [f for f in frames if len(f.columns)]
     if not frames:
         return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return _nullable_integers(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0])
 
 
 def _complete_lines(path: Path) -> str:
