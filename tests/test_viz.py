@@ -61,3 +61,28 @@ def test_timeline_shows_the_most_probable_emotions():
     fig = timeline_chart([0.0, 0.5, 1.0], probs, k=2)
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert legend == [tx.emotion(keys[5]).name, tx.emotion(keys[9]).name]
+
+
+def test_timeline_rows_of_a_table_read_from_csv_raise_no_pandas_warning(tmp_path):
+    """``plot`` on a video's CSV: pandas reads one block per column, and adding a column to such a frame
+    printed a PerformanceWarning on every run."""
+    import warnings
+
+    import pandas as pd
+
+    from emonet_face.outputs import build_score_table, read_table, write_table
+    from emonet_face.viz.pictures import main_face_rows
+
+    ids = [
+        {"path": "clip.mp4", "frame": f, "time": f / 2, "face": i, "box_x": 0, "box_y": 0, "box_w": 10 + 20 * i, "box_h": 10}
+        for f in range(4)
+        for i in range(2)
+    ]
+    raw = np.random.default_rng(0).normal(size=(len(ids), len(tx.HEAD_KEYS)))
+    write_table(build_score_table(ids, raw, [None] * len(ids), tx.HEAD_KEYS, np.zeros(len(tx.HEAD_KEYS))), tmp_path / "v.csv")
+    table = read_table(tmp_path / "v.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.PerformanceWarning)
+        main = main_face_rows(table)
+    assert main["frame"].tolist() == [0, 1, 2, 3] and main["face"].tolist() == [1, 1, 1, 1]  # the larger face
+    assert list(main.columns) == list(table.columns)

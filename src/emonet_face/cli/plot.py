@@ -26,7 +26,7 @@ def plot(
 ) -> None:
     """Draw pictures from a score table: per image the face boxes with top-3 emotions, per face a bar
     chart of the 40 emotions by family and the 4 extra dimensions, per video a timeline for each
-    face track (or for the largest face per frame when the table has no ``track`` column)."""
+    face track (or for the largest face per frame when the table has no track column)."""
     if not scores.is_file():
         fail(f"{scores}: no such file; pass a score table written by `emonet-face predict --out`")
     with user_errors():

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -88,8 +89,11 @@ def main_face_rows(rows: pd.DataFrame) -> pd.DataFrame:
         area = pd.to_numeric(scored["box_w"], errors="coerce").fillna(0) * pd.to_numeric(
             scored["box_h"], errors="coerce"
         ).fillna(0)
-        scored = scored.assign(_area=area).sort_values(["frame", "_area"], ascending=[True, False])
-    return scored.drop_duplicates("frame").sort_values("time").drop(columns="_area", errors="ignore")
+        # Frame first, then the larger box: sorted by position, not through a helper column (a table
+        # read from CSV holds one block per column, and adding one made pandas warn on every plot).
+        frames = pd.to_numeric(scored["frame"], errors="coerce").to_numpy(dtype=float)
+        scored = scored.iloc[np.lexsort((-area.to_numpy(dtype=float), frames))]
+    return scored.drop_duplicates("frame").sort_values("time")
 
 
 _NO_IMAGE = Image.new("RGB", (1, 1))

@@ -1,0 +1,28 @@
+"""The help a user reads: every command and option of the typer app, as `--help` and the docs show it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import typer
+
+from emonet_face.cli.main import app
+
+REST_MARKUP = re.compile(r"``|:(?:class|func|meth|mod|attr|data):`")
+
+
+def walk(command, name: str = "emonet-face") -> Iterator[tuple[str, object]]:
+    """Every command of the tree, with its full name (``emonet-face bench hq``)."""
+    yield name, command
+    for sub_name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from walk(sub, f"{name} {sub_name}")
+
+
+def test_help_texts_are_plain_text_without_rest_markup():
+    """Docstrings become `--help` verbatim: reST markup (``track``, :class:`X`) shows as stray backticks."""
+    found = []
+    for name, command in walk(typer.main.get_command(app)):
+        texts = {"": command.help or ""} | {p.name: getattr(p, "help", None) or "" for p in command.params}
+        found += [f"{name} {param}".strip() for param, text in texts.items() if REST_MARKUP.search(text)]
+    assert not found, f"reST markup in the help of: {found}"
