@@ -26,3 +26,16 @@ def test_help_texts_are_plain_text_without_rest_markup():
         texts = {"": command.help or ""} | {p.name: getattr(p, "help", None) or "" for p in command.params}
         found += [f"{name} {param}".strip() for param, text in texts.items() if REST_MARKUP.search(text)]
     assert not found, f"reST markup in the help of: {found}"
+
+
+def test_fps_help_and_check_agree():
+    """`--fps 0` was refused ("must be positive") although the help said `[x>=0.0]`."""
+    from typer.testing import CliRunner
+
+    predict = typer.main.get_command(app).commands["predict"]
+    fps = next(p for p in predict.params if p.name == "fps")
+    help_text = " ".join(fps.get_help_record(typer.Context(predict))[1].split())
+    assert ">=0" not in help_text and "> 0" in help_text
+    result = CliRunner().invoke(app, ["predict", "clip.mp4", "--fps", "0"])
+    assert result.exit_code == 2
+    assert "--fps 0" in result.output and "more than 0" in result.output and "Traceback" not in result.output

@@ -149,7 +149,9 @@ def predict(
     min_face_score: MinFaceScoreOpt = None,
     align: AlignOpt = False,
     margin: MarginOpt = 0.4,
-    fps: Annotated[float, typer.Option("--fps", min=0.0, help="Video: frames scored per second.")] = 1.0,
+    fps: Annotated[
+        float, typer.Option("--fps", help="Video: frames scored per second, any number > 0 (0.5: one frame every 2 s).")
+    ] = 1.0,
     max_frames: Annotated[
         int | None, typer.Option("--max-frames", min=1, help="Video: score at most this many frames per video.")
     ] = None,
@@ -181,8 +183,8 @@ def predict(
         fail("--resume needs --out (the file to continue)")
     if faces not in ("detect", "none", "auto"):
         fail(f"--faces {faces}: use detect, none or auto")
-    if fps <= 0:
-        fail(f"--fps {fps}: must be positive")
+    if not fps > 0:  # the help says "> 0"; a typer range would print [x>=0.0]
+        fail(f"--fps {fps:g}: must be more than 0 (frames scored per second of video, e.g. 1 or 0.5)")
     if tracks_out is not None and faces == "none":
         fail("--tracks-out needs faces (--faces detect or auto): tracks follow detected faces")
     check_engine(engine, out)
