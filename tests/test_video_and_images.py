@@ -129,6 +129,18 @@ def test_not_an_image(tmp_path):
         load_image(tmp_path / "fake.jpg")
 
 
+def test_an_empty_file_is_called_empty(tmp_path):
+    """A 0-byte file (an interrupted copy) says so, instead of the generic "not a readable image"."""
+    (tmp_path / "half-copied.jpg").write_bytes(b"")
+    with pytest.raises(InputError, match=r"half-copied\.jpg: empty file \(0 bytes\)"):
+        load_image(tmp_path / "half-copied.jpg")
+    with pytest.raises(InputError, match=r"member\.png: empty file \(0 bytes\)"):
+        load_image(b"", name="member.png")
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    with pytest.raises(InputError, match=r"clip\.mp4: empty file \(0 bytes\)"):
+        list(iter_video_frames(tmp_path / "clip.mp4"))
+
+
 def test_tiny_images_upscaled():
     tiny = Image.new("RGB", (8, 16), (1, 2, 3))
     out = ensure_min_size(tiny)

@@ -15,7 +15,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from emonet_face.errors import InputError
 
-__all__ = ["MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE", "ensure_min_size", "load_image"]
+__all__ = ["MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE", "empty_file_error", "ensure_min_size", "load_image"]
 
 MAX_IMAGE_PIXELS = 178_956_970
 """Decompression-bomb limit (Pillow's default, ~179 megapixels, e.g. 16000×11000): larger images
@@ -36,6 +36,18 @@ try:  # HEIC/HEIF (and AVIF on older Pillow) when the optional plugin is install
     register_heif_opener()
 except ImportError:  # pragma: no cover - optional
     pass
+
+
+def empty_file_error(source: Path | io.BytesIO, name: Path) -> InputError | None:
+    """The error for a 0-byte file or byte string (an interrupted copy or download), else ``None``:
+    said in those words rather than as "not a readable image"."""
+    try:
+        size = source.getbuffer().nbytes if isinstance(source, io.BytesIO) else source.stat().st_size
+    except OSError:
+        return None
+    if size:
+        return None
+    return InputError(f"{name}: empty file (0 bytes), not an image or video; copy it again or remove it")
 
 
 def load_image(
@@ -67,7 +79,9 @@ def load_image(
     except IsADirectoryError:
         raise InputError(f"{path}: is a folder, not an image") from None
     except UnidentifiedImageError:
-        raise InputError(f"{path}: not a readable image; remove it or convert it to JPEG/PNG") from None
+        raise empty_file_error(source, path) or InputError(
+            f"{path}: not a readable image; remove it or convert it to JPEG/PNG"
+        ) from None
     except Image.DecompressionBombError as exc:
         raise InputError(f"{path}: image too large to decode safely ({exc}); downscale it first") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -11,6 +11,7 @@ from PIL import Image
 
 from emonet_face.errors import InputError
 from emonet_face.inputs.discovery import VIDEO_SUFFIXES
+from emonet_face.inputs.images import empty_file_error
 
 __all__ = ["DEFAULT_FPS", "VideoFrame", "VideoInfo", "is_video", "iter_video_frames", "probe_video"]
 
@@ -60,7 +61,9 @@ def probe_video(path: str | Path) -> VideoInfo:
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable video ({exc}); re-encode it as MP4/H.264") from None
+        raise empty_file_error(path, path) or InputError(
+            f"{path}: not a readable video ({exc}); re-encode it as MP4/H.264"
+        ) from None
 
 
 def iter_video_frames(
@@ -99,7 +102,9 @@ def iter_video_frames(
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable video ({exc}); re-encode it as MP4/H.264") from None
+        raise empty_file_error(path, path) or InputError(
+            f"{path}: not a readable video ({exc}); re-encode it as MP4/H.264"
+        ) from None
     with container:
         if not container.streams.video:
             raise InputError(f"{path}: no video stream in this file")
