@@ -39,3 +39,16 @@ def test_fps_help_and_check_agree():
     result = CliRunner().invoke(app, ["predict", "clip.mp4", "--fps", "0"])
     assert result.exit_code == 2
     assert "--fps 0" in result.output and "more than 0" in result.output and "Traceback" not in result.output
+
+
+def test_our_warnings_print_as_one_line_and_others_keep_their_format():
+    import warnings
+    from pathlib import Path
+
+    import emonet_face.heads
+    from emonet_face.cli.main import format_warning
+
+    ours = format_warning(UserWarning("heads/: no neutral stats file; using mean 0.0"), UserWarning, emonet_face.heads.__file__, 377)
+    assert ours == "warning: heads/: no neutral stats file; using mean 0.0\n"
+    theirs = format_warning(UserWarning("x"), UserWarning, str(Path(warnings.__file__)), 1)
+    assert "UserWarning" in theirs

@@ -62,7 +62,7 @@ def test_fused_matches_per_head_modules(released_large):
 def test_wrapped_state_dict_and_small_arch(tmp_path):
     arch = HeadArchitecture(64, (128, 32))
     torch.save({"state_dict": build_head_module(arch).state_dict()}, tmp_path / "model_anger_best.pth")
-    heads = load_heads(tmp_path)
+    heads = load_heads(tmp_path, subset=True)
     assert heads.arch == arch and heads.keys == ("anger",)
     assert heads.neutral_mean.tolist() == [0.0]
 
@@ -78,6 +78,31 @@ def test_arbitrary_pickle_refused(tmp_path):
         pickle.dump({"layers.0.weight": _Evil()}, fh)
     with pytest.raises(ModelLoadError, match="weights_only"):
         load_head_state_dict(path)
+
+
+def test_a_folder_missing_heads_is_refused_unless_a_subset_is_meant(tmp_path, released_large):
+    """2 of the 44 heads (an interrupted copy) is an error naming what is missing; a subset loads when
+    asked for, or when the neutral-stats file names exactly the heads present (as save_heads writes it)."""
+    import shutil
+
+    two = tmp_path / "two"
+    two.mkdir()
+    for key in ("anger", "elation"):
+        shutil.copy(released_large / tx.head_file_name(key), two)
+    shutil.copy(released_large / tx.NEUTRAL_STATS_FILENAME, two)  # names all 44
+    with pytest.raises(ModelLoadError) as caught:
+        load_heads(two)
+    message = str(caught.value)
+    assert "\n" not in message and str(two) in message
+    assert "holds 2 of the 44 heads (missing 42: model_amusement_best.pth" in message and "subset=True" in message
+    (two / tx.NEUTRAL_STATS_FILENAME).unlink()
+    with pytest.raises(ModelLoadError, match="holds 2 of the 44"):
+        load_heads(two)  # no stats file at all: still incomplete
+    with pytest.warns(UserWarning, match="no neutral stats file"):
+        subset = load_heads(two, subset=True)
+    assert subset.keys == ("elation", "anger")
+    save_heads(subset, tmp_path / "saved")  # its stats file names exactly these two heads
+    assert load_heads(tmp_path / "saved").keys == ("elation", "anger")
 
 
 def test_empty_heads_folder(tmp_path):

@@ -135,24 +135,28 @@ def load_head_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_neutral_stats(folder: str | Path, keys: Sequence[str]) -> dict[str, float]:
-    """Per-head neutral means from the released stats JSON; a missing file or key gives 0.0 with a
-    warning (as the release does), so raw scores stay usable."""
+def _read_neutral_stats(folder: str | Path) -> dict[str, object] | None:
+    """The neutral-stats JSON of a heads folder (released name, or with ``.json``, or
+    ``neutral_stats.json``); ``None`` when there is none."""
     path = Path(folder) / NEUTRAL_STATS_FILENAME
-    candidates = [
-        path,
-        path.with_suffix(".json") if path.suffix != ".json" else path,
-        Path(folder) / "neutral_stats.json",
-    ]
-    stats: dict[str, object] = {}
-    for candidate in candidates:
+    for candidate in (path, path.with_name(path.name + ".json"), Path(folder) / "neutral_stats.json"):
         if candidate.is_file():
             try:
                 stats = json.loads(candidate.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise ModelLoadError(f"{candidate}: neutral stats file is not valid JSON ({exc})") from None
-            break
-    else:
+            if not isinstance(stats, Mapping):
+                raise ModelLoadError(f"{candidate}: neutral stats file holds a {type(stats).__name__}, not an object")
+            return dict(stats)
+    return None
+
+
+def load_neutral_stats(folder: str | Path, keys: Sequence[str]) -> dict[str, float]:
+    """Per-head neutral means from the released stats JSON; a missing file or key gives 0.0 with a
+    warning (as the release does), so raw scores stay usable."""
+    stats = _read_neutral_stats(folder)
+    if stats is None:
+        stats = {}
         warnings.warn(
             f"{folder}: no neutral stats file ({NEUTRAL_STATS_FILENAME}); using mean 0.0 for every head", stacklevel=2
         )
@@ -345,9 +349,16 @@ def postprocess_scores(
     return centred, expo / expo.sum(axis=1, keepdims=True)
 
 
-def load_heads(folder: str | Path, chunk_size: int = 512) -> FusedHeads:
+def load_heads(folder: str | Path, chunk_size: int = 512, *, subset: bool = False) -> FusedHeads:
     """Load a heads folder: the released layout (``model_<key>_best.pth`` + neutral stats JSON) or
-    our single-file export (``model.safetensors`` + ``config.json``, preferred when present)."""
+    our single-file export (``model.safetensors`` + ``config.json``, preferred when present).
+
+    A released-layout folder must hold all 44 heads: one with some missing is almost always an
+    incomplete download or copy, and would silently score fewer emotions (the probabilities are a
+    softmax over the heads present). It loads when ``subset=True``, or when its neutral-stats file
+    names exactly the heads present (what :func:`save_heads` writes for a subset, e.g. a training
+    run whose data had no targets for some heads). Extra heads with other keys are kept.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelLoadError(f"{folder}: heads folder not found; pass a released heads folder or Hub id to --heads")
@@ -359,11 +370,30 @@ def load_heads(folder: str | Path, chunk_size: int = 512) -> FusedHeads:
             f"{folder}: no model_<key>_best.pth head files (nor model.safetensors + config.json); "
             "point --heads at a released Empathic-Insight-Face folder"
         )
-    states = {head_key_from_file_name(p.name) or p.stem: load_head_state_dict(p) for p in files}
+    keys = [head_key_from_file_name(p.name) or p.stem for p in files]
+    if not subset:
+        _check_complete(folder, keys)
+    states = {key: load_head_state_dict(p) for key, p in zip(keys, files)}
     means = load_neutral_stats(folder, list(states))
     fused = FusedHeads.from_state_dicts(states, means)
     fused.chunk_size = chunk_size
     return fused.eval()
+
+
+def _check_complete(folder: Path, keys: Sequence[str]) -> None:
+    """Refuse a released-layout folder that lacks some of the 44 heads (see :func:`load_heads`)."""
+    missing = [k for k in HEAD_KEYS if k not in keys]
+    if not missing:
+        return
+    stats = _read_neutral_stats(folder)
+    if stats is not None and {head_key_from_file_name(k) or k for k in stats} == set(keys):
+        return  # a subset on purpose: the stats file was written for exactly these heads
+    shown = ", ".join(head_file_name(k) for k in missing[:3]) + (", …" if len(missing) > 3 else "")
+    raise ModelLoadError(
+        f"{folder}: holds {len(HEAD_KEYS) - len(missing)} of the {len(HEAD_KEYS)} heads (missing {len(missing)}: {shown}); "
+        "copy the whole released folder (every model_<key>_best.pth and the neutral-stats file), "
+        "or, for a subset on purpose, load_heads(folder, subset=True) (save_heads of it writes a folder every command loads)"
+    )
 
 
 def _load_safetensors(folder: Path, chunk_size: int) -> FusedHeads:

@@ -3,9 +3,27 @@ heavy imports happen inside the commands so that ``--help`` stays instant."""
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import typer
 
 from emonet_face.cli import bench, embed, export, inference, plot, serve, stats, train, vlm
+
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+_default_format = warnings.formatwarning
+
+
+def format_warning(message, category, filename, lineno, line=None) -> str:
+    """Our own warnings as one line, ``warning: <what and what to do>``, as errors are: the source line
+    that Python prints under a warning means nothing to a user. Other libraries' keep their format."""
+    if str(Path(filename).resolve()).startswith(_PACKAGE):
+        first = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+        return f"warning: {first}\n"
+    return _default_format(message, category, filename, lineno, line)
+
+
+warnings.formatwarning = format_warning
 
 app = typer.Typer(
     name="emonet-face",
