@@ -5,6 +5,9 @@ same table within 1e-4 in float32, a documented bound in bfloat16, a disk cache 
 from __future__ import annotations
 
 import json
+import os
+import stat
+import sys
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -330,6 +333,26 @@ def test_serve_runs_an_exported_folder_with_the_rows_of_predict(exported, tmp_pa
     assert list(rows.columns) == list(expected.columns)
     assert rows["path"].tolist() == [p.name for p in paths]
     np.testing.assert_allclose(_centred(rows), _centred(expected), atol=1e-6, rtol=0)
+
+
+def test_exported_folder_has_normal_permissions(exported):
+    """Export folders were created drwx------ (mkdtemp); they honour the umask like any new folder."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for folder in exported.values():
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask, folder
+
+
+def test_export_without_onnx_installed_is_one_line_naming_the_extra(tiny_encoder_dir, tiny_heads_dir, tmp_path, monkeypatch):
+    """The default --format onnx without the onnx package ended in OnnxExporterError's traceback."""
+    from emonet_face.cli.main import app
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx fails, find_spec says absent
+    command = ["export", "--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--out", str(tmp_path / "x")]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and "pip install 'emonet-face[onnx]'" in result.output
+    assert not (tmp_path / "x").exists() and not list(tmp_path.iterdir())
 
 
 def test_cli_export_and_help(exported, tmp_path):

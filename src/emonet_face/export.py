@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from emonet_face.runtime.backends import (
     pixel_size,
     quantize_int8,
 )
-from emonet_face.runtime.device import INT8_WARNING
+from emonet_face.runtime.device import INT8_WARNING, installed
 from emonet_face.runtime.encoder import EncoderCheckpoint, ImageEncoder
 from emonet_face.runtime.exported import CONFIG_FILE, EXPORT_FORMAT, GRAPH_FILES, OUTPUTS, ExportedGraph, is_exported
 from emonet_face.taxonomy import EMOTIONS, EXTRA_DIMENSIONS
@@ -95,6 +95,10 @@ def export_model(
         )
     if fmt == "openvino" and dtype == "int8":
         raise InputError("--dtype int8 (experimental) is ONNX Runtime dynamic quantisation: use --format onnx")
+    if fmt == "onnx" and not installed("onnx"):  # before loading a model that cannot be exported
+        raise InputError(
+            "--format onnx needs the onnx package: pip install 'emonet-face[onnx]' (or export --format openvino)"
+        )
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: already exists and is not empty; choose a new --out folder")
@@ -116,7 +120,10 @@ def export_model(
     example = torch.zeros(1, 3, *pixel_size(processor))
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    # A plain mkdir, not tempfile.mkdtemp: the folder keeps its mode after the rename, and mkdtemp's
+    # is drwx------; this one honours the umask like any folder the user makes.
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
     try:
         graph_path = tmp / GRAPH_FILES[fmt]
         if dtype == "int8":

@@ -41,6 +41,13 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 HEADS_PATTERNS = ("*.pth", "neutral_stats*", "*.json", "*.safetensors")
+LOCAL_HINTS = {
+    "heads": "a local heads folder with --heads DIR",
+    "encoder": "a local encoder folder with --encoder DIR",
+    "dataset": "a local folder or file of .parquet shards",
+    "YuNet face detector weights": "a local file with --detector yunet:/path/to/model.onnx",
+}
+"""How to use local files instead, by what is missing: the end of the offline error."""
 ENCODER_PATTERNS = ("config.json", "preprocessor_config.json", "*.safetensors", "*.safetensors.index.json")
 
 
@@ -64,7 +71,7 @@ def _hub_errors(
         how = "offline mode is on (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
         raise error(
             f"{text}: {what} not in the local Hugging Face cache and {how}; run once with network access "
-            f"(or `{how_to_get}`), or pass a local path"
+            f"(or `{how_to_get}`), or pass {LOCAL_HINTS.get(what, 'a local path')}"
         ) from None
     except EntryNotFoundError:
         raise error(f"{text}: no such file in the {what} repository on the Hub; check the path") from None
@@ -78,7 +85,8 @@ def _hub_errors(
         raise error(f"{text}: revision {revision!r} not found; check --revision") from None
     except (HfHubHTTPError, OSError) as exc:
         raise error(
-            f"{text}: could not download the {what} ({type(exc).__name__}: {exc}); retry or pass a local path"
+            f"{text}: could not download the {what} ({type(exc).__name__}: {exc}); retry or pass "
+            f"{LOCAL_HINTS.get(what, 'a local path')}"
         ) from None
 
 

@@ -38,7 +38,7 @@ from PIL import Image
 
 from emonet_face.errors import InputError, ModelLoadError
 from emonet_face.hub import DEFAULT_ENCODER
-from emonet_face.runtime.device import OV_PRECISION, resolve_backend, resolve_device, resolve_precision
+from emonet_face.runtime.device import OV_PRECISION, installed, resolve_backend, resolve_device, resolve_precision
 from emonet_face.runtime.encoder import EncoderCheckpoint, ImageEncoder, ImagePreprocessor, describe_encoder_run
 
 __all__ = [
@@ -180,6 +180,8 @@ def convert_openvino(
 
 def convert_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, output_names: Sequence[str]) -> None:
     """``module(example)`` → an ONNX graph with a dynamic batch axis (weights as external data)."""
+    if not installed("onnx"):  # torch.onnx.export would end in OnnxExporterError's traceback
+        raise ModelLoadError("converting to ONNX needs the onnx package: pip install 'emonet-face[onnx]'")
     names = ["pixel_values", *output_names]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
