@@ -48,7 +48,9 @@ def test_our_warnings_print_as_one_line_and_others_keep_their_format():
     import emonet_face.heads
     from emonet_face.cli.main import format_warning
 
-    ours = format_warning(UserWarning("heads/: no neutral stats file; using mean 0.0"), UserWarning, emonet_face.heads.__file__, 377)
+    ours = format_warning(
+        UserWarning("heads/: no neutral stats file; using mean 0.0"), UserWarning, emonet_face.heads.__file__, 377
+    )
     assert ours == "warning: heads/: no neutral stats file; using mean 0.0\n"
     theirs = format_warning(UserWarning("x"), UserWarning, str(Path(warnings.__file__)), 1)
     assert "UserWarning" in theirs

@@ -1,0 +1,97 @@
+"""The documentation: a short README, and a site whose search finds every CLI option and public name.
+
+The site test builds it with ``mkdocs build --strict`` (broken links and missing references fail)
+and reads ``search/search_index.json``. It needs the ``docs`` extra and skips, saying so, without it;
+CI installs it (``.ci/run``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+import emonet_face
+from emonet_face.cli.main import app
+
+ROOT = Path(__file__).resolve().parents[1]
+README_LIMIT = 15_000
+TEST_COMMAND = "python -m pytest -q"
+
+
+def test_readme_is_short_and_states_the_ci_test_command():
+    readme = (ROOT / "README.md").read_bytes()
+    assert len(readme) <= README_LIMIT, f"README.md is {len(readme):,} bytes; move details into docs/"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(rf"^{re.escape(TEST_COMMAND)}$", ci, re.M), "the test command .ci/run calls changed"
+    assert re.search(rf"^{re.escape(TEST_COMMAND)}(\s+#.*)?$", readme.decode(), re.M)
+
+
+def test_readme_links_point_at_existing_files():
+    text = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\((?!https?://)([^)#\s]+)", text)
+    assert targets and all((ROOT / t).exists() for t in targets), [t for t in targets if not (ROOT / t).exists()]
+
+
+def _commands(command, name: str = "emonet-face"):
+    yield name, command
+    for sub_name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from _commands(sub, f"{name} {sub_name}")
+
+
+def _plain(html: str) -> str:
+    return re.sub(r"<[^>]+>", "", html).strip()
+
+
+@pytest.fixture(scope="module")
+def search_index(tmp_path_factory) -> list[dict]:
+    for module in ("mkdocs", "material", "mkdocstrings_handlers.python", "mkdocs_typer2"):
+        pytest.importorskip(module, reason="the docs extra is not installed (pip install '.[docs]')")
+    site = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    env["NO_MKDOCS_2_WARNING"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((site / "search" / "search_index.json").read_text())["docs"]
+
+
+def test_site_search_finds_every_cli_option_of_every_command(search_index):
+    """Each command's section of the CLI reference lists each of its options (generated from the app)."""
+    sections: dict[str, str] = {}
+    current = None
+    for entry in search_index:
+        if not entry["location"].startswith("reference/cli/"):
+            continue
+        title = _plain(entry["title"])
+        if title.startswith("emonet-face"):
+            current = title
+        if current is not None:
+            sections[current] = sections.get(current, "") + " " + entry["title"] + " " + entry["text"]
+    missing = []
+    for name, command in _commands(typer.main.get_command(app)):
+        text = sections.get(name)
+        if text is None:
+            missing.append(name)
+            continue
+        options = [opt for param in command.params for opt in param.opts if opt.startswith("--")]
+        missing += [f"{name} {opt}" for opt in options if not re.search(rf"{re.escape(opt)}(?![\w-])", text)]
+    assert not missing, f"not in the site's CLI reference: {missing}"
+
+
+def test_site_search_finds_every_public_name(search_index):
+    api = [entry for entry in search_index if entry["location"].startswith("reference/api/")]
+    titles = {_plain(entry["title"]).split()[0] for entry in api if entry["title"]}
+    text = " ".join(entry["text"] for entry in api)
+    missing = [name for name in emonet_face.__all__ if name not in titles and name not in text]
+    assert not missing, f"not in the site's API reference: {missing}"
+    documented = [name for name in emonet_face.__all__ if name in titles]
+    assert len(documented) >= len(emonet_face.__all__) - 1  # all but __version__ have their own section
