@@ -371,9 +371,9 @@ def load_heads(folder: str | Path, chunk_size: int = 512, *, subset: bool = Fals
             "point --heads at a released Empathic-Insight-Face folder"
         )
     keys = [head_key_from_file_name(p.name) or p.stem for p in files]
+    states = {key: load_head_state_dict(p) for key, p in zip(keys, files)}  # an unsafe file is refused first
     if not subset:
         _check_complete(folder, keys)
-    states = {key: load_head_state_dict(p) for key, p in zip(keys, files)}
     means = load_neutral_stats(folder, list(states))
     fused = FusedHeads.from_state_dicts(states, means)
     fused.chunk_size = chunk_size
