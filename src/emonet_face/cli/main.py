@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from emonet_face.cli import bench, embed, export, inference, plot, serve, stats, train, vlm
+from emonet_face.cli import bench, download, embed, export, inference, plot, serve, stats, train, vlm
 
 app = typer.Typer(
     name="emonet-face",
@@ -19,6 +19,7 @@ inference.register(app)
 plot.register(app)
 embed.register(app)
 export.register(app)
+download.register(app)
 train.register(app)
 stats.register(app)
 serve.register(app)
