@@ -409,7 +409,6 @@ def publish_released(server: HubServer, encoder_dir: Path, root: Path) -> Publis
     """The released repositories with tiny models: the default encoder id (a tiny SigLIP, tagged
     ``enc-v1``), Large heads with history (``v1.0`` tag, a later ``main``, a branch ``exp``) and Small heads."""
     from conftest import build_tiny_heads
-
     from emonet_face.hub import DEFAULT_ENCODER, MODELS
 
     def heads(name: str, hidden: tuple[int, ...], seed: int) -> Path:
@@ -417,7 +416,11 @@ def publish_released(server: HubServer, encoder_dir: Path, root: Path) -> Publis
         folder.mkdir(parents=True)
         return build_tiny_heads(folder, hidden=hidden, seed=seed)
 
-    large_v1, large, large_exp = heads("large-v1", TINY_LARGE, 1), heads("large", TINY_LARGE, 2), heads("exp", TINY_LARGE, 3)
+    large_v1, large, large_exp = (
+        heads("large-v1", TINY_LARGE, 1),
+        heads("large", TINY_LARGE, 2),
+        heads("exp", TINY_LARGE, 3),
+    )
     small = heads("small", TINY_SMALL, 4)
     card = {"README.md": b"---\nlicense: cc-by-4.0\n---\n# tiny test heads\n"}
     commits = {"encoder": server.repo(DEFAULT_ENCODER).commit(encoder_files(encoder_dir), tags=("enc-v1",))}

@@ -21,7 +21,14 @@ from emonet_face import taxonomy as tx
 from emonet_face.cli.main import app
 from emonet_face.errors import ModelLoadError
 from emonet_face.heads import load_heads
-from emonet_face.hub import DEFAULT_ENCODER, ENCODER_PATTERNS, HEADS_PATTERNS, MODELS, resolve_model_dir, resolve_model_file
+from emonet_face.hub import (
+    DEFAULT_ENCODER,
+    ENCODER_PATTERNS,
+    HEADS_PATTERNS,
+    MODELS,
+    resolve_model_dir,
+    resolve_model_file,
+)
 from emonet_face.pipeline import EmoNetFace
 from hub_server import TINY_LARGE, TINY_SMALL, HubServer, Published, hub_env, publish_released, tree_sha256
 from test_pipeline import write_images
@@ -135,7 +142,11 @@ def test_small_layout_and_encoder_download(online, hub, images, tmp_path):
     assert net.heads.arch.hidden == TINY_SMALL
     assert_same_heads(net, hub.small)
     snapshot = tmp_path / f"models--{DEFAULT_ENCODER.replace('/', '--')}" / "snapshots" / hub.commits["encoder"]
-    assert sorted(p.name for p in snapshot.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
+    assert sorted(p.name for p in snapshot.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+    ]
     local = EmoNetFace.from_pretrained(encoder=str(hub.encoder), heads=str(hub.small), device="cpu")
     assert_same_rows(net.predict(images, num_workers=0), local.predict(images, num_workers=0))
 
