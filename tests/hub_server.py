@@ -24,9 +24,11 @@ stopping the whole server, as a machine that goes away). Every request is logged
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 import re
+import socket
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -39,9 +41,54 @@ LFS_SUFFIXES = (".safetensors", ".pth", ".bin", ".onnx", ".xml")
 """Files the test Hub stores as LFS (served through the CDN redirect), like the real repositories' weights."""
 
 
+Content = bytes | Path
+"""A file in a commit: its bytes, or a path read when served (real-size weights stay on disk)."""
+
+
 def git_blob_id(data: bytes) -> str:
     """The git object id of a file (what the Hub reports as ``oid`` and a small file's ``ETag``)."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _size(content: Content) -> int:
+    return len(content) if isinstance(content, bytes) else content.stat().st_size
+
+
+@functools.cache
+def _file_sha256(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 24):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256(content: Content) -> str:
+    if isinstance(content, bytes):
+        return hashlib.sha256(content).hexdigest()
+    stat = content.stat()
+    return _file_sha256(content, stat.st_size, stat.st_mtime_ns)
+
+
+def _oid(path: str, content: Content) -> str:
+    """Git blob id: of the file itself, or (an LFS file, as on the Hub) of its LFS pointer."""
+    if path.endswith(LFS_SUFFIXES):
+        pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{_sha256(content)}\nsize {_size(content)}\n"
+        return git_blob_id(pointer.encode())
+    return git_blob_id(content if isinstance(content, bytes) else content.read_bytes())
+
+
+def _read(content: Content, start: int, stop: int) -> Iterator[bytes]:
+    """Bytes ``start:stop`` of a file, in blocks."""
+    if isinstance(content, bytes):
+        yield content[start:stop]
+        return
+    with content.open("rb") as fh:
+        fh.seek(start)
+        left = stop - start
+        while left > 0 and (block := fh.read(min(left, 1 << 20))):
+            left -= len(block)
+            yield block
 
 
 @dataclass
@@ -49,18 +96,19 @@ class HubRepo:
     """One model repository: commits (file trees) and refs (branches and tags) pointing at them."""
 
     repo_id: str
-    commits: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    commits: dict[str, dict[str, Content]] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
 
-    def commit(self, files: Mapping[str, bytes] | Path, *, branch: str = "main", tags: tuple[str, ...] = ()) -> str:
-        """Add a commit holding ``files`` (a mapping, or every file under a folder) on ``branch``; returns its sha."""
+    def commit(self, files: Mapping[str, Content] | Path, *, branch: str = "main", tags: tuple[str, ...] = ()) -> str:
+        """Add a commit holding ``files`` (a mapping to bytes or file paths, or every file under a folder,
+        served from disk) on ``branch``; returns its sha."""
         if isinstance(files, Path):
-            files = {p.relative_to(files).as_posix(): p.read_bytes() for p in sorted(files.rglob("*")) if p.is_file()}
+            files = {p.relative_to(files).as_posix(): p for p in sorted(files.rglob("*")) if p.is_file()}
         tree = dict(files)
         parent = self.refs.get(branch, "")
         digest = hashlib.sha1(parent.encode())
         for path in sorted(tree):
-            digest.update(path.encode() + b"\0" + hashlib.sha256(tree[path]).digest())
+            digest.update(path.encode() + b"\0" + _sha256(tree[path]).encode())
         sha = digest.hexdigest()
         self.commits[sha] = tree
         self.refs[branch] = sha
@@ -98,16 +146,17 @@ class HubServer:
         self._servers: list[ThreadingHTTPServer] = []
         self._threads: list[threading.Thread] = []
         self._ports: tuple[int, int] = (0, 0)
-        self._blobs: dict[str, bytes] = {}
+        self._blobs: dict[str, Content] = {}
+        self._connections: set[socket.socket] = set()  # open keep-alive connections, closed by stop()
 
     # --- content ----------------------------------------------------------------------------------
     def repo(self, repo_id: str) -> HubRepo:
         """The repository ``repo_id``, created empty on first use."""
         return self.repos.setdefault(repo_id, HubRepo(repo_id))
 
-    def _blob(self, data: bytes) -> str:
-        sha = hashlib.sha256(data).hexdigest()
-        self._blobs[sha] = data
+    def _blob(self, content: Content) -> str:
+        sha = _sha256(content)
+        self._blobs[sha] = content
         return sha
 
     # --- faults -----------------------------------------------------------------------------------
@@ -185,6 +234,11 @@ class HubServer:
         for server in servers:
             server.shutdown()
             server.server_close()
+        with self._lock:  # a machine that goes away takes its open connections with it
+            connections, self._connections = set(self._connections), set()
+        for connection in connections:
+            with suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
         for thread in threads:
             thread.join(10)
 
@@ -217,6 +271,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # keep the test output clean
         return
+
+    def setup(self) -> None:
+        super().setup()
+        with self.hub._lock:
+            self.hub._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.hub._lock:
+            self.hub._connections.discard(self.connection)
+        with suppress(OSError):
+            super().finish()
 
     def do_HEAD(self) -> None:
         self._serve(body=False)
@@ -281,12 +346,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         repo, sha = found
         entries = []
-        for path, data in sorted(repo.commits[sha].items()):
+        for path, content in sorted(repo.commits[sha].items()):
             if prefix and not path.startswith(prefix.rstrip("/") + "/"):
                 continue
-            entry = {"type": "file", "path": path, "size": len(data), "oid": git_blob_id(data)}
+            entry = {"type": "file", "path": path, "size": _size(content), "oid": _oid(path, content)}
             if path.endswith(LFS_SUFFIXES):
-                entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                entry["lfs"] = {"oid": _sha256(content), "size": _size(content), "pointerSize": 134}
             entries.append(entry)
         self._json(entries, body)
 
@@ -295,47 +360,51 @@ class _Handler(BaseHTTPRequestHandler):
         if found is None:
             return
         repo, sha = found
-        data = repo.commits[sha].get(path)
-        if data is None:
+        content = repo.commits[sha].get(path)
+        if content is None:
             headers = {"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found", "X-Repo-Commit": sha}
             return self._reply(404, headers, b"{}", body)
         if path.endswith(LFS_SUFFIXES):  # weights: redirect to the CDN, metadata in X-Linked-* headers
-            blob = self.hub._blob(data)
+            blob = self.hub._blob(content)
             headers = {
                 "Location": f"{self.hub.cdn_url}/cdn/{blob}",
                 "X-Repo-Commit": sha,
                 "X-Linked-Etag": f'"{blob}"',
-                "X-Linked-Size": str(len(data)),
-                "ETag": f'"{git_blob_id(data)}"',
+                "X-Linked-Size": str(_size(content)),
+                "ETag": f'"{_oid(path, content)}"',
             }
             return self._reply(302, headers, b"", body)
-        self._send_file(data, {"X-Repo-Commit": sha, "ETag": f'"{git_blob_id(data)}"'}, body, fault)
+        self._send_file(content, {"X-Repo-Commit": sha, "ETag": f'"{_oid(path, content)}"'}, body, fault)
 
     def _cdn(self, path: str, body: bool, fault: _Fault | None) -> None:
         match = _CDN.match(path)
-        data = self.hub._blobs.get(match["sha"]) if match else None
-        if data is None:
+        content = self.hub._blobs.get(match["sha"]) if match else None
+        if content is None:
             return self._reply(404, {}, b"no such blob", body)
-        self._send_file(data, {"ETag": f'"{match["sha"]}"'}, body, fault)
+        self._send_file(content, {"ETag": f'"{match["sha"]}"'}, body, fault)
 
-    def _send_file(self, data: bytes, headers: dict[str, str], body: bool, fault: _Fault | None) -> None:
-        status, start = 200, 0
+    def _send_file(self, content: Content, headers: dict[str, str], body: bool, fault: _Fault | None) -> None:
+        size = _size(content)
+        status, start, stop = 200, 0, size
         wanted = _RANGE.match(self.headers.get("Range", ""))
-        if wanted and int(wanted["start"]) < len(data):
+        if wanted and int(wanted["start"]) < size:
             start = int(wanted["start"])
-            end = int(wanted["end"]) if wanted["end"] else len(data) - 1
-            headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            status, data = 206, data[start : end + 1]
-        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", **headers}
-        if not body or fault is None or fault.cut_after < 0:
-            return self._reply(status, headers, data, body)
-        # the fault: promise the whole body, send part of it, drop the connection
+            stop = min(size, int(wanted["end"]) + 1) if wanted["end"] else size
+            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+            status = 206
         self.send_response(status)
-        for key, value in headers.items():
+        for key, value in {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", **headers}.items():
             self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(stop - start))
         self.end_headers()
-        self.wfile.write(data[: fault.cut_after])
+        if not body:
+            return
+        if fault is not None and fault.cut_after >= 0:  # the fault: promise the whole body, send part, hang up
+            stop = min(stop, start + fault.cut_after)
+        for block in _read(content, start, stop):
+            self.wfile.write(block)
+        if fault is None or fault.cut_after < 0:
+            return
         self.wfile.flush()
         self.close_connection = True
         if fault.stop_server:
@@ -370,17 +439,17 @@ def tree_sha256(folder: Path) -> dict[str, str]:
     }
 
 
-def released_heads_files(heads_dir: Path) -> dict[str, bytes]:
+def released_heads_files(heads_dir: Path) -> dict[str, Content]:
     """A released heads folder's files as a commit (``model_<key>_best.pth`` + neutral stats JSON)."""
-    return {p.name: p.read_bytes() for p in sorted(heads_dir.iterdir()) if p.is_file()}
+    return {p.name: p for p in sorted(heads_dir.iterdir()) if p.is_file()}
 
 
 def encoder_files(
     encoder_dir: Path, readme: str = "---\nlicense: apache-2.0\n---\n# test encoder\n"
-) -> dict[str, bytes]:
+) -> dict[str, Content]:
     """A checkpoint folder's files as a commit, with a tokenizer file and a card as the real repository has
     (the encoder download must skip the tokenizer)."""
-    files = {p.name: p.read_bytes() for p in sorted(encoder_dir.iterdir()) if p.is_file()}
+    files: dict[str, Content] = {p.name: p for p in sorted(encoder_dir.iterdir()) if p.is_file()}
     files["tokenizer.json"] = b'{"tokenizer": "not needed by the vision tower"}'
     files["README.md"] = readme.encode()
     return files
@@ -435,6 +504,7 @@ def publish_released(server: HubServer, encoder_dir: Path, root: Path) -> Publis
 __all__ = [
     "TINY_LARGE",
     "TINY_SMALL",
+    "Content",
     "HubRepo",
     "HubServer",
     "Published",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -253,8 +254,22 @@ def test_connection_cut_mid_download_resumes_with_range(online, hub, tmp_path, m
     assert tree_sha256(folder) == tree_sha256(hub.encoder)  # complete and intact
 
 
-def test_server_gone_mid_download_then_retry_completes(online, hub, tmp_path):
+class _NoWait:
+    """``time`` for huggingface_hub's retry loops without the waiting (its back-off sleeps 1+2+4+8+8 s
+    before it gives up on a server that went away); everything else is the real module."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        return None
+
+
+def test_server_gone_mid_download_then_retry_completes(online, hub, tmp_path, monkeypatch):
     server = online
+    for module in ("huggingface_hub.utils._http", "huggingface_hub.file_download"):
+        monkeypatch.setattr(f"{module}.time", _NoWait())
     server.cut("GET /cdn/*", after=1000, times=1, stop_server=True)  # the machine goes away mid-file
     with pytest.raises(ModelLoadError) as info:
         EmoNetFace.from_pretrained(cache_dir=tmp_path, with_encoder=False)
