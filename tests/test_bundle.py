@@ -256,7 +256,7 @@ def test_ray_engine_runs_a_bundle(bundles, hub_rows, images, tmp_path, tmp_path_
 
 
 # --- refusing what cannot be trusted -----------------------------------------------------------------
-def test_damaged_bundles_are_refused_naming_the_file(bundles, tmp_path):
+def test_damaged_bundles_are_refused_naming_the_file(bundles, images, tmp_path):
     bundle = damaged_copy(bundles["small"], tmp_path)
     weights = bundle / "encoder" / "model.safetensors"
     original = weights.read_bytes()
@@ -288,14 +288,31 @@ def test_damaged_bundles_are_refused_naming_the_file(bundles, tmp_path):
     EmoNetFace.from_pretrained(str(bundle), device="cpu", with_encoder=False)  # intact again
 
     weights.write_bytes(original[:100])
-    for args in (["download", "--check", str(bundle)], ["score", str(tmp_path / "x.npy"), "--model", str(bundle)]):
-        np.save(tmp_path / "x.npy", np.zeros((1, 32), dtype=np.float32))
+    predict = ["predict", str(images[0]), "--model", str(bundle), "--faces", "none", "--device", "cpu"]
+    for args in (["download", "--check", str(bundle)], predict):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2, result.output
         assert result.stderr.strip().splitlines() == [
             f"error: {weights}: 100 bytes, the manifest says {len(original)} (truncated or replaced); "
             "copy the bundle again"
         ]
+
+
+def test_each_runtime_checks_the_weights_it_reads(bundles, images, tmp_path):
+    """With the stored OpenVINO graph the PyTorch weights are not read, so not checked (and the other
+    way round); --check checks both."""
+    bundle = damaged_copy(bundles["large"], tmp_path)
+    torch_weights, graph_weights = bundle / "encoder" / "model.safetensors", bundle / "openvino" / "encoder.bin"
+    for damaged, runs, refused in ((torch_weights, "openvino", "torch"), (graph_weights, "torch", "openvino")):
+        original = damaged.read_bytes()
+        damaged.write_bytes(original[:100])
+        net = EmoNetFace.from_pretrained(str(bundle), backend=runs, dtype="float32", device="cpu")
+        assert net.predict(images[:1], num_workers=0)["error"].isna().all()
+        with pytest.raises(BundleError, match=f"^{damaged}: 100 bytes, the manifest says"):
+            EmoNetFace.from_pretrained(str(bundle), backend=refused, dtype="float32", device="cpu")
+        result = CliRunner().invoke(app, ["download", "--check", str(bundle)])
+        assert result.exit_code == 2 and str(damaged) in result.stderr
+        damaged.write_bytes(original)
 
 
 def test_a_newer_bundle_format_is_refused(bundles, tmp_path):

@@ -12,8 +12,9 @@ lives under ``HF_HOME``); a bundle is::
     openvino/              optional (--with-openvino): the converted encoder (encoder.xml + .bin), so
                            the first CPU run does not convert
 
-Every load checks every file against the manifest (a truncated, edited, missing or unlisted file
-is refused, naming it) before anything is read as weights. The encoder weights are copied tensor
+Loading checks every file it reads against the manifest before reading it (a truncated, edited,
+missing or unlisted file is refused, naming it); ``download --check`` checks them all. With a stored
+OpenVINO graph in use, the PyTorch weights are neither read nor hashed (and the other way round). The encoder weights are copied tensor
 by tensor from the source checkpoint (the text tower is left out), so a bundle scores exactly as
 the Hub model it was made from.
 """
@@ -45,6 +46,7 @@ from emonet_face.hub import (
     split_revision,
 )
 from emonet_face.runtime.backends import VisionTower, convert_openvino, library_versions, load_encoder, pixel_size
+from emonet_face.runtime.device import resolve_backend, resolve_device
 from emonet_face.runtime.encoder import EncoderCheckpoint
 
 __all__ = [
@@ -108,12 +110,20 @@ class Bundle:
         """The stored OpenVINO encoder (L2 normalisation inside), if the bundle has one."""
         return self.folder / OPENVINO_DIR / OPENVINO_GRAPH if self.manifest.get("openvino") else None
 
+    def verify(self, part: str | None = None, *, skip: tuple[str, ...] = ()) -> None:
+        """Check the files of ``part`` (a folder: ``"encoder"``, ``"heads"``, ``"openvino"``; ``None``:
+        all) against the manifest, except those under the ``skip`` prefixes (see :func:`verify_bundle`)."""
+        verify_bundle(self, part, skip=skip)
+
     def load_heads(self) -> FusedHeads:
+        """The heads, after checking their files."""
+        self.verify(HEADS_DIR)
         return load_heads(self.heads_dir)
 
     def encoder_kwargs(self) -> dict[str, Any]:
         """:func:`~emonet_face.runtime.load_encoder` arguments that load this bundle's encoder (and use its
-        stored OpenVINO graph, if any, instead of converting): for callers that pass them on (Ray actors)."""
+        stored OpenVINO graph, if any, instead of converting), for callers that pass them on (Ray actors);
+        check the files first (:meth:`verify`)."""
         return {"ref": self.encoder_dir, "revision": None, "converted": self.openvino_graph}
 
     def describe(self) -> dict[str, Any]:
@@ -168,8 +178,10 @@ def _human(n: int) -> str:
 
 # --- reading --------------------------------------------------------------------------------------
 def open_bundle(folder: str | Path, *, verify: bool = True) -> Bundle:
-    """Read a bundle's manifest, refuse a newer format, and (``verify``) check every file's size and
-    SHA-256 against it. Errors are one-line :class:`BundleError` naming the file."""
+    """Read a bundle's manifest, refuse a newer format and unlisted files, and (``verify``) check every
+    file's size and SHA-256 against it; without ``verify``, loading checks the files it reads
+    (:meth:`Bundle.load_heads`, :func:`load_bundle_encoder`). Errors are one-line :class:`BundleError`
+    naming the file."""
     folder = Path(folder)
     path = folder / MANIFEST_FILE
     if not path.is_file():
@@ -201,19 +213,36 @@ def open_bundle(folder: str | Path, *, verify: bool = True) -> Bundle:
     if not (parts_ok and files_ok):
         raise BundleError(f"{path}: incomplete bundle manifest (encoder, heads and files are required); write it again")
     bundle = Bundle(folder, manifest)
+    _refuse_unlisted(bundle)
     if verify:
         verify_bundle(bundle)
     return bundle
 
 
-def verify_bundle(bundle: Bundle) -> None:
-    """Every listed file present with its size and SHA-256, and no unlisted file beside them (an
-    extra weights or index file could change what loads)."""
-    listed: dict[str, dict[str, Any]] = bundle.manifest["files"]
-    for name, expected in listed.items():
-        path = bundle.folder / name
+def _refuse_unlisted(bundle: Bundle) -> None:
+    """No file beside the listed ones in the parts' folders: an extra weights or index file could
+    change what loads. Entries must stay inside the bundle."""
+    listed = bundle.manifest["files"]
+    for name in listed:
         if Path(name).is_absolute() or ".." in Path(name).parts:
             raise BundleError(f"{bundle.folder / MANIFEST_FILE}: file entry {name!r} points outside the bundle")
+    for part in (ENCODER_DIR, HEADS_DIR, OPENVINO_DIR):
+        root = bundle.folder / part
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and path.relative_to(bundle.folder).as_posix() not in listed:
+                raise BundleError(f"{path}: not listed in the bundle manifest; remove it (it could change what loads)")
+
+
+def verify_bundle(bundle: Bundle, part: str | None = None, *, skip: tuple[str, ...] = ()) -> None:
+    """Every listed file of ``part`` (``None``: all) present with its size and SHA-256, except names
+    starting with a ``skip`` prefix (weights the chosen runtime does not read)."""
+    listed: dict[str, dict[str, Any]] = bundle.manifest["files"]
+    for name, expected in listed.items():
+        if (part is not None and not name.startswith(f"{part}/")) or name.startswith(skip):
+            continue
+        path = bundle.folder / name
         if not path.is_file():
             raise BundleError(f"{path}: missing from the bundle; copy the whole bundle folder again")
         size = path.stat().st_size
@@ -226,13 +255,6 @@ def verify_bundle(bundle: Bundle) -> None:
             raise BundleError(
                 f"{path}: SHA-256 does not match the manifest (the file was changed); copy the bundle again"
             )
-    for part in (ENCODER_DIR, HEADS_DIR, OPENVINO_DIR):
-        root = bundle.folder / part
-        if not root.is_dir():
-            continue
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and path.relative_to(bundle.folder).as_posix() not in listed:
-                raise BundleError(f"{path}: not listed in the bundle manifest; remove it (it could change what loads)")
 
 
 def load_bundle_encoder(
@@ -244,9 +266,19 @@ def load_bundle_encoder(
     normalize: bool = True,
     compiled_dir: str | Path | None = None,
 ) -> Any:
-    """The bundle's encoder on the requested backend; OpenVINO uses the stored graph when there is one."""
+    """The bundle's encoder on the requested backend, after checking the files it reads: OpenVINO runs
+    the stored graph when there is one (the PyTorch weights are then neither read nor hashed), other
+    runtimes the weights in ``encoder/`` (the stored graph is then not hashed)."""
+    graph = bundle.openvino_graph
+    if graph is not None and not _runs_stored_graph(bundle, backend, device, dtype, normalize):
+        graph = None
+    if graph is not None:
+        bundle.verify(ENCODER_DIR, skip=(f"{ENCODER_DIR}/model",))  # configs and processor only
+        bundle.verify(OPENVINO_DIR)
+    else:
+        bundle.verify(ENCODER_DIR)
     return load_encoder(
-        **bundle.encoder_kwargs(),
+        **{**bundle.encoder_kwargs(), "converted": graph},
         backend=backend,
         device=device,
         dtype=dtype,
@@ -254,6 +286,19 @@ def load_bundle_encoder(
         normalize=normalize,
         compiled_dir=compiled_dir,
     )
+
+
+def _runs_stored_graph(
+    bundle: Bundle, backend: str, device: str | torch.device | None, dtype: str | torch.dtype | None, normalize: bool
+) -> bool:
+    """Whether :func:`~emonet_face.runtime.load_encoder` will run the stored OpenVINO graph: the backend
+    resolves to OpenVINO, features are L2-normalised (inside the graph), the precision is not the int8
+    path (ONNX Runtime) and the tower takes pixels only (not SigLIP2 NaFlex, which runs on PyTorch)."""
+    if not normalize or str(dtype).lower() == "int8":
+        return False
+    if str(bundle.manifest["encoder"].get("model_type", "")).startswith("siglip2"):
+        return False
+    return resolve_backend(backend, resolve_device(device)) == "openvino"
 
 
 # --- writing --------------------------------------------------------------------------------------

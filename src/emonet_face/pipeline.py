@@ -207,7 +207,7 @@ class EmoNetFace(nn.Module):
                 raise ModelLoadError(
                     f"{model}: a bundle holds its encoder and heads at fixed revisions; drop --encoder/--heads/--revision"
                 )
-            bundle = open_bundle(model)
+            bundle = open_bundle(model, verify=False)  # loading checks each file it reads
             image_encoder = None
             if with_encoder:
                 image_encoder = load_bundle_encoder(
