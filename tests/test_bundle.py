@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -313,6 +314,41 @@ def test_each_runtime_checks_the_weights_it_reads(bundles, images, tmp_path):
         result = CliRunner().invoke(app, ["download", "--check", str(bundle)])
         assert result.exit_code == 2 and str(damaged) in result.stderr
         damaged.write_bytes(original)
+
+
+def test_unchanged_files_are_not_hashed_twice(bundles, tmp_path, monkeypatch):
+    """A file checked before and untouched since (size, times, inode) is trusted, as git trusts its
+    index; an edit that even keeps the modification time is caught (the change time moves); --check
+    hashes everything."""
+    import emonet_face.bundle as bundle_module
+
+    monkeypatch.setenv("EMONET_FACE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(bundle_module, "_RACY_S", 0.05)
+    hashed: list[str] = []
+    real = bundle_module.sha256_file
+    monkeypatch.setattr(bundle_module, "sha256_file", lambda path: hashed.append(path.name) or real(path))
+    bundle = damaged_copy(bundles["small"], tmp_path)
+    time.sleep(0.1)
+    for _ in range(2):
+        EmoNetFace.from_pretrained(str(bundle), device="cpu")
+    # the first load hashed the five files it reads, the second none
+    assert sorted(hashed) == sorted(["config.json", "model.safetensors"] * 2 + ["preprocessor_config.json"])
+    hashed.clear()
+    weights = bundle / "heads" / "model.safetensors"
+    before, original = weights.stat(), weights.read_bytes()
+    edited = bytearray(original)
+    edited[-5] ^= 0xFF
+    time.sleep(0.1)
+    weights.write_bytes(bytes(edited))
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size, same modification time
+    with pytest.raises(BundleError, match="SHA-256 does not match"):
+        EmoNetFace.from_pretrained(str(bundle), device="cpu", with_encoder=False)
+    assert hashed == ["model.safetensors"]  # the heads config is trusted, the edited weights are not
+    weights.write_bytes(original)
+    hashed.clear()
+    result = CliRunner().invoke(app, ["download", "--check", str(bundle)])
+    assert result.exit_code == 0, result.output
+    assert len(hashed) == len(open_bundle(bundle, verify=False).manifest["files"])  # every file, every time
 
 
 def test_a_newer_bundle_format_is_refused(bundles, tmp_path):

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,14 @@ from emonet_face.hub import (
     snapshot_commit,
     split_revision,
 )
-from emonet_face.runtime.backends import VisionTower, convert_openvino, library_versions, load_encoder, pixel_size
+from emonet_face.runtime.backends import (
+    VisionTower,
+    compiled_cache_dir,
+    convert_openvino,
+    library_versions,
+    load_encoder,
+    pixel_size,
+)
 from emonet_face.runtime.device import resolve_backend, resolve_device
 from emonet_face.runtime.encoder import EncoderCheckpoint
 
@@ -235,9 +243,13 @@ def _refuse_unlisted(bundle: Bundle) -> None:
                 raise BundleError(f"{path}: not listed in the bundle manifest; remove it (it could change what loads)")
 
 
-def verify_bundle(bundle: Bundle, part: str | None = None, *, skip: tuple[str, ...] = ()) -> None:
+def verify_bundle(bundle: Bundle, part: str | None = None, *, skip: tuple[str, ...] = (), rehash: bool = False) -> None:
     """Every listed file of ``part`` (``None``: all) present with its size and SHA-256, except names
-    starting with a ``skip`` prefix (weights the chosen runtime does not read)."""
+    starting with a ``skip`` prefix (weights the chosen runtime does not read).
+
+    A file hashed before and not touched since (same size, modification and change times, inode:
+    see :func:`_stamp`) is not hashed again, as git trusts its index; ``rehash`` hashes every file.
+    """
     listed: dict[str, dict[str, Any]] = bundle.manifest["files"]
     for name, expected in listed.items():
         if (part is not None and not name.startswith(f"{part}/")) or name.startswith(skip):
@@ -245,16 +257,56 @@ def verify_bundle(bundle: Bundle, part: str | None = None, *, skip: tuple[str, .
         path = bundle.folder / name
         if not path.is_file():
             raise BundleError(f"{path}: missing from the bundle; copy the whole bundle folder again")
-        size = path.stat().st_size
-        if size != expected["size"]:
+        stat = path.stat()
+        if stat.st_size != expected["size"]:
             raise BundleError(
-                f"{path}: {size} bytes, the manifest says {expected['size']} (truncated or replaced); "
+                f"{path}: {stat.st_size} bytes, the manifest says {expected['size']} (truncated or replaced); "
                 "copy the bundle again"
             )
+        stamp = _stamp(path, stat, expected["sha256"])
+        if not rehash and _read_stamp(stamp[0]) == stamp[1]:
+            continue
         if sha256_file(path) != expected["sha256"]:
             raise BundleError(
                 f"{path}: SHA-256 does not match the manifest (the file was changed); copy the bundle again"
             )
+        _write_stamp(*stamp, stat)
+
+
+STAMP_DIR = "checked-files"
+_RACY_S = 2.0
+"""A file modified this recently is not stamped: a second edit within the file system's timestamp
+granularity could leave size and times unchanged (git's "racy clean" problem)."""
+
+
+def _stamp(path: Path, stat: os.stat_result, sha256: str) -> tuple[Path, dict[str, Any]]:
+    """Where the record of a successful check of ``path`` lives (in the emonet-face cache folder), and
+    what it must say for the file to count as checked: its state (size, modification and change times,
+    inode, device) and the digest it was checked against."""
+    resolved = str(path.resolve())
+    where = compiled_cache_dir() / STAMP_DIR / f"{hashlib.sha256(resolved.encode()).hexdigest()[:32]}.json"
+    state = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
+    return where, {"path": resolved, "state": state, "sha256": sha256}
+
+
+def _read_stamp(where: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(where.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_stamp(where: Path, record: dict[str, Any], stat: os.stat_result) -> None:
+    """Best effort (a read-only cache only means hashing again next time); written atomically."""
+    if time.time() - max(stat.st_mtime, stat.st_ctime) < _RACY_S:
+        return
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=where.parent, suffix=".tmp", delete=False) as fh:
+            json.dump(record, fh)
+        os.replace(fh.name, where)
+    except OSError:
+        return
 
 
 def load_bundle_encoder(

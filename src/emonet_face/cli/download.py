@@ -43,9 +43,11 @@ def download(
         if out is not None:
             fail("--check verifies an existing bundle; drop --out")
         with user_errors():
-            from emonet_face.bundle import open_bundle
+            from emonet_face.bundle import open_bundle, verify_bundle
 
-            for line in open_bundle(check).summary():
+            bundle = open_bundle(check, verify=False)
+            verify_bundle(bundle, rehash=True)  # every byte, whatever earlier checks recorded
+            for line in bundle.summary():
                 typer.echo(line)
         return
     if out is None:
