@@ -138,6 +138,9 @@ def test_bundle_holds_the_vision_tower_heads_and_a_manifest(bundles, hub):
         "openvino/encoder.xml",
     ]
     assert sorted(p.name for p in bundles["large"].iterdir()) == [MANIFEST_FILE, "encoder", "heads", "openvino"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert bundles["large"].stat().st_mode & 0o777 == 0o777 & ~umask  # readable by others, as a copied folder
     for name, entry in files.items():
         path = bundles["large"] / name
         assert entry == {"size": path.stat().st_size, "sha256": sha256_file(path)}

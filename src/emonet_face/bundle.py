@@ -14,9 +14,9 @@ lives under ``HF_HOME``); a bundle is::
 
 Loading checks every file it reads against the manifest before reading it (a truncated, edited,
 missing or unlisted file is refused, naming it); ``download --check`` checks them all. With a stored
-OpenVINO graph in use, the PyTorch weights are neither read nor hashed (and the other way round). The encoder weights are copied tensor
-by tensor from the source checkpoint (the text tower is left out), so a bundle scores exactly as
-the Hub model it was made from.
+OpenVINO graph in use, the PyTorch weights are neither read nor hashed (and the other way round).
+The encoder weights are copied tensor by tensor from the source checkpoint (the text tower is left
+out), so a bundle scores exactly as the Hub model it was made from.
 """
 
 from __future__ import annotations
@@ -449,6 +449,9 @@ def write_bundle(
             if p.is_file()
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would keep other users (a container's) out
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
