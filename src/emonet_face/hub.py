@@ -5,6 +5,7 @@ detector files, datasets) goes through this module."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ __all__ = [
     "fetch_heads",
     "resolve_model_dir",
     "resolve_model_file",
+    "snapshot_commit",
     "split_revision",
 ]
 
@@ -33,6 +35,8 @@ class ModelSpec:
     heads: str
     encoder: str = DEFAULT_ENCODER
     license: str = "CC-BY-4.0 (heads), Apache-2.0 (SigLIP2 encoder)"
+    heads_license: str = "CC-BY-4.0"
+    encoder_license: str = "Apache-2.0"
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -83,11 +87,28 @@ def _hub_errors(
         raise error(f"{text}: no such {what} repository on the Hub (or it is private); check the id") from None
     except RevisionNotFoundError:
         raise error(f"{text}: revision {revision!r} not found; check --revision") from None
-    except (HfHubHTTPError, OSError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, (HfHubHTTPError, OSError, *_transport_errors())):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
         raise error(
-            f"{text}: could not download the {what} ({type(exc).__name__}: {exc}); retry or pass "
-            f"{LOCAL_HINTS.get(what, 'a local path')}"
+            f"{text}: could not download the {what} ({type(exc).__name__}: {first}); retry (a new run resumes "
+            f"from the cache) or pass {LOCAL_HINTS.get(what, 'a local path')}"
         ) from None
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """Connection failures of the HTTP client under huggingface_hub (httpx2 from 2.0, httpx in 1.x; the
+    requests errors of 0.x are OSErrors): a server that goes away mid-download raises these."""
+    import importlib
+
+    found = []
+    for module in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(module).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
 
 
 def resolve_model_dir(
@@ -132,6 +153,9 @@ def resolve_model_dir(
             allow_patterns=list(allow_patterns) if allow_patterns else None,
             local_files_only=offline,
         )
+    if not Path(folder).is_dir():  # the repository holds nothing the patterns ask for
+        wanted = f" ({', '.join(allow_patterns)})" if allow_patterns else ""
+        raise error(f"{text}: no {what} files in this repository{wanted}; check the id and the revision")
     return Path(folder)
 
 
@@ -159,6 +183,15 @@ def resolve_model_file(source: str | Path, *, what: str, revision: str | None = 
     ):
         weights = hf_hub_download(repo_id, filename, revision=revision, local_files_only=offline)
     return Path(weights)
+
+
+def snapshot_commit(folder: Path) -> str | None:
+    """The commit hash a folder from the Hugging Face cache holds (``…/snapshots/<commit>``); ``None``
+    for a folder outside the cache (a local checkpoint has no commit to record)."""
+    folder = Path(folder)
+    if folder.parent.name == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", folder.name):
+        return folder.name
+    return None
 
 
 def split_revision(ref: str | Path, revision: str | None) -> tuple[str | Path, str | None]:

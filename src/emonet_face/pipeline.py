@@ -26,6 +26,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from emonet_face.bundle import Bundle, is_bundle, load_bundle_encoder, open_bundle
 from emonet_face.errors import InputError, ModelLoadError
 from emonet_face.heads import FusedHeads
 from emonet_face.hub import MODELS, fetch_heads, split_revision
@@ -140,6 +141,7 @@ class EmoNetFace(nn.Module):
         self.encoder = encoder
         self.heads = heads.eval() if heads is not None else None
         self.heads_ref = ""
+        self.bundle: Bundle | None = None
 
     @classmethod
     def from_pretrained(
@@ -162,8 +164,10 @@ class EmoNetFace(nn.Module):
 
         Args:
             model: released model name from :data:`emonet_face.hub.MODELS` (``"large"``, ``"small"``),
-                picking the default heads repository and its encoder; or a folder written by
-                ``emonet-face export`` (one graph, run by ONNX Runtime or OpenVINO).
+                picking the default heads repository and its encoder; a bundle folder written by
+                ``emonet-face download`` (encoder + heads, checked against its manifest, no network:
+                see :mod:`emonet_face.bundle`); or a folder written by ``emonet-face export`` (one
+                graph, run by ONNX Runtime or OpenVINO).
             encoder: override the encoder: a Hub id (``owner/name``, optionally ``@revision``), a
                 local folder, or a loaded encoder (:func:`emonet_face.runtime.load_encoder`).
                 Default: the model's SigLIP2 encoder.
@@ -198,9 +202,24 @@ class EmoNetFace(nn.Module):
             result = cls(None, ExportedGraph(model, backend=backend, dtype=None if dtype is None else str(dtype)))
             result.heads_ref = str(model)
             return result
+        if model not in MODELS and is_bundle(model):
+            if encoder is not None or heads is not None or revision is not None:
+                raise ModelLoadError(
+                    f"{model}: a bundle holds its encoder and heads at fixed revisions; drop --encoder/--heads/--revision"
+                )
+            bundle = open_bundle(model, verify=False)  # loading checks each file it reads
+            image_encoder = None
+            if with_encoder:
+                image_encoder = load_bundle_encoder(
+                    bundle, backend=backend, device=device, dtype=dtype, normalize=normalize, compiled_dir=compiled_dir
+                )
+            result = cls(bundle.load_heads(), image_encoder).to(resolve_device(device))
+            result.heads_ref, result.bundle = str(bundle.heads_dir), bundle
+            return result
         if model not in MODELS:
             raise ModelLoadError(
-                f"{model}: unknown model; choose one of {', '.join(MODELS)} or an `emonet-face export` folder"
+                f"{model}: unknown model; choose one of {', '.join(MODELS)}, an `emonet-face download` bundle "
+                "or an `emonet-face export` folder"
             )
         spec = MODELS[model]
         dev = resolve_device(device)
@@ -242,7 +261,8 @@ class EmoNetFace(nn.Module):
         """What produces the scores (encoder with backend, precision and device; heads): written into
         Parquet schema metadata by ``predict``."""
         encoder = self.encoder.describe() if self.encoder is not None else {}
-        return {"encoder": encoder, "heads": self.heads_ref, "keys": list(self.keys)}
+        described = {"encoder": encoder, "heads": self.heads_ref, "keys": list(self.keys)}
+        return described | ({"bundle": self.bundle.describe()} if self.bundle is not None else {})
 
     def _require_encoder(self) -> Encoder:
         if self.encoder is None:

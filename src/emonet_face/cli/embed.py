@@ -20,7 +20,10 @@ def embed(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Store folder to create (or continue with --resume).")],
-    encoder: Annotated[str, typer.Option(help="SigLIP/SigLIP2 encoder: Hub id or local folder.")] = "",
+    encoder: Annotated[
+        str,
+        typer.Option(help="SigLIP/SigLIP2 encoder: Hub id, local folder, or an `emonet-face download` bundle folder."),
+    ] = "",
     revision: Annotated[str | None, typer.Option(help="Encoder revision (branch, tag or commit).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per encoder batch.")] = 32,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps …")] = "cpu",
@@ -61,6 +64,7 @@ def embed(
     import contextlib
     import warnings
 
+    from emonet_face.bundle import is_bundle, open_bundle
     from emonet_face.data import open_dataset
     from emonet_face.data.store import is_store, read_manifest, write_store
     from emonet_face.errors import EmoNetError
@@ -78,6 +82,10 @@ def embed(
             "dtype": None if dtype == "auto" else dtype,
             "revision": revision,
         }
+        if encoder and is_bundle(encoder):  # checked once here; Ray actors get plain load_encoder arguments
+            if revision is not None:
+                fail(f"--revision {revision}: a bundle holds a fixed encoder revision; drop --revision")
+            encoder_kwargs |= open_bundle(encoder).encoder_kwargs()
         with contextlib.ExitStack() as stack, warnings.catch_warnings(record=True) as caught:
             embedder = None
             if engine == "ray":

@@ -16,14 +16,16 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Released model: large or small.")]
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="Released model (large, small) or an `emonet-face download` bundle folder.")
+]
 PredictModelOpt = Annotated[
     str,
     typer.Option(
         "--model",
         "-m",
-        help="Released model (large, small) or a folder written by `emonet-face export` (one graph, run by "
-        "ONNX Runtime or OpenVINO).",
+        help="Released model (large, small), a bundle folder written by `emonet-face download` (runs with no "
+        "network), or a folder written by `emonet-face export` (one graph, run by ONNX Runtime or OpenVINO).",
     ),
 ]
 BACKEND_HELP = (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from emonet_face.cli import bench, embed, export, inference, plot, serve, stats, train, vlm
+from emonet_face.cli import bench, download, embed, export, inference, plot, serve, stats, train, vlm
 
 _PACKAGE = str(Path(__file__).resolve().parents[1])
 _default_format = warnings.formatwarning
@@ -37,6 +37,7 @@ inference.register(app)
 plot.register(app)
 embed.register(app)
 export.register(app)
+download.register(app)
 train.register(app)
 stats.register(app)
 serve.register(app)

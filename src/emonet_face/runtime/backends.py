@@ -387,6 +387,7 @@ def load_encoder(
     local_files_only: bool | None = None,
     normalize: bool = True,
     compiled_dir: str | Path | None = None,
+    converted: str | Path | None = None,
 ) -> ImageEncoder | CompiledEncoder:
     """Load a SigLIP/SigLIP2 image encoder on the fastest available backend.
 
@@ -407,6 +408,9 @@ def load_encoder(
         local_files_only: serve the Hub cache only.
         normalize: L2-normalise features (inside the converted graph for OpenVINO / ONNX Runtime).
         compiled_dir: where converted models are cached (default :func:`compiled_cache_dir`).
+        converted: an OpenVINO IR of this checkpoint's tower converted ahead of time (L2 normalisation
+            inside, as :func:`convert_openvino` writes it; a bundle's ``openvino/encoder.xml``): used
+            instead of the conversion cache when the backend is OpenVINO with ``normalize`` on.
 
     Returns:
         An :class:`ImageEncoder` (PyTorch) or a :class:`CompiledEncoder`; both expose ``preprocess``,
@@ -453,6 +457,21 @@ def load_encoder(
         quantize_int8(float32 / graph_file, tmp / graph_file)
 
     root = Path(compiled_dir) if compiled_dir else compiled_cache_dir(cache_dir)
+    if converted is not None and name == "openvino" and normalize:
+        graph = Path(converted)
+        if not graph.is_file():
+            raise ModelLoadError(f"{graph}: converted encoder graph not found")
+        return CompiledEncoder(
+            GraphRuntime(graph, name, precision, blob_cache=_blob_cache(root, graph)),
+            processor,
+            dim=checkpoint.dim,
+            precision=precision,
+            normalize=normalize,
+            name=str(ref),
+            revision=revision,
+            cache_entry=graph.parent,
+            cache_hit=True,
+        )
     if precision == "int8":
         entry, hit = cached_convert(root, {**key, "stored_precision": "int8"}, quantize)
     else:
@@ -468,6 +487,19 @@ def load_encoder(
         cache_entry=entry,
         cache_hit=hit,
     )
+
+
+def _blob_cache(root: Path, graph: Path) -> Path | None:
+    """OpenVINO's compiled-blob cache for a graph converted elsewhere (a bundle, maybe read-only): in our
+    cache folder, keyed by the graph's path, size and time; ``None`` (no blob cache) if it is not writable."""
+    stat = graph.stat()
+    key = json.dumps([str(graph.resolve()), stat.st_size, stat.st_mtime_ns, library_versions("openvino")])
+    folder = root / f"ov-blobs-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder
 
 
 def pixel_size(processor: Any) -> tuple[int, int]:
