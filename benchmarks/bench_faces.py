@@ -33,9 +33,12 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+import real_faces
 
 SIZES = [(640, 480), (800, 600), (960, 640), (1024, 768), (1280, 960), (1600, 1200)]
 SIZE_BINS = [(20, 32), (32, 48), (48, 80), (80, 160), (160, 400)]
@@ -311,43 +314,103 @@ def score(run: Run, photos, free) -> list[dict[str, object]]:
     return results
 
 
+def load_compare(spec: str) -> Run:
+    """``LABEL=FILE.py``: a BlazeFace module from a file (e.g. ``git show main:src/emonet_face/faces/blazeface.py``),
+    run beside the installed one in the same process, picture by picture."""
+    import importlib.util
+    import sys
+
+    label, _, path = spec.rpartition("=")
+    name = f"_compare_{len(sys.modules)}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    module_spec.loader.exec_module(module)
+    return Run(label or path, module.BlazeFaceDetector())
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # yunet: local cache or a local file only
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--detectors", default="blazeface,dlib,lbp,haar,yunet")
-    parser.add_argument("--photos", type=int, default=48, help="labelled photos (2–5 faces each)")
-    parser.add_argument("--thresholds", default="0.4,0.5,0.6,0.7,0.8", help="BlazeFace score thresholds to report")
+    parser.add_argument("--photos", type=int, default=48, help="synthetic labelled photos (2–5 faces each); 0: none")
+    parser.add_argument("--thresholds", default="0.4,0.5,0.6,0.7,0.8", help="BlazeFace score thresholds to report ('' none)")
+    parser.add_argument("--grids", default="2,4", help="BlazeFace finer pyramid levels to report besides the default ('' none)")
+    parser.add_argument("--real", type=Path, help="a folder of photos with dlib imglab XML labels (see --gather)")
+    parser.add_argument("--video", type=Path, help="a clip in which one person is alone on screen (default with --real: "
+                        "the Hamilton clip of face_recognition, frames 85–210)")  # fmt: skip
+    parser.add_argument("--video-frames", default="85:210:2", help="first:last:step frame indices of --video")
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=FILE.py",
+                        help="also run the BlazeFaceDetector of another blazeface.py, in the same run")  # fmt: skip
+    parser.add_argument("--gather", type=Path, metavar="DIR", help="build the --real folder from CLONES, then stop")
+    parser.add_argument("clones", nargs="*", type=Path, help="with --gather: clones of dlib, face_recognition, yolov5, deepface")
     args = parser.parse_args()
-    photos = labelled_photos(args.photos)
-    free = face_free_pictures()
+    if args.gather:
+        missing = real_faces.gather(args.gather, args.clones)
+        print(f"wrote {args.gather}; not found in the clones: {missing or 'none'}")
+        return
+    photos = labelled_photos(args.photos) if args.photos else []
+    free = face_free_pictures() if args.photos else {}
+    real, absent = real_faces.real_photos(args.real) if args.real else ([], [])
     n_faces = sum(len(t) for _, t in photos)
-    cores = os.cpu_count()
-    print(f"{len(photos)} labelled photos with {n_faces} faces; {len(free)} face-free pictures; CPU: {cores} cores")
+    print(f"{len(photos)} synthetic labelled photos with {n_faces} faces; {len(free)} face-free pictures; "
+          f"CPU: {os.cpu_count()} cores")  # fmt: skip
+    if args.real:
+        print(f"real photos: {len(real)} ({sum(len(p.faces) for p in real)} faces, "
+              f"{sum(p.face_free for p in real)} face-free) from {args.real}; listed but absent: {len(absent)}")  # fmt: skip
     runs = []
     for spec in args.detectors.split(","):
         if spec == "blazeface":
-            thresholds = [float(t) for t in args.thresholds.split(",")]
             runs.append(make_run("blazeface (default)", spec))
-            runs.append(make_run("blazeface", spec, thresholds=thresholds, threshold=0.4))
-            runs += [make_run(f"blazeface grid={grid}", spec, grid=grid) for grid in (2, 4)]
+            if args.thresholds:
+                thresholds = [float(t) for t in args.thresholds.split(",")]
+                runs.append(make_run("blazeface", spec, thresholds=thresholds, threshold=min(thresholds)))
+            runs += [make_run(f"blazeface grid={g}", spec, grid=int(g)) for g in args.grids.split(",") if g]
         else:
             runs.append(make_run(spec, spec))
+    runs += [load_compare(spec) for spec in args.compare]
     pictures = {("photo", i): image for i, (image, _) in enumerate(photos)}
     pictures |= {("free", key): image for key, image in free.items()}
     before = cpu_times()
     detect_interleaved(runs, pictures)
+    if real:
+        detect_interleaved(runs, {("real", p.path): real_faces.load_photo(p.path) for p in real})
     spent = [b - a for a, b in zip(before, cpu_times())]
     if spent:  # on a virtual machine the host may take cycles: absolute times then mean little
         print(f"CPU time stolen by the host during the run: {100 * spent[7] / max(1, sum(spent)):.1f}%; "
               f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
-    results = [result for run in runs for result in score(run, photos, free)]
-    for result in results:
-        print(" | ".join(f"{k}: {v}" for k, v in result.items()), flush=True)
-    timed = [r for r in results if "ms/photo median" in r]
-    base = next((r for r in timed if r["detector"] == "dlib"), None)
-    if base:  # side by side against dlib HOG (the previous default), same run
-        for r in timed:
-            print(f"{r['detector']}: {r['ms/photo median'] / base['ms/photo median']:.2f}x the time of dlib per photo")
+    if photos:
+        print("== synthetic set (faces pasted on face-free pictures) ==")
+        results = [result for run in runs for result in score(run, photos, free)]
+        for result in results:
+            print(" | ".join(f"{k}: {v}" for k, v in result.items()), flush=True)
+        timed = [r for r in results if "ms/photo median" in r]
+        base = next((r for r in timed if r["detector"] == "dlib"), None)
+        if base:  # side by side against dlib HOG (the previous default), same run
+            for r in timed:
+                print(f"{r['detector']}: {r['ms/photo median'] / base['ms/photo median']:.2f}x the time of dlib per photo")
+    if real:
+        print("== real photos ==")
+        for run in runs:
+            if run.detector is None:
+                continue
+            found = {p.path: [f for f in run.found[("real", p.path)] if keep_face(run, f)] for p in real}
+            seconds = {p.path: s for p, s in zip(real, run.seconds[-len(real) :])}
+            print(" | ".join(f"{k}: {v}" for k, v in real_faces.score_real(run.label, found, seconds, real).items()))
+    video = args.video or (args.real / real_faces.HAMILTON if args.real else None)
+    if video and video.is_file():
+        first, last, step = (int(v) for v in args.video_frames.split(":"))
+        frames = real_faces.video_frames(video, first, last, step)
+        print(f"== video: {video.name}, frames {first}–{last} every {step} ({len(frames)}), one person on screen ==")
+        for run in runs:
+            if run.detector is not None and not run.thresholds:
+                found = [run.detector.detect(image) for _, image in frames]
+                print(" | ".join(f"{k}: {v}" for k, v in {"detector": run.label, **real_faces.tracks_of(found)}.items()))
+
+
+def keep_face(run: Run, face) -> bool:
+    """Threshold runs are scored on the real set at the default threshold only (0.5)."""
+    return not run.thresholds or face.score >= 0.5
 
 
 if __name__ == "__main__":
