@@ -340,6 +340,8 @@ def main() -> None:
     parser.add_argument("--video", type=Path, help="a clip in which one person is alone on screen (default with --real: "
                         "the Hamilton clip of face_recognition, frames 85–210)")  # fmt: skip
     parser.add_argument("--video-frames", default="85:210:2", help="first:last:step frame indices of --video")
+    parser.add_argument("--no-sweep", dest="sweep", action="store_false",
+                        help="with --real: skip the close-up sweep (each one-face photo at 15 framings)")  # fmt: skip
     parser.add_argument("--compare", action="append", default=[], metavar="LABEL=FILE.py",
                         help="also run the BlazeFaceDetector of another blazeface.py, in the same run")  # fmt: skip
     parser.add_argument("--gather", type=Path, metavar="DIR", help="build the --real folder from CLONES, then stop")
@@ -373,8 +375,10 @@ def main() -> None:
     pictures |= {("free", key): image for key, image in free.items()}
     before = cpu_times()
     detect_interleaved(runs, pictures)
+    sweep = real_faces.close_up_sweep(real) if real and args.sweep else []
     if real:
         detect_interleaved(runs, {("real", p.path): real_faces.load_photo(p.path) for p in real})
+        detect_interleaved(runs, {("sweep", name): image for name, image, _ in sweep})
     spent = [b - a for a, b in zip(before, cpu_times())]
     if spent:  # on a virtual machine the host may take cycles: absolute times then mean little
         print(f"CPU time stolen by the host during the run: {100 * spent[7] / max(1, sum(spent)):.1f}%; "
@@ -395,8 +399,15 @@ def main() -> None:
             if run.detector is None:
                 continue
             found = {p.path: [f for f in run.found[("real", p.path)] if keep_face(run, f)] for p in real}
-            seconds = {p.path: s for p, s in zip(real, run.seconds[-len(real) :])}
+            seconds = {p.path: s for p, s in zip(real, run.seconds[len(run.seconds) - len(sweep) - len(real) :])}
             print(" | ".join(f"{k}: {v}" for k, v in real_faces.score_real(run.label, found, seconds, real).items()))
+    if sweep:
+        print(f"== close-ups: {len(sweep) // len(real_faces.SWEEP_FILLS)} one-face photos, each cropped so that the face "
+              f"fills 30, 35, … 100 % of a 512-px frame ==")  # fmt: skip
+        for run in runs:
+            if run.detector is not None:
+                found = {name: [f for f in run.found[("sweep", name)] if keep_face(run, f)] for name, _, _ in sweep}
+                print(" | ".join(f"{k}: {v}" for k, v in real_faces.score_sweep(run.label, found, sweep).items()))
     video = args.video or (args.real / real_faces.HAMILTON if args.real else None)
     if video and video.is_file():
         first, last, step = (int(v) for v in args.video_frames.split(":"))

@@ -27,20 +27,33 @@ EXTRA_XML = HERE / "faces_real" / "extra.xml"
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1
 
 REAL_SIZE_BINS = [(0, 32), (32, 48), (48, 96), (96, 192), (192, 384), (384, 100_000)]
+KINDS = ["profile", "edge", "close-up"]
+CLOSE_UP = 0.3
+"""A face is a close-up where its box spans at least this fraction of the photo's long side."""
 
 
 @dataclass
 class LabelledPhoto:
-    """One photo of a labelled folder: its face boxes, the boxes to ignore, and its subset (the XML's name)."""
+    """One photo of a labelled folder: its face boxes, the boxes to ignore, its subset (the XML's
+    name) and each face's ``<label>`` tags (``profile``, ``edge``)."""
 
     path: Path
     subset: str
     faces: list[Box]
     ignored: list[Box] = field(default_factory=list)
+    tags: list[set[str]] = field(default_factory=list)
 
     @property
     def face_free(self) -> bool:
         return not self.faces
+
+    def kinds(self, index: int) -> set[str]:
+        """The face's tags, plus ``close-up`` where it spans at least :data:`CLOSE_UP` of the photo's long side."""
+        box = self.faces[index]
+        with Image.open(self.path) as image:
+            long_side = max(image.size)
+        close = max(box[2] - box[0], box[3] - box[1]) >= CLOSE_UP * long_side
+        return (self.tags[index] if index < len(self.tags) else set()) | ({"close-up"} if close else set())
 
 
 def read_dlib_xml(path: Path) -> list[LabelledPhoto]:
@@ -48,12 +61,16 @@ def read_dlib_xml(path: Path) -> list[LabelledPhoto]:
     root = ET.parse(path).getroot()
     photos = []
     for image in root.iter("image"):
-        faces, ignored = [], []
+        faces, ignored, tags = [], [], []
         for box in image.iter("box"):
             left, top = float(box.get("left", 0)), float(box.get("top", 0))
             x1, y1 = left + float(box.get("width", 0)), top + float(box.get("height", 0))
-            (ignored if box.get("ignore", "0") not in ("0", "") else faces).append((left, top, x1, y1))
-        photos.append(LabelledPhoto(path.parent / image.get("file", ""), path.stem, faces, ignored))
+            if box.get("ignore", "0") not in ("0", ""):
+                ignored.append((left, top, x1, y1))
+            else:
+                faces.append((left, top, x1, y1))
+                tags.append({(label.text or "").strip() for label in box.iter("label")})
+        photos.append(LabelledPhoto(path.parent / image.get("file", ""), path.stem, faces, ignored, tags))
     return photos
 
 
@@ -130,7 +147,7 @@ def judge(faces: list, photo: LabelledPhoto) -> dict[str, object]:
 def score_real(label: str, found: dict[Path, list], seconds: dict[Path, float], photos: list[LabelledPhoto]) -> dict:
     """One row: recall (all, by face size, ≥ 48 px, by subset), duplicates, extra boxes on labelled
     photos, false faces on face-free ones, median and max ms per photo."""
-    sizes, hits, subsets = [], [], {}
+    sizes, hits, subsets, kinds = [], [], {}, {k: [] for k in KINDS}
     duplicates = extra = false = 0
     false_detail = {}
     for photo in photos:
@@ -142,10 +159,12 @@ def score_real(label: str, found: dict[Path, list], seconds: dict[Path, float], 
                 false_detail[photo.path.name] = verdict["extra"]
         else:
             extra += verdict["extra"]
-        for box, ok in zip(photo.faces, verdict["hits"]):
+        for index, (box, ok) in enumerate(zip(photo.faces, verdict["hits"])):
             sizes.append(max(box[2] - box[0], box[3] - box[1]))
             hits.append(ok)
             subsets.setdefault(photo.subset, []).append(ok)
+            for kind in photo.kinds(index) & set(KINDS):
+                kinds[kind].append(ok)
     sizes_a, hits_a = np.asarray(sizes), np.asarray(hits, bool)
     by_size = {}
     for lo, hi in REAL_SIZE_BINS:
@@ -160,6 +179,7 @@ def score_real(label: str, found: dict[Path, list], seconds: dict[Path, float], 
         "recall": f"{hits_a.mean():.3f} ({len(hits_a)})" if len(hits_a) else "-",
         "recall ≥48px": f"{big.mean():.3f} ({len(big)})" if len(big) else "-",
         "by size": by_size,
+        "by kind": {k: f"{np.mean(v):.2f} ({len(v)})" if v else "-" for k, v in kinds.items()},
         "by subset": {k: f"{np.mean(v):.2f} ({len(v)})" for k, v in subsets.items()},
         "duplicate boxes": duplicates,
         "extra boxes on labelled photos": extra,
@@ -167,6 +187,49 @@ def score_real(label: str, found: dict[Path, list], seconds: dict[Path, float], 
         "false detail": false_detail,
         "ms/photo median": round(float(np.median(times)), 1),
         "ms/photo max": round(float(np.max(times)), 1),
+    }
+
+
+# --- close-ups: one face filling 30–100 % of the frame ------------------------------------------
+SWEEP_FILLS = tuple(round(0.3 + 0.05 * k, 2) for k in range(15))
+
+
+def close_up_sweep(photos: list[LabelledPhoto]) -> list[tuple[str, Image.Image, Box]]:
+    """Every photo with one labelled face of 48 px or more, cropped square around the face so that
+    it fills 30, 35, … 100 % of the frame, at 512 px: (name, picture, face box)."""
+    out = []
+    for photo in photos:
+        if len(photo.faces) != 1 or photo.ignored:
+            continue
+        box = photo.faces[0]
+        if max(box[2] - box[0], box[3] - box[1]) < 48:
+            continue
+        image = load_photo(photo.path)
+        for fill in SWEEP_FILLS:
+            crop, moved = close_up(image, box, fill)
+            out.append((f"{photo.path.name}@{fill:.2f}", crop, moved))
+    return out
+
+
+def score_sweep(label: str, found: dict[str, list], sweep: list[tuple[str, Image.Image, Box]]) -> dict:
+    """Framings where the face was missed, where it got more than one box, and other boxes."""
+    missed = doubled = other = 0
+    doubled_at = []
+    for name, _, box in sweep:
+        faces = found[name]
+        on_face = [f for f in faces if _centre_in(f, box)]
+        missed += not any(matches(f, box) for f in on_face)
+        if len(on_face) > 1:
+            doubled += 1
+            doubled_at.append(name)
+        other += len(faces) - len(on_face)
+    return {
+        "detector": label,
+        "framings": len(sweep),
+        "face missed": missed,
+        "face with >1 box": doubled,
+        "other boxes": other,
+        "where >1": doubled_at[:8],
     }
 
 
@@ -340,6 +403,11 @@ def _listed(pair: tuple[Image.Image, Box]) -> tuple[Image.Image, list[Box]]:
     return pair[0], [pair[1]]
 
 
+def package_tags(name: str) -> set[str]:
+    """The ``<label>`` tags of the package photos' faces: the cameraman is seen from the side."""
+    return ({"profile"} if name.startswith("camera") else set()) | ({"edge"} if "border" in name else set())
+
+
 def package_photos() -> list[tuple[str, Image.Image, list[Box]]]:
     """Real photos from scikit-image, matplotlib and scikit-learn, whole and as close-ups, mirrored,
     at the border, side by side, big and grey; plus face-free photos. (name, image, face boxes)."""
@@ -386,7 +454,7 @@ def write_package_photos(folder: Path) -> None:
         image.save(folder / f"{name}.png")
         node = ET.SubElement(images, "image", file=f"{name}.png")
         for x0, y0, x1, y1 in boxes:
-            ET.SubElement(
+            box = ET.SubElement(
                 node,
                 "box",
                 top=str(round(y0)),
@@ -394,5 +462,7 @@ def write_package_photos(folder: Path) -> None:
                 width=str(round(x1 - x0)),
                 height=str(round(y1 - y0)),
             )
+            for tag in sorted(package_tags(name)):
+                ET.SubElement(box, "label").text = tag
     ET.indent(root)
     ET.ElementTree(root).write(folder / "package.xml", encoding="ISO-8859-1", xml_declaration=True)
