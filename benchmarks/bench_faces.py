@@ -1,7 +1,7 @@
-"""Labelled face-detection benchmark built offline: recall by face size and by condition, false
+"""Labelled face-detection benchmark: recall by face size and by condition, duplicate boxes, false
 faces on face-free pictures, and median time per photo, for every detector in one run.
 
-Everything comes from pictures that installed packages ship (no network):
+**Synthetic set** (built offline from pictures that installed packages ship, no network):
 
 * Faces: the heads of ``skimage.data.astronaut()`` and matplotlib's ``grace_hopper.jpg`` (sharp
   portraits), and the 100 face crops of ``skimage.data.lfw_subset()`` (Labeled Faces in the Wild,
@@ -17,10 +17,45 @@ Everything comes from pictures that installed packages ship (no network):
   sample pictures, 6 drawings rendered with matplotlib (charts, text, a map), 4 mosaics of the
   100 LFW non-face crops: 36 in all.
 
-Run: ``PYTHONPATH=src python benchmarks/bench_faces.py`` (``--detectors blazeface,dlib,lbp``).
-BlazeFace is also reported at other score thresholds (one run at 0.4, re-filtered)
-and with a coarser / finer second pyramid level (``grid=2`` / ``grid=4``: the long side in 352 / 640
-model pixels instead of the default 480).
+**Real photographs** (``--real DIR``): any folder of photos with face boxes in dlib's imglab XML
+(``<image file=...><box top= left= width= height= [ignore='1']><label>profile</label></box>``;
+every ``*.xml`` under DIR, paths relative to the XML; see ``real_faces.py``). Reported: recall by
+face size, for faces of 48 px and more, by kind (``<label>`` profile / edge, and close-ups: faces
+spanning ≥ 30 % of the photo's long side) and by XML file; duplicate boxes (a second box on a face
+that has one); extra boxes on labelled photos; false faces on face-free photos (images with no
+box); median ms per photo. Then a close-up sweep (every one-face photo cropped so that the face
+fills 30, 35, … 100 % of a 512-px frame: faces missed, faces with more than one box) and a video
+(``--video``; by default the Hamilton clip below, frames 85–210, where one performer is alone on
+screen: tracks that ``predict``'s tracker makes from the boxes, frames with no box or more than one).
+
+How to get the real photos (their rights belong to their authors: they are NOT in this repository,
+only our labels, ``benchmarks/faces_real/extra.xml``)::
+
+    git clone --depth 1 https://github.com/davisking/dlib            /tmp/src/dlib
+    git clone --depth 1 https://github.com/ageitgey/face_recognition /tmp/src/face_recognition
+    git clone --depth 1 https://github.com/ultralytics/yolov5        /tmp/src/yolov5
+    git clone --depth 1 https://github.com/serengil/deepface         /tmp/src/deepface
+    PYTHONPATH=src python benchmarks/bench_faces.py --gather /tmp/faces-real /tmp/src/*
+
+``--gather`` copies dlib's ``examples/faces/`` (9 PASCAL VOC photos with 43 hand-labelled faces of
+37–109 px in dlib's own ``testing.xml`` / ``training.xml``, a celebrity collage, a close-up, dogs)
+and four face-free photos of ``dlib/test/ffmpeg_data``; 18 photos of face_recognition's examples
+and tests (portraits, couples, faces cut by the border) and six frames of its
+``short_hamilton_clip.mp4`` (a man in profile close to the camera, the performer, the audience
+turned aside); yolov5's ``bus.jpg`` and ``zidane.jpg``; 17 photos of deepface's tests (close-ups,
+three-quarter faces, a selfie of seven); and writes ``package/``: scikit-image's, matplotlib's and
+scikit-learn's photos (the astronaut, Grace Hopper, the cameraman in profile; close-ups at 40, 70,
+100 %, cut by the border, mirrored, a 2560×1912 grey copy, two heads cheek to cheek) with their
+labels, and 10 face-free photos. A clone that is missing is reported and skipped; the benchmark
+runs on whatever the folder holds.
+
+Run: ``PYTHONPATH=src python benchmarks/bench_faces.py`` (``--detectors blazeface,dlib,lbp``;
+``--real /tmp/faces-real``; ``--photos 0`` for the real photos only). BlazeFace is also reported
+at other score thresholds (one run at 0.4, re-filtered) and with a coarser / finer second pyramid
+level (``grid=2`` / ``grid=4``: the long side in 352 / 640 model pixels instead of 480).
+``--compare before=FILE.py`` runs the BlazeFaceDetector of another ``blazeface.py`` beside the
+installed one, picture by picture in the same run (e.g. ``git show
+main:src/emonet_face/faces/blazeface.py > /tmp/before.py``).
 Detectors that cannot be built here (``haar`` on OpenCV 5, ``yunet`` without cached weights) are
 reported as unavailable. Timing is interleaved: each picture goes through every detector in turn
 (the first one rotating), so a slow spell of the shared virtual machine hits all of them alike.
@@ -331,7 +366,7 @@ def load_compare(spec: str) -> Run:
 
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # yunet: local cache or a local file only
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--detectors", default="blazeface,dlib,lbp,haar,yunet")
     parser.add_argument("--photos", type=int, default=48, help="synthetic labelled photos (2–5 faces each); 0: none")
     parser.add_argument("--thresholds", default="0.4,0.5,0.6,0.7,0.8", help="BlazeFace score thresholds to report ('' none)")

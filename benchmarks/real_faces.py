@@ -267,6 +267,12 @@ def tracks_of(found_per_frame: list[list]) -> dict[str, object]:
 
 
 # --- building the folder -------------------------------------------------------------------------
+DLIB_FILES = (
+    "testing.xml", "training.xml",  # dlib's labels of its PASCAL VOC photos
+    "2008_002470.jpg", "2008_002506.jpg", "2008_004176.jpg", "2008_007676.jpg", "2009_004587.jpg",
+    "2007_007763.jpg", "2008_002079.jpg", "2008_001009.jpg", "2008_001322.jpg",
+    "Tom_Cruise_avp_2014_4.jpg", "bald_guys.jpg", "dogs.jpg",
+)  # fmt: skip
 FACE_RECOGNITION_FILES = (
     "examples/alex-lacamoire.png", "examples/lin-manuel-miranda.png", "examples/biden.jpg",
     "examples/obama-1080p.jpg", "examples/obama2.jpg", "examples/two_people.jpg",
@@ -284,7 +290,7 @@ DEEPFACE_FILES = (
 )  # fmt: skip
 # (destination in the folder, paths tried in the clones given to ``gather``)
 CLONED_FILES: list[tuple[str, list[str]]] = [
-    ("dlib/", ["examples/faces/"]),  # dlib's PASCAL VOC photos with testing.xml / training.xml, and its other examples
+    *[(f"dlib/{n}", [f"examples/faces/{n}"]) for n in DLIB_FILES],
     *[(f"dlib/ff_{n}.jpg", [f"dlib/test/ffmpeg_data/{n}.jpg"]) for n in ("dog", "eagle", "giraffe", "horses")],
     *[(f"face_recognition/{Path(p).name}", [p]) for p in FACE_RECOGNITION_FILES],
     ("yolov5/bus.jpg", ["data/images/bus.jpg"]),
@@ -307,8 +313,6 @@ def gather(dest: Path, clones: list[Path]) -> list[str]:
         found = next((c / s for c in clones for s in sources if (c / s).exists()), None)
         if found is None:
             missing.append(target)
-        elif found.is_dir():
-            shutil.copytree(found, dest / target, dirs_exist_ok=True)
         else:
             (dest / target).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(found, dest / target)
