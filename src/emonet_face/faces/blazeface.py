@@ -112,15 +112,16 @@ VIEW_SCORE = 0.2
 mean of the best views)."""
 VERIFY_FLOOR = 0.3
 """A candidate that no view of the first window finds at this score is dropped without the other
-zooms (benchmark: no face among the unsure candidates was kept after that; it saves half the
-passes spent on textures)."""
+zooms (benchmark: no face among the unsure candidates would have been kept after that; it saves
+about 40 % of the passes spent on textures)."""
 VERIFY_SIZE = (0.5, 2.0)
 """A view counts only if its box is this many times the candidate's side: a re-look that shrinks a
 20-px candidate to a 4-px "face" is noise, while a partial-face candidate grows to the whole face."""
 ZOOM_OUT = 0.5
 """The zoom-out level puts the whole picture's long side in this fraction of the 192-px input
 (centred, black around): a face filling 50–100 % of the photo then spans 48–96 px, where the
-model is sure of it (close-ups filling 70–100 % of the frame scored nothing in the other levels)."""
+model is sure of it (frontal close-ups filling 90–100 % of the frame, and the cameraman in profile
+from 70 %, scored nothing in the other levels)."""
 DUPLICATE_IOU = 0.5
 """After the re-look, the weaker of two boxes overlapping by more than this IoU is a duplicate…"""
 DUPLICATE_OVERLAP = 0.7
@@ -662,8 +663,9 @@ class BlazeFaceDetector:
         again at each unsure detection in windows centred on it, :data:`VERIFY_ZOOMS` face sides
         wide, each plainly and mirrored. A view counts if it finds a face near the window's centre
         of about the candidate's size (:data:`VERIFY_SIZE`); the detection then scores the mean of
-        its :data:`VERIFY_VIEWS` best views and takes the best view's box and keypoints (the
-        caller applies the threshold). Real faces, turned either way, score high in some views;
+        its :data:`VERIFY_VIEWS` best views among those looked at (:meth:`_views` stops once the
+        outcome is settled) and takes the best view's box and keypoints (the caller applies the
+        threshold). Real faces, turned either way, score high in some views;
         textures that looked like a face at an odd scale mostly vanish in all of them. (One pass
         per view: a batched pass was measured no faster here.)"""
         keep = []
