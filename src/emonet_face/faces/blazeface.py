@@ -110,10 +110,13 @@ best single view of four keeps 82 with a texture at 0.47; views at zoom 5 let te
 VIEW_SCORE = 0.2
 """Re-look views report faces from this score up (a view under the threshold still counts in the
 mean of the best views)."""
+VERIFY_SETTLED = DEFAULT_THRESHOLD
+"""The second look stops after a window whose best views already average this (most faces: one
+window, two passes)…"""
 VERIFY_FLOOR = 0.3
-"""A candidate that no view of the first window finds at this score is dropped without the other
-zooms (benchmark: no face among the unsure candidates would have been kept after that; it saves
-about 40 % of the passes spent on textures)."""
+"""…or where no view finds the candidate at this score: dropped without the other zooms
+(benchmark: no face among the unsure candidates would have been kept after that; it saves about
+40 % of the passes spent on textures)."""
 VERIFY_SIZE = (0.5, 2.0)
 """A view counts only if its box is this many times the candidate's side: a re-look that shrinks a
 20-px candidate to a 4-px "face" is noise, while a partial-face candidate grows to the whole face."""
@@ -616,15 +619,15 @@ class BlazeFaceDetector:
 
     def _views(self, pixels: np.ndarray, box: np.ndarray) -> list[Detections]:
         """The second look at one candidate: the face each view finds (in working-copy pixels), for
-        the views where it finds one. Stops as soon as the outcome is settled: once
-        :attr:`verify_views` views agree at the threshold (more views could only raise the mean),
-        once the views left could not lift the mean to it, or when the first window's views see
-        nothing from :data:`VERIFY_FLOOR` up."""
+        the views where it finds one. Windows are looked at zoom by zoom, each plain and mirrored;
+        the look stops after a window whose views already settle it: the best
+        :attr:`verify_views` so far average :data:`VERIFY_SETTLED`, or none reaches
+        :data:`VERIFY_FLOOR`. The rule does not depend on the threshold, so neither does the score
+        (a run at a low threshold, filtered afterwards, keeps what a run at the higher one keeps)."""
         x0, y0, x1, y1 = box
         candidate = max(x1 - x0, y1 - y0)
         views: list[Detections] = []
         scores: list[float] = []
-        total = 2 * len(self.verify_zooms)
         for zoom in self.verify_zooms:
             side = max(1, round(candidate * zoom))
             left, top = round((x0 + x1) / 2 - side / 2), round((y0 + y1) / 2 - side / 2)
@@ -646,15 +649,10 @@ class BlazeFaceDetector:
                     best.keypoints = best.keypoints * side + offset
                     views.append(best)
                     scores[-1] = float(best.scores[0])
-                # settled? the mean of the best views so far, and the most the views left could give
-                ranked = sorted(scores, reverse=True)[: self.verify_views]
-                if len(ranked) == self.verify_views and np.mean(ranked) >= self.threshold:
-                    return views
-                views_left = total - len(scores)
-                reachable = sorted(scores + [1.0] * views_left, reverse=True)[: self.verify_views]
-                if np.mean(reachable) < self.threshold:
-                    return views
-            if max(scores) < VERIFY_FLOOR:  # not seen at all in the first window
+            ranked = sorted(scores, reverse=True)[: self.verify_views]
+            if len(ranked) == self.verify_views and np.mean(ranked) >= VERIFY_SETTLED:
+                return views
+            if max(scores) < VERIFY_FLOOR:  # not seen at all in this window
                 return views
         return views
 
