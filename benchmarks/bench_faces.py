@@ -31,11 +31,11 @@ screen: tracks that ``predict``'s tracker makes from the boxes, frames with no b
 How to get the real photos (their rights belong to their authors: they are NOT in this repository,
 only our labels, ``benchmarks/faces_real/extra.xml``)::
 
-    git clone --depth 1 https://github.com/davisking/dlib            /tmp/src/dlib
-    git clone --depth 1 https://github.com/ageitgey/face_recognition /tmp/src/face_recognition
-    git clone --depth 1 https://github.com/ultralytics/yolov5        /tmp/src/yolov5
-    git clone --depth 1 https://github.com/serengil/deepface         /tmp/src/deepface
-    PYTHONPATH=src python benchmarks/bench_faces.py --gather /tmp/faces-real /tmp/src/*
+    git clone --depth 1 https://github.com/davisking/dlib            clones/dlib
+    git clone --depth 1 https://github.com/ageitgey/face_recognition clones/face_recognition
+    git clone --depth 1 https://github.com/ultralytics/yolov5        clones/yolov5
+    git clone --depth 1 https://github.com/serengil/deepface         clones/deepface
+    PYTHONPATH=src python benchmarks/bench_faces.py --gather faces-real clones/*
 
 ``--gather`` copies dlib's ``examples/faces/`` (9 PASCAL VOC photos with 43 hand-labelled faces of
 37–109 px in dlib's own ``testing.xml`` / ``training.xml``, a celebrity collage, a close-up, dogs)
@@ -50,12 +50,12 @@ labels, and 10 face-free photos. A clone that is missing is reported and skipped
 runs on whatever the folder holds.
 
 Run: ``PYTHONPATH=src python benchmarks/bench_faces.py`` (``--detectors blazeface,dlib,lbp``;
-``--real /tmp/faces-real``; ``--photos 0`` for the real photos only). BlazeFace is also reported
+``--real faces-real``; ``--photos 0`` for the real photos only). BlazeFace is also reported
 at other score thresholds (one run at 0.4, re-filtered) and with a coarser / finer second pyramid
 level (``grid=2`` / ``grid=4``: the long side in 352 / 640 model pixels instead of 480).
 ``--compare before=FILE.py`` runs the BlazeFaceDetector of another ``blazeface.py`` beside the
 installed one, picture by picture in the same run (e.g. ``git show
-main:src/emonet_face/faces/blazeface.py > /tmp/before.py``).
+main:src/emonet_face/faces/blazeface.py > before.py``).
 Detectors that cannot be built here (``haar`` on OpenCV 5, ``yunet`` without cached weights) are
 reported as unavailable. Timing is interleaved: each picture goes through every detector in turn
 (the first one rotating), so a slow spell of the shared virtual machine hits all of them alike.
