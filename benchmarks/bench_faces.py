@@ -1,7 +1,7 @@
-"""Labelled face-detection benchmark built offline: recall by face size and by condition, false
+"""Labelled face-detection benchmark: recall by face size and by condition, duplicate boxes, false
 faces on face-free pictures, and median time per photo, for every detector in one run.
 
-Everything comes from pictures that installed packages ship (no network):
+**Synthetic set** (built offline from pictures that installed packages ship, no network):
 
 * Faces: the heads of ``skimage.data.astronaut()`` and matplotlib's ``grace_hopper.jpg`` (sharp
   portraits), and the 100 face crops of ``skimage.data.lfw_subset()`` (Labeled Faces in the Wild,
@@ -17,10 +17,45 @@ Everything comes from pictures that installed packages ship (no network):
   sample pictures, 6 drawings rendered with matplotlib (charts, text, a map), 4 mosaics of the
   100 LFW non-face crops: 36 in all.
 
-Run: ``PYTHONPATH=src python benchmarks/bench_faces.py`` (``--detectors blazeface,dlib,lbp``).
-BlazeFace is also reported at other score thresholds (one run at 0.4, re-filtered)
-and with a coarser / finer second pyramid level (``grid=2`` / ``grid=4``: the long side in 352 / 640
-model pixels instead of the default 480).
+**Real photographs** (``--real DIR``): any folder of photos with face boxes in dlib's imglab XML
+(``<image file=...><box top= left= width= height= [ignore='1']><label>profile</label></box>``;
+every ``*.xml`` under DIR, paths relative to the XML; see ``real_faces.py``). Reported: recall by
+face size, for faces of 48 px and more, by kind (``<label>`` profile / edge, and close-ups: faces
+spanning ≥ 30 % of the photo's long side) and by XML file; duplicate boxes (a second box on a face
+that has one); extra boxes on labelled photos; false faces on face-free photos (images with no
+box); median ms per photo. Then a close-up sweep (every one-face photo cropped so that the face
+fills 30, 35, … 100 % of a 512-px frame: faces missed, faces with more than one box) and a video
+(``--video``; by default the Hamilton clip below, frames 85–210, where one performer is alone on
+screen: tracks that ``predict``'s tracker makes from the boxes, frames with no box or more than one).
+
+How to get the real photos (their rights belong to their authors: they are NOT in this repository,
+only our labels, ``benchmarks/faces_real/extra.xml``)::
+
+    git clone --depth 1 https://github.com/davisking/dlib            clones/dlib
+    git clone --depth 1 https://github.com/ageitgey/face_recognition clones/face_recognition
+    git clone --depth 1 https://github.com/ultralytics/yolov5        clones/yolov5
+    git clone --depth 1 https://github.com/serengil/deepface         clones/deepface
+    PYTHONPATH=src python benchmarks/bench_faces.py --gather faces-real clones/*
+
+``--gather`` copies dlib's ``examples/faces/`` (9 PASCAL VOC photos with 43 hand-labelled faces of
+37–109 px in dlib's own ``testing.xml`` / ``training.xml``, a celebrity collage, a close-up, dogs)
+and four face-free photos of ``dlib/test/ffmpeg_data``; 18 photos of face_recognition's examples
+and tests (portraits, couples, faces cut by the border) and six frames of its
+``short_hamilton_clip.mp4`` (a man in profile close to the camera, the performer, the audience
+turned aside); yolov5's ``bus.jpg`` and ``zidane.jpg``; 17 photos of deepface's tests (close-ups,
+three-quarter faces, a selfie of seven); and writes ``package/``: scikit-image's, matplotlib's and
+scikit-learn's photos (the astronaut, Grace Hopper, the cameraman in profile; close-ups at 40, 70,
+100 %, cut by the border, mirrored, a 2560×1912 grey copy, two heads cheek to cheek) with their
+labels, and 10 face-free photos. A clone that is missing is reported and skipped; the benchmark
+runs on whatever the folder holds.
+
+Run: ``PYTHONPATH=src python benchmarks/bench_faces.py`` (``--detectors blazeface,dlib,lbp``;
+``--real faces-real``; ``--photos 0`` for the real photos only). BlazeFace is also reported
+at other score thresholds (one run at 0.4, re-filtered) and with a coarser / finer second pyramid
+level (``grid=2`` / ``grid=4``: the long side in 352 / 640 model pixels instead of 480).
+``--compare before=FILE.py`` runs the BlazeFaceDetector of another ``blazeface.py`` beside the
+installed one, picture by picture in the same run (e.g. ``git show
+main:src/emonet_face/faces/blazeface.py > before.py``).
 Detectors that cannot be built here (``haar`` on OpenCV 5, ``yunet`` without cached weights) are
 reported as unavailable. Timing is interleaved: each picture goes through every detector in turn
 (the first one rotating), so a slow spell of the shared virtual machine hits all of them alike.
@@ -33,9 +68,12 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+import real_faces
 
 SIZES = [(640, 480), (800, 600), (960, 640), (1024, 768), (1280, 960), (1600, 1200)]
 SIZE_BINS = [(20, 32), (32, 48), (48, 80), (80, 160), (160, 400)]
@@ -311,43 +349,114 @@ def score(run: Run, photos, free) -> list[dict[str, object]]:
     return results
 
 
+def load_compare(spec: str) -> Run:
+    """``LABEL=FILE.py``: a BlazeFace module from a file (e.g. ``git show main:src/emonet_face/faces/blazeface.py``),
+    run beside the installed one in the same process, picture by picture."""
+    import importlib.util
+    import sys
+
+    label, _, path = spec.rpartition("=")
+    name = f"_compare_{len(sys.modules)}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    module_spec.loader.exec_module(module)
+    return Run(label or path, module.BlazeFaceDetector())
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # yunet: local cache or a local file only
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--detectors", default="blazeface,dlib,lbp,haar,yunet")
-    parser.add_argument("--photos", type=int, default=48, help="labelled photos (2–5 faces each)")
-    parser.add_argument("--thresholds", default="0.4,0.5,0.6,0.7,0.8", help="BlazeFace score thresholds to report")
+    parser.add_argument("--photos", type=int, default=48, help="synthetic labelled photos (2–5 faces each); 0: none")
+    parser.add_argument("--thresholds", default="0.4,0.5,0.6,0.7,0.8", help="BlazeFace score thresholds to report ('' none)")
+    parser.add_argument("--grids", default="2,4", help="BlazeFace finer pyramid levels to report besides the default ('' none)")
+    parser.add_argument("--real", type=Path, help="a folder of photos with dlib imglab XML labels (see --gather)")
+    parser.add_argument("--video", type=Path, help="a clip in which one person is alone on screen (default with --real: "
+                        "the Hamilton clip of face_recognition, frames 85–210)")  # fmt: skip
+    parser.add_argument("--video-frames", default="85:210:2", help="first:last:step frame indices of --video")
+    parser.add_argument("--no-sweep", dest="sweep", action="store_false",
+                        help="with --real: skip the close-up sweep (each one-face photo at 15 framings)")  # fmt: skip
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=FILE.py",
+                        help="also run the BlazeFaceDetector of another blazeface.py, in the same run")  # fmt: skip
+    parser.add_argument("--gather", type=Path, metavar="DIR", help="build the --real folder from CLONES, then stop")
+    parser.add_argument("clones", nargs="*", type=Path, help="with --gather: clones of dlib, face_recognition, yolov5, deepface")
     args = parser.parse_args()
-    photos = labelled_photos(args.photos)
-    free = face_free_pictures()
+    if args.gather:
+        missing = real_faces.gather(args.gather, args.clones)
+        print(f"wrote {args.gather}; not found in the clones: {missing or 'none'}")
+        return
+    photos = labelled_photos(args.photos) if args.photos else []
+    free = face_free_pictures() if args.photos else {}
+    real, absent = real_faces.real_photos(args.real) if args.real else ([], [])
     n_faces = sum(len(t) for _, t in photos)
-    cores = os.cpu_count()
-    print(f"{len(photos)} labelled photos with {n_faces} faces; {len(free)} face-free pictures; CPU: {cores} cores")
+    print(f"{len(photos)} synthetic labelled photos with {n_faces} faces; {len(free)} face-free pictures; "
+          f"CPU: {os.cpu_count()} cores")  # fmt: skip
+    if args.real:
+        print(f"real photos: {len(real)} ({sum(len(p.faces) for p in real)} faces, "
+              f"{sum(p.face_free for p in real)} face-free) from {args.real}; listed but absent: {len(absent)}")  # fmt: skip
     runs = []
     for spec in args.detectors.split(","):
         if spec == "blazeface":
-            thresholds = [float(t) for t in args.thresholds.split(",")]
             runs.append(make_run("blazeface (default)", spec))
-            runs.append(make_run("blazeface", spec, thresholds=thresholds, threshold=0.4))
-            runs += [make_run(f"blazeface grid={grid}", spec, grid=grid) for grid in (2, 4)]
+            if args.thresholds:
+                thresholds = [float(t) for t in args.thresholds.split(",")]
+                runs.append(make_run("blazeface", spec, thresholds=thresholds, threshold=min(thresholds)))
+            runs += [make_run(f"blazeface grid={g}", spec, grid=int(g)) for g in args.grids.split(",") if g]
         else:
             runs.append(make_run(spec, spec))
+    runs += [load_compare(spec) for spec in args.compare]
     pictures = {("photo", i): image for i, (image, _) in enumerate(photos)}
     pictures |= {("free", key): image for key, image in free.items()}
     before = cpu_times()
     detect_interleaved(runs, pictures)
+    sweep = real_faces.close_up_sweep(real) if real and args.sweep else []
+    if real:
+        detect_interleaved(runs, {("real", p.path): real_faces.load_photo(p.path) for p in real})
+        detect_interleaved(runs, {("sweep", name): image for name, image, _ in sweep})
     spent = [b - a for a, b in zip(before, cpu_times())]
     if spent:  # on a virtual machine the host may take cycles: absolute times then mean little
         print(f"CPU time stolen by the host during the run: {100 * spent[7] / max(1, sum(spent)):.1f}%; "
               f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
-    results = [result for run in runs for result in score(run, photos, free)]
-    for result in results:
-        print(" | ".join(f"{k}: {v}" for k, v in result.items()), flush=True)
-    timed = [r for r in results if "ms/photo median" in r]
-    base = next((r for r in timed if r["detector"] == "dlib"), None)
-    if base:  # side by side against dlib HOG (the previous default), same run
-        for r in timed:
-            print(f"{r['detector']}: {r['ms/photo median'] / base['ms/photo median']:.2f}x the time of dlib per photo")
+    if photos:
+        print("== synthetic set (faces pasted on face-free pictures) ==")
+        results = [result for run in runs for result in score(run, photos, free)]
+        for result in results:
+            print(" | ".join(f"{k}: {v}" for k, v in result.items()), flush=True)
+        timed = [r for r in results if "ms/photo median" in r]
+        base = next((r for r in timed if r["detector"] == "dlib"), None)
+        if base:  # side by side against dlib HOG (the previous default), same run
+            for r in timed:
+                print(f"{r['detector']}: {r['ms/photo median'] / base['ms/photo median']:.2f}x the time of dlib per photo")
+    if real:
+        print("== real photos ==")
+        for run in runs:
+            if run.detector is None:
+                continue
+            found = {p.path: [f for f in run.found[("real", p.path)] if keep_face(run, f)] for p in real}
+            seconds = {p.path: s for p, s in zip(real, run.seconds[len(run.seconds) - len(sweep) - len(real) :])}
+            print(" | ".join(f"{k}: {v}" for k, v in real_faces.score_real(run.label, found, seconds, real).items()))
+    if sweep:
+        print(f"== close-ups: {len(sweep) // len(real_faces.SWEEP_FILLS)} one-face photos, each cropped so that the face "
+              f"fills 30, 35, … 100 % of a 512-px frame ==")  # fmt: skip
+        for run in runs:
+            if run.detector is not None:
+                found = {name: [f for f in run.found[("sweep", name)] if keep_face(run, f)] for name, _, _ in sweep}
+                print(" | ".join(f"{k}: {v}" for k, v in real_faces.score_sweep(run.label, found, sweep).items()))
+    video = args.video or (args.real / real_faces.HAMILTON if args.real else None)
+    if video and video.is_file():
+        first, last, step = (int(v) for v in args.video_frames.split(":"))
+        frames = real_faces.video_frames(video, first, last, step)
+        print(f"== video: {video.name}, frames {first}–{last} every {step} ({len(frames)}), one person on screen ==")
+        for run in runs:
+            if run.detector is not None and not run.thresholds:
+                found = [run.detector.detect(image) for _, image in frames]
+                print(" | ".join(f"{k}: {v}" for k, v in {"detector": run.label, **real_faces.tracks_of(found)}.items()))
+
+
+def keep_face(run: Run, face) -> bool:
+    """Threshold runs are scored on the real set at the default threshold only (0.5)."""
+    return not run.thresholds or face.score >= 0.5
 
 
 if __name__ == "__main__":

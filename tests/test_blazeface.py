@@ -3,6 +3,9 @@ on photos that installed packages ship (expected counts) and on face-free ones."
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -257,3 +260,207 @@ def test_exif_rotated_phone_photo_is_detected_upright(tmp_path: Path, detector, 
     (face,) = detector.detect(load_image(tmp_path / "phone.jpg"))
     assert 190 < face.box_x + face.box_w / 2 < 250 and 80 < face.box_y + face.box_h / 2 < 150
     assert face.eyes[0] > face.eyes[2]  # upright: the person's left eye on the image's right
+
+
+# --- one face, one box; close-ups, faces seen from the side, at the border, touching -------------
+# Face boxes (x0, y0, x1, y1) measured by eye on a grid over the pictures that packages ship.
+ASTRONAUT_BOX = (178, 75, 266, 180)  # Eileen Collins, frontal (tests/test_faces.py's box)
+HOPPER_BOX = (160, 122, 368, 330)  # Grace Hopper, frontal, brow to chin
+CAMERA_BOX = (188, 124, 260, 196)  # skimage's cameraman, seen from the side: ear to nose tip, brow to chin
+
+
+@pytest.fixture(scope="module")
+def cameraman() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.camera()).convert("RGB")
+
+
+def close_up(image: Image.Image, box, fill: float, side: int = 512):
+    """A ``side``-px square crop in which the face spans ``fill`` of the frame (kept inside the
+    picture where it fits; bicubic), and the face box in it, clipped to the frame."""
+    window = round(max(box[2] - box[0], box[3] - box[1]) / fill)
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    left = round(min(max(cx - window / 2, 0), max(image.width - window, 0)))
+    top = round(min(max(cy - window / 2, 0), max(image.height - window, 0)))
+    crop = image.crop((left, top, left + window, top + window)).resize((side, side), Image.Resampling.BICUBIC)
+    s = side / window
+    moved = [(box[0] - left) * s, (box[1] - top) * s, (box[2] - left) * s, (box[3] - top) * s]
+    return crop, tuple(min(max(v, 0.0), float(side)) for v in moved)
+
+
+def on(face: Face, box) -> bool:
+    """The detection's centre lies in the face box and its size is 0.4–2.5× the face's (the benchmark's rule)."""
+    cx, cy = face.box_x + face.box_w / 2, face.box_y + face.box_h / 2
+    side = max(box[2] - box[0], box[3] - box[1])
+    return box[0] <= cx <= box[2] and box[1] <= cy <= box[3] and 0.4 <= max(face.box_w, face.box_h) / side <= 2.5
+
+
+def test_a_partial_face_made_whole_by_the_second_look_is_not_a_second_face(detector, grace_hopper):
+    """The reported fault: in a close-up portrait the finer level found part of the face (the left
+    cheek and eye, 0.43), the second look at it returned the whole face (0.59) beside the first
+    pass's whole face (0.87), and nothing merged them: two rows for one face. Here Grace Hopper's
+    face fills 40 % of a 512-px crop, cropped again so that it fills 50–80 %: one box at every framing
+    (at 57.5 % the detector of that time gave two, overlapping by IoU ≈ 0.85)."""
+    portrait, box = close_up(grace_hopper, HOPPER_BOX, 0.4)
+    box = tuple(round(v) for v in box)
+    for fill in np.arange(0.5, 0.8, 0.025):
+        crop, face_box = close_up(portrait, box, fill)
+        faces = detector.detect(crop)
+        assert len(faces) == 1 and on(faces[0], face_box), (round(fill, 3), faces)
+
+
+@pytest.mark.parametrize("fill", [0.3, 0.5, 0.7, 0.9, 1.0])
+def test_a_close_up_filling_30_to_100_percent_of_the_frame_is_one_box(
+    detector, astronaut, grace_hopper, cameraman, fill
+):
+    """Close-ups, frontal and seen from the side, found once each (faces filling 90–100 % of the
+    frame were missed before the zoom-out level; the cameraman's from 70 %)."""
+    for image, box in ((astronaut, ASTRONAUT_BOX), (grace_hopper, HOPPER_BOX), (cameraman, CAMERA_BOX)):
+        crop, face_box = close_up(image, box, fill)
+        faces = detector.detect(crop)
+        assert len(faces) == 1 and on(faces[0], face_box), (box, faces)
+
+
+@pytest.mark.parametrize(
+    ("mirror", "scale", "blur", "light"),
+    [(False, 1.5, 4.5, 0.75), (False, 2.0, 6.0, 0.75), (True, 1.0, 4.0, 0.5)],
+)
+def test_a_face_seen_from_the_side_is_found_at_the_default_threshold(cameraman, mirror, scale, blur, light):
+    """The cameraman in profile, out of focus and in dim light, facing right and (mirrored) left:
+    the first pass scores him 0.56–0.69; one second look at one zoom lowered him under 0.5, so he
+    was dropped. Views at two zooms, plain and mirrored, keep him (0.54–0.60)."""
+    from PIL import ImageEnhance, ImageFilter
+
+    image, box = cameraman, CAMERA_BOX
+    if mirror:
+        image, box = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (512 - box[2], box[1], 512 - box[0], box[3])
+    side = round(512 * scale)
+    image = image.resize((side, side), Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(blur))
+    image = ImageEnhance.Brightness(image).enhance(light)
+    faces = get_detector().detect(image)  # the default threshold, 0.5
+    assert len(faces) == 1 and on(faces[0], tuple(v * scale for v in box)), faces
+
+
+@pytest.mark.parametrize("which", ["astronaut", "hopper"])
+def test_a_face_cut_in_half_by_the_border_is_found(detector, astronaut, grace_hopper, which):
+    """The picture cut vertically through the middle of the face: half a face at the left border
+    (missed before: the second look saw half a face beside black)."""
+    image, box = (astronaut, ASTRONAUT_BOX) if which == "astronaut" else (grace_hopper, HOPPER_BOX)
+    left, height = round((box[0] + box[2]) / 2), box[3] - box[1]
+    top, bottom = max(0, round(box[1] - 0.6 * height)), min(image.height, round(box[3] + 0.6 * height))
+    cut = image.crop((left, top, image.width, bottom))
+    for picture, face_box in ((cut, (0, box[1] - top, box[2] - left, box[3] - top)), mirrored(cut, box, left, top)):
+        faces = detector.detect(picture)
+        assert len(faces) == 1 and on(faces[0], face_box), faces
+
+
+def mirrored(cut: Image.Image, box, left: int, top: int):
+    """The cut picture mirrored: the half face at the right border."""
+    width = cut.width
+    return cut.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (width - (box[2] - left), box[1] - top, width, box[3] - top)
+
+
+def touching(image: Image.Image, box, margin: float):
+    """The head around ``box`` and its mirror image pasted from the face's edge on, so that the two
+    face boxes touch; cropped ``margin`` face heights around both faces and scaled to 640 px wide.
+    Returns the picture and the two face boxes in it."""
+    fw, fh = box[2] - box[0], box[3] - box[1]
+    head_box = (
+        round(box[0] - 0.35 * fw),
+        round(box[1] - 0.35 * fh),
+        round(box[2] + 0.35 * fw),
+        round(box[3] + 0.17 * fh),
+    )
+    head = image.crop(head_box)
+    face = (box[0] - head_box[0], box[1] - head_box[1], box[2] - head_box[0], box[3] - head_box[1])
+    flipped = head.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    cut = round(head.width - face[2])  # the mirrored face's left edge
+    flipped = flipped.crop((cut, 0, flipped.width, flipped.height))
+    pair = Image.new("RGB", (round(face[2]) + flipped.width, head.height))
+    pair.paste(head, (0, 0))
+    pair.paste(flipped, (round(face[2]), 0))
+    second = (round(face[2]), face[1], round(face[2]) + fw, face[3])
+    m = margin * fh
+    x0, y0, x1, y1 = face[0] - m, face[1] - m, second[2] + m, face[3] + m
+    scale = 640 / (x1 - x0)
+    picture = pair.crop((round(x0), round(y0), round(x1), round(y1))).resize((640, round(scale * (y1 - y0))))
+    boxes = [
+        ((b[0] - x0) * scale, (b[1] - y0) * scale, (b[2] - x0) * scale, (b[3] - y0) * scale) for b in (face, second)
+    ]
+    return picture, boxes
+
+
+@pytest.mark.parametrize("margin", [-0.05, 0.15])
+def test_two_faces_that_touch_stay_two(detector, astronaut, cameraman, margin):
+    """Cheek to cheek (the astronaut and her mirror image) and nose to nose (two profiles, whose
+    square boxes overlap by IoU ≈ 0.3 because each reaches past the nose): two faces, one in each
+    half. (The detector of that time merged the two profiles into one box.)"""
+    for image, box in ((astronaut, ASTRONAUT_BOX), (cameraman, CAMERA_BOX)):
+        picture, (first, second) = touching(image, box, margin)
+        faces = detector.detect(picture)
+        assert len(faces) == 2 and on(faces[0], first) and on(faces[1], second), (box, faces)
+
+
+def test_final_suppression_by_hand():
+    """One box per face after the second look: a near-copy and a partial box inside go, two faces
+    that touch or overlap a little stay; a small box on the far ear of a face turned aside goes,
+    the same box beside a face looking at the camera stays."""
+    from emonet_face.faces import blazeface
+
+    def found(boxes, scores, points=None):
+        points = np.zeros((len(boxes), 6, 2), np.float32) if points is None else np.asarray(points, np.float32)
+        return Detections(np.asarray(boxes, np.float32), points, np.asarray(scores, np.float32))
+
+    kept = blazeface.suppress_duplicates(found([[0, 0, 100, 100], [4, 2, 102, 104], [10, 30, 50, 70]], [0.9, 0.6, 0.8]))
+    assert kept.scores.tolist() == pytest.approx([0.9])  # IoU 0.9 and a box 100 % inside: one face
+    touching_boxes = [[0, 0, 100, 100], [100, 0, 200, 100], [170, 0, 270, 100]]  # touching; IoU 0.3 (nose to nose)
+    assert len(blazeface.suppress_duplicates(found(touching_boxes, [0.9, 0.8, 0.7]))) == 3
+    # a face turned to the image's right (nose tip 25 % of its width right of centre), ears at x 20 and 95
+    turned = [[10, 40], [40, 40], [75, 60], [50, 80], [20, 50], [95, 50]]
+    ear = [-30, 30, 10, 70]  # 40 px, just left of the face, on its far side from the nose, near the ear at x 20
+    both = found([[0, 0, 100, 100], ear], [0.7, 0.8], [turned, turned])
+    assert blazeface.suppress_duplicates(both).boxes.tolist() == [[0, 0, 100, 100]]
+    frontal = [[30, 40], [70, 40], [50, 60], [50, 80], [2, 50], [98, 50]]
+    assert len(blazeface.suppress_duplicates(found([[0, 0, 100, 100], ear], [0.7, 0.8], [frontal, frontal]))) == 2
+
+
+def test_mirrored_views_swap_the_persons_left_and_right_back():
+    """A mirrored view shows the person's right eye where their left eye is: back in the photo,
+    x is flipped and the right/left keypoints (eyes 0/1, ears 4/5) trade places."""
+    from emonet_face.faces import blazeface
+
+    points = np.array([[[0.30, 0.3], [0.45, 0.3], [0.35, 0.5], [0.4, 0.7], [0.1, 0.4], [0.7, 0.4]]], np.float32)
+    view = Detections(np.array([[0.1, 0.2, 0.5, 0.6]], np.float32), points, np.array([0.9], np.float32))
+    back = blazeface._mirrored(view)
+    assert back.boxes[0].tolist() == pytest.approx([0.5, 0.2, 0.9, 0.6])
+    assert back.keypoints[0, :, 0].tolist() == pytest.approx([0.55, 0.70, 0.65, 0.6, 0.3, 0.9])
+    assert back.keypoints[0, :, 1].tolist() == pytest.approx([0.3, 0.3, 0.5, 0.7, 0.4, 0.4])
+
+
+@pytest.mark.parametrize("name", ["china.jpg", "flower.jpg"])
+def test_no_face_in_scikit_learn_sample_photos(detector, name):
+    from sklearn.datasets import load_sample_image
+
+    assert detector.detect(Image.fromarray(load_sample_image(name))) == []
+
+
+LITERT_LINE = "Created TensorFlow Lite XNNPACK delegate"
+
+
+def test_litert_info_line_is_not_on_stderr_but_other_lines_are(tmp_path):
+    """LiteRT prints an INFO line from C++ to the process's stderr when the first interpreter is
+    allocated (past Python, past --quiet). The detector filters it out, in a fresh process; a line
+    that is not LiteRT's INFO, written to the same descriptor meanwhile, still gets through."""
+    code = (
+        "import os\n"
+        "from PIL import Image\n"
+        "from emonet_face.faces import blazeface\n"
+        "with blazeface._litert_log_filtered():\n"
+        "    os.write(2, b'WARNING: kept\\n')\n"
+        "blazeface.BlazeFaceDetector().detect(Image.new('RGB', (640, 480)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert LITERT_LINE not in result.stderr and "WARNING: kept" in result.stderr

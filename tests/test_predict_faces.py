@@ -23,6 +23,7 @@ from emonet_face.inputs.images import ensure_min_size
 from emonet_face.media import FaceExpander, MediaSource
 from emonet_face.outputs import read_table
 from emonet_face.pipeline import EmoNetFace
+from test_blazeface import HOPPER_BOX, close_up
 from test_faces import ASTRONAUT_FACE, fake_yunet, iou
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -52,6 +53,13 @@ def astronaut() -> Image.Image:
     from skimage import data
 
     return Image.fromarray(data.astronaut())
+
+
+@pytest.fixture(scope="module")
+def grace_hopper() -> Image.Image:
+    import matplotlib.cbook
+
+    return Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
 
 
 @pytest.fixture(scope="module")
@@ -347,3 +355,31 @@ def test_min_face_score_and_align_options(photos, model_args, tmp_path):
     assert plain["eye_left_x"].iloc[0] > plain["eye_right_x"].iloc[0]
     # the astronaut's eye line tilts by ~4°: the aligned crop differs, so do its scores
     assert not np.allclose(plain[SCORES].to_numpy(float), aligned[SCORES].to_numpy(float))
+
+
+def test_a_close_up_portrait_is_one_row_not_two(tmp_path, grace_hopper, model_args):
+    """The reported duplicate through ``predict``: a 512-px close-up whose face fills 57.5 % of
+    the frame came back as two faces (two rows, two crops). predict, serve and the Ray engine all
+    use the one detector; this checks the rows predict writes."""
+    portrait, box = close_up(grace_hopper, HOPPER_BOX, 0.4)
+    crop, face_box = close_up(portrait, tuple(round(v) for v in box), 0.575)
+    crop.save(tmp_path / "close.png")
+    out = tmp_path / "close.csv"
+    result = run("predict", tmp_path / "close.png", "--faces", "detect", "--out", out, *model_args)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert table["face"].tolist() == [0]
+    x, y, w, h = table.loc[0, ["box_x", "box_y", "box_w", "box_h"]]
+    assert face_box[0] <= x + w / 2 <= face_box[2] and face_box[1] <= y + h / 2 <= face_box[3]
+
+
+def test_quiet_predict_prints_nothing_from_litert(tmp_path, photos, model_args):
+    """``--quiet`` in a fresh process: LiteRT's ``INFO: Created TensorFlow Lite XNNPACK delegate
+    for CPU.`` (C++, written to the process's stderr) no longer shows."""
+    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "quiet.csv"
+    cmd = [sys.executable, "-m", "emonet_face", "predict", str(photos["astronaut"]), "--quiet", "--out", str(out)]
+    result = subprocess.run([*cmd, *model_args], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert pd.read_csv(out)["face"].tolist() == [0]  # the detector ran
+    assert "XNNPACK" not in result.stderr and "TensorFlow Lite" not in result.stderr, result.stderr

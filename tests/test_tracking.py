@@ -146,3 +146,37 @@ def test_timeline_smoothing_by_hand():
     assert smooth_series([0, 1, 2, 3, 4], [1, 2, nan, 4, 5], 2) == pytest.approx([1.5, 1.5, 3.0, 4.5, 4.5])
     assert smooth_series([3, 0, 1], [3, 0, 1], 1) == [3, 0, 1]  # unsorted times, windows of one point
     assert smooth_series([0, 1], [1, 2], 0) == [1, 2]  # 0: raw
+
+
+def test_one_track_while_the_camera_closes_in_on_a_face_seen_from_the_side(tmp_path, tiny_encoder_dir, tiny_heads_dir):
+    """A clip through ``predict``: the camera moves in on skimage's cameraman (in profile) until
+    his face fills the frame, 30 % → 100 % over 15 frames. One face in every frame, one track.
+    (Before the zoom-out level and the two-zoom second look, the face was lost from 65 % on and the
+    person came back as a second track.)"""
+    import av
+    from PIL import Image
+    from skimage import data
+    from typer.testing import CliRunner
+
+    from emonet_face.cli.main import app
+    from test_blazeface import CAMERA_BOX, close_up
+
+    cameraman = Image.fromarray(data.camera()).convert("RGB")
+    video = tmp_path / "closer.mp4"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("h264", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 384, 384, "yuv420p"
+        for fill in np.linspace(0.3, 1.0, 15):
+            frame, _ = close_up(cameraman, CAMERA_BOX, float(fill), side=384)
+            for packet in stream.encode(av.VideoFrame.from_image(frame)):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    out = tmp_path / "closer.csv"
+    args = ["predict", str(video), "--fps", "5", "--faces", "detect", "--out", str(out)]
+    args += ["--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--device", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert table["frame"].tolist() == list(range(15))  # one row per frame: one face each, none missed
+    assert table["face"].tolist() == [0] * 15 and table["track"].tolist() == [0] * 15
