@@ -99,6 +99,11 @@ class Batcher:
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
+            # a future its caller cancelled (a live stream that ended) is dropped unencoded; the others
+            # are marked running, so that a late cancel can no longer make set_result fail
+            batch = [(item, future) for item, future in batch if future.set_running_or_notify_cancel()]
+            if not batch:
+                continue
             items = [item for item, _ in batch]
             try:
                 results = self.fn(items)
