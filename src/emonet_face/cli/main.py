@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from emonet_face.cli import bench, embed, export, inference, plot, serve, stats, train, vlm
+from emonet_face.cli import bench, embed, export, inference, live, plot, serve, stats, train, vlm
 
 app = typer.Typer(
     name="emonet-face",
@@ -22,6 +22,7 @@ export.register(app)
 train.register(app)
 stats.register(app)
 serve.register(app)
+live.register(app)
 app.add_typer(bench.app, name="bench")
 app.add_typer(vlm.app, name="vlm")
 

@@ -16,6 +16,7 @@ encodes the frames of several streams in one batch (``/v1/stream``).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -231,6 +232,7 @@ def live_tables(
     max_seconds: float | None = None,
     stats: LiveStats | None = None,
     encode: Callable[[list[Item]], Sequence[Scored]] | None = None,
+    fps: float | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Score a stream as it happens: one table per scored frame, newest frame first.
 
@@ -238,8 +240,11 @@ def live_tables(
     paced to its timestamps, see :func:`emonet_face.live.sources.open_source`); frames that
     arrive while one is being scored replace each other and are skipped. Ends when ``frames``
     ends (after scoring the last frame waiting), when ``stop`` is set, or after ``max_seconds``.
-    The reader's exception, if any, is raised here once the frames before it are scored.
+    ``fps`` scores at most that many frames per second (the newest one at each slot). The reader's
+    exception, if any, is raised here once the frames before it are scored.
     """
+    if fps is not None and not fps > 0:
+        raise InputError(f"--fps {fps}: must be a positive number of frames per second")
     stop = stop or threading.Event()
     stats = stats if stats is not None else LiveStats()
     mailbox = NewestFrame()
@@ -261,17 +266,24 @@ def live_tables(
 
     reader = threading.Thread(target=read, name="emonet-face-live-reader", daemon=True)
     deadline = None if max_seconds is None else stats.started + max_seconds
+    next_slot = -math.inf
     reader.start()
     try:
         while not stop.is_set():
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 break
+            if now < next_slot:  # --fps: frames arriving meanwhile replace each other in the mailbox
+                stop.wait(min(next_slot - now, 0.1))
+                continue
             wait = 0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic()))
             frame = mailbox.take(timeout=wait)
             if frame is None:
                 if not reader.is_alive():
                     break
                 continue
+            if fps is not None:
+                next_slot = time.monotonic() + 1.0 / fps
             table = scorer.score(frame, encode)
             stats.scored += 1
             stats.rows += len(table)
