@@ -233,7 +233,11 @@ def test_frames_of_several_streams_are_encoded_in_one_batch(server, net):
         pictures.append(buffer.getvalue())
     batcher.fn = gated
     try:
-        with open_stream(url, "faces=none") as a, open_stream(url, "faces=none") as b, open_stream(url, "faces=none") as c:
+        with (
+            open_stream(url, "faces=none") as a,
+            open_stream(url, "faces=none") as b,
+            open_stream(url, "faces=none") as c,
+        ):
             a.send(pictures[0])
             assert entered.wait(30)  # stream a's frame holds the encoder
             b.send(pictures[1])

@@ -73,7 +73,9 @@ def live(
     ] = None,
     fps: Annotated[
         float | None,
-        typer.Option("--fps", min=0.0, help="Score at most this many frames per second (default: as many as possible)."),
+        typer.Option(
+            "--fps", min=0.0, help="Score at most this many frames per second (default: as many as possible)."
+        ),
     ] = None,
     faces: Annotated[
         str, typer.Option("--faces", help="detect, auto (detect; a face-less close-up is scored whole) or none.")
@@ -258,7 +260,10 @@ class _Board:
             view.add_column(column.replace("emotional_", "emo. "), no_wrap=True)
         for track, entry in sorted(self.tracks.items(), key=lambda kv: str(kv[0])):
             row = entry["row"]
-            tops = [f"{row[c]} {row.get(f'prob.{row[c]}', float('nan')):.0%}" if row.get(c) else "" for c in ("top1", "top2", "top3")]
+            tops = [
+                f"{row[c]} {row.get(f'prob.{row[c]}', float('nan')):.0%}" if row.get(c) else ""
+                for c in ("top1", "top2", "top3")
+            ]
             dims = [f"{row.get(f'raw.{k}', float('nan')):+.2f}" for k in self.dimensions]
             view.add_row(str(track), f"{row.get('time', 0):.1f}s", str(entry["frames"]), *tops, *dims)
         return view

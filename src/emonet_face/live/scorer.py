@@ -114,7 +114,9 @@ class FrameScorer:
         if detector is not None:
             return FaceExpander(self.faces, detector, self.margin, min_score=self.min_score, align=self.align)
         if self._expand is None:
-            self._expand = FaceExpander(self.faces, self._detector, self.margin, min_score=self.min_score, align=self.align)
+            self._expand = FaceExpander(
+                self.faces, self._detector, self.margin, min_score=self.min_score, align=self.align
+            )
         return self._expand
 
     def ids(self, frame: Frame) -> dict[str, Any]:
@@ -166,7 +168,9 @@ class FrameScorer:
             return data if data.mode == "RGB" else data.convert("RGB")
         if isinstance(data, np.ndarray):
             if data.ndim != 3 or data.shape[2] != 3 or data.dtype != np.uint8:
-                raise InputError(f"frame {frame.index}: expected an H×W×3 uint8 RGB array, got {data.shape} {data.dtype}")
+                raise InputError(
+                    f"frame {frame.index}: expected an H×W×3 uint8 RGB array, got {data.shape} {data.dtype}"
+                )
             return Image.fromarray(data)
         if not data:
             raise InputError(f"frame {frame.index}: empty message; send each frame as one encoded JPEG or PNG")

@@ -18,8 +18,7 @@ def records(table: pd.DataFrame) -> list[dict[str, Any]]:
     140-column row, more than the small encoder."""
     names = [str(name) for name in table.columns.tolist()]
     return [
-        {name: json_value(value) for name, value in zip(names, row)}
-        for row in table.to_numpy(dtype=object).tolist()
+        {name: json_value(value) for name, value in zip(names, row)} for row in table.to_numpy(dtype=object).tolist()
     ]
 
 
