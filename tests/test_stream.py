@@ -381,3 +381,36 @@ def test_sigterm_closes_open_streams_and_exits_0(tiny_encoder_dir, tiny_heads_di
             proc.kill()
     output = proc.stdout.read()
     assert "Traceback" not in output, output
+
+
+def test_batcher_waits_for_a_stream_that_comes_back_so_streams_share_batches():
+    """Two streams out of phase: without owners they alternate in batches of one for ever; with
+    owners the batch after the first waits for the stream that was just answered."""
+    from emonet_face.serve import Batcher
+
+    def run(owners: bool) -> list[list[str]]:
+        batches: list[list[str]] = []
+
+        def encode(items):
+            batches.append(list(items))
+            time.sleep(0.3)  # a slow encoder: waiting ~20 ms for company is worth it
+            return items
+
+        batcher = Batcher(encode, max_batch_size=8, timeout_s=0.0, max_queue=8, company_fraction=1.0).start()
+        try:
+            a = batcher.submit(["a0"], owner="a" if owners else None)
+            while not batches:
+                time.sleep(0.001)
+            b = batcher.submit(["b0"], owner="b" if owners else None)  # arrives while a0 is encoded
+            a[0].result(10)
+            time.sleep(0.02)  # stream a decodes its next frame and finds its face
+            a = batcher.submit(["a1"], owner="a" if owners else None)
+            b[0].result(10), a[0].result(10)
+            batcher.withdraw("a")
+            batcher.withdraw("b")
+        finally:
+            batcher.stop()
+        return batches
+
+    assert run(owners=False) == [["a0"], ["b0"], ["a1"]]
+    assert run(owners=True) == [["a0"], ["b0", "a1"]]

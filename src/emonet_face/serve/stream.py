@@ -170,18 +170,22 @@ class _Stream:
             last_start = time.monotonic()
             reply = await self.score(frame)
             await self.websocket.send_text(json.dumps(reply, allow_nan=False))
+            if self.waiting is None or self.min_interval:  # nothing to submit right away: no batch waits for us
+                self.service.batcher.withdraw(self)
 
     async def score(self, frame: Frame) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         pool = self.service.pool
+        submitted = False
         try:
             items: list[Item] = await loop.run_in_executor(pool, self._prepare, frame)
             if items and all(item.error for item in items):
                 return {"frame": frame.index, "rows": [], "error": items[0].error}
             ready = [item for item in items if item.inputs is not None]
             results: list[Any] = []
-            if ready:
-                futures = self.service.batcher.submit(ready)
+            if ready:  # owner: this stream comes back with its next frame, a batch may wait for it
+                futures = self.service.batcher.submit(ready, owner=self)
+                submitted = True
                 results = list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
             rows = await loop.run_in_executor(pool, self._rows, items, results)
             return {"frame": frame.index, "rows": rows}
@@ -194,6 +198,9 @@ class _Stream:
                 "rows": [],
                 "error": f"internal error ({type(exc).__name__}); the server log has the details",
             }
+        finally:
+            if not submitted:  # no face, a bad frame, busy: no batch should wait for this stream
+                self.service.batcher.withdraw(self)
 
     # in the decode pool ---------------------------------------------------------------------------
     def _prepare(self, frame: Frame) -> list[Item]:
@@ -254,6 +261,8 @@ def add_stream_route(app: FastAPI, service: Any) -> None:
             await asyncio.wait({receiver, scoring}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             service.streams -= 1
+            if service.batcher is not None:
+                service.batcher.withdraw(session)
             for task in (receiver, scoring):
                 task.cancel()
             for task in (receiver, scoring):
