@@ -1,7 +1,7 @@
 """`emonet-face serve`: the HTTP API and its page (see :mod:`emonet_face.serve`).
 
-Exit codes: 0 after a clean stop (SIGTERM / Ctrl-C: in-flight requests finish first), 2 for a bad
-option or a model that does not load.
+Exit codes: 0 after a clean stop (SIGTERM / Ctrl-C: in-flight requests finish first, live streams
+are closed with code 1012), 2 for a bad option or a model that does not load.
 """
 
 from __future__ import annotations
@@ -66,8 +66,15 @@ def serve(
         typer.Option("--max-queue", min=1, help="Requests in progress / encoder inputs waiting before 503 (busy)."),
     ] = 256,
     max_upload_mb: Annotated[
-        float, typer.Option("--max-upload-mb", min=0.001, help="Largest request body in MB (413 beyond).")
+        float,
+        typer.Option(
+            "--max-upload-mb", min=0.001, help="Largest request body in MB (413 beyond), and largest live frame."
+        ),
     ] = 20.0,
+    max_streams: Annotated[
+        int,
+        typer.Option("--max-streams", min=1, help="Live WebSocket streams (/v1/stream) at once; more are refused."),
+    ] = 8,
     workers: Annotated[
         int | None,
         typer.Option("--workers", min=1, help="Threads that decode and detect faces (default: cores, max 4)."),
@@ -77,11 +84,12 @@ def serve(
         typer.Option(
             "--api-key-env",
             help="Name of an environment variable holding the API key: clients then send 'Authorization: Bearer KEY' "
-            "(/health and the page stay open).",
+            "(browsers, on /v1/stream: the subprotocol bearer.<base64url KEY>; /health and the page stay open).",
         ),
     ] = None,
 ) -> None:
-    """Serve the model over HTTP: POST /v1/predict, GET /v1/info, /health, /docs, and a page at /."""
+    """Serve the model over HTTP: POST /v1/predict, the live WebSocket /v1/stream, GET /v1/info, /health, /docs,
+    and a page at /."""
     import logging
 
     with user_errors():
@@ -115,6 +123,7 @@ def serve(
             max_queue=max_queue,
             max_upload_mb=max_upload_mb,
             workers=workers or _default_workers(),
+            max_streams=max_streams,
             api_key=api_key,
         )
         config.check()
@@ -125,7 +134,17 @@ def serve(
         logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
         app = create_app(config)
         server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=60)
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="info",
+                timeout_graceful_shutdown=60,
+                # live frames up to twice the upload limit reach /v1/stream, which answers an error for those
+                # over it; bigger ones close the connection (1009). JPEG frames do not compress: no deflate.
+                ws_max_size=2 * config.max_upload_bytes,
+                ws_per_message_deflate=False,
+            )
         )
         failure: list[str] = []
 

@@ -12,6 +12,9 @@ Limits: the request body is counted while it is read (413 past ``--max-upload-mb
 the decompression-bomb limit are refused from their header (:func:`emonet_face.inputs.load_image`),
 requests in progress and queued encoder inputs are bounded (503 + ``Retry-After``). Every error is
 ``{"error": "..."}``; a traceback goes to the server log only.
+
+The live WebSocket ``/v1/stream`` (:mod:`emonet_face.serve.stream`) shares the model, the batcher and
+the decode pool with ``/v1/predict``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hmac
 import json
 import logging
@@ -36,7 +40,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -49,10 +52,13 @@ from emonet_face._version import __version__
 from emonet_face.errors import InputError
 from emonet_face.faces import get_detector
 from emonet_face.inputs.video import is_video
+from emonet_face.live import encode_and_score
 from emonet_face.media import Item, error_text, feature_matrix, media_stages
 from emonet_face.pipeline import EmoNetFace
 from emonet_face.runtime import PRECISIONS, quiet_transformers
 from emonet_face.serve.batcher import Batcher, QueueFull
+from emonet_face.serve.records import records as _records
+from emonet_face.serve.stream import STREAM_PATH, add_stream_route
 from emonet_face.tracking import FaceTracker
 
 if TYPE_CHECKING:
@@ -90,6 +96,8 @@ class ServeConfig:
     max_queue: int = 256
     max_upload_mb: float = 20.0
     workers: int = 2
+    max_streams: int = 8
+    """Live WebSocket streams (``/v1/stream``) open at once; more are refused (close code 1013)."""
     api_key: str | None = field(default=None, repr=False)
 
     @property
@@ -111,6 +119,7 @@ class ServeConfig:
             "--max-queue": self.max_queue < 1 and "must be at least 1",
             "--max-upload-mb": self.max_upload_mb <= 0 and "must be positive",
             "--workers": self.workers < 1 and "must be at least 1",
+            "--max-streams": self.max_streams < 1 and "must be at least 1",
             "--margin": self.margin < 0 and "must be 0 or more",
         }
         for option, problem in problems.items():
@@ -263,18 +272,16 @@ class Service:
         self.batcher: Batcher | None = None
         self.load_error: str | None = None
         self.in_progress = 0
+        self.streams = 0
+        """Live streams open now (``/v1/stream``)."""
         self.pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="emonet-face-decode")
         self._local = threading.local()
 
     def load(self) -> None:
         """Load the model and start the encoder thread (``/health`` says ok only after this)."""
         net = self.loader(self.config)
-        def encode_and_score(items: list[Item]) -> list[tuple[torch.Tensor, np.ndarray]]:
-            features = net.encode_items(items)
-            return list(zip(features, net.head_scores(features, items)))
-
         self.batcher = Batcher(
-            encode_and_score,
+            functools.partial(encode_and_score, net),
             max_batch_size=self.config.max_batch_size,
             timeout_s=self.config.batch_timeout_ms / 1000,
             max_queue=self.config.max_queue,
@@ -287,10 +294,9 @@ class Service:
         self.pool.shutdown(wait=True)
 
     # runs in the decode pool ------------------------------------------------------------------
-    def _detector(self) -> Any:
+    def detector(self) -> Any:
         """One face detector per decode thread (native detectors are not shared between threads)."""
         if not hasattr(self._local, "detector"):
-
             self._local.detector = get_detector(self.config.detector, **self.config.detector_options)
         return self._local.detector
 
@@ -298,7 +304,7 @@ class Service:
         """Decode, detect faces and preprocess each upload (the pipeline's stages 1–4)."""
 
         assert self.net is not None
-        detector = self._detector() if faces != "none" else self.config.detector
+        detector = self.detector() if faces != "none" else self.config.detector
         source, expand = media_stages(
             [u.file for u in uploads],
             faces=faces,
@@ -325,7 +331,6 @@ class Service:
         assert self.net is not None
         table = self.net.items_table(items, raw)
         if track_features is not None:
-
             table = FaceTracker()(table, feature_matrix(track_features))
         return _records(table)
 
@@ -431,27 +436,6 @@ def _parameters(fields: dict[str, str], faces: str | None, fps: float | None, ma
     return faces, fps, max_frames
 
 
-def _records(table: Any) -> list[dict[str, Any]]:
-    """Score table → JSON objects: the table's columns in order, NaN → null, numpy → Python.
-
-    The whole table goes through one ``to_numpy(object)`` (numpy turns each dtype block into
-    Python numbers at once): ``to_dict("records")`` boxes cell by cell and cost ~15 ms per
-    140-column row, more than the small encoder."""
-    names = [str(name) for name in table.columns.tolist()]
-    return [
-        {name: _json_value(value) for name, value in zip(names, row)}
-        for row in table.to_numpy(dtype=object).tolist()
-    ]
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if value != value else value
-    if value is pd.NA:  # nullable integer columns (``track``)
-        return None
-    return value.item() if isinstance(value, np.generic) else value
-
-
 # --- the app ---------------------------------------------------------------------------------------
 PREDICT_BODY = {
     "requestBody": {
@@ -512,7 +496,8 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
         title="emonet-face",
         version=__version__,
         description="EmoNet-Face emotion scores (40 emotions + 4 dimensions) for face images. "
-        "POST images to /v1/predict; the page at / does it in a browser.",
+        f"POST images to /v1/predict; stream camera frames to the WebSocket {STREAM_PATH} (see the module "
+        "emonet_face.serve.stream); the page at / does both in a browser.",
         lifespan=lifespan,
     )
     app.state.service = service
@@ -601,6 +586,8 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
         finally:
             service.in_progress -= 1
             loop.run_in_executor(None, shutil.rmtree, folder, True)
+
+    add_stream_route(app, service)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

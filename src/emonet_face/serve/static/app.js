@@ -1,10 +1,20 @@
 // The emonet-face page: sends pictures to /v1/predict (the same API as every other client) and
 // draws what comes back. No framework, no CDN: everything here is served by the server itself.
 // Emotion names, families and colours come from /v1/info (the package's taxonomy), never from here.
+//
+// Files: app.js (this one: info, still pictures, charts, table, downloads and the helpers shared by
+// every mode: drawFaces, top3, percent, familyColour, download, csvCell), live.js (the Live mode over
+// the WebSocket /v1/stream). Classic scripts share one global scope, loaded in that order.
+//
+// Extension points, for additions that live in their own file and do not edit this one:
+// - hooks.faceCard: functions (card, row, picture) called for every face card drawn for a still
+//   picture; `picture` is {file, name, bitmap}. The card's bars are <rect class="bar" data-key=KEY>.
+// - hooks.rows: functions (rows) called with every batch of rows added to the table.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const state = { info: null, rows: [], columns: [], names: new Set(), snaps: 0 };
+const hooks = { faceCard: [], rows: [] };
 const TITLES = {
   400: "This request could not be used",
   401: "An API key is needed",
@@ -125,6 +135,7 @@ function addRows(rows) {
   state.rows.push(...rows);
   $("results").hidden = false;
   renderTable();
+  hooks.rows.forEach((fn) => fn(rows));
 }
 
 // --- pictures with boxes -------------------------------------------------------------------------
@@ -164,17 +175,18 @@ async function drawPicture(file, name, rows) {
     p.textContent = "No face found in this picture (try Faces: none for an already cropped face).";
     box.append(p);
   }
+  const picture = { file, name, bitmap: null };
   if (file.type.startsWith("image/") || !file.type) {
     try {
-      const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
-      box.append(pictureCanvas(bitmap, scored));
+      picture.bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+      box.append(pictureCanvas(picture.bitmap, scored));
     } catch (_) {
       // a format the browser cannot show (e.g. HEIC): the scores below are still right
     }
   }
   const faces = document.createElement("div");
   faces.className = "faces";
-  scored.forEach((row, i) => faces.append(faceCard(row, i, scored.length)));
+  scored.forEach((row, i) => faces.append(faceCard(row, i, scored.length, picture)));
   box.append(faces);
 }
 
@@ -185,47 +197,115 @@ function pictureCanvas(bitmap, rows) {
   canvas.height = Math.round(bitmap.height * scale);
   const ctx = canvas.getContext("2d");
   ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-  const font = Math.max(12, Math.round(canvas.width / 55));
-  ctx.font = `600 ${font}px system-ui, sans-serif`;
-  ctx.textBaseline = "top";
-  const lefts = rows.filter((r) => r.box_w != null).map((r) => r.box_x * scale);
-  rows.forEach((row, i) => {
-    const hasBox = row.box_w != null && row.box_h != null;
-    const x = hasBox ? row.box_x * scale : 4;
-    const y = hasBox ? row.box_y * scale : 4;
-    const w = hasBox ? row.box_w * scale : canvas.width - 8;
-    // labels stop before the next face to the right (or the picture's edge), whichever is first
-    const room = Math.max(w, Math.min(canvas.width, ...lefts.filter((l) => l > x + 1)) - Math.max(0, x) - 6);
-    const colour = familyColour(row.top1);
-    if (hasBox) {
-      ctx.lineWidth = Math.max(2, font / 5);
-      ctx.strokeStyle = colour;
-      ctx.strokeRect(x, y, w, row.box_h * scale);
-    }
-    const label = rows.length > 1 ? `${i + 1}` : "";
-    let ty = hasBox && y + row.box_h * scale + 4 * font < canvas.height ? y + row.box_h * scale + 3 : y;
-    top3(row).forEach((t, k) => {
-      const text = fitText(ctx, `${k === 0 && label ? label + " · " : ""}${t.name}`, ` ${percent(t.p)}`, room - 8);
-      const tw = ctx.measureText(text).width + 8;
-      const tx = Math.min(Math.max(0, x), canvas.width - tw);
-      ctx.fillStyle = familyColour(t.key);
-      ctx.globalAlpha = 0.92;
-      ctx.fillRect(tx, ty, tw, font + 6);
-      ctx.globalAlpha = 1;
-      ctx.fillStyle = "white";
-      ctx.fillText(text, tx + 4, ty + 3);
-      ty += font + 8;
-    });
-  });
+  const shown = Math.min(canvas.width, $("pictures").clientWidth || canvas.width);
+  const faces = rows.map((row, i) => ({ row, label: rows.length > 1 ? `${i + 1}` : "" }));
+  canvas.labels = drawFaces(ctx, faces, scale, labelFont(canvas.width, shown));
   return canvas;
 }
 
-function fitText(ctx, text, tail, width) {
-  // shorten `text` with an ellipsis so that `text + tail` fits in `width` pixels
-  if (ctx.measureText(text + tail).width <= width) return text + tail;
-  let cut = text.length;
-  while (cut > 1 && ctx.measureText(`${text.slice(0, cut)}…${tail}`).width > width) cut--;
-  return `${text.slice(0, cut)}…${tail}`;
+function labelFont(width, shownWidth) {
+  // at least 13 px as the picture is shown (a large picture shrunk on a phone keeps readable labels)
+  return Math.round(Math.max(12, width / 55, (13 * width) / Math.max(1, shownWidth)));
+}
+
+function drawFaces(ctx, faces, scale, font) {
+  // Boxes and top-3 labels for `faces` ([{row, label}], boxes in the row's pixels × scale). Labels
+  // are never cut to the box: each block goes where it covers no other label and no face (below the
+  // box, above it, beside it; a thin line joins a label to its face), and shows the top emotion alone
+  // where three lines find no free place. Returns the labels drawn: [{text, key, x, y, w, h, face}],
+  // and keeps the boxes drawn in ctx.canvas.boxes: [{x, y, w, h, key}] (tests and add-ons read both).
+  const W = ctx.canvas.width, H = ctx.canvas.height;
+  ctx.font = `600 ${font}px system-ui, sans-serif`;
+  ctx.textBaseline = "top";
+  const gap = 2;
+  const boxes = faces.map(({ row }) => row.box_w != null && row.box_h != null
+    ? { x: row.box_x * scale, y: row.box_y * scale, w: row.box_w * scale, h: row.box_h * scale } : null);
+  faces.forEach(({ row }, i) => {
+    if (!boxes[i]) return;
+    const b = boxes[i];
+    ctx.lineWidth = Math.round(Math.max(2, font / 6));
+    ctx.strokeStyle = familyColour(row.top1);
+    ctx.strokeRect(Math.round(b.x), Math.round(b.y), Math.round(b.w), Math.round(b.h)); // whole pixels: crisp lines
+  });
+  ctx.canvas.boxes = boxes.map((b, i) => b && { ...b, key: faces[i].row.top1 });
+  // Two passes: every face first gets its top emotion on one line (the most important thing to read),
+  // then each label grows to three lines where the larger block still covers no label and no face.
+  const texts = faces.map(({ row, label }) => top3(row).map((t, k) => (
+    { key: t.key, text: `${k === 0 && label ? `${label} · ` : ""}${t.name} ${percent(t.p)}` })));
+  const faceBoxes = boxes.filter(Boolean); // a label covers no face, its own included
+  const spotFor = (i, block, others) => {
+    const b = boxes[i] || { x: 4, y: 4, w: 0, h: 0 };
+    // a line wider than the picture (a long name on a narrow one) gets a smaller font, never a cut
+    const size = Math.floor(font * Math.min(1, (W - 8) / Math.max(...block.map((l) => ctx.measureText(l.text).width))));
+    const lh = size + 6;
+    ctx.font = `600 ${size}px system-ui, sans-serif`;
+    const w = Math.min(W, Math.max(...block.map((l) => ctx.measureText(l.text).width)) + 8);
+    ctx.font = `600 ${font}px system-ui, sans-serif`;
+    const h = block.length * lh + (block.length - 1) * gap;
+    const centre = b.x + b.w / 2 - w / 2;
+    const spots = boxes[i]
+      ? [[b.x, b.y + b.h + 3], [centre, b.y + b.h + 3], [b.x, b.y - h - 3], [centre, b.y - h - 3],
+         [b.x + b.w + 3, b.y], [b.x - w - 3, b.y]]
+      : [[b.x, b.y]];
+    let choice = null;
+    for (const [sx, sy] of spots) {
+      const r = { x: Math.min(Math.max(0, sx), W - w), y: Math.min(Math.max(0, sy), H - h), w, h };
+      const cost = 10 * others.reduce((c, p) => c + overlap(r, p), 0) + faceBoxes.reduce((c, o) => c + overlap(r, o), 0);
+      if (!choice || cost < choice.cost) choice = { ...r, cost, size, lh };
+      if (cost === 0) break;
+    }
+    return choice;
+  };
+  const spots = [], blocks = [];
+  texts.forEach((lines, i) => {
+    if (!lines.length) return;
+    blocks[i] = lines.slice(0, 1);
+    spots[i] = spotFor(i, blocks[i], spots.filter(Boolean));
+  });
+  texts.forEach((lines, i) => {
+    if (lines.length < 2) return;
+    const full = spotFor(i, lines, spots.filter((r, j) => r && j !== i));
+    if (full.cost === 0) [blocks[i], spots[i]] = [lines, full];
+  });
+  const drawn = [];
+  spots.forEach((spot, i) => {
+    if (!spot) return;
+    if (boxes[i]) leader(ctx, boxes[i], spot, familyColour(faces[i].row.top1));
+    ctx.font = `600 ${spot.size}px system-ui, sans-serif`;
+    blocks[i].forEach((l, k) => {
+      const y = spot.y + k * (spot.lh + gap);
+      ctx.fillStyle = familyColour(l.key);
+      ctx.globalAlpha = 0.92;
+      ctx.fillRect(spot.x, y, spot.w, spot.lh);
+      ctx.globalAlpha = 1;
+      ctx.fillStyle = "white";
+      ctx.fillText(l.text, spot.x + 4, y + 3);
+      drawn.push({ text: l.text, key: l.key, x: spot.x, y, w: spot.w, h: spot.lh, face: i, font: spot.size,
+                   fits: ctx.measureText(l.text).width + 8 <= spot.w + 0.5 });
+    });
+  });
+  ctx.font = `600 ${font}px system-ui, sans-serif`;
+  return drawn;
+}
+
+function leader(ctx, box, label, colour) {
+  // a thin line from a face to its label when the label had to move away from the box
+  const lx = Math.min(Math.max(box.x + box.w / 2, label.x), label.x + label.w);
+  const ly = label.y > box.y + box.h ? label.y : label.y + label.h < box.y ? label.y + label.h : label.y + label.h / 2;
+  const bx = Math.min(Math.max(lx, box.x), box.x + box.w), by = Math.min(Math.max(ly, box.y), box.y + box.h);
+  if (Math.hypot(lx - bx, ly - by) < 6) return;
+  ctx.beginPath();
+  ctx.moveTo(bx, by);
+  ctx.lineTo(lx, ly);
+  ctx.lineWidth = 1.5;
+  ctx.strokeStyle = colour;
+  ctx.stroke();
+}
+
+function overlap(a, b) {
+  const w = Math.min(a.x + a.w, b.x + b.w) - Math.max(a.x, b.x);
+  const h = Math.min(a.y + a.h, b.y + b.h) - Math.max(a.y, b.y);
+  return w > 0 && h > 0 ? w * h : 0;
 }
 
 // --- per-face chart: 40 emotions grouped by family + the 4 dimensions --------------------------------
@@ -237,7 +317,7 @@ function svg(tag, attrs, text) {
   return el;
 }
 
-function faceCard(row, index, count) {
+function faceCard(row, index, count, picture) {
   const card = document.createElement("div");
   card.className = "face";
   const h = document.createElement("h4");
@@ -246,6 +326,7 @@ function faceCard(row, index, count) {
   h.textContent = `${count > 1 ? `Face ${index + 1}` : "Face"}${where}${frame}`;
   card.append(h);
   card.append(barChart(row));
+  hooks.faceCard.forEach((fn) => fn(card, row, picture));
   return card;
 }
 
@@ -255,7 +336,8 @@ function barChart(row) {
   const probs = info.emotions.map((e) => row[`prob.${e.key}`] ?? 0);
   const maxP = Math.max(0.05, ...probs);
   let y = 4;
-  const chart = svg("svg", { width, role: "img", "aria-label": "emotion probabilities by family", class: "chart" });
+  // drawn in a 400-wide coordinate system, shown as wide as the card allows (phones)
+  const chart = svg("svg", { role: "img", "aria-label": "emotion probabilities by family", class: "chart" });
   for (const family of info.families) {
     chart.append(svg("text", { x: 0, y: y + 11, "font-size": 11, "font-weight": 700, fill: family.colour }, family.name));
     y += famH;
@@ -290,7 +372,7 @@ function barChart(row) {
     }
     y += dimH;
   }
-  chart.setAttribute("height", y);
+  chart.setAttribute("viewBox", `0 0 ${width} ${y}`);
   return chart;
 }
 
