@@ -394,6 +394,6 @@ def test_download_errors_are_one_line(hub, bundles, tmp_path):
     assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
         f"error: {MODELS['large'].heads}: heads not in the local Hugging Face cache and offline mode is on "
         f"(HF_HUB_OFFLINE=1); run once with network access (or `hf download {MODELS['large'].heads}`), or pass a "
-        "local path"
+        "local heads folder with --heads DIR"
     ]
     assert not (tmp_path / "b").exists()

@@ -233,7 +233,7 @@ def test_server_error_500_then_retry(online, hub, tmp_path):
         EmoNetFace.from_pretrained(cache_dir=tmp_path, with_encoder=False)
     assert one_line(info) == (
         f"{LARGE}: heads not in the local Hugging Face cache and the Hub could not be reached; run once with "
-        f"network access (or `hf download {LARGE}`), or pass a local path"
+        f"network access (or `hf download {LARGE}`), or pass a local heads folder with --heads DIR"
     )
     server.clear_faults()
     server.fail(f"HEAD /{LARGE}/resolve/*/model_anger_best.pth", status=500, times=1)  # one transient failure
