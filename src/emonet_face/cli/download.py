@@ -17,7 +17,9 @@ from emonet_face.cli.inference import CacheOpt, EncoderOpt, HeadsOpt, RevisionOp
 
 def register(app: typer.Typer) -> None:
     """Attach this module's command to the main app."""
-    app.command("download")(download)
+    # the usage names --out/--check before [model]: "[OPTIONS] [model]" reads as a Markdown reference link
+    # in the generated CLI reference (mkdocs build --strict fails on it)
+    app.command("download", options_metavar="[OPTIONS] (--out DIR | --check DIR)")(download)
 
 
 def download(
