@@ -36,16 +36,17 @@ from typing import Any
 import torch
 
 from emonet_face._version import __version__
-from emonet_face.errors import InputError, ModelLoadError
+from emonet_face.errors import ModelLoadError
 from emonet_face.heads import FusedHeads, load_heads, save_heads
 from emonet_face.hub import (
     DEFAULT_ENCODER,
     HEADS_PATTERNS,
     MODELS,
+    release_refs,
     resolve_model_dir,
     snapshot_commit,
-    split_revision,
 )
+from emonet_face.outputs import require_new_folder
 from emonet_face.runtime.backends import (
     VisionTower,
     compiled_cache_dir,
@@ -372,14 +373,8 @@ def write_bundle(
     folder is built beside ``out`` and renamed into place, so an interrupted run leaves no half bundle.
     """
     say = log or (lambda _: None)
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{out}: already exists and is not empty; choose a new --out folder")
-    if model not in MODELS:
-        raise InputError(f"{model}: unknown model; choose one of {', '.join(MODELS)}")
-    spec = MODELS[model]
-    heads_ref, heads_rev = split_revision(heads or spec.heads, revision)
-    enc_ref, enc_rev = split_revision(encoder or spec.encoder, None)
+    out = require_new_folder(out)
+    enc_ref, enc_rev, heads_ref, heads_rev = release_refs(model, encoder, heads, revision)
 
     say(f"heads:   {heads_ref}" + (f" @ {heads_rev}" if heads_rev else ""))
     heads_src = resolve_model_dir(

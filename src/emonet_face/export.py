@@ -21,7 +21,8 @@ from torch import nn
 
 from emonet_face.errors import InputError, ModelLoadError
 from emonet_face.heads import FusedHeads
-from emonet_face.hub import MODELS, fetch_heads, split_revision
+from emonet_face.hub import MODELS, fetch_heads, release_refs
+from emonet_face.outputs import require_new_folder
 from emonet_face.runtime.backends import (
     VisionTower,
     convert_onnx,
@@ -99,14 +100,8 @@ def export_model(
         raise InputError(
             "--format onnx needs the onnx package: pip install 'emonet-face[onnx]' (or export --format openvino)"
         )
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{out}: already exists and is not empty; choose a new --out folder")
-    if model not in MODELS:
-        raise InputError(f"{model}: unknown model; choose one of {', '.join(MODELS)}")
-    spec = MODELS[model]
-    enc_ref, enc_rev = split_revision(encoder or spec.encoder, None)
-    heads_ref, heads_rev = split_revision(heads or spec.heads, revision)
+    out = require_new_folder(out)
+    enc_ref, enc_rev, heads_ref, heads_rev = release_refs(model, encoder, heads, revision)
     checkpoint = EncoderCheckpoint.resolve(
         enc_ref, revision=enc_rev, cache_dir=cache_dir, local_files_only=local_files_only
     )

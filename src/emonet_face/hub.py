@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from emonet_face.errors import EmoNetError, ModelLoadError
+from emonet_face.errors import EmoNetError, InputError, ModelLoadError
 from emonet_face.heads import FusedHeads, load_heads
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "MODELS",
     "ModelSpec",
     "fetch_heads",
+    "release_refs",
     "resolve_model_dir",
     "resolve_model_file",
     "snapshot_commit",
@@ -215,3 +216,16 @@ def fetch_heads(
         what="heads",
     )
     return load_heads(folder)
+
+
+def release_refs(
+    model: str, encoder: str | Path | None, heads: str | Path | None, revision: str | None
+) -> tuple[str | Path, str | None, str | Path, str | None]:
+    """``(encoder ref, its revision, heads ref, their revision)`` for a released ``model`` with optional
+    overrides (``owner/name@rev`` or folders); ``revision`` applies to the heads. Unknown model: one line."""
+    if model not in MODELS:
+        raise InputError(f"{model}: unknown model; choose one of {', '.join(MODELS)}")
+    spec = MODELS[model]
+    enc_ref, enc_rev = split_revision(encoder or spec.encoder, None)
+    heads_ref, heads_rev = split_revision(heads or spec.heads, revision)
+    return enc_ref, enc_rev, heads_ref, heads_rev

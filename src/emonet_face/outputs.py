@@ -51,6 +51,7 @@ __all__ = [
     "open_writer",
     "read_metadata",
     "read_table",
+    "require_new_folder",
     "row_key",
     "summary_columns",
     "write_table",
@@ -428,3 +429,12 @@ def iter_written(path: str | Path, frames: Iterable[pd.DataFrame], *, resume: bo
         for frame in frames:
             writer.write(frame)
         return writer.rows_written
+
+
+def require_new_folder(out: str | Path) -> Path:
+    """``out`` as a path, refusing one that exists and is not an empty folder: a writer that builds a
+    folder beside it and renames it into place must not replace someone's files."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out}: already exists and is not empty; choose a new --out folder")
+    return out

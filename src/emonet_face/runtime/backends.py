@@ -457,27 +457,19 @@ def load_encoder(
         quantize_int8(float32 / graph_file, tmp / graph_file)
 
     root = Path(compiled_dir) if compiled_dir else compiled_cache_dir(cache_dir)
-    if converted is not None and name == "openvino" and normalize:
-        graph = Path(converted)
-        if not graph.is_file():
-            raise ModelLoadError(f"{graph}: converted encoder graph not found")
-        return CompiledEncoder(
-            GraphRuntime(graph, name, precision, blob_cache=_blob_cache(root, graph)),
-            processor,
-            dim=checkpoint.dim,
-            precision=precision,
-            normalize=normalize,
-            name=str(ref),
-            revision=revision,
-            cache_entry=graph.parent,
-            cache_hit=True,
-        )
-    if precision == "int8":
-        entry, hit = cached_convert(root, {**key, "stored_precision": "int8"}, quantize)
+    if converted is not None and name == "openvino" and normalize:  # a graph converted before (a bundle's)
+        graph_path = Path(converted)
+        if not graph_path.is_file():
+            raise ModelLoadError(f"{graph_path}: converted encoder graph not found")
+        entry, hit, blobs = graph_path.parent, True, _blob_cache(root, graph_path)
     else:
-        entry, hit = cached_convert(root, key, convert)
+        if precision == "int8":
+            entry, hit = cached_convert(root, {**key, "stored_precision": "int8"}, quantize)
+        else:
+            entry, hit = cached_convert(root, key, convert)
+        graph_path, blobs = entry / graph_file, entry / "ov-blobs"
     return CompiledEncoder(
-        GraphRuntime(entry / graph_file, name, precision, blob_cache=entry / "ov-blobs"),
+        GraphRuntime(graph_path, name, precision, blob_cache=blobs),
         processor,
         dim=checkpoint.dim,
         precision=precision,
