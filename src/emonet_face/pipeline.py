@@ -28,14 +28,40 @@ from torch.utils.data import DataLoader, Dataset
 
 from emonet_face.bundle import Bundle, is_bundle, load_bundle_encoder, open_bundle
 from emonet_face.errors import InputError, ModelLoadError
+from emonet_face.explain import (
+    DEFAULT_METHOD,
+    GRADIENT_METHODS,
+    ExplainedCrop,
+    ExplainedImage,
+    Explainer,
+    explanation_table,
+    parse_emotions,
+    ranked_emotions,
+)
 from emonet_face.heads import FusedHeads
 from emonet_face.hub import MODELS, fetch_heads, split_revision
 from emonet_face.inputs import discover_inputs
 from emonet_face.inputs.shards import is_shard, json_columns
 from emonet_face.inputs.sources import Ids, ImageSource
-from emonet_face.media import Expand, Item, MediaSource, Preprocess, feature_matrix, prepare_item, prepare_ref
+from emonet_face.media import (
+    Expand,
+    Item,
+    MediaSource,
+    Preprocess,
+    error_text,
+    feature_matrix,
+    prepare_item,
+    prepare_ref,
+)
 from emonet_face.outputs import build_score_table, row_key
-from emonet_face.runtime import ExportedGraph, is_exported, load_encoder, resolve_device, resolve_dtype
+from emonet_face.runtime import (
+    ExportedGraph,
+    ImageEncoder,
+    is_exported,
+    load_encoder,
+    resolve_device,
+    resolve_dtype,
+)
 
 # Besides EmoNetFace: names that lived here before the stages moved to media/inputs/runtime, kept
 # importable from this module for code written against earlier versions.
@@ -142,6 +168,10 @@ class EmoNetFace(nn.Module):
         self.heads = heads.eval() if heads is not None else None
         self.heads_ref = ""
         self.bundle: Bundle | None = None
+        self.load_options: dict[str, Any] = {}
+        """How :meth:`from_pretrained` found the encoder (cache, offline, precision): a PyTorch copy
+        for gradient explanations is loaded the same way."""
+        self._torch_twin: list[ImageEncoder] = []  # a list: not registered as a submodule
 
     @classmethod
     def from_pretrained(
@@ -215,6 +245,7 @@ class EmoNetFace(nn.Module):
                 )
             result = cls(bundle.load_heads(), image_encoder).to(resolve_device(device))
             result.heads_ref, result.bundle = str(bundle.heads_dir), bundle
+            result.load_options = {"local_files_only": True, "dtype": dtype}
             return result
         if model not in MODELS:
             raise ModelLoadError(
@@ -246,6 +277,7 @@ class EmoNetFace(nn.Module):
             )
         result = cls(fused, image_encoder).to(dev)
         result.heads_ref = str(heads_ref)
+        result.load_options = {"cache_dir": cache_dir, "local_files_only": local_files_only, "dtype": dtype}
         return result
 
     # --- properties ----------------------------------------------------------------------------
@@ -437,6 +469,158 @@ class EmoNetFace(nn.Module):
                 out.append(feat)
         dim = self._require_encoder().dim
         return torch.stack(out).cpu().numpy() if out else np.zeros((0, dim), dtype=np.float32)
+
+    # --- explanations --------------------------------------------------------------------------
+    def explain(
+        self,
+        inputs: Any,
+        *,
+        emotions: str | Sequence[str] | None = None,
+        top: int = 3,
+        method: str = DEFAULT_METHOD,
+        batch_size: int = 8,
+        source: ImageSource | None = None,
+        expand: Expand | None = None,
+        progress: bool | None = None,
+        **options: Any,
+    ) -> pd.DataFrame:
+        """Which patches of each crop drive its emotions: one row per (input, face, emotion).
+
+        ``inputs`` as for :meth:`predict`. ``emotions``: head keys or names to explain for every
+        crop (``"bitterness,awe"`` or a list); default: each crop's ``top`` emotions as
+        :meth:`predict` ranks them (``top1..top3`` for ``top=3``). ``method``:
+        ``integrated-gradients`` (the PyTorch encoder, loaded beside a compiled one when needed) or
+        ``occlusion`` (forward passes only: every backend); see :mod:`emonet_face.explain.methods`.
+        ``batch_size``: crops per forward pass. ``options``: ``steps`` (integrated gradients),
+        ``window``/``stride`` (occlusion, in patches).
+        Columns: :mod:`emonet_face.explain.table`.
+        """
+        rows = [
+            row
+            for image in self.explain_images(
+                inputs,
+                emotions=emotions,
+                top=top,
+                method=method,
+                batch_size=batch_size,
+                source=source,
+                expand=expand,
+                progress=progress,
+                **options,
+            )
+            for row in image.rows()
+        ]
+        return explanation_table(rows)
+
+    def explainer(self, method: str = DEFAULT_METHOD, *, batch_size: int = 8, **options: Any) -> Explainer:
+        """The :class:`~emonet_face.explain.Explainer` for this model's encoder and heads."""
+        encoder = self._require_encoder()
+        if self.heads is None:
+            raise ModelLoadError(
+                f"{self.heads_ref}: an exported one-graph model cannot be explained; load the model with its heads "
+                "(--model large or small)"
+            )
+        twin = self._torch_encoder() if method in GRADIENT_METHODS else None
+        return Explainer(encoder, self.heads, method=method, torch_encoder=twin, batch_size=batch_size, **options)
+
+    def explain_images(
+        self,
+        inputs: Any,
+        *,
+        emotions: str | Sequence[str] | None = None,
+        top: int = 3,
+        method: str = DEFAULT_METHOD,
+        batch_size: int = 8,
+        source: ImageSource | None = None,
+        expand: Expand | None = None,
+        progress: bool | None = None,
+        **options: Any,
+    ) -> Iterator[ExplainedImage]:
+        """Like :meth:`explain`, one :class:`~emonet_face.explain.ExplainedImage` per decoded picture
+        (the picture, its crops and their maps: what ``emonet-face explain`` draws). Runs in this
+        process: forward and backward passes, not decoding, take the time."""
+        from tqdm.auto import tqdm
+
+        if top < 1:
+            raise InputError(f"--top {top}: must be at least 1")
+        wanted = parse_emotions(emotions, self.keys) if emotions is not None else None
+        explainer = self.explainer(method, batch_size=batch_size, **options)
+        refs = _input_refs(inputs)
+        source = source or _default_source(refs)
+        planned = [p for ids, ref in refs for p in source.plan(ids, ref)]
+        show = progress if progress is not None else sys.stderr.isatty()
+        for ids, ref in tqdm(planned, disable=not show, unit="img", desc="explaining", dynamic_ncols=True):
+            try:
+                for sub_ids, image in source(ids, ref):
+                    if isinstance(image, Exception):
+                        yield self._failed(sub_ids, error_text(sub_ids, image), method)
+                        continue
+                    try:
+                        pairs = expand(sub_ids, image) if expand else [(sub_ids, image)]
+                    except Exception as exc:
+                        yield self._failed(sub_ids, error_text(sub_ids, exc), method)
+                        continue
+                    yield self._explain_pairs(explainer, sub_ids, image, pairs, wanted, top)
+            except Exception as exc:  # a bad input is an error row, never the end of the run
+                yield self._failed(ids, error_text(ids, exc), method)
+
+    @staticmethod
+    def _failed(ids: Ids, error: str, method: str) -> ExplainedImage:
+        return ExplainedImage(ids, None, [ExplainedCrop(ids, None, error=error)], method)
+
+    def _explain_pairs(
+        self,
+        explainer: Explainer,
+        ids: Ids,
+        image: Image.Image,
+        pairs: list[tuple[Ids, Image.Image | None]],
+        wanted: list[str] | None,
+        top: int,
+    ) -> ExplainedImage:
+        """All crops of one picture: scores (one batch, as :meth:`predict` gives them), then maps."""
+        crops = [ExplainedCrop(row_ids, crop) for row_ids, crop in pairs]
+        ready: list[tuple[ExplainedCrop, torch.Tensor]] = []
+        for crop in crops:
+            item = prepare_item(crop.ids, crop.crop, self._require_encoder().preprocess)
+            crop.error = item.error
+            if item.inputs is not None:
+                ready.append((crop, item.inputs["pixel_values"]))
+        if ready:
+            pixels = torch.cat([p for _, p in ready])
+            centred = explainer.centred_scores(pixels)
+            for (crop, _), row in zip(ready, centred):
+                crop.emotions = list(wanted) if wanted is not None else ranked_emotions(row, self.keys, top)
+                crop.scores = [float(row[self.keys.index(k)]) for k in crop.emotions]
+            targets = [[self.keys.index(k) for k in crop.emotions] for crop, _ in ready]
+            for (crop, _), maps in zip(ready, explainer.explain(pixels, targets)):
+                crop.maps = maps
+        return ExplainedImage(ids, image, crops, explainer.method)
+
+    def _torch_encoder(self) -> ImageEncoder:
+        """The PyTorch encoder gradient methods differentiate: the model's own, or a copy of the
+        compiled one loaded from the same checkpoint (once)."""
+        encoder = self._require_encoder()
+        if isinstance(encoder, ImageEncoder):
+            return encoder
+        if not self._torch_twin:
+            if isinstance(encoder, ExportedGraph):
+                raise ModelLoadError(
+                    f"{encoder.name}: an exported folder has no PyTorch encoder for gradients; use --method occlusion"
+                )
+            dtype = self.load_options.get("dtype")
+            self._torch_twin.append(
+                load_encoder(  # type: ignore[arg-type]
+                    encoder.name,
+                    backend="torch",
+                    device=self.device,
+                    dtype=None if str(dtype) == "int8" else dtype,
+                    revision=encoder.revision,
+                    cache_dir=self.load_options.get("cache_dir"),
+                    local_files_only=self.load_options.get("local_files_only"),
+                    normalize=encoder.normalize,
+                )
+            )
+        return self._torch_twin[0]
 
     def _means(self) -> np.ndarray:
         source = self.heads if self.heads is not None else self.encoder

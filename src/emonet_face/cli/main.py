@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from emonet_face.cli import bench, download, embed, export, inference, live, plot, serve, stats, train, vlm
+from emonet_face.cli import bench, download, embed, explain, export, inference, live, plot, serve, stats, train, vlm
 
 _PACKAGE = str(Path(__file__).resolve().parents[1])
 _default_format = warnings.formatwarning
@@ -34,6 +34,7 @@ app = typer.Typer(
 )
 
 inference.register(app)
+explain.register(app)
 plot.register(app)
 embed.register(app)
 export.register(app)

@@ -4,7 +4,7 @@ BlazeFace shipped in the package), square crops with a margin like the training 
 
 from emonet_face.faces.base import Detector, DetectorError, Face
 from emonet_face.faces.blazeface import BlazeFaceDetector
-from emonet_face.faces.crop import DEFAULT_MARGIN, crop_face, eye_angle, square_box
+from emonet_face.faces.crop import DEFAULT_MARGIN, crop_face, crop_placement, eye_angle, square_box
 from emonet_face.faces.regions import EYE_COLUMNS, FACE_COLUMNS, FaceMode, Region, face_regions, looks_like_portrait
 from emonet_face.faces.registry import DEFAULT_DETECTOR, available_detectors, get_detector, register_detector
 
@@ -21,6 +21,7 @@ __all__ = [
     "Region",
     "available_detectors",
     "crop_face",
+    "crop_placement",
     "eye_angle",
     "face_regions",
     "get_detector",

@@ -10,7 +10,7 @@ from PIL import Image
 
 from emonet_face.faces.base import Face
 
-__all__ = ["DEFAULT_MARGIN", "crop_face", "eye_angle", "square_box"]
+__all__ = ["DEFAULT_MARGIN", "crop_face", "crop_placement", "eye_angle", "square_box"]
 
 DEFAULT_MARGIN = 0.4
 """Extra context on each side, as a fraction of the face box's longer side. Frontal detectors
@@ -47,8 +47,8 @@ def crop_face(image: Image.Image, face: Face, margin: float = DEFAULT_MARGIN, *,
     face stays whole); only when the square is larger than the image's short side is the missing
     part padded by repeating the edge pixels (no black bars, which the heads never saw).
     """
-    angle = eye_angle(face) if align else None
-    if angle is not None and abs(angle) >= 1.0:
+    angle = _turn(face, align)
+    if angle:
         _, _, side = square_box(face, margin)
         big = math.ceil(side * math.sqrt(2)) + 2
         cx, cy = face.box_x + face.box_w / 2.0, face.box_y + face.box_h / 2.0
@@ -59,13 +59,43 @@ def crop_face(image: Image.Image, face: Face, margin: float = DEFAULT_MARGIN, *,
     return _crop_square(image, *square_box(face, margin), shift=True)
 
 
+def crop_placement(
+    size: tuple[int, int], face: Face, margin: float = DEFAULT_MARGIN, *, align: bool = False
+) -> tuple[float, float, int, float]:
+    """Where :func:`crop_face`'s crop lies in an image of ``size`` (width, height): its centre
+    ``(x, y)``, side, and the degrees the image was turned (counter-clockwise) before cropping, so
+    that something drawn over the crop (an explanation map) can be put back over the photo."""
+    _, _, side = square_box(face, margin)
+    angle = _turn(face, align)
+    if angle:
+        big = math.ceil(side * math.sqrt(2)) + 2
+        cx, cy = face.box_x + face.box_w / 2.0, face.box_y + face.box_h / 2.0
+        return round(cx - big / 2) + big / 2, round(cy - big / 2) + big / 2, side, angle
+    left, top = _shifted(size, *square_box(face, margin))
+    return left + side / 2, top + side / 2, side, 0.0
+
+
+def _turn(face: Face, align: bool) -> float:
+    """Degrees :func:`crop_face` turns the image by: 0 unless aligning a face that is tilted ≥ 1°."""
+    angle = eye_angle(face) if align else None
+    return angle if angle is not None and abs(angle) >= 1.0 else 0.0
+
+
+def _shifted(size: tuple[int, int], left: int, top: int, side: int) -> tuple[int, int]:
+    """The square's corner moved inside the image along each axis the square fits in."""
+    width, height = size
+    if side <= width:
+        left = min(max(left, 0), width - side)
+    if side <= height:
+        top = min(max(top, 0), height - side)
+    return left, top
+
+
 def _crop_square(image: Image.Image, left: int, top: int, side: int, *, shift: bool) -> Image.Image:
     """The square, first shifted inside the image if ``shift`` and it fits, the rest edge-padded."""
     width, height = image.size
-    if shift and side <= width:
-        left = min(max(left, 0), width - side)
-    if shift and side <= height:
-        top = min(max(top, 0), height - side)
+    if shift:
+        left, top = _shifted(image.size, left, top, side)
     right, bottom = left + side, top + side
     if left >= 0 and top >= 0 and right <= width and bottom <= height:
         return image.crop((left, top, right, bottom))

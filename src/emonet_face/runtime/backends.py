@@ -346,8 +346,11 @@ class CompiledEncoder:
         revision: str | None = None,
         cache_entry: Path | None = None,
         cache_hit: bool = False,
+        patch_size: int | None = None,
     ) -> None:
         self.runtime = runtime
+        self.patch_size = patch_size
+        """Patch side in pixels (explanation maps are drawn over the patch grid)."""
         self.processor = processor
         self.preprocess = ImagePreprocessor(processor)  # picklable: workers never see the runtime
         self.dim = dim
@@ -478,6 +481,7 @@ def load_encoder(
         revision=revision,
         cache_entry=entry,
         cache_hit=hit,
+        patch_size=checkpoint.vision_config.get("patch_size"),
     )
 
 

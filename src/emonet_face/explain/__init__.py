@@ -1,0 +1,48 @@
+"""Explanations: which patches of a face crop drive each emotion's score.
+
+* :mod:`~emonet_face.explain.methods`: the maps (:class:`Explainer`: integrated gradients,
+  occlusion) over the encoder's patch grid, from an encoder and the fused heads.
+* :mod:`~emonet_face.explain.table`: the explanation table (one row per input, face and emotion)
+  and which emotions a crop gets (``predict``'s top ones, or those named).
+* :mod:`~emonet_face.explain.faithfulness`: deletion and insertion curves, to check a method.
+* :mod:`~emonet_face.explain.figures`: the pictures (matplotlib, imported only when drawing).
+
+This package sits below the pipeline: :meth:`emonet_face.pipeline.EmoNetFace.explain` feeds it crops.
+"""
+
+from emonet_face.explain.faithfulness import FaithfulnessCurves, faithfulness_curves
+from emonet_face.explain.methods import (
+    DEFAULT_METHOD,
+    DEFAULT_STEPS,
+    GRADIENT_METHODS,
+    METHODS,
+    Explainer,
+    encoder_patch_size,
+    grey_pixels,
+)
+from emonet_face.explain.table import (
+    EXPLAIN_COLUMNS,
+    ExplainedCrop,
+    ExplainedImage,
+    explanation_table,
+    parse_emotions,
+    ranked_emotions,
+)
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "DEFAULT_STEPS",
+    "EXPLAIN_COLUMNS",
+    "GRADIENT_METHODS",
+    "METHODS",
+    "ExplainedCrop",
+    "ExplainedImage",
+    "Explainer",
+    "FaithfulnessCurves",
+    "encoder_patch_size",
+    "explanation_table",
+    "faithfulness_curves",
+    "grey_pixels",
+    "parse_emotions",
+    "ranked_emotions",
+]
