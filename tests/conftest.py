@@ -118,3 +118,19 @@ def tiny_encoder_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_heads_dir(tmp_path_factory) -> Path:
     return build_tiny_heads(tmp_path_factory.mktemp("tiny-heads"))
+
+
+@pytest.fixture(scope="session")
+def explain_toy(tmp_path_factory):
+    """tests/explain_toy.py's model (a tiny SigLIP + one head trained to fire on a red square), trained
+    once per session (seconds, one thread: fastest for a tiny model on a busy machine)."""
+    import torch
+
+    from explain_toy import build_toy
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return build_toy(tmp_path_factory.mktemp("explain-toy"))
+    finally:
+        torch.set_num_threads(previous)

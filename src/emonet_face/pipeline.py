@@ -520,7 +520,7 @@ class EmoNetFace(nn.Module):
                 f"{self.heads_ref}: an exported one-graph model cannot be explained; load the model with its heads "
                 "(--model large or small)"
             )
-        twin = self._torch_encoder() if method in GRADIENT_METHODS else None
+        twin = self.torch_encoder() if method in GRADIENT_METHODS else None
         return Explainer(encoder, self.heads, method=method, torch_encoder=twin, batch_size=batch_size, **options)
 
     def explain_images(
@@ -534,17 +534,20 @@ class EmoNetFace(nn.Module):
         source: ImageSource | None = None,
         expand: Expand | None = None,
         progress: bool | None = None,
+        explainer: Explainer | None = None,
         **options: Any,
     ) -> Iterator[ExplainedImage]:
         """Like :meth:`explain`, one :class:`~emonet_face.explain.ExplainedImage` per decoded picture
         (the picture, its crops and their maps: what ``emonet-face explain`` draws). Runs in this
-        process: forward and backward passes, not decoding, take the time."""
+        process: forward and backward passes, not decoding, take the time. ``explainer``: a ready
+        :class:`~emonet_face.explain.Explainer` (then ``method``, ``batch_size`` and ``options`` are
+        its own), e.g. one that scores with :meth:`torch_encoder` (the server)."""
         from tqdm.auto import tqdm
 
         if top < 1:
             raise InputError(f"--top {top}: must be at least 1")
         wanted = parse_emotions(emotions, self.keys) if emotions is not None else None
-        explainer = self.explainer(method, batch_size=batch_size, **options)
+        explainer = explainer or self.explainer(method, batch_size=batch_size, **options)
         refs = _input_refs(inputs)
         source = source or _default_source(refs)
         planned = [p for ids, ref in refs for p in source.plan(ids, ref)]
@@ -553,16 +556,16 @@ class EmoNetFace(nn.Module):
             try:
                 for sub_ids, image in source(ids, ref):
                     if isinstance(image, Exception):
-                        yield self._failed(sub_ids, error_text(sub_ids, image), method)
+                        yield self._failed(sub_ids, error_text(sub_ids, image), explainer.method)
                         continue
                     try:
                         pairs = expand(sub_ids, image) if expand else [(sub_ids, image)]
                     except Exception as exc:
-                        yield self._failed(sub_ids, error_text(sub_ids, exc), method)
+                        yield self._failed(sub_ids, error_text(sub_ids, exc), explainer.method)
                         continue
                     yield self._explain_pairs(explainer, sub_ids, image, pairs, wanted, top)
             except Exception as exc:  # a bad input is an error row, never the end of the run
-                yield self._failed(ids, error_text(ids, exc), method)
+                yield self._failed(ids, error_text(ids, exc), explainer.method)
 
     @staticmethod
     def _failed(ids: Ids, error: str, method: str) -> ExplainedImage:
@@ -596,9 +599,9 @@ class EmoNetFace(nn.Module):
                 crop.maps = maps
         return ExplainedImage(ids, image, crops, explainer.method)
 
-    def _torch_encoder(self) -> ImageEncoder:
+    def torch_encoder(self) -> ImageEncoder:
         """The PyTorch encoder gradient methods differentiate: the model's own, or a copy of the
-        compiled one loaded from the same checkpoint (once)."""
+        compiled one loaded from the same checkpoint (once, at the model's precision)."""
         encoder = self._require_encoder()
         if isinstance(encoder, ImageEncoder):
             return encoder

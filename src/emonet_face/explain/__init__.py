@@ -4,6 +4,7 @@
   occlusion) over the encoder's patch grid, from an encoder and the fused heads.
 * :mod:`~emonet_face.explain.table`: the explanation table (one row per input, face and emotion)
   and which emotions a crop gets (``predict``'s top ones, or those named).
+* :mod:`~emonet_face.explain.placement`: where a crop lies in its picture (to draw a map back over it).
 * :mod:`~emonet_face.explain.faithfulness`: deletion and insertion curves, to check a method.
 * :mod:`~emonet_face.explain.figures`: the pictures (matplotlib, imported only when drawing).
 
@@ -20,6 +21,7 @@ from emonet_face.explain.methods import (
     encoder_patch_size,
     grey_pixels,
 )
+from emonet_face.explain.placement import Placement, placement_for
 from emonet_face.explain.table import (
     EXPLAIN_COLUMNS,
     ExplainedCrop,
@@ -39,10 +41,12 @@ __all__ = [
     "ExplainedImage",
     "Explainer",
     "FaithfulnessCurves",
+    "Placement",
     "encoder_patch_size",
     "explanation_table",
     "faithfulness_curves",
     "grey_pixels",
     "parse_emotions",
+    "placement_for",
     "ranked_emotions",
 ]

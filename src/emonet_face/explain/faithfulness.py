@@ -5,9 +5,10 @@ is measured after each step:
 
 * **deletion**: most salient patches greyed first. A faithful map makes the score fall at once:
   a small area under the curve.
-* **least-first deletion**: least salient first. The score should hold: a large area.
 * **insertion**: start from the all-grey crop and put back the most salient patches first. The
-  score should rise at once: a large area.
+  score should rise at once: a large area. (Greying the *least* salient patches first is the same
+  curve read from the other end: with k of n patches greyed, the n − k most salient remain. Its
+  area is the insertion area.)
 
 Scores are normalised per crop to ``(s − s_grey) / (s_crop − s_grey)``: 1 is the crop's own score,
 0 the all-grey crop's, so curves of different crops and emotions average. Crops whose score barely
@@ -33,7 +34,6 @@ class FaithfulnessCurves:
 
     fractions: np.ndarray
     deletion: np.ndarray
-    deletion_least: np.ndarray
     insertion: np.ndarray
     crops: int
     """Crops averaged (those with a score gap to the grey crop)."""
@@ -46,11 +46,6 @@ class FaithfulnessCurves:
     def deletion_auc(self) -> float:
         """Lower is better."""
         return self._area(self.fractions, self.deletion)
-
-    @property
-    def deletion_least_auc(self) -> float:
-        """Higher is better."""
-        return self._area(self.fractions, self.deletion_least)
 
     @property
     def insertion_auc(self) -> float:
@@ -76,14 +71,10 @@ def faithfulness_curves(
     n_patches, p = rows * cols, explainer.patch
     counts = np.unique(np.linspace(0, n_patches, (points or n_patches + 1)).round().astype(int))
     grey = grey_pixels(explainer.encoder, pixels)
-    curves: dict[str, list[np.ndarray]] = {"deletion": [], "deletion_least": [], "insertion": []}
+    curves: dict[str, list[np.ndarray]] = {"deletion": [], "insertion": []}
     for image, blank, head, saliency in zip(pixels, grey, targets, maps):
         order = np.argsort(-np.asarray(saliency, dtype=np.float64).reshape(-1), kind="stable")
-        batches = {
-            "deletion": (image, blank, order),
-            "deletion_least": (image, blank, order[::-1]),
-            "insertion": (blank, image, order),
-        }
+        batches = {"deletion": (image, blank, order), "insertion": (blank, image, order)}
         ends = explainer.raw_scores(torch.stack([image, blank]))[:, head]
         gap = ends[0] - ends[1]
         if abs(gap) < min_gap:
@@ -99,6 +90,4 @@ def faithfulness_curves(
             curves[name].append((explainer.raw_scores(copies)[:, head] - ends[1]) / gap)
     fractions = counts / n_patches
     mean = {k: np.mean(v, axis=0) if v else np.full(len(counts), np.nan) for k, v in curves.items()}
-    return FaithfulnessCurves(
-        fractions, mean["deletion"], mean["deletion_least"], mean["insertion"], len(curves["deletion"])
-    )
+    return FaithfulnessCurves(fractions, mean["deletion"], mean["insertion"], len(curves["deletion"]))

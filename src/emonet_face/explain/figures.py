@@ -13,7 +13,6 @@ import hashlib
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -30,8 +29,9 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from emonet_face import taxonomy as tx
-from emonet_face.explain.table import ExplainedCrop, ExplainedImage
-from emonet_face.faces import DEFAULT_MARGIN, EYE_COLUMNS, Face, crop_placement
+from emonet_face.explain.placement import Placement, placement_for
+from emonet_face.explain.table import ExplainedImage
+from emonet_face.faces import DEFAULT_MARGIN
 
 __all__ = ["CMAP", "MapPictureWriter", "Placement", "crop_map_figure", "picture_map_figure", "placement_for"]
 
@@ -39,34 +39,6 @@ CMAP = "RdBu_r"
 """Diverging, colour-blind safe: red raises the score, blue lowers it, white leaves it."""
 MAX_SIDE = 1600
 """Long side of a picture's drawing in pixels (larger photos are shown shrunk)."""
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where a crop the encoder saw lies in its picture: centre, size, and the degrees the picture
-    was turned (counter-clockwise) before cropping (``--align``)."""
-
-    cx: float
-    cy: float
-    width: float
-    height: float
-    angle: float = 0.0
-
-
-def placement_for(
-    crop: ExplainedCrop, size: tuple[int, int], margin: float = DEFAULT_MARGIN, align: bool = False
-) -> Placement:
-    """The crop's placement from its id columns: a face's square (as :func:`~emonet_face.faces.crop_face`
-    cut it), or the whole picture."""
-    ids = crop.ids
-    box = [ids.get(c) for c in ("box_x", "box_y", "box_w", "box_h")]
-    if ids.get("region") != "face" or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in box):
-        return Placement(size[0] / 2, size[1] / 2, size[0], size[1])
-    eyes = [ids.get(c) for c in EYE_COLUMNS]
-    known = all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in eyes)
-    face = Face(*(float(v) for v in box), score=1.0, eyes=tuple(float(v) for v in eyes) if known else None)  # type: ignore[arg-type]
-    cx, cy, side, angle = crop_placement(size, face, margin, align=align)
-    return Placement(cx, cy, side, side, angle)
 
 
 def _safe(text: str) -> str:

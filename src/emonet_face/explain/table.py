@@ -83,6 +83,28 @@ class ExplainedCrop:
     """Each emotion's neutral-centred score."""
     error: str | None = None
 
+    def rows(self, method: str) -> list[dict[str, Any]]:
+        """This crop's table rows: one per emotion, or one without an emotion (no face, an error)."""
+        ids = {k: v for k, v in self.ids.items() if k not in _DROPPED_IDS}
+        whole = self.ids.get("region") != "face"
+        ids["face"] = None if whole or self.ids.get("face") is None else int(self.ids["face"])
+        if self.maps is None or not self.emotions:
+            return [{**ids, **dict.fromkeys(EXPLAIN_COLUMNS), "error": self.error}]
+        rows, cols = self.maps.shape[1:]
+        return [
+            {
+                **ids,
+                "emotion": key,
+                "method": method,
+                "grid_rows": int(rows),
+                "grid_cols": int(cols),
+                "saliency": saliency.reshape(-1).astype(np.float32),
+                "score": float(score),
+                "error": None,
+            }
+            for key, saliency, score in zip(self.emotions, self.maps, self.scores)
+        ]
+
 
 @dataclass
 class ExplainedImage:
@@ -94,29 +116,8 @@ class ExplainedImage:
     method: str
 
     def rows(self) -> list[dict[str, Any]]:
-        out = []
-        for crop in self.crops:
-            ids = {k: v for k, v in crop.ids.items() if k not in _DROPPED_IDS}
-            whole = crop.ids.get("region") != "face"
-            ids["face"] = None if whole or crop.ids.get("face") is None else int(crop.ids["face"])
-            if crop.maps is None or not crop.emotions:
-                out.append({**ids, **dict.fromkeys(EXPLAIN_COLUMNS), "error": crop.error})
-                continue
-            rows, cols = crop.maps.shape[1:]
-            for key, saliency, score in zip(crop.emotions, crop.maps, crop.scores):
-                out.append(
-                    {
-                        **ids,
-                        "emotion": key,
-                        "method": self.method,
-                        "grid_rows": int(rows),
-                        "grid_cols": int(cols),
-                        "saliency": saliency.reshape(-1).astype(np.float32),
-                        "score": float(score),
-                        "error": None,
-                    }
-                )
-        return out
+        """The table rows of every crop, in order."""
+        return [row for crop in self.crops for row in crop.rows(self.method)]
 
 
 def explanation_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:

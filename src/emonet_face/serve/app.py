@@ -49,7 +49,8 @@ from starlette.exceptions import HTTPException
 
 from emonet_face import taxonomy as tx
 from emonet_face._version import __version__
-from emonet_face.errors import InputError
+from emonet_face.errors import EmoNetError, InputError
+from emonet_face.explain import METHODS, Explainer, placement_for
 from emonet_face.faces import get_detector
 from emonet_face.inputs.video import is_video
 from emonet_face.live import encode_and_score
@@ -275,6 +276,8 @@ class Service:
         self.streams = 0
         """Live streams open now (``/v1/stream``)."""
         self.pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="emonet-face-decode")
+        self.explain_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emonet-face-explain")
+        """Explanations take seconds of forward and backward passes: one at a time, beside the batcher."""
         self._local = threading.local()
 
     def load(self) -> None:
@@ -292,6 +295,7 @@ class Service:
         if self.batcher is not None:
             self.batcher.stop()
         self.pool.shutdown(wait=True)
+        self.explain_pool.shutdown(wait=True)
 
     # runs in the decode pool ------------------------------------------------------------------
     def detector(self) -> Any:
@@ -323,6 +327,55 @@ class Service:
             out.append(items)
         return out
 
+    def explain(self, upload: _Upload, request: ExplainRequest) -> list[dict[str, Any]]:
+        """Maps for one still picture (the explain pool's one thread). Forward and backward passes run
+        on the PyTorch encoder (:meth:`EmoNetFace.torch_encoder`, loaded on the first request when the
+        server runs a compiled one), never on the batcher's compiled encoder, whose runtime is not
+        shared between threads; scores can therefore differ from ``/v1/predict``'s in the last digits.
+        Each row carries ``crop``: where the crop lies in the picture (centre, size, turn), for drawing."""
+        assert self.net is not None
+        net = self.net
+        detector = self.detector() if request.faces != "none" else self.config.detector
+        source, expand = media_stages(
+            [upload.file],
+            faces=request.faces,
+            detector=detector,
+            margin=self.config.margin,
+            fps=1.0,
+            max_frames=None,
+            align=self.config.align,
+        )
+        chosen = expand
+        if request.face is not None:
+
+            def chosen(ids: dict[str, Any], image: Any) -> list:
+                return [pair for pair in expand(ids, image) if pair[0].get("face") == request.face]
+
+        twin = net.torch_encoder()
+        explainer = Explainer(twin, net.heads, method=request.method, torch_encoder=twin, batch_size=4, **request.options)
+        rows = []
+        for image in net.explain_images(
+            [upload.file],
+            emotions=request.emotions,
+            top=request.top,
+            explainer=explainer,
+            source=source,
+            expand=chosen,
+            progress=False,
+        ):
+            for crop in image.crops:
+                place = None
+                if image.image is not None:
+                    place = asdict(placement_for(crop, image.image.size, self.config.margin, self.config.align))
+                for row in crop.rows(image.method):
+                    row["path"] = upload.name
+                    if row.get("error"):
+                        row["error"] = str(row["error"]).replace(str(upload.file), upload.name)
+                    if row.get("saliency") is not None:
+                        row["saliency"] = [round(float(v), 6) for v in row["saliency"]]
+                    rows.append({**row, "crop": place})
+        return rows
+
     def rows(
         self, items: list[Item], raw: np.ndarray, track_features: list[torch.Tensor | None] | None = None
     ) -> list[dict[str, Any]]:
@@ -333,6 +386,18 @@ class Service:
         if track_features is not None:
             table = FaceTracker()(table, feature_matrix(track_features))
         return _records(table)
+
+
+@dataclass
+class ExplainRequest:
+    """What ``/v1/explain`` was asked for."""
+
+    faces: str
+    face: int | None
+    emotions: str | None
+    top: int
+    method: str
+    options: dict[str, int]
 
 
 # --- request parsing -------------------------------------------------------------------------------
@@ -588,6 +653,60 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
             loop.run_in_executor(None, shutil.rmtree, folder, True)
 
     add_stream_route(app, service)
+
+    @app.post(
+        "/v1/explain",
+        tags=["predict"],
+        dependencies=[Depends(authorised)],
+        summary="Which parts of each face drive its emotions: maps over the encoder's patch grid (one still picture)",
+        openapi_extra=PREDICT_BODY,
+    )
+    async def explain(
+        request: Request,
+        faces: str | None = Query(None, description="detect | none | auto (default: the server's --faces)"),
+        face: int | None = Query(None, ge=0, description="Explain only this face (its `face` number in /v1/predict)"),
+        emotions: str | None = Query(None, description="Head keys, comma-separated (default: each face's top ones)"),
+        top: int = Query(1, ge=1, le=44, description="Without `emotions`: explain each face's top K emotions"),
+        method: str = Query("integrated-gradients", description=f"{' | '.join(METHODS)}"),
+        steps: int | None = Query(None, ge=1, le=64, description="integrated-gradients: points on the path"),
+        window: int | None = Query(None, ge=1, le=64, description="occlusion: window side in patches"),
+    ) -> dict[str, list[dict[str, Any]]]:
+        """One row per (face, emotion): ``path``, ``face``, ``emotion``, ``method``, ``grid_rows``,
+        ``grid_cols``, ``saliency`` (row-major over the patch grid of the crop; positive raises the
+        emotion's centred score), ``score``, ``error``, and ``crop`` (``cx``, ``cy``, ``width``,
+        ``height``, ``angle``: where the crop lies in the picture). Takes seconds on a CPU."""
+        ready()
+        if method not in METHODS:
+            raise HTTPException(422, f"method={method}: use one of {', '.join(METHODS)}")
+        if service.in_progress >= config.max_queue:
+            raise HTTPException(
+                503,
+                f"server busy ({service.in_progress} requests in progress); retry after {RETRY_AFTER_S} s",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        service.in_progress += 1
+        folder = Path(tempfile.mkdtemp(prefix="emonet-face-serve-"))
+        loop = asyncio.get_running_loop()
+        try:
+            uploads, fields = await _read_uploads(request, folder)
+            mode, _, _ = _parameters(fields, faces, None, None, config.faces)
+            if len(uploads) != 1 or is_video(uploads[0].file):
+                raise _bad("explain takes one still picture per request; send one 'file' field")
+            options = {"steps": steps} if steps is not None and method == "integrated-gradients" else {}
+            options.update({"window": window} if window is not None and method == "occlusion" else {})
+            asked = ExplainRequest(mode, face, emotions, top, method, options)
+            try:
+                rows = await loop.run_in_executor(service.explain_pool, service.explain, uploads[0], asked)
+            except EmoNetError as exc:  # unknown emotion key, no encoder for gradients…
+                raise _bad(str(exc)) from None
+            if len(rows) == 1 and rows[0].get("error"):
+                raise _bad(rows[0]["error"])
+            if face is not None and not rows:
+                raise _bad(f"face={face}: no such face in this picture (faces={mode}); see /v1/predict's face column")
+            return JSONResponse({"rows": rows})  # type: ignore[return-value]
+        finally:
+            service.in_progress -= 1
+            loop.run_in_executor(None, shutil.rmtree, folder, True)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

@@ -1,0 +1,134 @@
+// Explanation maps on the page: click an emotion in a face's chart and the picture is sent to
+// /v1/explain for that face and emotion; the map comes back over the encoder's patch grid of the
+// face crop and is drawn over the crop, red where a patch raises the emotion's score, blue where it
+// lowers it, with the colour scale. Self-contained: app.js only calls emonetExplain.attach().
+"use strict";
+
+window.emonetExplain = (() => {
+  const HINT = "Click an emotion above to see which parts of this face raise (red) or lower (blue) its score.";
+  const SIZE = 240;
+
+  // RdBu_r (as the CLI's pictures): blue (-1) → white (0) → red (+1)
+  const STOPS = [[-1, [5, 48, 97]], [-0.5, [67, 147, 195]], [0, [247, 247, 247]], [0.5, [214, 96, 77]], [1, [103, 0, 31]]];
+  function colour(v) {
+    const x = Math.max(-1, Math.min(1, v));
+    for (let i = 1; i < STOPS.length; i++) {
+      const [x1, c1] = STOPS[i];
+      const [x0, c0] = STOPS[i - 1];
+      if (x <= x1) {
+        const t = (x - x0) / (x1 - x0);
+        return c0.map((c, k) => Math.round(c + t * (c1[k] - c)));
+      }
+    }
+    return STOPS[STOPS.length - 1][1];
+  }
+
+  function emotionName(key) {
+    return (typeof state !== "undefined" && state.emotion?.[key]?.name) || key;
+  }
+
+  async function fetchMap(file, row, key, headers) {
+    const form = new FormData();
+    form.append("file", file, row.path);
+    // the same crop /v1/predict scored: no face columns means the whole picture (faces=none)
+    const query = new URLSearchParams({ emotions: key, faces: row.region == null ? "none" : "auto" });
+    if (row.face != null) query.set("face", String(row.face));
+    const response = await fetch(`/v1/explain?${query}`, { method: "POST", body: form, headers: headers() });
+    if (!response.ok) {
+      let detail = response.statusText;
+      try {
+        detail = (await response.json()).error || detail;
+      } catch (_) { /* not JSON */ }
+      throw new Error(detail);
+    }
+    const { rows } = await response.json();
+    const found = rows.find((r) => r.emotion === key && r.saliency);
+    if (!found) throw new Error("no map came back for this face");
+    return found;
+  }
+
+  function drawMap(bitmap, map) {
+    const { cx, cy, width, height, angle } = map.crop || {};
+    const w = SIZE;
+    const h = width && height ? Math.round((SIZE * height) / width) : SIZE;
+    const canvas = Object.assign(document.createElement("canvas"), { width: w, height: h, className: "explain-map" });
+    const ctx = canvas.getContext("2d");
+    if (bitmap && width) {
+      // the crop as the encoder saw it: the picture turned by -angle (PIL's counter-clockwise turn)
+      ctx.save();
+      ctx.translate(w / 2, h / 2);
+      ctx.scale(w / width, h / height);
+      ctx.rotate((-(angle || 0) * Math.PI) / 180);
+      ctx.drawImage(bitmap, -cx, -cy);
+      ctx.restore();
+    } else {
+      ctx.fillStyle = "#ddd";
+      ctx.fillRect(0, 0, w, h);
+    }
+    const limit = Math.max(1e-9, ...map.saliency.map(Math.abs));
+    const cw = w / map.grid_cols;
+    const ch = h / map.grid_rows;
+    map.saliency.forEach((value, i) => {
+      const r = Math.floor(i / map.grid_cols);
+      const c = i % map.grid_cols;
+      const [red, green, blue] = colour(value / limit);
+      ctx.fillStyle = `rgba(${red}, ${green}, ${blue}, ${0.15 + 0.65 * Math.min(1, Math.abs(value) / limit)})`;
+      ctx.fillRect(c * cw, r * ch, cw, ch);
+    });
+    return { canvas, limit };
+  }
+
+  function scale(limit) {
+    const bar = document.createElement("div");
+    bar.className = "explain-scale";
+    const gradient = STOPS.map(([x, c]) => `rgb(${c.join(",")}) ${((x + 1) / 2) * 100}%`).join(", ");
+    bar.innerHTML =
+      `<span>−${limit.toPrecision(2)}</span><i style="background: linear-gradient(to right, ${gradient})"></i>` +
+      `<span>+${limit.toPrecision(2)}</span>`;
+    bar.title = "effect on the emotion's centred score: red raises it, blue lowers it";
+    return bar;
+  }
+
+  async function show(panel, file, row, key, headers) {
+    const token = Symbol(key);
+    panel.token = token;
+    panel.replaceChildren(Object.assign(document.createElement("p"), {
+      className: "muted", textContent: `Computing the map for ${emotionName(key)}… (seconds on a CPU)` }));
+    let map;
+    let bitmap = null;
+    try {
+      [map, bitmap] = await Promise.all([
+        fetchMap(file, row, key, headers),
+        createImageBitmap(file, { imageOrientation: "from-image" }).catch(() => null),
+      ]);
+    } catch (err) {
+      if (panel.token !== token) return;
+      panel.replaceChildren(Object.assign(document.createElement("p"), {
+        className: "row-error", textContent: `No map for ${emotionName(key)}: ${err.message}` }));
+      return;
+    }
+    if (panel.token !== token) return; // another emotion was clicked meanwhile
+    const { canvas, limit } = drawMap(bitmap, map);
+    const caption = Object.assign(document.createElement("p"), { className: "muted" });
+    caption.textContent = `${emotionName(key)} (score ${map.score >= 0 ? "+" : ""}${map.score.toFixed(2)}) · ` +
+      `${map.method} · ${map.grid_rows}×${map.grid_cols} patches of the crop the model saw. ` +
+      "A map shows what moves this model's score, not why a person feels anything.";
+    panel.dataset.emotion = key;
+    panel.replaceChildren(canvas, scale(limit), caption);
+  }
+
+  // Make the emotion bars and names in `card`'s chart clickable (still pictures only: /v1/explain
+  // takes one still picture).
+  function attach(card, row, file, headers) {
+    if (row.frame != null || !(file.type.startsWith("image/") || !file.type)) return;
+    const panel = Object.assign(document.createElement("div"), { className: "explain" });
+    panel.append(Object.assign(document.createElement("p"), { className: "muted", textContent: HINT }));
+    card.append(panel);
+    card.querySelector("svg.chart")?.addEventListener("click", (event) => {
+      const key = event.target.closest?.("[data-key]")?.getAttribute("data-key");
+      if (key) show(panel, file, row, key, headers);
+    });
+  }
+
+  return { attach, colour };
+})();
