@@ -311,9 +311,12 @@ def test_a_face_in_its_photo_and_cropped_by_hand_agree(net, face_photo, tmp_path
     top = min(max(round(cy - side / 2), 0), photo.height - side)
     by_hand = photo.crop((left, top, left + side, top + side))
     alone = net.explain([by_hand], method="occlusion")
+    # the table gives the box to 0.1 px, so the hand crop may be a pixel off the detector's: close, not equal
     assert alone["emotion"].tolist() == in_photo["emotion"].tolist()
-    np.testing.assert_allclose(np.stack(alone["saliency"]), np.stack(in_photo["saliency"]), atol=1e-4)
-    assert alone["score"].to_numpy() == pytest.approx(in_photo["score"].to_numpy(), abs=1e-5)
+    hand, photo_maps = np.stack(alone["saliency"]), np.stack(in_photo["saliency"])
+    np.testing.assert_allclose(hand, photo_maps, atol=0.01 * np.abs(photo_maps).max())
+    assert all(np.corrcoef(a, b)[0, 1] > 0.99 for a, b in zip(hand, photo_maps) if np.abs(b).max() > 0.1)
+    assert alone["score"].to_numpy() == pytest.approx(in_photo["score"].to_numpy(), abs=0.01)
     assert in_photo["emotion"].iloc[0] == TOY_KEY  # the planted square was seen…
     first = np.asarray(in_photo["saliency"].iloc[0]).reshape(GRID, GRID)
     assert first.max() > 0.5 * in_photo["score"].iloc[0]  # …and the map found it

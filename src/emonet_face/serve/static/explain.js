@@ -1,7 +1,8 @@
-// Explanation maps on the page: click an emotion in a face's chart and the picture is sent to
-// /v1/explain for that face and emotion; the map comes back over the encoder's patch grid of the
-// face crop and is drawn over the crop, red where a patch raises the emotion's score, blue where it
-// lowers it, with the colour scale. Self-contained: app.js only calls emonetExplain.attach().
+// Explanation maps on the page: click an emotion (its bar or its name) in a face's chart and the
+// picture is sent to /v1/explain for that face and emotion; the map comes back over the encoder's
+// patch grid of the face crop and is drawn over the crop, red where a patch raises the emotion's
+// score, blue where it lowers it, with the colour scale. Self-contained: it registers itself on
+// app.js's hooks.faceCard (loaded after app.js) and uses its globals state and authHeaders.
 "use strict";
 
 window.emonetExplain = (() => {
@@ -27,13 +28,13 @@ window.emonetExplain = (() => {
     return (typeof state !== "undefined" && state.emotion?.[key]?.name) || key;
   }
 
-  async function fetchMap(file, row, key, headers) {
+  async function fetchMap(picture, row, key) {
     const form = new FormData();
-    form.append("file", file, row.path);
+    form.append("file", picture.file, picture.name);
     // the same crop /v1/predict scored: no face columns means the whole picture (faces=none)
     const query = new URLSearchParams({ emotions: key, faces: row.region == null ? "none" : "auto" });
     if (row.face != null) query.set("face", String(row.face));
-    const response = await fetch(`/v1/explain?${query}`, { method: "POST", body: form, headers: headers() });
+    const response = await fetch(`/v1/explain?${query}`, { method: "POST", body: form, headers: authHeaders() });
     if (!response.ok) {
       let detail = response.statusText;
       try {
@@ -89,18 +90,14 @@ window.emonetExplain = (() => {
     return bar;
   }
 
-  async function show(panel, file, row, key, headers) {
+  async function show(panel, picture, row, key) {
     const token = Symbol(key);
     panel.token = token;
     panel.replaceChildren(Object.assign(document.createElement("p"), {
       className: "muted", textContent: `Computing the map for ${emotionName(key)}… (seconds on a CPU)` }));
     let map;
-    let bitmap = null;
     try {
-      [map, bitmap] = await Promise.all([
-        fetchMap(file, row, key, headers),
-        createImageBitmap(file, { imageOrientation: "from-image" }).catch(() => null),
-      ]);
+      map = await fetchMap(picture, row, key);
     } catch (err) {
       if (panel.token !== token) return;
       panel.replaceChildren(Object.assign(document.createElement("p"), {
@@ -108,7 +105,7 @@ window.emonetExplain = (() => {
       return;
     }
     if (panel.token !== token) return; // another emotion was clicked meanwhile
-    const { canvas, limit } = drawMap(bitmap, map);
+    const { canvas, limit } = drawMap(picture.bitmap, map);
     const caption = Object.assign(document.createElement("p"), { className: "muted" });
     caption.textContent = `${emotionName(key)} (score ${map.score >= 0 ? "+" : ""}${map.score.toFixed(2)}) · ` +
       `${map.method} · ${map.grid_rows}×${map.grid_cols} patches of the crop the model saw. ` +
@@ -117,18 +114,26 @@ window.emonetExplain = (() => {
     panel.replaceChildren(canvas, scale(limit), caption);
   }
 
-  // Make the emotion bars and names in `card`'s chart clickable (still pictures only: /v1/explain
-  // takes one still picture).
-  function attach(card, row, file, headers) {
-    if (row.frame != null || !(file.type.startsWith("image/") || !file.type)) return;
+  // Make the emotions (bars and names) in `card`'s chart clickable; still pictures only: /v1/explain
+  // takes one still picture.
+  function attach(card, row, picture) {
+    if (row.frame != null || !picture?.file) return;
+    const chart = card.querySelector("svg.chart");
+    if (!chart) return;
     const panel = Object.assign(document.createElement("div"), { className: "explain" });
     panel.append(Object.assign(document.createElement("p"), { className: "muted", textContent: HINT }));
     card.append(panel);
-    card.querySelector("svg.chart")?.addEventListener("click", (event) => {
+    chart.classList.add("explainable");
+    chart.querySelectorAll("rect.bar[data-key]").forEach((bar) => {
+      const label = bar.previousElementSibling; // app.js draws each emotion's name, then its bar
+      if (label?.tagName === "text") label.setAttribute("data-key", bar.getAttribute("data-key"));
+    });
+    chart.addEventListener("click", (event) => {
       const key = event.target.closest?.("[data-key]")?.getAttribute("data-key");
-      if (key) show(panel, file, row, key, headers);
+      if (key) show(panel, picture, row, key);
     });
   }
 
+  if (typeof hooks !== "undefined") hooks.faceCard.push(attach);
   return { attach, colour };
 })();
