@@ -21,11 +21,14 @@ them) and 44 random Large heads; one face; seconds for 1 and 3 emotions. Gradien
 tower, occlusion the OpenVINO one, each at the precision ``auto`` picks on this machine (bfloat16 on
 AVX512_BF16/AMX CPUs). The baseline is one plain forward pass of the OpenVINO tower (what
 ``predict`` pays per face). Each figure is the best of ``--repeats`` runs (other processes share
-the machine); occlusion with 1-patch windows (577 passes) is extrapolated from the measured
+the machine), with this process's CPU seconds beside it (less sensitive to other processes: on an
+idle machine wall ≈ CPU seconds / threads, at best); occlusion with 1-patch windows (577 passes) is extrapolated from the measured
 seconds per pass unless ``--full-occlusion``.
 
 The rule: among the settings offered (integrated gradients, occlusion with 1-patch windows), the
-most faithful that costs at most ``--budget`` seconds per face for 3 emotions.
+most faithful that costs at most ``--budget`` seconds per face for 3 emotions; the default is that
+pick among the settings that also pass the tests' validation bar (:data:`VALID`) on every toy, and
+when none within the budget does, the cheapest setting that passes it.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ from explain_toy import (  # noqa: E402  (the toy model lives with the tests tha
     to_pil,
 )
 
+VALID = 0.9
+"""The validation bar the tests hold the shipped methods to: the peak on the square, and both halves of a
+cut square on top, on at least this share of every toy's pictures."""
 SO400M = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16}
 
 # name -> (method, Explainer options, offered by the package)
@@ -138,6 +144,7 @@ def toy_part(seeds: list[int], n_pictures: int, workdir: Path) -> dict[str, dict
     for name, entry in rows.items():
         mean = {field: float(np.nanmean(values)) for field, values in entry.items()}
         mean["worst peak on square"] = float(np.min(entry["peak on square"]))
+        mean["worst both halves"] = float(np.nanmin(entry["both halves"]))
         mean["faithful"] = mean["insertion"] - mean["deletion"]
         summary[name] = mean
     return summary
@@ -212,7 +219,7 @@ def real_part(workdir: Path, repeats: int, full_occlusion: bool) -> dict[str, di
     base_explainer.raw_scores(batch)  # warm-up
     wall, cpu = best_of(repeats, lambda: base_explainer.raw_scores(batch))
     out["one forward pass (predict)"] = {"1 emotion": wall, "3 emotions": wall, "cpu 3": cpu, "runs on": ov_run}
-    print(f"one forward pass ({ov_run}): {wall:.2f} s", flush=True)
+    print(f"one forward pass ({ov_run}): {wall:.2f} s ({cpu:.1f} CPU s)", flush=True)
     warm = explainer_for(parts, "integrated-gradients steps=1")
     warm.explain(batch, [[0]])  # warm-up of the backward kernels
     for name in [n for n in SETTINGS if not n.startswith("occlusion")]:
@@ -226,7 +233,11 @@ def real_part(workdir: Path, repeats: int, full_occlusion: bool) -> dict[str, di
             row[f"{n_emotions} emotion{'s' if n_emotions > 1 else ''}"] = wall
             row[f"cpu {n_emotions}"] = cpu
         out[name] = row
-        print(f"{name:32s} 1 emotion {row['1 emotion']:6.1f} s   3 emotions {row['3 emotions']:6.1f} s", flush=True)
+        print(
+            f"{name:32s} 1 emotion {row['1 emotion']:6.1f} s ({row['cpu 1']:.1f} CPU s)   "
+            f"3 emotions {row['3 emotions']:6.1f} s ({row['cpu 3']:.1f} CPU s)",
+            flush=True,
+        )
     per_pass = None
     for window in (6, 4, *((2, 1) if full_occlusion else ())):
         explainer = Explainer(compiled, heads, method="occlusion", window=window, batch_size=8)
@@ -235,7 +246,7 @@ def real_part(workdir: Path, repeats: int, full_occlusion: bool) -> dict[str, di
         per_pass = wall / passes
         name = f"occlusion window={window}" if window == 1 else f"occlusion window={window} (coarse, not compared)"
         out[name] = {"1 emotion": wall, "3 emotions": wall, "cpu 3": cpu, "passes": passes, "runs on": ov_run}
-        print(f"{name:32s} {passes} passes: {wall:6.1f} s ({per_pass:.2f} s per pass)", flush=True)
+        print(f"{name:32s} {passes} passes: {wall:6.1f} s ({cpu:.1f} CPU s; {per_pass:.2f} s per pass)", flush=True)
     if not full_occlusion and per_pass is not None:
         wall = 577 * per_pass
         out["occlusion window=1"] = {
@@ -277,31 +288,45 @@ def main() -> None:
     real = {} if args.skip_real else real_part(args.workdir, args.repeats, args.full_occlusion)
     baseline = real.get("one forward pass (predict)", {}).get("3 emotions")
 
-    print("\nsetting                          | peak on square (worst toy) | both halves | deletion↓ "
+    print("\nsetting                          | peak on square (worst toy) | both halves (worst toy) | deletion↓ "
           "| insertion↑ | faithful↑ | s/face 1 emo | s/face 3 emo | × predict")  # fmt: skip
-    eligible = []
+    candidates = []
     for name in dict.fromkeys([*toy, *real]):
         t, r = toy.get(name, {}), real.get(name, {})
         cells = [
             f"{t['peak on square']:6.1%} ({t['worst peak on square']:5.1%})" if t else "",
-            f"{t['both halves']:6.1%}" if t else "",
+            f"{t['both halves']:6.1%} ({t['worst both halves']:5.1%})" if t else "",
             *(f"{t[k]:.3f}" if t else "" for k in ("deletion", "insertion", "faithful")),
             f"{r['1 emotion']:.1f}" if r else "",
             f"{r['3 emotions']:.1f}" + (" (extrap.)" if "extrapolated" in r.get("runs on", "") else "") if r else "",
             f"{r['3 emotions'] / baseline:.1f}" if r and baseline else "",
         ]
         print(f"{name:32s} | " + " | ".join(cells))
-        offered = name in SETTINGS and SETTINGS[name][2]
-        if offered and t and r and r["3 emotions"] <= args.budget:
-            eligible.append((t["faithful"], t["peak on square"], name))
-    if toy and real:
-        if eligible:
-            best = max(eligible)
-            print(
-                f"\nthe rule (most faithful offered setting at ≤ {args.budget:.0f} s per face for 3 emotions): {best[2]}"
-            )
-        else:
-            print(f"\nno offered setting costs ≤ {args.budget:.0f} s per face for 3 emotions on this machine")
+        if name in SETTINGS and SETTINGS[name][2] and t and r:
+            valid = t["worst peak on square"] >= VALID and t["worst both halves"] >= VALID
+            candidates.append((name, t["faithful"], r["3 emotions"], valid))
+    if not candidates:
+        return
+    within = [c for c in candidates if c[2] <= args.budget]
+    if within:
+        name, faithful, seconds, valid = max(within, key=lambda c: c[1])
+        print(
+            f"\nthe rule (most faithful offered setting at ≤ {args.budget:.0f} s per face for 3 emotions): {name} "
+            f"(faithful {faithful:.3f}, {seconds:.1f} s){'' if valid else '; it FAILS the validation bar'}"
+        )
+    else:
+        print(f"\nno offered setting costs ≤ {args.budget:.0f} s per face for 3 emotions on this machine")
+    valid_within = [c for c in within if c[3]]
+    if valid_within:
+        name = max(valid_within, key=lambda c: c[1])[0]
+        print(f"default: {name} (the rule's pick among settings that pass the validation bar)")
+    elif any(c[3] for c in candidates):
+        name, _, seconds, _ = min((c for c in candidates if c[3]), key=lambda c: c[2])
+        print(
+            f"default: {name} ({seconds:.1f} s): nothing within the budget passes the validation bar "
+            f"(peak on the square and both halves on top on ≥ {VALID:.0%} of every toy's pictures), "
+            "so the cheapest setting that does"
+        )
 
 
 if __name__ == "__main__":

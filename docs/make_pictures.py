@@ -8,7 +8,9 @@ random heads), so the pictures show the real layout and the real output format, 
 they name are random. The photos come with the installed packages (skimage.data.astronaut(),
 matplotlib's grace_hopper.jpg); the benchmark figure is `bench binary` on the real EmoNet-Face
 BINARY votes shipped in tests/data/emonet-face. The page screenshot drives Debian's Chromium
-through Playwright. Everything runs offline; pictures are shrunk to a palette PNG to stay small.
+through Playwright. The explanation pictures use tests/explain_toy.py's model instead (trained here in
+seconds to fire on a red square), on the astronaut with a red square on her cheek: a model whose
+answer is known. Everything runs offline; pictures are shrunk to a palette PNG to stay small.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "docs" / "images"
-PICTURES = ("photo", "bars", "timeline", "benchmark", "page")
+PICTURES = ("photo", "bars", "timeline", "benchmark", "page", "explain")
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny-model builders and the test server helper
 
 
@@ -104,6 +106,32 @@ def page_screenshot(work: Path, encoder: Path, heads: Path, photo: Path, target:
     shrink(work / "page.png", target, width=1100)
 
 
+def explain_pictures(work: Path, out: Path) -> None:
+    """`emonet-face explain` on the astronaut with a red square on her cheek, by the toy model trained
+    to fire on red squares: the map should light the square, not the expression."""
+    import numpy as np
+    from skimage import data
+
+    from emonet_face.faces import DEFAULT_MARGIN, get_detector
+    from explain_toy import IMAGE, SQUARE, TOY_KEY, build_toy
+
+    toy = build_toy(work / "toy")
+    photo = Image.fromarray(data.astronaut())
+    face = get_detector("blazeface").detect(photo)[0]
+    side = round(max(face.box_w, face.box_h) * (1 + 2 * DEFAULT_MARGIN))
+    cue = round(side * SQUARE / IMAGE)  # the square is as large in the crop as in the toy's pictures
+    array = np.asarray(photo).copy()
+    top, left = round(face.box_y + 0.55 * face.box_h), round(face.box_x + 0.15 * face.box_w)
+    array[top : top + cue, left : left + cue] = (255, 0, 0)
+    path = Path("astronaut-square.png")  # relative (the working folder): picture titles show the input as given
+    Image.fromarray(array).save(work / path)
+    model = ["--encoder", toy.encoder_dir, "--heads", toy.heads_dir, "--quiet"]
+    emonet_face("explain", path, "--faces", "detect", "--top", "1", "--out", work / "explained", *model)
+    pictures = work / "explained" / "pictures"
+    shrink(pictures / f"astronaut-square.face0.{TOY_KEY}.png", out / "explain-face.png", width=800)
+    shrink(pictures / "astronaut-square.png", out / "explain-photo.png", width=560)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=PICTURES, action="append", help="make only these (repeatable)")
@@ -148,6 +176,8 @@ def main() -> None:
             if shutil.which("chromium") is None:
                 sys.exit("the page screenshot needs Debian's chromium (apt-get install chromium)")
             page_screenshot(work, encoder, heads, photo, args.out / "served-page.png")
+        if "explain" in wanted:
+            explain_pictures(work, args.out)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,9 @@ def explain(
         typer.Option(
             "--steps",
             min=1,
-            help="integrated-gradients: points on the path from grey to the crop (more: closer, slower).",
+            help="integrated-gradients: points on the path from grey to the crop; each costs one forward pass "
+            "and one backward pass per emotion (2-core CPU, so400m: ~1.3 s each). 1 is twice as fast but missed "
+            "the cue on a quarter of the pictures of some toy models; more is closer to the integral.",
         ),
     ] = DEFAULT_STEPS,
     pictures: Annotated[

@@ -19,13 +19,14 @@ the same thing for both:
 
 Plain gradient × input (the gradient at the crop itself, :meth:`Explainer.path_gradients` with
 ``alphas=[1.0]``) costs as much as one integrated-gradients step but is not offered: where a score
-saturates its gradient vanishes, and on a trained toy model it missed the cue on up to a third of
-the pictures (see ``benchmarks/bench_explain.py``).
+saturates its gradient vanishes, and on trained toy models it missed the cue on up to 23 % of the
+pictures (see ``benchmarks/bench_explain.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,9 +50,13 @@ METHODS = ("integrated-gradients", "occlusion")
 GRADIENT_METHODS = frozenset({"integrated-gradients"})
 DEFAULT_METHOD = "integrated-gradients"
 DEFAULT_STEPS = 2
-"""The default method and steps were chosen by ``benchmarks/bench_explain.py``: of the settings that
-cost at most 10 s per face for three emotions at real size on a 2-core CPU (so400m, 24 × 24 patches),
-the most faithful on the trained toy model (figures in docs/explain.md)."""
+"""Chosen with ``benchmarks/bench_explain.py`` (figures in docs/explain.md). On the trained toy models,
+occlusion and integrated gradients with 2 or more steps found the square on every picture; 1 step
+missed it on about a quarter of the pictures of 2 of 4 toys (its one gradient sits where the score
+has saturated). At real size on a 2-core AVX512_BF16/AMX CPU, 3 emotions cost about 4–6.5 s per
+face with 1 step, 10–13 s with 2 (over the 10 s target), 25 s with 4; 1-patch occlusion about
+300 s. So the default is the cheapest setting that passes the validation: 2 steps (``steps=1``
+for speed, more steps for a closer integral)."""
 
 
 def encoder_patch_size(encoder: Any) -> int:
@@ -186,6 +191,36 @@ class Explainer:
             maps.append((total / count[None]).astype(np.float32))
         return maps
 
+    @staticmethod
+    @contextlib.contextmanager
+    def _attention_for_gradients(encoder: Any) -> Iterator[None]:
+        """On a CPU, run attention eagerly while differentiating: PyTorch's fused attention (SDPA) has a
+        slow backward pass there (so400m bf16, 2 cores: backward 1.9 s with SDPA, 1.3 s eager; forward
+        1.1 s vs 1.3 s). The model's own setting is put back afterwards."""
+        model = getattr(encoder, "vision_model", None)
+        config = getattr(model, "config", None)
+        device = getattr(encoder, "device", torch.device("cpu"))
+        previous = getattr(config, "_attn_implementation", None)
+        if device.type != "cpu" or previous in (None, "eager"):
+            yield
+            return
+
+        def use(name: str) -> None:
+            if hasattr(model, "set_attn_implementation"):  # transformers ≥ 4.56
+                model.set_attn_implementation(name)
+            else:
+                config._attn_implementation = name
+
+        try:
+            use("eager")
+        except (ValueError, ImportError):  # a model without an eager path: keep what it has
+            yield
+            return
+        try:
+            yield
+        finally:
+            use(previous)
+
     def _torch_raw(self, pixels: torch.Tensor) -> torch.Tensor:
         """Raw head outputs with gradients: the PyTorch tower, pooling, normalisation, heads."""
         encoder = self.torch_encoder
@@ -210,7 +245,7 @@ class Explainer:
         n_targets = max((len(t) for t in targets), default=0)
         grads = torch.zeros(len(x), n_targets, *x.shape[1:], dtype=torch.float32, device=device)
         jobs = [(i, a) for i in range(len(x)) for a in alphas]
-        with torch.enable_grad():
+        with torch.enable_grad(), self._attention_for_gradients(encoder):
             for start in range(0, len(jobs), self.batch_size):
                 chunk = jobs[start : start + self.batch_size]
                 index = torch.tensor([i for i, _ in chunk], device=device)
