@@ -53,10 +53,10 @@ DEFAULT_STEPS = 2
 """Chosen with ``benchmarks/bench_explain.py`` (figures in docs/explain.md). On the trained toy models,
 occlusion and integrated gradients with 2 or more steps found the square on every picture; 1 step
 missed it on about a quarter of the pictures of 2 of 4 toys (its one gradient sits where the score
-has saturated). At real size on a 2-core AVX512_BF16/AMX CPU, 3 emotions cost about 4–6.5 s per
-face with 1 step, 10–13 s with 2 (over the 10 s target), 25 s with 4; 1-patch occlusion about
-300 s. So the default is the cheapest setting that passes the validation: 2 steps (``steps=1``
-for speed, more steps for a closer integral)."""
+has saturated). At real size on a 2-core AVX512_BF16/AMX CPU, 3 emotions cost 6.9 s per face with
+2 steps (12.7 s while the machine was busier), 4.2–6.5 s with 1 step, 25–29 s with 4; 1-patch
+occlusion several minutes. So the default is the most faithful setting within 10 s among those that
+pass the validation, and the cheapest that passes it when the machine is slower."""
 
 
 def encoder_patch_size(encoder: Any) -> int:
