@@ -587,6 +587,24 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
             raise HTTPException(503, message, headers={"Retry-After": str(RETRY_AFTER_S)})
         return service.net
 
+    @asynccontextmanager
+    async def request_slot():
+        """One request in progress (503 + ``Retry-After`` past ``--max-queue``) and its upload folder,
+        removed off the event loop when the request ends."""
+        if service.in_progress >= config.max_queue:
+            raise HTTPException(
+                503,
+                f"server busy ({service.in_progress} requests in progress); retry after {RETRY_AFTER_S} s",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        service.in_progress += 1
+        folder = Path(tempfile.mkdtemp(prefix="emonet-face-serve-"))
+        try:
+            yield folder
+        finally:
+            service.in_progress -= 1
+            asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, folder, True)
+
     @app.get("/health", tags=["service"], summary="200 once the model is loaded, 503 before")
     def health() -> JSONResponse:
         if service.net is None:
@@ -613,16 +631,8 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
         max_frames: int | None = Query(None, ge=1, description="Video: at most this many frames per video"),
     ) -> dict[str, list[dict[str, Any]]]:
         net = ready()
-        if service.in_progress >= config.max_queue:
-            raise HTTPException(
-                503,
-                f"server busy ({service.in_progress} requests in progress); retry after {RETRY_AFTER_S} s",
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-            )
-        service.in_progress += 1
-        folder = Path(tempfile.mkdtemp(prefix="emonet-face-serve-"))
         loop = asyncio.get_running_loop()
-        try:
+        async with request_slot() as folder:
             uploads, fields = await _read_uploads(request, folder)
             mode, fps_, max_frames_ = _parameters(fields, faces, fps, max_frames, config.faces)
             prepared = await loop.run_in_executor(service.pool, service.prepare, uploads, mode, fps_, max_frames_)
@@ -648,9 +658,6 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
             rows = await loop.run_in_executor(service.pool, service.rows, items, raw, features)
             # a Response skips FastAPI's per-field re-validation of ~140 keys per row (the annotation stays for /docs)
             return JSONResponse({"rows": rows})  # type: ignore[return-value]
-        finally:
-            service.in_progress -= 1
-            loop.run_in_executor(None, shutil.rmtree, folder, True)
 
     add_stream_route(app, service)
 
@@ -678,16 +685,8 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
         ready()
         if method not in METHODS:
             raise HTTPException(422, f"method={method}: use one of {', '.join(METHODS)}")
-        if service.in_progress >= config.max_queue:
-            raise HTTPException(
-                503,
-                f"server busy ({service.in_progress} requests in progress); retry after {RETRY_AFTER_S} s",
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-            )
-        service.in_progress += 1
-        folder = Path(tempfile.mkdtemp(prefix="emonet-face-serve-"))
         loop = asyncio.get_running_loop()
-        try:
+        async with request_slot() as folder:
             uploads, fields = await _read_uploads(request, folder)
             mode, _, _ = _parameters(fields, faces, None, None, config.faces)
             if len(uploads) != 1 or is_video(uploads[0].file):
@@ -704,9 +703,6 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
             if face is not None and not rows:
                 raise _bad(f"face={face}: no such face in this picture (faces={mode}); see /v1/predict's face column")
             return JSONResponse({"rows": rows})  # type: ignore[return-value]
-        finally:
-            service.in_progress -= 1
-            loop.run_in_executor(None, shutil.rmtree, folder, True)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
