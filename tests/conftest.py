@@ -6,7 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import av
 import pytest
+from PIL import Image
+
+from emonet_face.pipeline import EmoNetFace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach the network
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -134,3 +138,66 @@ def explain_toy(tmp_path_factory):
         return build_toy(tmp_path_factory.mktemp("explain-toy"))
     finally:
         torch.set_num_threads(previous)
+
+
+# --- photos and the tiny model, shared by the predict / Python API / serve tests ------------------
+@pytest.fixture(scope="session")
+def model_args(tiny_encoder_dir, tiny_heads_dir) -> list[str]:
+    """The tiny model as CLI options (tests that score whole images add ``--faces none``)."""
+    return ["--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--device", "cpu"]
+
+
+@pytest.fixture(scope="session")
+def net(tiny_encoder_dir, tiny_heads_dir) -> EmoNetFace:
+    """The tiny model, loaded once (PyTorch on the CPU unless ``EMONET_FACE_BACKEND`` says otherwise)."""
+    return EmoNetFace.from_pretrained(encoder=str(tiny_encoder_dir), heads=str(tiny_heads_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def grace_hopper() -> Image.Image:
+    import matplotlib.cbook
+
+    return Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory, astronaut) -> dict[str, Path]:
+    """A face, a two-face group, a wide landscape and a small square, neither with a face."""
+    folder = tmp_path_factory.mktemp("photos")
+    group = Image.new("RGB", (1024, 512))
+    group.paste(astronaut, (0, 0))
+    group.paste(astronaut, (512, 0))
+    paths = {
+        "astronaut": folder / "a_astronaut.png",
+        "group": folder / "b_group.jpg",
+        "landscape": folder / "c_landscape.png",
+        "portrait": folder / "d_portrait.png",
+    }
+    astronaut.save(paths["astronaut"])
+    group.save(paths["group"], quality=95)
+    Image.new("RGB", (1600, 600), (90, 140, 200)).save(paths["landscape"])  # wide, no face
+    Image.new("RGB", (200, 200), (180, 150, 130)).save(paths["portrait"])  # small square, no face
+    return paths
+
+
+def face_video(path: Path, astronaut: Image.Image, *, seconds: int = 3, rate: int = 10) -> Path:
+    """The astronaut's head moving right by 12 px per frame across a grey 480×240 background."""
+    head = astronaut.crop((130, 20, 330, 220))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("h264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = 480, 240, "yuv420p"
+        for i in range(seconds * rate):
+            canvas = Image.new("RGB", (480, 240), (128, 128, 128))
+            canvas.paste(head, (12 * i // 3, 20))
+            for packet in stream.encode(av.VideoFrame.from_image(canvas)):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

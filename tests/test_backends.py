@@ -44,7 +44,7 @@ def _images(n: int = 3) -> list[Image.Image]:
 
 
 def _table(net: EmoNetFace) -> pd.DataFrame:
-    return net.predict(_images(), batch_size=2, num_workers=0, progress=False)
+    return net.predict(_images(), batch_size=2, faces="none", num_workers=0, progress=False)
 
 
 def _centred(table: pd.DataFrame) -> np.ndarray:

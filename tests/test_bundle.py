@@ -80,7 +80,7 @@ def hub_rows(hub, cache, images) -> dict[str, pd.DataFrame]:
     """The rows of a run from the Hub (the same cache the bundles were made from)."""
     with online(hub):
         return {
-            name: EmoNetFace.from_pretrained(name, cache_dir=cache, device="cpu").predict(images, num_workers=0)
+            name: EmoNetFace.from_pretrained(name, cache_dir=cache, device="cpu").predict(images, faces="none", num_workers=0)
             for name in ("large", "small")
         }
 
@@ -235,7 +235,7 @@ def test_stored_openvino_encoder_is_used_without_converting(bundles, hub, cache,
     assert [p.name.startswith("ov-blobs-") for p in converted.iterdir()] == [True]  # OpenVINO's blobs, no conversion
     with online(hub):  # the same encoder converted from the Hub checkpoint
         ref = EmoNetFace.from_pretrained("large", cache_dir=cache, backend="openvino", dtype="float32", device="cpu")
-    assert_same_rows(net.predict(images, num_workers=0), ref.predict(images, num_workers=0), atol=1e-6)
+    assert_same_rows(net.predict(images, faces="none", num_workers=0), ref.predict(images, num_workers=0), atol=1e-6)
 
 
 def test_ray_engine_runs_a_bundle(bundles, hub_rows, images, tmp_path, tmp_path_factory):
@@ -311,7 +311,7 @@ def test_each_runtime_checks_the_weights_it_reads(bundles, images, tmp_path):
         original = damaged.read_bytes()
         damaged.write_bytes(original[:100])
         net = EmoNetFace.from_pretrained(str(bundle), backend=runs, dtype="float32", device="cpu")
-        assert net.predict(images[:1], num_workers=0)["error"].isna().all()
+        assert net.predict(images[:1], faces="none", num_workers=0)["error"].isna().all()
         with pytest.raises(BundleError, match=f"^{damaged}: 100 bytes, the manifest says"):
             EmoNetFace.from_pretrained(str(bundle), backend=refused, dtype="float32", device="cpu")
         result = CliRunner().invoke(app, ["download", "--check", str(bundle)])

@@ -135,7 +135,7 @@ def test_parquet_resume_after_real_kill(images, model_args, tmp_path):
     assert result.exit_code == 0, result.output
     resumed = pd.read_parquet(out)
     expected = EmoNetFace.from_pretrained(encoder=model_args[1], heads=model_args[3], device="cpu").predict(
-        sorted(many), num_workers=0
+        sorted(many), faces="none", num_workers=0
     )
     assert_same_scores(resumed, expected)
     assert not parts.exists()
@@ -144,7 +144,7 @@ def test_parquet_resume_after_real_kill(images, model_args, tmp_path):
 def test_score_npy_and_parquet_with_ids(images, model_args, tiny_encoder_dir, tiny_heads_dir, tmp_path):
     net = EmoNetFace.from_pretrained(encoder=str(tiny_encoder_dir), heads=str(tiny_heads_dir), device="cpu")
     features = net.encode(images, num_workers=0)
-    expected = net.predict(images, num_workers=0)
+    expected = net.predict(images, faces="none", num_workers=0)
     np.save(tmp_path / "emb.npy", features)
     out = tmp_path / "from_npy.csv"
     result = run("score", tmp_path / "emb.npy", "--heads", tiny_heads_dir, "--out", out)

@@ -120,7 +120,7 @@ def test_predict_downloads_then_reuses_the_cache_offline(hub, images, tmp_path):
     finally:
         server.start()
     local = EmoNetFace.from_pretrained(encoder=str(hub.encoder), heads=str(hub.large), device="cpu")
-    expected = local.predict(images, num_workers=0)
+    expected = local.predict(images, faces="none", num_workers=0)
     for name in ("first", "offline", "gone"):
         assert_same_rows(pd.read_csv(tmp_path / f"{name}.csv"), expected)
 
@@ -149,7 +149,7 @@ def test_small_layout_and_encoder_download(online, hub, images, tmp_path):
         "preprocessor_config.json",
     ]
     local = EmoNetFace.from_pretrained(encoder=str(hub.encoder), heads=str(hub.small), device="cpu")
-    assert_same_rows(net.predict(images, num_workers=0), local.predict(images, num_workers=0))
+    assert_same_rows(net.predict(images, faces="none", num_workers=0), local.predict(images, num_workers=0))
 
 
 @pytest.mark.parametrize(

@@ -96,7 +96,7 @@ def assert_matches_reference(table: pd.DataFrame, ref: dict, rows: list[int] | N
 
 
 def test_predict_matches_reference(model, image_paths, reference):
-    table = model.predict(image_paths, batch_size=2, num_workers=0)
+    table = model.predict(image_paths, batch_size=2, faces="none", num_workers=0)
     assert table["path"].tolist() == [str(p) for p in image_paths]
     assert table["error"].isna().all()
     expected_columns = (
@@ -113,16 +113,16 @@ def test_predict_matches_reference(model, image_paths, reference):
 
 @pytest.mark.parametrize(("batch_size", "workers"), [(1, 0), (3, 2), (16, 1)])
 def test_batching_and_workers_do_not_change_results(model, image_paths, reference, batch_size, workers):
-    table = model.predict(image_paths, batch_size=batch_size, num_workers=workers)
+    table = model.predict(image_paths, batch_size=batch_size, faces="none", num_workers=workers)
     assert table["path"].tolist() == [str(p) for p in image_paths]
     assert_matches_reference(table, reference)
 
 
 def test_folder_and_pil_inputs(model, image_paths, reference):
-    by_folder = model.predict(image_paths[0].parent, num_workers=0)
+    by_folder = model.predict(image_paths[0].parent, faces="none", num_workers=0)
     assert sorted(by_folder["path"]) == sorted(str(p) for p in image_paths)
     pil = [Image.open(p).convert("RGB") for p in image_paths]
-    table = model.predict(pil, num_workers=0)
+    table = model.predict(pil, faces="none", num_workers=0)
     assert table["path"].tolist() == [f"<image {i}>" for i in range(len(pil))]
     assert_matches_reference(table, reference)
 
@@ -144,7 +144,7 @@ def test_bad_images_become_error_rows(model, image_paths, reference, tmp_path):
     truncated.write_bytes(data[: len(data) // 2])
     missing = tmp_path / "missing.png"
     inputs = [image_paths[0], not_image, image_paths[1], truncated, missing, image_paths[2]]
-    table = model.predict(inputs, batch_size=2, num_workers=2)
+    table = model.predict(inputs, batch_size=2, faces="none", num_workers=2)
     assert table["path"].tolist() == [str(p) for p in inputs]
     errors = table["error"].tolist()
     assert "not a readable image" in errors[1] and str(not_image) in errors[1]
@@ -248,7 +248,7 @@ def test_source_and_expand_seams(model, image_paths):
     assert second["anger"].notna().all()
     crop = Image.open(image_paths[1]).convert("RGB")
     crop = crop.crop((crop.width // 2, 0, crop.width // 2 * 2, crop.height))
-    single = model.predict([crop], num_workers=0)
+    single = model.predict([crop], source=ImageSource(), num_workers=0)  # the crop as it is: no face stage
     np.testing.assert_allclose(second["anger"].iloc[1], single["anger"].iloc[0], atol=1e-5)
 
 

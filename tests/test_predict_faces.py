@@ -9,20 +9,19 @@ import sys
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import face_video
 from emonet_face import taxonomy as tx
 from emonet_face.cli.main import app
 from emonet_face.faces import DEFAULT_MARGIN, crop_face, get_detector
 from emonet_face.inputs.images import ensure_min_size
 from emonet_face.media import FaceExpander, MediaSource
 from emonet_face.outputs import read_table
-from emonet_face.pipeline import EmoNetFace
 from test_blazeface import HOPPER_BOX, close_up
 from test_faces import ASTRONAUT_FACE, fake_yunet, iou
 
@@ -36,65 +35,6 @@ FACE_IDS = [
 
 def run(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def model_args(tiny_encoder_dir, tiny_heads_dir) -> list[str]:
-    return ["--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--device", "cpu"]
-
-
-@pytest.fixture(scope="module")
-def net(tiny_encoder_dir, tiny_heads_dir) -> EmoNetFace:
-    return EmoNetFace.from_pretrained(encoder=str(tiny_encoder_dir), heads=str(tiny_heads_dir), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> Image.Image:
-    from skimage import data
-
-    return Image.fromarray(data.astronaut())
-
-
-@pytest.fixture(scope="module")
-def grace_hopper() -> Image.Image:
-    import matplotlib.cbook
-
-    return Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory, astronaut) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("photos")
-    group = Image.new("RGB", (1024, 512))
-    group.paste(astronaut, (0, 0))
-    group.paste(astronaut, (512, 0))
-    paths = {
-        "astronaut": folder / "a_astronaut.png",
-        "group": folder / "b_group.jpg",
-        "landscape": folder / "c_landscape.png",
-        "portrait": folder / "d_portrait.png",
-    }
-    astronaut.save(paths["astronaut"])
-    group.save(paths["group"], quality=95)
-    Image.new("RGB", (1600, 600), (90, 140, 200)).save(paths["landscape"])  # wide, no face
-    Image.new("RGB", (200, 200), (180, 150, 130)).save(paths["portrait"])  # small square, no face
-    return paths
-
-
-def face_video(path: Path, astronaut: Image.Image, *, seconds: int = 3, rate: int = 10) -> Path:
-    """The astronaut's head moving right by 12 px per frame across a grey 480×240 background."""
-    head = astronaut.crop((130, 20, 330, 220))
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("h264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = 480, 240, "yuv420p"
-        for i in range(seconds * rate):
-            canvas = Image.new("RGB", (480, 240), (128, 128, 128))
-            canvas.paste(head, (12 * i // 3, 20))
-            for packet in stream.encode(av.VideoFrame.from_image(canvas)):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 def test_one_row_per_face_and_a_row_for_each_faceless_image(photos, model_args, tmp_path, net, astronaut):
@@ -114,7 +54,7 @@ def test_one_row_per_face_and_a_row_for_each_faceless_image(photos, model_args, 
     # the face row's scores are those of its square crop scored as a whole image
     face = get_detector().detect(astronaut)[0]
     crop = ensure_min_size(crop_face(astronaut, face, DEFAULT_MARGIN))
-    expected = net.predict([crop], num_workers=0)
+    expected = net.predict([crop], faces="none", num_workers=0)
     np.testing.assert_allclose(table.loc[0, SCORES].to_numpy(float), expected.loc[0, SCORES].to_numpy(float), atol=1e-5)
     assert table.loc[0, "top1"] == expected.loc[0, "top1"]
 
@@ -139,13 +79,13 @@ def test_faces_none_keeps_whole_image_rows(photos, model_args, tmp_path):
 
 def test_all_faces_of_an_image_in_one_encoder_batch(photos, net, monkeypatch):
     calls: list[int] = []
-    original = EmoNetFace._encode_items
+    original = type(net.encoder).encode
 
-    def spy(encoder, items):
-        calls.append(sum(it.inputs is not None for it in items))
-        return original(encoder, items)
+    def spy(encoder, batch):
+        calls.append(len(batch["pixel_values"]))
+        return original(encoder, batch)
 
-    monkeypatch.setattr(EmoNetFace, "_encode_items", staticmethod(spy))
+    monkeypatch.setattr(type(net.encoder), "encode", spy)
     source = MediaSource(face_columns=True)
     table = net.predict(
         [photos["astronaut"], photos["group"]],

@@ -16,6 +16,7 @@ from emonet_face.cli.main import app
 from emonet_face.engines import RayOptions
 from emonet_face.inputs import discover_inputs
 from emonet_face.media import media_stages
+from emonet_face.options import FaceOptions, ModelOptions
 from shard_builders import write_hf_parquet, write_tar
 
 ray = pytest.importorskip("ray", reason="Ray is in the test extra; CI installs it")
@@ -77,8 +78,8 @@ def test_killed_run_resumed_gives_the_local_rows(shards, model_args, tiny_encode
     assert result.exit_code == 1, result.output  # one corrupt member
 
     paths = discover_inputs([str(s) for s in shards])
-    source, expand = media_stages(paths, faces="none", detector=None, margin=0.4, fps=1.0, max_frames=None)
-    kwargs = {"encoder": tiny_encoder_dir, "heads": tiny_heads_dir, "device": "cpu"}
+    source, expand = media_stages(paths, FaceOptions("none"))
+    model = ModelOptions(encoder=str(tiny_encoder_dir), heads=str(tiny_heads_dir), device="cpu")
     out = tmp_path / "ray-out"
 
     class Killed(Exception):
@@ -90,7 +91,7 @@ def test_killed_run_resumed_gives_the_local_rows(shards, model_args, tiny_encode
 
     options = RayOptions(actors=1, batch_size=8)
     with pytest.raises(Killed):
-        ray_predict(paths, out, model_kwargs=kwargs, source=source, expand=expand, options=options, on_unit=kill_after_first)
+        ray_predict(paths, out, model=model, source=source, expand=expand, options=options, on_unit=kill_after_first)
     half = json.loads((out / "_manifest.json").read_text())
     assert [u["complete"] for u in half["shards"]] == [True, False, False] and not half["complete"]
     assert len(pd.read_parquet(out)) == 20  # what is there is readable
@@ -116,7 +117,7 @@ def test_killed_run_resumed_gives_the_local_rows(shards, model_args, tiny_encode
     names = sorted(p.name for p in out.iterdir())
     assert names == ["_manifest.json", "part-00000-000.parquet", "part-00001-000.parquet", "part-00002-000.parquet"]
 
-    again = ray_predict(paths, out, model_kwargs=kwargs, source=source, options=options, resume=True)
+    again = ray_predict(paths, out, model=model, source=source, options=options, resume=True)
     assert again["count"] == 31 and len(pd.read_parquet(out)) == 31  # nothing left to do, nothing started
 
 

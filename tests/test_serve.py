@@ -204,7 +204,7 @@ def test_json_base64_images_are_named_image_i(server, photos, tiny_encoder_dir, 
 
 
 def test_a_video_with_fps_and_max_frames_fields(server, photos, tiny_encoder_dir, tiny_heads_dir, tmp_path):
-    from test_predict_faces import face_video
+    from conftest import face_video
 
     url, _ = server
     video = face_video(tmp_path / "clip.mp4", Image.open(photos["astronaut"]), seconds=2)

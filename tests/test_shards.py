@@ -17,6 +17,7 @@ from emonet_face.errors import EmoNetError, InputError
 from emonet_face.inputs import discover_inputs
 from emonet_face.inputs.shards import SEGMENT_SAMPLES, ParquetSegment, ShardFailure, TarSegment, plan_shard
 from emonet_face.media import media_stages
+from emonet_face.options import FaceOptions, MediaOptions
 from emonet_face.outputs import read_table, row_key
 from emonet_face.pipeline import EmoNetFace
 from shard_builders import write_hf_parquet, write_tar
@@ -38,8 +39,7 @@ def model_args(tiny_encoder_dir, tiny_heads_dir) -> list[str]:
 
 def predict(model: EmoNetFace, paths: list[Path], **stage_options) -> pd.DataFrame:
     paths = discover_inputs([str(p) for p in paths])
-    options = {"detector": None, "margin": 0.4, "fps": 1.0, "max_frames": None, **stage_options}
-    source, expand = media_stages(paths, faces="none", **options)
+    source, expand = media_stages(paths, FaceOptions("none"), MediaOptions(**stage_options))
     return model.predict(paths, batch_size=5, num_workers=0, source=source, expand=expand)
 
 
@@ -205,6 +205,6 @@ def test_tar_is_read_by_offsets_not_unpacked(tmp_path):
 def test_python_api_reads_shards_without_stages(model, tmp_path):
     shard = tmp_path / "00000.tar"
     images = write_tar(shard, 0, 3)
-    table = model.predict(str(tmp_path / "{00000..00000}.tar"), num_workers=0)
+    table = model.predict(str(tmp_path / "{00000..00000}.tar"), faces="none", num_workers=0)
     assert table["key"].tolist() == list(images) and "url" in table.columns
     assert table["error"].isna().all()

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from emonet_face.errors import EmoNetError, InputError
+from emonet_face.errors import InputError, error_text
 from emonet_face.faces import DEFAULT_MARGIN, FACE_COLUMNS, FaceMode, face_regions, get_detector
 from emonet_face.inputs.images import ensure_min_size, load_image
 from emonet_face.inputs.shards import (
@@ -56,6 +56,7 @@ from emonet_face.inputs.shards import (
 )
 from emonet_face.inputs.sources import Ids, ImageSource
 from emonet_face.inputs.video import DEFAULT_FPS, is_video, iter_video_frames, probe_video
+from emonet_face.options import FaceOptions, MediaOptions
 from emonet_face.outputs import row_key
 
 __all__ = [
@@ -96,16 +97,6 @@ class Item:
     """False for the 2nd, 3rd… crop of one image: a batch is never cut between faces of one image."""
     image: Image.Image | None = None
     """The crop still to preprocess, when the preprocessing runs beside the encoder (Ray engine)."""
-    raw: torch.Tensor | None = None
-    """Raw head outputs when the encoder computed them too (an exported one-graph model)."""
-
-
-def error_text(ids: Ids, exc: BaseException) -> str:
-    """One-line error message naming the input."""
-    if isinstance(exc, EmoNetError):
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{ids.get('path', '?')}: {type(exc).__name__}: {detail}".rstrip(": ")
 
 
 def prepare_ref(
@@ -117,7 +108,7 @@ def prepare_ref(
     skip: frozenset[tuple] | set[tuple] = frozenset(),
 ) -> list[Item]:
     """Stages 2–4 for one ref: decode, expand, preprocess (``preprocess=None``: keep the crop in
-    :attr:`Item.image` for a later :meth:`EmoNetFace.score_items`)."""
+    :attr:`Item.image` for a later :meth:`Scorer.preprocess <emonet_face.pipeline.Scorer.preprocess>`)."""
     items: list[Item] = []
     try:
         for sub_ids, image in source(ids, ref):
@@ -268,7 +259,7 @@ class FaceExpander:
     def __init__(
         self,
         mode: FaceMode | str = FaceMode.auto,
-        detector: str | None = None,
+        detector: Any = None,
         margin: float = DEFAULT_MARGIN,
         *,
         min_score: float | None = None,
@@ -283,6 +274,18 @@ class FaceExpander:
         if self.mode is not FaceMode.none:
             self._detector = get_detector(detector, **self.detector_options)  # fail early (unknown name, weights)
 
+    @classmethod
+    def from_options(cls, options: FaceOptions, detector: Any = None) -> FaceExpander:
+        """The stage for ``options``; ``detector`` (a ready detector) overrides ``options.detector``, for
+        callers that keep one detector per thread (the server's decode pool)."""
+        return cls(
+            options.faces,
+            detector if detector is not None else options.detector,
+            options.margin,
+            min_score=options.min_face_score,
+            align=options.align,
+        )
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_detector": None}
 
@@ -294,28 +297,22 @@ class FaceExpander:
 
 
 def media_stages(
-    paths: Sequence[Path],
-    *,
-    faces: str,
-    detector: str | None,
-    margin: float,
-    fps: float,
-    max_frames: int | None,
-    min_score: float | None = None,
-    align: bool = False,
-    carry_json: bool = True,
-    image_column: str | None = None,
+    paths: Sequence[Any], faces: FaceOptions | None = None, media: MediaOptions | None = None
 ) -> tuple[MediaSource, FaceExpander]:
-    """The source (images, video frames, shard samples) and face-expansion stages for ``predict``
-    (and for the server, which must build its rows exactly as ``predict`` does)."""
-    shards = [p for p in paths if is_shard(p)]
+    """The source (images, video frames, shard samples) and face-expansion stages for a run over
+    ``paths`` (refs that are not paths, e.g. PIL images, are ignored here): the one place that decides
+    a run's id columns, so ``predict``, the Python API, the server and the Ray engine build equal rows."""
+    faces = faces or FaceOptions()
+    media = media or MediaOptions()
+    files = [Path(p) for p in paths if isinstance(p, (str, Path))]
+    shards = [p for p in files if is_shard(p)]
     source = MediaSource(
-        fps=fps,
-        max_frames=max_frames,
-        video_columns=any(is_video(p) for p in paths),
-        face_columns=faces != "none",
+        fps=media.fps,
+        max_frames=media.max_frames,
+        video_columns=any(is_video(p) for p in files),
+        face_columns=faces.finds_faces,
         shard_columns=bool(shards),
-        json_map=json_columns(shards, reserved=(*VIDEO_COLUMNS, *FACE_COLUMNS)) if carry_json else None,
-        image_column=image_column,
+        json_map=json_columns(shards, reserved=(*VIDEO_COLUMNS, *FACE_COLUMNS)) if media.carry_json else None,
+        image_column=media.image_column,
     )
-    return source, FaceExpander(faces, detector, margin, min_score=min_score, align=align)
+    return source, FaceExpander.from_options(faces)

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from emonet_face.cli._common import fail, user_errors
-from emonet_face.cli.inference import CacheOpt, EncoderOpt, HeadsOpt, RevisionOpt
+from emonet_face.cli.options import CacheOpt, EncoderOpt, HeadsOpt, RevisionOpt
 
 
 def register(app: typer.Typer) -> None:

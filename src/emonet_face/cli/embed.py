@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from emonet_face.cli._common import fail
-from emonet_face.cli.inference import ActorsOpt, CpusPerActorOpt, EngineOpt, GpusPerActorOpt, RayAddressOpt
+from emonet_face.cli.options import ActorsOpt, CpusPerActorOpt, EngineOpt, GpusPerActorOpt, RayAddressOpt
 
 
 def embed(

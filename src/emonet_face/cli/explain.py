@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from emonet_face.cli._common import EXIT_ROW_ERRORS, fail, progress_enabled, user_errors
-from emonet_face.cli.inference import (
+from emonet_face.cli.options import (
     AlignOpt,
     BackendOpt,
     CacheOpt,
@@ -31,6 +31,9 @@ from emonet_face.cli.inference import (
     ModelOpt,
     QuietOpt,
     RevisionOpt,
+    face_options,
+    media_options,
+    model_options,
 )
 
 METHOD_NAMES = "integrated-gradients (default), occlusion"
@@ -128,12 +131,6 @@ def explain(
     quiet: QuietOpt = False,
 ) -> None:
     """Explain which parts of each face raise or lower its emotions (maps over the encoder's patch grid)."""
-    if faces not in ("detect", "none", "auto"):
-        fail(f"--faces {faces}: use detect, none or auto")
-    if fps <= 0:
-        fail(f"--fps {fps}: must be positive")
-    if dtype not in ("auto", "float32", "bfloat16", "float16", "int8"):
-        fail(f"--dtype {dtype}: use auto, float32, bfloat16, float16 or int8 (experimental)")
     if out.exists() and not out.is_dir():
         fail(f"--out {out}: is a file; give a folder for explanations.parquet and pictures/")
     with user_errors():
@@ -148,28 +145,14 @@ def explain(
             fail(f"--method {method}: use one of {', '.join(METHODS)}")
         quiet_transformers()
         paths = discover_inputs(inputs)
-        source, expand = media_stages(
-            paths,
-            faces=faces,
-            detector=detector,
-            margin=margin,
-            fps=fps,
-            max_frames=max_frames,
-            min_score=min_face_score,
-            align=align,
-            carry_json=carry_json,
-            image_column=image_column,
-        )
+        faces_opts = face_options(faces=faces, detector=detector, min_face_score=min_face_score, align=align, margin=margin)
+        media_opts = media_options(fps=fps, max_frames=max_frames, image_column=image_column, carry_json=carry_json)
+        source, expand = media_stages(paths, faces_opts, media_opts)
         net = EmoNetFace.from_pretrained(
-            model,
-            encoder=encoder,
-            heads=heads,
-            revision=revision,
-            cache_dir=cache_dir,
-            device=device,
-            dtype=None if dtype == "auto" else dtype,
-            normalize=not no_normalize,
-            backend=backend,
+            options=model_options(
+                model=model, encoder=encoder, heads=heads, revision=revision, cache_dir=cache_dir, device=device,
+                backend=backend, dtype=dtype, no_normalize=no_normalize,
+            )
         )
         writer_pictures = None
         if pictures:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from emonet_face.cli._common import EXIT_INTERRUPTED, fail, user_errors
-from emonet_face.cli.inference import (
+from emonet_face.cli.options import (
     AlignOpt,
     BackendOpt,
     CacheOpt,
@@ -31,12 +31,16 @@ from emonet_face.cli.inference import (
     DeviceOpt,
     DtypeOpt,
     EncoderOpt,
+    FacesOpt,
     HeadsOpt,
     MarginOpt,
     MinFaceScoreOpt,
-    PredictModelOpt,
+    ModelOpt,
+    NoNormalizeOpt,
     QuietOpt,
     RevisionOpt,
+    face_options,
+    model_options,
 )
 
 if TYPE_CHECKING:
@@ -77,10 +81,8 @@ def live(
             "--fps", min=0.0, help="Score at most this many frames per second (default: as many as possible)."
         ),
     ] = None,
-    faces: Annotated[
-        str, typer.Option("--faces", help="detect, auto (detect; a face-less close-up is scored whole) or none.")
-    ] = "auto",
-    model: PredictModelOpt = "large",
+    faces: FacesOpt = "auto",
+    model: ModelOpt = "large",
     encoder: EncoderOpt = None,
     heads: HeadsOpt = None,
     revision: RevisionOpt = None,
@@ -88,6 +90,7 @@ def live(
     backend: BackendOpt = "auto",
     device: DeviceOpt = None,
     dtype: DtypeOpt = "auto",
+    no_normalize: NoNormalizeOpt = False,
     detector: DetectorOpt = None,
     min_face_score: MinFaceScoreOpt = None,
     align: AlignOpt = False,
@@ -98,38 +101,27 @@ def live(
 
     Each face gets a track id that follows the person. Ctrl-C ends the run cleanly.
     """
-    if faces not in ("detect", "none", "auto"):
-        fail(f"--faces {faces}: use detect, none or auto")
     if fps is not None and fps <= 0:
-        fail(f"--fps {fps}: must be positive")
-    if dtype not in ("auto", "float32", "bfloat16", "float16", "int8"):
-        fail(f"--dtype {dtype}: use auto, float32, bfloat16, float16 or int8 (experimental)")
+        fail(f"--fps {fps:g}: must be more than 0 (frames scored per second of video, e.g. 1 or 0.5)")
     with user_errors():
-        from emonet_face.faces import get_detector
         from emonet_face.live import FrameScorer, LiveStats, live_tables, open_source
         from emonet_face.outputs import OUTPUT_SUFFIXES, open_writer
         from emonet_face.pipeline import EmoNetFace
-        from emonet_face.runtime import quiet_transformers
 
+        model_opts = model_options(
+            model=model, encoder=encoder, heads=heads, revision=revision, cache_dir=cache_dir, device=device,
+            backend=backend, dtype=dtype, no_normalize=no_normalize,
+        )
+        face_opts = face_options(faces=faces, detector=detector, min_face_score=min_face_score, align=align, margin=margin)
         if out is not None and out.suffix.lower() not in OUTPUT_SUFFIXES:
             fail(f"{out}: unknown output format {out.suffix!r}; use one of {', '.join(OUTPUT_SUFFIXES)}")
         frames = open_source(source)  # a wrong source fails before the model loads
-        if faces != "none":
-            get_detector(detector, **({} if min_face_score is None else {"threshold": min_face_score}))
-        quiet_transformers()
-        net = EmoNetFace.from_pretrained(
-            model,
-            encoder=encoder,
-            heads=heads,
-            revision=revision,
-            cache_dir=cache_dir,
-            device=device,
-            dtype=None if dtype == "auto" else dtype,
-            backend=backend,
-        )
-        scorer = FrameScorer(
-            net, path=frames.name, faces=faces, detector=detector, margin=margin, min_score=min_face_score, align=align
-        )
+        if face_opts.finds_faces:
+            from emonet_face.faces import get_detector
+
+            get_detector(face_opts.detector, **face_opts.detector_options)
+        net = EmoNetFace.from_pretrained(options=model_opts)
+        scorer = FrameScorer(net, path=frames.name, faces=face_opts)
         stats = LiveStats()
         stop = threading.Event()
         board = _Board(net.keys, show=not quiet and sys.stderr.isatty())

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from emonet_face.cli._common import fail, user_errors
-from emonet_face.cli.inference import (
+from emonet_face.cli.options import (
     AlignOpt,
     BackendOpt,
     CacheOpt,
@@ -24,7 +24,7 @@ from emonet_face.cli.inference import (
     HeadsOpt,
     MarginOpt,
     MinFaceScoreOpt,
-    PredictModelOpt,
+    ModelOpt,
     RevisionOpt,
 )
 
@@ -40,7 +40,7 @@ def _default_workers() -> int:
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
-    model: PredictModelOpt = "large",
+    model: ModelOpt = "large",
     encoder: EncoderOpt = None,
     heads: HeadsOpt = None,
     revision: RevisionOpt = None,

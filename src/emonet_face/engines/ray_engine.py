@@ -2,7 +2,7 @@
 
 Plan (driver) → decode + face detection (Ray CPU tasks, :func:`emonet_face.pipeline.prepare_ref`
 without preprocessing, so only small uint8 crops travel) → preprocess + encoder + fused heads in an
-actor pool (:class:`_Scorer`: one model load per actor, :meth:`EmoNetFace.score_items`) → the
+actor pool (:class:`_Scorer`: one model load per actor, the pipeline's :class:`~emonet_face.pipeline.Scorer`) → the
 driver writes Parquet part files. Rows are the rows of the local engine: same stages, same code.
 
 Output folder::
@@ -42,6 +42,7 @@ from emonet_face.errors import EmoNetError, InputError
 from emonet_face.faces.regions import EYE_COLUMNS
 from emonet_face.inputs.shards import is_shard
 from emonet_face.media import prepare_ref
+from emonet_face.options import ModelOptions
 from emonet_face.pipeline import EmoNetFace
 from emonet_face.runtime import load_encoder, quiet_transformers
 
@@ -153,14 +154,12 @@ def _prepare_row(row: dict[str, Any], source: Any, expand: Any) -> dict[str, Any
 
 
 class _Scorer:
-    """Actor: loads the model once (``EmoNetFace.from_pretrained(**model_kwargs)``), then
+    """Actor: loads the model once (``EmoNetFace.from_pretrained(options=model)``), then
     preprocesses (in ``threads`` threads: one per CPU of the actor, so that a GPU is not starved by
-    one thread resizing images), encodes and scores batches of refs."""
+    one thread resizing images), encodes and scores batches of refs with the model's scorer."""
 
-    def __init__(self, model_kwargs: dict[str, Any], batch_size: int, threads: int = 1) -> None:
-
-        quiet_transformers()
-        self.net = EmoNetFace.from_pretrained(**model_kwargs)
+    def __init__(self, model: ModelOptions, batch_size: int, threads: int = 1) -> None:
+        self.net = EmoNetFace.from_pretrained(options=model)
         self.batch_size = batch_size
         self.threads = threads
         encoder = self.net.encoder
@@ -172,11 +171,8 @@ class _Scorer:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         groups = [pickle.loads(payload) for payload in batch["items"]]
         flat = [item for group in groups for item in group]
-        tables = [
-            self.net.score_items(flat[s : s + self.batch_size], threads=self.threads)
-            for s in range(0, len(flat), self.batch_size)
-        ]
-        table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+        self.net.scorer.preprocess(flat, threads=self.threads)
+        table = self.net.scorer.score(flat, batch_size=self.batch_size)
         out, start = [], 0
         for group in groups:
             out.append(pickle.dumps(table.iloc[start : start + len(group)].reset_index(drop=True), protocol=5))
@@ -262,7 +258,7 @@ def ray_predict(
     paths: Sequence[Path],
     out: str | Path,
     *,
-    model_kwargs: dict[str, Any],
+    model: ModelOptions,
     source: Any,
     expand: Any = None,
     options: RayOptions | None = None,
@@ -272,7 +268,7 @@ def ray_predict(
 ) -> dict[str, Any]:
     """Score ``paths`` (files, shards) with the Ray engine into the part folder ``out``; returns the manifest.
 
-    ``model_kwargs`` are :meth:`EmoNetFace.from_pretrained`'s arguments, used in every actor.
+    ``model`` is loaded once in every actor.
     ``on_unit`` is called with the number of units finished in this run (tests simulate a kill).
     """
     from tqdm.auto import tqdm
@@ -291,8 +287,8 @@ def ray_predict(
     for tmp in out.glob(".*.tmp"):
         tmp.unlink()
 
-    model = _model_options(model_kwargs)
-    if previous is not None and _identity(previous.get("model", {})) != _identity(model):
+    described = model.describe()
+    if previous is not None and _identity(previous.get("model", {})) != _identity(described):
         raise InputError(
             f"{out}: written with model options {previous.get('model')}; resume with the same options "
             "or choose another --out"
@@ -322,8 +318,8 @@ def ray_predict(
     manifest.update(
         {
             "engine": {"name": "ray", "actors": options.actors, "gpus_per_actor": options.gpus_per_actor},
-            "model": model,
-            "backend": model_kwargs.get("backend", "torch"),
+            "model": described,
+            "backend": model.backend,
             "versions": _versions(),
             "complete": False,
         }
@@ -344,7 +340,7 @@ def ray_predict(
     if rows:
         parts = _Parts(out, schema)
         with ray_session(options) as ray, _user_errors():
-            results = _run(ray, rows, model_kwargs, source, expand, options, progress, tqdm)
+            results = _run(ray, rows, model, source, expand, options, progress, tqdm)
             for finished, (unit, frame, info) in enumerate(results, start=1):
                 entry = entries[tuple(todo[unit].inputs)]
                 entry.update(
@@ -365,22 +361,9 @@ def ray_predict(
     return manifest
 
 
-def _model_options(model_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``from_pretrained``'s arguments with its defaults filled in, as JSON values (for the manifest,
-    and so that a resumed run given the same model in other words is recognised)."""
-    import inspect
-
-
-    bound = inspect.signature(EmoNetFace.from_pretrained).bind(**model_kwargs)
-    bound.apply_defaults()
-    if bound.arguments.get("dtype") is None:
-        bound.arguments["dtype"] = "float32"  # what from_pretrained makes of None
-    return {k: v if v is None or isinstance(v, (str, int, float, bool)) else str(v) for k, v in bound.arguments.items()}
-
-
 def _identity(model: dict[str, Any]) -> dict[str, Any]:
-    """What must not change between a run and its resumption (the device and cache may)."""
-    return {k: v for k, v in model.items() if k not in ("device", "cache_dir")}
+    """What must not change between a run and its resumption (the device and caches may)."""
+    return {k: v for k, v in model.items() if k not in ("device", "cache_dir", "compiled_dir", "local_files_only")}
 
 
 def _summarise(manifest: dict[str, Any]) -> None:
@@ -401,7 +384,7 @@ def _schema_of(out: Path, manifest: dict[str, Any]) -> pa.Schema | None:
 def _run(
     ray: Any,
     rows: list[dict[str, Any]],
-    model_kwargs: dict[str, Any],
+    model: ModelOptions,
     source: Any,
     expand: Any,
     options: RayOptions,
@@ -424,7 +407,7 @@ def _run(
         .map_batches(
             _Scorer,
             fn_constructor_kwargs={
-                "model_kwargs": model_kwargs,
+                "model": model,
                 "batch_size": options.batch_size,
                 "threads": max(1, int(options.cpus_per_actor)),
             },

@@ -4,6 +4,7 @@
   occlusion) over the encoder's patch grid, from an encoder and the fused heads.
 * :mod:`~emonet_face.explain.table`: the explanation table (one row per input, face and emotion)
   and which emotions a crop gets (``predict``'s top ones, or those named).
+* :mod:`~emonet_face.explain.runner`: pictures → crops → scores and maps (:func:`explain_refs`).
 * :mod:`~emonet_face.explain.placement`: where a crop lies in its picture (to draw a map back over it).
 * :mod:`~emonet_face.explain.faithfulness`: deletion and insertion curves, to check a method.
 * :mod:`~emonet_face.explain.figures`: the pictures (matplotlib, imported only when drawing).
@@ -22,6 +23,7 @@ from emonet_face.explain.methods import (
     grey_pixels,
 )
 from emonet_face.explain.placement import Placement, placement_for
+from emonet_face.explain.runner import explain_refs
 from emonet_face.explain.table import (
     EXPLAIN_COLUMNS,
     ExplainedCrop,
@@ -43,6 +45,7 @@ __all__ = [
     "FaithfulnessCurves",
     "Placement",
     "encoder_patch_size",
+    "explain_refs",
     "explanation_table",
     "faithfulness_curves",
     "grey_pixels",

@@ -136,12 +136,12 @@ class Explainer:
         """Raw head outputs ``(N, H)`` float64 for preprocessed pixels, in batches of ``batch_size``."""
         out = []
         for chunk in pixels.split(self.batch_size):
-            features = self.encoder(pixel_values=chunk)
-            if isinstance(features, dict):  # an exported one-graph model computed the heads itself
-                out.append(features["raw"].double().cpu().numpy())
-                continue
-            out.append(self.heads(features.to(self.heads.neutral_mean.device, torch.float32)).double().cpu().numpy())
+            encoded = self.encoder.encode({"pixel_values": chunk})
+            out.append(encoded.head_outputs(self._heads_on_features).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.heads.keys)))
+
+    def _heads_on_features(self, features: torch.Tensor) -> torch.Tensor:
+        return self.heads(features.to(self.heads.neutral_mean.device, torch.float32))
 
     def centred_scores(self, pixels: torch.Tensor) -> np.ndarray:
         return self.raw_scores(pixels) - self.neutral_mean[None, :]

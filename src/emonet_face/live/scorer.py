@@ -26,14 +26,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
 
-from emonet_face.errors import InputError
-from emonet_face.faces import DEFAULT_MARGIN, FaceMode
+from emonet_face.errors import InputError, error_text
+from emonet_face.faces import FaceMode
 from emonet_face.inputs.images import MAX_IMAGE_PIXELS, load_image
-from emonet_face.media import Expand, FaceExpander, Item, MediaSource, error_text, feature_matrix
-from emonet_face.pipeline import EmoNetFace
+from emonet_face.media import Expand, FaceExpander, Item, MediaSource
+from emonet_face.options import FaceOptions
+from emonet_face.pipeline import EmoNetFace, Scored
+from emonet_face.pipeline.refs import array_image
 from emonet_face.tracking import FaceTracker
 
 __all__ = [
@@ -50,8 +51,6 @@ LIVE_MAX_MISSES = 10
 """Scored frames a face may go undetected before its track ends (a blink, a turned head, a hand in
 front of the face: at a few scored frames per second, about two to three seconds)."""
 
-Scored = tuple[torch.Tensor | None, np.ndarray]
-"""One encoder input's result: its image feature and its raw head outputs."""
 
 
 @dataclass
@@ -70,17 +69,16 @@ class Frame:
 
 
 def encode_and_score(net: EmoNetFace, items: Sequence[Item]) -> list[Scored]:
-    """Encoder + heads for prepared items in one batch: ``(feature, raw head outputs)`` per item."""
-    features = net.encode_items(items)
-    return list(zip(features, net.head_scores(features, items)))
+    """Encoder + heads for ready items in one batch (the scorer's :meth:`~emonet_face.pipeline.Scorer.encode`)."""
+    return net.scorer.encode(items)
 
 
 class FrameScorer:
     """Frames of one stream → score tables, one per frame, with a ``track`` id per face.
 
-    ``path`` fills the ``path`` column (the source's name). ``faces``, ``detector``, ``margin``,
-    ``min_score`` and ``align`` are ``predict``'s options; ``max_pixels`` refuses giant frames from
-    their header, before decoding.
+    ``path`` fills the ``path`` column (the source's name). ``faces`` are ``predict``'s face options
+    (:class:`~emonet_face.options.FaceOptions`, or just the mode); ``max_pixels`` refuses giant frames
+    from their header, before decoding.
     """
 
     def __init__(
@@ -88,35 +86,29 @@ class FrameScorer:
         net: EmoNetFace,
         *,
         path: str = "stream",
-        faces: FaceMode | str = FaceMode.auto,
-        detector: Any = None,
-        margin: float = DEFAULT_MARGIN,
-        min_score: float | None = None,
-        align: bool = False,
+        faces: FaceOptions | FaceMode | str = FaceMode.auto,
         max_pixels: int = MAX_IMAGE_PIXELS,
         max_misses: int = LIVE_MAX_MISSES,
     ) -> None:
         self.net = net
         self.path = path
-        self.faces = FaceMode(faces)
-        self.margin = margin
-        self.min_score = min_score
-        self.align = align
+        self.options = faces if isinstance(faces, FaceOptions) else FaceOptions(faces)
         self.max_pixels = max_pixels
-        self.source = MediaSource(video_columns=True, face_columns=self.faces is not FaceMode.none)
-        self._detector = detector
+        self.source = MediaSource(video_columns=True, face_columns=self.options.finds_faces)
         self._expand: FaceExpander | None = None
-        self.tracker = FaceTracker(max_misses=max_misses) if self.faces is not FaceMode.none else None
+        self.tracker = FaceTracker(max_misses=max_misses) if self.options.finds_faces else None
+
+    @property
+    def faces(self) -> FaceMode:
+        return FaceMode(self.options.faces)
 
     def expander(self, detector: Any = None) -> Expand:
         """The face expansion stage; ``detector`` (a ready detector object) overrides this scorer's
         own, for callers that keep one detector per thread (the server's decode pool)."""
         if detector is not None:
-            return FaceExpander(self.faces, detector, self.margin, min_score=self.min_score, align=self.align)
+            return FaceExpander.from_options(self.options, detector)
         if self._expand is None:
-            self._expand = FaceExpander(
-                self.faces, self._detector, self.margin, min_score=self.min_score, align=self.align
-            )
+            self._expand = FaceExpander.from_options(self.options)
         return self._expand
 
     def ids(self, frame: Frame) -> dict[str, Any]:
@@ -141,16 +133,7 @@ class FrameScorer:
     def table(self, items: Sequence[Item], results: Sequence[Scored]) -> pd.DataFrame:
         """The frame's score table from its items and the results of its ready items (in order), with
         ``track`` ids from this stream's tracker."""
-        found = iter(results)
-        pairs = [next(found) if item.inputs is not None else (None, None) for item in items]
-        raw = np.full((len(items), len(self.net.keys)), np.nan)
-        rows = [i for i, (_, scores) in enumerate(pairs) if scores is not None]
-        if rows:
-            raw[rows] = np.stack([pairs[i][1] for i in rows])
-        table = self.net.items_table(items, raw)
-        if self.tracker is not None:
-            table = self.tracker(table, feature_matrix([feature for feature, _ in pairs]))
-        return table
+        return self.net.scorer.table(items, results, annotate=self.tracker)
 
     def score(self, frame: Frame, encode: Callable[[list[Item]], Sequence[Scored]] | None = None) -> pd.DataFrame:
         """One frame's score table, in this thread (``encode`` defaults to :func:`encode_and_score`)."""
@@ -167,11 +150,7 @@ class FrameScorer:
         if isinstance(data, Image.Image):
             return data if data.mode == "RGB" else data.convert("RGB")
         if isinstance(data, np.ndarray):
-            if data.ndim != 3 or data.shape[2] != 3 or data.dtype != np.uint8:
-                raise InputError(
-                    f"frame {frame.index}: expected an H×W×3 uint8 RGB array, got {data.shape} {data.dtype}"
-                )
-            return Image.fromarray(data)
+            return array_image(data, f"frame {frame.index}")
         if not data:
             raise InputError(f"frame {frame.index}: empty message; send each frame as one encoded JPEG or PNG")
         return load_image(bytes(data), max_pixels=self.max_pixels, name=f"frame {frame.index}")

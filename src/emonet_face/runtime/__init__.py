@@ -8,11 +8,22 @@
 * :mod:`~emonet_face.runtime.exported`: a folder written by ``emonet-face export`` run behind the
   same interface (:class:`ExportedGraph`).
 
-Every runtime exposes ``preprocess(images)``, ``__call__(**batch)`` → features ``(N, D)``, ``dim``
-and ``describe()``; the pipeline, the server and the Ray engine call only that.
+* :mod:`~emonet_face.runtime.base`: the :class:`Encoder` interface every runtime implements
+  (``preprocess``, ``encode`` → :class:`Encoded`, ``dim``, ``describe()``, ``graph_heads``) and the
+  backend registry (:func:`register_backend`). The scorer, the server and the Ray engine call only that.
 """
 
-from emonet_face.runtime.backends import CompiledEncoder, compiled_cache_dir, load_encoder
+from emonet_face.runtime.backends import CompiledEncoder, compiled_cache_dir, differentiable_encoder, load_encoder
+from emonet_face.runtime.base import (
+    Backend,
+    BackendRequest,
+    Encoded,
+    Encoder,
+    GraphHeads,
+    available_backends,
+    get_backend,
+    register_backend,
+)
 from emonet_face.runtime.device import (
     BACKENDS,
     PRECISIONS,
@@ -28,15 +39,24 @@ from emonet_face.runtime.exported import ExportedGraph, is_exported
 __all__ = [
     "BACKENDS",
     "PRECISIONS",
+    "Backend",
+    "BackendRequest",
     "CompiledEncoder",
+    "Encoded",
+    "Encoder",
     "EncoderCheckpoint",
     "ExportedGraph",
+    "GraphHeads",
     "ImageEncoder",
+    "available_backends",
     "compiled_cache_dir",
     "cpu_has_bf16",
+    "differentiable_encoder",
+    "get_backend",
     "is_exported",
     "load_encoder",
     "quiet_transformers",
+    "register_backend",
     "resolve_backend",
     "resolve_device",
     "resolve_dtype",

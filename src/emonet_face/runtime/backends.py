@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from PIL import Image
 
 from emonet_face.errors import InputError, ModelLoadError
 from emonet_face.hub import DEFAULT_ENCODER
+from emonet_face.runtime.base import Backend, BackendRequest, Encoded, Encoder, get_backend, register_backend
 from emonet_face.runtime.device import OV_PRECISION, installed, resolve_backend, resolve_device, resolve_precision
 from emonet_face.runtime.encoder import EncoderCheckpoint, ImageEncoder, ImagePreprocessor, describe_encoder_run
 
@@ -51,6 +52,7 @@ __all__ = [
     "compiled_cache_dir",
     "convert_onnx",
     "convert_openvino",
+    "differentiable_encoder",
     "library_versions",
     "load_encoder",
     "pixel_size",
@@ -333,6 +335,7 @@ class CompiledEncoder:
 
     device = torch.device("cpu")
     dtype = torch.float32  # of the features it returns
+    graph_heads = None
 
     def __init__(
         self,
@@ -372,6 +375,9 @@ class CompiledEncoder:
         out = self.runtime.run(pixel_values.detach().cpu().numpy())
         return torch.from_numpy(next(iter(out.values())))
 
+    def encode(self, batch: Mapping[str, torch.Tensor]) -> Encoded:
+        return Encoded(self(**batch))
+
     def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return self(**self.preprocess(images))
 
@@ -391,13 +397,14 @@ def load_encoder(
     normalize: bool = True,
     compiled_dir: str | Path | None = None,
     converted: str | Path | None = None,
-) -> ImageEncoder | CompiledEncoder:
+) -> Encoder:
     """Load a SigLIP/SigLIP2 image encoder on the fastest available backend.
 
     Args:
         ref: encoder Hub id (``owner/name``) or local checkpoint folder.
         backend: ``"auto"`` (PyTorch on CUDA, OpenVINO on CPU, PyTorch where a checkpoint has extra
-            inputs such as SigLIP2 NaFlex), ``"torch"``, ``"openvino"`` or ``"onnx"`` (ONNX Runtime).
+            inputs such as SigLIP2 NaFlex), ``"torch"``, ``"openvino"``, ``"onnx"`` (ONNX Runtime), or
+            any name registered with :func:`~emonet_face.runtime.base.register_backend`.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; default CUDA when available. OpenVINO and ONNX
             Runtime run on the CPU.
         dtype: ``None``/``"auto"`` (bfloat16 on CPUs with AVX512_BF16/AMX and on bf16 GPUs, float32
@@ -416,8 +423,8 @@ def load_encoder(
             instead of the conversion cache when the backend is OpenVINO with ``normalize`` on.
 
     Returns:
-        An :class:`ImageEncoder` (PyTorch) or a :class:`CompiledEncoder`; both expose ``preprocess``,
-        ``__call__``, ``dim`` and ``describe()`` (which names backend, precision and device).
+        An :class:`~emonet_face.runtime.base.Encoder`: :class:`ImageEncoder` (PyTorch) or
+        :class:`CompiledEncoder`; ``describe()`` names backend, precision and device.
 
     Raises:
         ModelLoadError: missing weights, a non-SigLIP checkpoint, an absent runtime package, or a
@@ -431,58 +438,129 @@ def load_encoder(
     if str(dtype).lower() == "int8" and (backend or "auto").lower() == "auto":
         backend = "onnx"  # the only backend with the experimental int8 path
     name = resolve_backend(backend, dev)
-    if name != "torch" and checkpoint.takes_extra_inputs:
+    if checkpoint.takes_extra_inputs and not get_backend(name).takes_extra_inputs:
         if backend != "auto":
             raise ModelLoadError(
                 f"{ref}: SigLIP2 NaFlex checkpoints take extra inputs the {name} backend does not convert; "
                 "use --backend torch"
             )
         name = "torch"
-    precision = resolve_precision(dtype, dev, name)
-    processor = checkpoint.processor()
-    if name == "torch":
-        model = checkpoint.load_vision_model(dtype=getattr(torch, precision))
-        return ImageEncoder(model, processor, normalize=normalize, name=str(ref), revision=revision).to(dev)
+    request = BackendRequest(
+        ref=str(ref),
+        checkpoint=checkpoint,
+        processor=checkpoint.processor(),
+        device=dev,
+        precision=resolve_precision(dtype, dev, name),
+        revision=revision,
+        normalize=normalize,
+        compiled_dir=Path(compiled_dir) if compiled_dir else compiled_cache_dir(cache_dir),
+        converted=Path(converted) if converted is not None else None,
+    )
+    return get_backend(name).load(request)
 
-    graph_file = "encoder.xml" if name == "openvino" else "encoder.onnx"
-    key = cache_key(checkpoint.folder, name=str(ref), revision=revision, backend=name, normalize=normalize)
+
+def differentiable_encoder(
+    encoder: Encoder,
+    *,
+    device: torch.device,
+    dtype: str | torch.dtype | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool | None = None,
+) -> ImageEncoder:
+    """The PyTorch encoder that gradient methods differentiate: ``encoder`` itself when it is one, else
+    a PyTorch copy of the same checkpoint (int8 runs get a copy at ``auto`` precision). An exported
+    folder has no checkpoint to copy: a one-line error says to use occlusion."""
+    if isinstance(encoder, ImageEncoder):
+        return encoder
+    if encoder.graph_heads is not None:
+        raise ModelLoadError(
+            f"{encoder.name}: an exported folder has no PyTorch encoder for gradients; use --method occlusion"
+        )
+    twin = load_encoder(
+        encoder.name,
+        backend="torch",
+        device=device,
+        dtype=None if str(dtype) == "int8" else dtype,
+        revision=encoder.revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        normalize=encoder.normalize,
+    )
+    assert isinstance(twin, ImageEncoder)
+    return twin
+
+
+def _load_torch(request: BackendRequest) -> ImageEncoder:
+    """The PyTorch vision tower at the requested precision, on the requested device."""
+    model = request.checkpoint.load_vision_model(dtype=getattr(torch, request.precision))
+    encoder = ImageEncoder(
+        model, request.processor, normalize=request.normalize, name=request.ref, revision=request.revision
+    )
+    return encoder.to(request.device)
+
+
+def _converted_graph(request: BackendRequest, backend: str) -> tuple[Path, Path, bool, Path | None]:
+    """The tower converted for ``backend`` (from the conversion cache, built on a miss; or a graph
+    converted ahead of time): ``(graph file, cache entry, cache hit, OpenVINO blob cache)``."""
+    graph_file = "encoder.xml" if backend == "openvino" else "encoder.onnx"
+    key = cache_key(
+        request.checkpoint.folder, name=request.ref, revision=request.revision, backend=backend,
+        normalize=request.normalize,
+    )
 
     def convert(tmp: Path) -> None:
-        tower = VisionTower(checkpoint.load_vision_model(dtype=torch.float32), normalize)
-        example = torch.zeros(1, 3, *pixel_size(processor))
-        if name == "openvino":
+        tower = VisionTower(request.checkpoint.load_vision_model(dtype=torch.float32), request.normalize)
+        example = torch.zeros(1, 3, *pixel_size(request.processor))
+        if backend == "openvino":
             convert_openvino(tower, example, tmp / graph_file)
         else:
             convert_onnx(tower, example, tmp / graph_file, ["embedding"])
 
     def quantize(tmp: Path) -> None:
-        float32, _ = cached_convert(root, key, convert)
+        float32, _ = cached_convert(request.compiled_dir, key, convert)
         quantize_int8(float32 / graph_file, tmp / graph_file)
 
-    root = Path(compiled_dir) if compiled_dir else compiled_cache_dir(cache_dir)
-    if converted is not None and name == "openvino" and normalize:  # a graph converted before (a bundle's)
-        graph_path = Path(converted)
-        if not graph_path.is_file():
-            raise ModelLoadError(f"{graph_path}: converted encoder graph not found")
-        entry, hit, blobs = graph_path.parent, True, _blob_cache(root, graph_path)
+    if request.converted is not None and backend == "openvino" and request.normalize:
+        if not request.converted.is_file():
+            raise ModelLoadError(f"{request.converted}: converted encoder graph not found")
+        blobs = _blob_cache(request.compiled_dir, request.converted)
+        return request.converted, request.converted.parent, True, blobs
+    if request.precision == "int8":
+        entry, hit = cached_convert(request.compiled_dir, {**key, "stored_precision": "int8"}, quantize)
     else:
-        if precision == "int8":
-            entry, hit = cached_convert(root, {**key, "stored_precision": "int8"}, quantize)
-        else:
-            entry, hit = cached_convert(root, key, convert)
-        graph_path, blobs = entry / graph_file, entry / "ov-blobs"
-    return CompiledEncoder(
-        GraphRuntime(graph_path, name, precision, blob_cache=blobs),
-        processor,
-        dim=checkpoint.dim,
-        precision=precision,
-        normalize=normalize,
-        name=str(ref),
-        revision=revision,
-        cache_entry=entry,
-        cache_hit=hit,
-        patch_size=checkpoint.vision_config.get("patch_size"),
+        entry, hit = cached_convert(request.compiled_dir, key, convert)
+    return entry / graph_file, entry, hit, entry / "ov-blobs"
+
+
+def _load_compiled(backend: str) -> Callable[[BackendRequest], CompiledEncoder]:
+    """The loader of a compiled backend (OpenVINO or ONNX Runtime): convert once, then run the graph."""
+
+    def load(request: BackendRequest) -> CompiledEncoder:
+        graph, entry, hit, blobs = _converted_graph(request, backend)
+        return CompiledEncoder(
+            GraphRuntime(graph, backend, request.precision, blob_cache=blobs),
+            request.processor,
+            dim=request.checkpoint.dim,
+            precision=request.precision,
+            normalize=request.normalize,
+            name=request.ref,
+            revision=request.revision,
+            cache_entry=entry,
+            cache_hit=hit,
+            patch_size=request.checkpoint.vision_config.get("patch_size"),
+        )
+
+    return load
+
+
+register_backend(Backend("torch", _load_torch, takes_extra_inputs=True))
+register_backend(Backend("openvino", _load_compiled("openvino"), module="openvino", cpu_only=True))
+register_backend(
+    Backend(
+        "onnx", _load_compiled("onnx"), module="onnxruntime", install_hint="pip install 'emonet-face[onnx]'",
+        cpu_only=True,
     )
+)
 
 
 def _blob_cache(root: Path, graph: Path) -> Path | None:

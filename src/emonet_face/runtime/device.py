@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from emonet_face.errors import InputError, ModelLoadError
+from emonet_face.runtime.base import get_backend
 
 __all__ = [
     "BACKENDS",
@@ -80,25 +81,24 @@ def installed(module: str) -> bool:
 
 
 def resolve_backend(backend: str | None, device: torch.device) -> str:
-    """``auto`` → ``torch`` on CUDA, ``openvino`` on CPU when installed, else ``torch``.
+    """``auto`` → ``torch`` on CUDA, ``openvino`` on CPU when installed, else ``torch``; any other name
+    must be a registered backend (:func:`~emonet_face.runtime.base.register_backend`).
 
-    OpenVINO and ONNX Runtime run on the CPU here; asking for them with a CUDA device is an error.
+    CPU-only backends (OpenVINO, ONNX Runtime) asked for with a CUDA device are an error.
     ``$EMONET_FACE_BACKEND`` (when set) replaces ``auto``.
     """
     name = (backend or "auto").lower()
     if name == "auto":
         name = os.environ.get(BACKEND_ENV, "auto").lower() or "auto"
-    if name not in BACKENDS:
-        raise InputError(f"--backend {backend}: use one of {', '.join(BACKENDS)}")
     if name == "auto":
         return "openvino" if device.type == "cpu" and installed("openvino") else "torch"
-    if name != "torch" and device.type != "cpu":
+    spec = get_backend(name)
+    if spec.cpu_only and device.type != "cpu":
         raise InputError(f"--backend {name} runs on the CPU; use --backend torch (or auto) with --device {device}")
-    module = {"openvino": "openvino", "onnx": "onnxruntime"}.get(name)
-    if module and not installed(module):
-        extra = "" if name == "openvino" else " (pip install 'emonet-face[onnx]')"
-        raise ModelLoadError(f"--backend {name}: the {module} package is not installed{extra}; or use --backend torch")
-    return name
+    if spec.module and not installed(spec.module):
+        extra = f" ({spec.install_hint})" if spec.install_hint else ""
+        raise ModelLoadError(f"--backend {name}: the {spec.module} package is not installed{extra}; or use --backend torch")
+    return spec.name
 
 
 def resolve_precision(dtype: str | torch.dtype | None, device: torch.device, backend: str) -> str:

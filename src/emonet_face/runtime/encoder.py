@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from torch import nn
 
 from emonet_face.errors import ModelLoadError
 from emonet_face.hub import DEFAULT_ENCODER, ENCODER_PATTERNS, resolve_model_dir
+from emonet_face.runtime.base import Encoded
 
 __all__ = [
     "EncoderCheckpoint",
@@ -180,6 +181,7 @@ class ImageEncoder(nn.Module):
         self.normalize = normalize
         self.name = name
         self.revision = revision
+        self.graph_heads = None
 
     @classmethod
     def from_pretrained(
@@ -234,6 +236,10 @@ class ImageEncoder(nn.Module):
         inputs.update({k: v.to(self.device) for k, v in extra.items()})
         features = self.vision_model(**inputs).pooler_output.float()
         return nn.functional.normalize(features, dim=-1) if self.normalize else features
+
+    def encode(self, batch: Mapping[str, torch.Tensor]) -> Encoded:
+        """The encoder interface's call (:class:`~emonet_face.runtime.base.Encoder`)."""
+        return Encoded(self(**batch))
 
     def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Preprocess and encode in one call (convenient; pipelines overlap the two instead)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from PIL import Image
 
 from emonet_face.errors import InputError, ModelLoadError
 from emonet_face.runtime.backends import GraphRuntime
+from emonet_face.runtime.base import Encoded, GraphHeads
 from emonet_face.runtime.device import INT8_WARNING, PRECISIONS, cpu_has_bf16
 from emonet_face.runtime.encoder import ImagePreprocessor, describe_encoder_run, load_image_processor
 
@@ -62,6 +63,7 @@ class ExportedGraph:
             self.keys: tuple[str, ...] = tuple(config["head_keys"])
             self.neutral_mean = torch.tensor([float(config["neutral_mean"][k]) for k in self.keys])
             self.dim = int(config["dim"])
+            self.graph_heads = GraphHeads(self.keys, self.neutral_mean)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"{folder / CONFIG_FILE}: incomplete export config ({exc!r}); export again") from None
         self.folder = folder
@@ -87,6 +89,11 @@ class ExportedGraph:
             raise ModelLoadError(f"{self.folder}: the exported graph takes pixel_values only")
         out = self.runtime.run(pixel_values.detach().cpu().numpy())
         return {name: torch.from_numpy(out[name]) for name in ("embedding", "raw")}
+
+    def encode(self, batch: Mapping[str, torch.Tensor]) -> Encoded:
+        """Features and the raw head outputs the graph computed (the encoder interface's call)."""
+        out = self(**batch)
+        return Encoded(out["embedding"], out["raw"])
 
     def outputs(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
         """All four graph outputs (``embedding``, ``raw``, ``centred``, ``probs``)."""

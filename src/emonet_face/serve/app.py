@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import functools
 import hmac
 import json
 import logging
@@ -39,7 +38,6 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -49,28 +47,28 @@ from starlette.exceptions import HTTPException
 
 from emonet_face import taxonomy as tx
 from emonet_face._version import __version__
-from emonet_face.errors import EmoNetError, InputError
+from emonet_face.errors import EmoNetError, InputError, error_text
 from emonet_face.explain import METHODS, Explainer, placement_for
-from emonet_face.faces import get_detector
+from emonet_face.faces import FaceMode, get_detector
 from emonet_face.inputs.video import is_video
-from emonet_face.live import encode_and_score
-from emonet_face.media import Item, error_text, feature_matrix, media_stages
-from emonet_face.pipeline import EmoNetFace
-from emonet_face.runtime import PRECISIONS, quiet_transformers
+from emonet_face.media import Item, media_stages
+from emonet_face.options import FaceOptions, MediaOptions, ModelOptions
+from emonet_face.pipeline import EmoNetFace, Scored
+from emonet_face.runtime import BACKENDS as BUILTIN_BACKENDS
 from emonet_face.serve.batcher import Batcher, QueueFull
 from emonet_face.serve.records import records as _records
 from emonet_face.serve.stream import STREAM_PATH, add_stream_route
 from emonet_face.tracking import FaceTracker
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 __all__ = ["BACKENDS", "FACE_MODES", "ServeConfig", "create_app", "load_model"]
 
 log = logging.getLogger("emonet_face.serve")
 
-BACKENDS = ("auto", "torch", "openvino", "onnx")
-FACE_MODES = ("detect", "none", "auto")
+BACKENDS = BUILTIN_BACKENDS
+FACE_MODES = tuple(mode.value for mode in FaceMode)
 RETRY_AFTER_S = 1
 STATIC = resources.files("emonet_face.serve") / "static"
 
@@ -86,6 +84,7 @@ class ServeConfig:
     backend: str = "auto"
     device: str | None = None
     dtype: str = "auto"
+    normalize: bool = True
     cache_dir: str | None = None
     faces: str = "auto"
     detector: str | None = None
@@ -102,26 +101,39 @@ class ServeConfig:
     api_key: str | None = field(default=None, repr=False)
 
     @property
+    def model_options(self) -> ModelOptions:
+        """The model options (checked as every command checks them)."""
+        return ModelOptions(
+            model=self.model, encoder=self.encoder, heads=self.heads, revision=self.revision, cache_dir=self.cache_dir,
+            device=self.device, backend=self.backend, dtype=self.dtype, normalize=self.normalize,
+        )
+
+    def face_options(self, faces: str | None = None, detector: Any = None) -> FaceOptions:
+        """The face options, with a request's own ``faces`` mode and a ready ``detector`` if given."""
+        return FaceOptions(
+            faces=faces or self.faces,
+            detector=detector if detector is not None else self.detector,
+            min_face_score=self.min_face_score,
+            align=self.align,
+            margin=self.margin,
+        )
+
+    @property
     def detector_options(self) -> dict[str, float]:
         """Keyword arguments for :func:`emonet_face.faces.get_detector` (``--min-face-score``)."""
-        return {} if self.min_face_score is None else {"threshold": self.min_face_score}
+        return self.face_options().detector_options
 
     def check(self) -> None:
-        """Raise ``ValueError`` (one line, naming the option) for values the server cannot run with."""
-
+        """Raise :class:`InputError` (one line, naming the option) for values the server cannot run with."""
+        self.model_options  # noqa: B018  (checks the model options)
+        self.face_options()
         problems = {
-            "--backend": self.backend not in BACKENDS and f"use one of {', '.join(BACKENDS)}",
-            "--faces": self.faces not in FACE_MODES and f"use one of {', '.join(FACE_MODES)}",
-            "--dtype": self.dtype != "auto"
-            and self.dtype.lower() not in PRECISIONS
-            and "use auto, float32, bfloat16, float16 or int8 (experimental, ONNX Runtime)",
             "--max-batch-size": self.max_batch_size < 1 and "must be at least 1",
             "--batch-timeout-ms": self.batch_timeout_ms < 0 and "must be 0 or more",
             "--max-queue": self.max_queue < 1 and "must be at least 1",
             "--max-upload-mb": self.max_upload_mb <= 0 and "must be positive",
             "--workers": self.workers < 1 and "must be at least 1",
             "--max-streams": self.max_streams < 1 and "must be at least 1",
-            "--margin": self.margin < 0 and "must be 0 or more",
         }
         for option, problem in problems.items():
             if problem:
@@ -134,18 +146,7 @@ class ServeConfig:
 
 def load_model(config: ServeConfig) -> EmoNetFace:
     """Load the model the way ``predict`` does (same options, same defaults)."""
-
-    quiet_transformers()
-    return EmoNetFace.from_pretrained(
-        config.model,
-        encoder=config.encoder,
-        heads=config.heads,
-        revision=config.revision,
-        cache_dir=config.cache_dir,
-        device=config.device,
-        dtype=None if config.dtype == "auto" else config.dtype,
-        backend=config.backend,
-    )
+    return EmoNetFace.from_pretrained(options=config.model_options)
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -284,7 +285,7 @@ class Service:
         """Load the model and start the encoder thread (``/health`` says ok only after this)."""
         net = self.loader(self.config)
         self.batcher = Batcher(
-            functools.partial(encode_and_score, net),
+            net.scorer.encode,
             max_batch_size=self.config.max_batch_size,
             timeout_s=self.config.batch_timeout_ms / 1000,
             max_queue=self.config.max_queue,
@@ -310,13 +311,7 @@ class Service:
         assert self.net is not None
         detector = self.detector() if faces != "none" else self.config.detector
         source, expand = media_stages(
-            [u.file for u in uploads],
-            faces=faces,
-            detector=detector,
-            margin=self.config.margin,
-            fps=fps,
-            max_frames=max_frames,
-            align=self.config.align,
+            [u.file for u in uploads], self.config.face_options(faces, detector), MediaOptions(fps, max_frames)
         )
         out = []
         for upload in uploads:
@@ -336,15 +331,7 @@ class Service:
         assert self.net is not None
         net = self.net
         detector = self.detector() if request.faces != "none" else self.config.detector
-        source, expand = media_stages(
-            [upload.file],
-            faces=request.faces,
-            detector=detector,
-            margin=self.config.margin,
-            fps=1.0,
-            max_frames=None,
-            align=self.config.align,
-        )
+        source, expand = media_stages([upload.file], self.config.face_options(request.faces, detector))
         chosen = expand
         if request.face is not None:
 
@@ -376,16 +363,11 @@ class Service:
                     rows.append({**row, "crop": place})
         return rows
 
-    def rows(
-        self, items: list[Item], raw: np.ndarray, track_features: list[torch.Tensor | None] | None = None
-    ) -> list[dict[str, Any]]:
+    def rows(self, items: list[Item], results: list[Scored], tracked: bool) -> list[dict[str, Any]]:
         """The score table's rows as JSON objects, built in the pool (pandas work stays off the event
-        loop). With ``track_features`` (a video): one track id per person, as ``predict`` does."""
+        loop). ``tracked`` (a video): one track id per person, as ``predict`` does."""
         assert self.net is not None
-        table = self.net.items_table(items, raw)
-        if track_features is not None:
-            table = FaceTracker()(table, feature_matrix(track_features))
-        return _records(table)
+        return _records(self.net.scorer.table(items, results, annotate=FaceTracker() if tracked else None))
 
 
 @dataclass
@@ -630,7 +612,7 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
         fps: float | None = Query(None, gt=0, description="Video: frames scored per second (default 1)"),
         max_frames: int | None = Query(None, ge=1, description="Video: at most this many frames per video"),
     ) -> dict[str, list[dict[str, Any]]]:
-        net = ready()
+        ready()
         loop = asyncio.get_running_loop()
         async with request_slot() as folder:
             uploads, fields = await _read_uploads(request, folder)
@@ -647,15 +629,9 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
                 raise HTTPException(
                     503, f"server busy: {exc}; retry after {RETRY_AFTER_S} s", headers={"Retry-After": str(RETRY_AFTER_S)}
                 ) from None
-            results = iter(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
-            pairs = [next(results) if item.inputs is not None else (None, None) for item in items]
-            raw = np.full((len(items), len(net.keys)), np.nan)
-            rows = [i for i, (_, scores) in enumerate(pairs) if scores is not None]
-            if rows:
-                raw[rows] = np.stack([pairs[i][1] for i in rows])
+            results = list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
             tracked = mode != "none" and any(is_video(u.file) for u in uploads)
-            features = [feature for feature, _ in pairs] if tracked else None
-            rows = await loop.run_in_executor(service.pool, service.rows, items, raw, features)
+            rows = await loop.run_in_executor(service.pool, service.rows, items, results, tracked)
             # a Response skips FastAPI's per-field re-validation of ~140 keys per row (the annotation stays for /docs)
             return JSONResponse({"rows": rows})  # type: ignore[return-value]
 

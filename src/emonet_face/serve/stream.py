@@ -245,14 +245,7 @@ def add_stream_route(app: FastAPI, service: Any) -> None:
         except ValueError as exc:
             await refuse(CLOSE_BAD_REQUEST, str(exc))
             return
-        scorer = FrameScorer(
-            service.net,
-            faces=faces,
-            detector=config.detector,
-            margin=config.margin,
-            min_score=config.min_face_score,
-            align=config.align,
-        )
+        scorer = FrameScorer(service.net, faces=config.face_options(faces))
         session = _Stream(websocket, service, scorer, fps)
         service.streams += 1
         receiver = asyncio.create_task(session.receive())
