@@ -63,7 +63,7 @@ class HQResult:
         pa = self.per_annotator
 
         def column(name: str) -> dict[str, Any]:
-            return {a: _clean(v) for a, v in pa[name].items()}
+            return {a: json_scalar(v) for a, v in pa[name].items()}
 
         return {
             "protocol": "EmoNet-Face HQ",
@@ -78,7 +78,9 @@ class HQResult:
                 for a in pa.index
             },
             "kappa_mean": column("kappa_mean"),
-            "kappa_ci": {a: [_clean(pa.at[a, "kappa_ci_low"]), _clean(pa.at[a, "kappa_ci_high"])] for a in pa.index},
+            "kappa_ci": {
+                a: [json_scalar(pa.at[a, "kappa_ci_low"]), json_scalar(pa.at[a, "kappa_ci_high"])] for a in pa.index
+            },
             "kappa_std": column("kappa_std"),
             "kappa_median": column("kappa_median"),
             "kappa_top_emotion": column("kappa_top_emotion"),
@@ -90,30 +92,32 @@ class HQResult:
             "dropped_pairs_published": column("dropped_pairs_published"),
             "spearman_mean": column("spearman_mean"),
             "spearman_ci": {
-                a: [_clean(pa.at[a, "spearman_ci_low"]), _clean(pa.at[a, "spearman_ci_high"])] for a in pa.index
+                a: [json_scalar(pa.at[a, "spearman_ci_low"]), json_scalar(pa.at[a, "spearman_ci_high"])]
+                for a in pa.index
             },
             "spearman_per_emotion": _frame_dict(self.spearman_per_emotion),
-            "alpha": {e: _clean(v) for e, v in self.alpha["alpha"].items()},
-            "alpha_ci": {e: [_clean(r.ci_low), _clean(r.ci_high)] for e, r in self.alpha.iterrows()},
-            "alpha_mean": {k: _clean(v) for k, v in self.alpha_mean.items()},
+            "alpha": {e: json_scalar(v) for e, v in self.alpha["alpha"].items()},
+            "alpha_ci": {e: [json_scalar(r.ci_low), json_scalar(r.ci_high)] for e, r in self.alpha.iterrows()},
+            "alpha_mean": {k: json_scalar(v) for k, v in self.alpha_mean.items()},
             "reliable_alpha": self.reliable_alpha,
             "reliable_emotions": list(self.reliable_emotions),
             "kappa_mean_reliable": column("kappa_mean_reliable"),
             "could_be_annotator": {a: (None if pd.isna(v) else bool(v)) for a, v in pa["could_be_annotator"].items()},
             "vs_humans": {
                 a: {
-                    "mean_diff": _clean(pa.at[a, "diff_vs_humans"]),
-                    "ci": [_clean(pa.at[a, "diff_ci_low"]), _clean(pa.at[a, "diff_ci_high"])],
-                    "wilcoxon_p": _clean(pa.at[a, "wilcoxon_p"]),
+                    "mean_diff": json_scalar(pa.at[a, "diff_vs_humans"]),
+                    "ci": [json_scalar(pa.at[a, "diff_ci_low"]), json_scalar(pa.at[a, "diff_ci_high"])],
+                    "wilcoxon_p": json_scalar(pa.at[a, "wilcoxon_p"]),
                 }
                 for a in pa.index
             },
-            "group_tests": [{k: _clean(v) for k, v in row.items()} for row in self.group_tests.to_dict("records")],
+            "group_tests": [{k: json_scalar(v) for k, v in row.items()} for row in self.group_tests.to_dict("records")],
             "warnings": list(self.warnings),
         }
 
 
-def _clean(value: Any) -> Any:
+def json_scalar(value: Any) -> Any:
+    """A NumPy or pandas scalar as the plain Python value JSON can hold: NaN, infinities and NA become None."""
     if isinstance(value, (np.floating, float)):
         return None if not math.isfinite(float(value)) else float(value)
     if isinstance(value, np.integer):
@@ -126,7 +130,7 @@ def _clean(value: Any) -> Any:
 
 
 def _frame_dict(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    return {str(i): {str(c): _clean(v) for c, v in row.items()} for i, row in frame.iterrows()}
+    return {str(i): {str(c): json_scalar(v) for c, v in row.items()} for i, row in frame.iterrows()}
 
 
 def all_pairs_kappa(ratings: np.ndarray) -> PairwiseKappa:
