@@ -17,7 +17,8 @@ from emonet_face.bench.groups import GROUP_LABELS, GROUP_ORDER
 FORMATS = ("png", "pdf")
 
 
-def _save(fig: plt.Figure, out: Path, stem: str, formats: Iterable[str] = FORMATS) -> list[Path]:
+def save_figure(fig: plt.Figure, out: Path, stem: str, formats: Iterable[str] = FORMATS) -> list[Path]:
+    """Write ``fig`` as ``out/stem.<format>`` for every format and close it (figures pile up in memory otherwise)."""
     paths = []
     fig.tight_layout()
     for fmt in formats:
@@ -38,7 +39,7 @@ def kappa_heatmap(pairwise: pd.DataFrame, out: Path) -> list[Path]:
     ax.set_yticks(range(n), pairwise.index, fontsize=7)
     fig.colorbar(image, ax=ax, label="mean quadratic weighted kappa over emotions")
     ax.set_title("Pairwise agreement between annotators")
-    return _save(fig, out, "pairwise_kappa_heatmap")
+    return save_figure(fig, out, "pairwise_kappa_heatmap")
 
 
 def agreement_per_emotion(kappa: pd.DataFrame, groups: pd.Series, out: Path) -> list[Path]:
@@ -59,7 +60,7 @@ def agreement_per_emotion(kappa: pd.DataFrame, groups: pd.Series, out: Path) -> 
     ax.axhline(0, color="grey", lw=0.5)
     ax.legend(fontsize=8)
     ax.set_title("Agreement with human experts per emotion")
-    return _save(fig, out, "agreement_per_emotion")
+    return save_figure(fig, out, "agreement_per_emotion")
 
 
 def group_boxplot(group_values: dict[str, np.ndarray], out: Path) -> list[Path]:
@@ -71,7 +72,7 @@ def group_boxplot(group_values: dict[str, np.ndarray], out: Path) -> list[Path]:
     ax.set_ylabel("kappa with human experts (per annotator × emotion)")
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_title("Agreement by annotator group")
-    return _save(fig, out, "group_boxplot")
+    return save_figure(fig, out, "group_boxplot")
 
 
 def spearman_bars(per_annotator: pd.DataFrame, out: Path) -> list[Path]:
@@ -86,7 +87,7 @@ def spearman_bars(per_annotator: pd.DataFrame, out: Path) -> list[Path]:
     ax.set_xticks(range(len(frame)), frame.index, rotation=90, fontsize=7)
     ax.set_ylabel("Spearman's rho vs human median (95% CI)")
     ax.set_title("Rank agreement with the human median (blue: humans, leave-one-out)")
-    return _save(fig, out, "spearman_bars")
+    return save_figure(fig, out, "spearman_bars")
 
 
 def alpha_per_emotion(alpha: pd.DataFrame, out: Path) -> list[Path]:
@@ -99,7 +100,7 @@ def alpha_per_emotion(alpha: pd.DataFrame, out: Path) -> list[Path]:
     ax.set_ylabel("Krippendorff's alpha (interval, 95% CI)")
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_title("Inter-expert reliability per emotion")
-    return _save(fig, out, "alpha_per_emotion")
+    return save_figure(fig, out, "alpha_per_emotion")
 
 
 def binary_stacked_bars(per_emotion: pd.DataFrame, out: Path) -> list[Path]:
@@ -116,7 +117,7 @@ def binary_stacked_bars(per_emotion: pd.DataFrame, out: Path) -> list[Path]:
     ax.set_ylabel("% of items with ≥ 2 votes")
     ax.legend(fontsize=8)
     ax.set_title("EmoNet-Face BINARY: expert vote agreement per emotion")
-    return _save(fig, out, "binary_agreement")
+    return save_figure(fig, out, "binary_agreement")
 
 
 def hq_figures(result, out: Path) -> list[Path]:

@@ -63,7 +63,7 @@ class HQResult:
         pa = self.per_annotator
 
         def column(name: str) -> dict[str, Any]:
-            return {a: _clean(v) for a, v in pa[name].items()}
+            return {a: json_scalar(v) for a, v in pa[name].items()}
 
         return {
             "protocol": "EmoNet-Face HQ",
@@ -78,7 +78,9 @@ class HQResult:
                 for a in pa.index
             },
             "kappa_mean": column("kappa_mean"),
-            "kappa_ci": {a: [_clean(pa.at[a, "kappa_ci_low"]), _clean(pa.at[a, "kappa_ci_high"])] for a in pa.index},
+            "kappa_ci": {
+                a: [json_scalar(pa.at[a, "kappa_ci_low"]), json_scalar(pa.at[a, "kappa_ci_high"])] for a in pa.index
+            },
             "kappa_std": column("kappa_std"),
             "kappa_median": column("kappa_median"),
             "kappa_top_emotion": column("kappa_top_emotion"),
@@ -90,30 +92,32 @@ class HQResult:
             "dropped_pairs_published": column("dropped_pairs_published"),
             "spearman_mean": column("spearman_mean"),
             "spearman_ci": {
-                a: [_clean(pa.at[a, "spearman_ci_low"]), _clean(pa.at[a, "spearman_ci_high"])] for a in pa.index
+                a: [json_scalar(pa.at[a, "spearman_ci_low"]), json_scalar(pa.at[a, "spearman_ci_high"])]
+                for a in pa.index
             },
             "spearman_per_emotion": _frame_dict(self.spearman_per_emotion),
-            "alpha": {e: _clean(v) for e, v in self.alpha["alpha"].items()},
-            "alpha_ci": {e: [_clean(r.ci_low), _clean(r.ci_high)] for e, r in self.alpha.iterrows()},
-            "alpha_mean": {k: _clean(v) for k, v in self.alpha_mean.items()},
+            "alpha": {e: json_scalar(v) for e, v in self.alpha["alpha"].items()},
+            "alpha_ci": {e: [json_scalar(r.ci_low), json_scalar(r.ci_high)] for e, r in self.alpha.iterrows()},
+            "alpha_mean": {k: json_scalar(v) for k, v in self.alpha_mean.items()},
             "reliable_alpha": self.reliable_alpha,
             "reliable_emotions": list(self.reliable_emotions),
             "kappa_mean_reliable": column("kappa_mean_reliable"),
             "could_be_annotator": {a: (None if pd.isna(v) else bool(v)) for a, v in pa["could_be_annotator"].items()},
             "vs_humans": {
                 a: {
-                    "mean_diff": _clean(pa.at[a, "diff_vs_humans"]),
-                    "ci": [_clean(pa.at[a, "diff_ci_low"]), _clean(pa.at[a, "diff_ci_high"])],
-                    "wilcoxon_p": _clean(pa.at[a, "wilcoxon_p"]),
+                    "mean_diff": json_scalar(pa.at[a, "diff_vs_humans"]),
+                    "ci": [json_scalar(pa.at[a, "diff_ci_low"]), json_scalar(pa.at[a, "diff_ci_high"])],
+                    "wilcoxon_p": json_scalar(pa.at[a, "wilcoxon_p"]),
                 }
                 for a in pa.index
             },
-            "group_tests": [{k: _clean(v) for k, v in row.items()} for row in self.group_tests.to_dict("records")],
+            "group_tests": [{k: json_scalar(v) for k, v in row.items()} for row in self.group_tests.to_dict("records")],
             "warnings": list(self.warnings),
         }
 
 
-def _clean(value: Any) -> Any:
+def json_scalar(value: Any) -> Any:
+    """A NumPy or pandas scalar as the plain Python value JSON can hold: NaN, infinities and NA become None."""
     if isinstance(value, (np.floating, float)):
         return None if not math.isfinite(float(value)) else float(value)
     if isinstance(value, np.integer):
@@ -126,7 +130,7 @@ def _clean(value: Any) -> Any:
 
 
 def _frame_dict(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    return {str(i): {str(c): _clean(v) for c, v in row.items()} for i, row in frame.iterrows()}
+    return {str(i): {str(c): json_scalar(v) for c, v in row.items()} for i, row in frame.iterrows()}
 
 
 def all_pairs_kappa(ratings: np.ndarray) -> PairwiseKappa:
@@ -199,14 +203,13 @@ def _summarise_kappa(kappa_e: np.ndarray, rng: np.random.Generator, n_boot: int)
     }
 
 
-def run_hq_protocol(
-    data: HQData, *, readout: str = "published", seed: int = 42, n_boot: int = 1000, reliable_alpha: float = 0.3
-) -> HQResult:
-    """Run every statistic of the protocol; the same data and seed give the same numbers to the last digit.
+def _stream(seed: int, statistic: str) -> np.random.Generator:
+    """The random stream of one statistic (see ``_STREAM``)."""
+    return np.random.default_rng([seed, _STREAM[statistic]])
 
-    ``reliable_alpha``: emotions whose human alpha reaches it also get a headline of their own
-    (``kappa_mean_reliable``), since kappa on emotions experts themselves disagree on is mostly noise.
-    """
+
+def _human_mask(data: HQData, readout: str) -> np.ndarray:
+    """Which annotators are human experts; fails early on an unknown readout or fewer than 2 humans."""
     if readout not in READOUTS:
         raise InputError(f"unknown readout {readout!r}; use one of {', '.join(READOUTS)}")
     human = data.human.astype(bool)
@@ -215,77 +218,133 @@ def run_hq_protocol(
             f"the annotation file has {int(human.sum())} human annotators; the protocol needs at least 2 "
             "(check the 'human' column)"
         )
-    warn = list(data.warnings)
-    names = data.annotators
-    ratings = data.ratings
+    return human
 
-    published = all_pairs_kappa(ratings)
-    calibrated = all_pairs_kappa(apply_readout(ratings, human, "calibrated"))
-    chosen = published if readout == "published" else calibrated
-    kappa_e = kappa_vs_humans(chosen.kappa, human)
-    kappa_pub = _nanmean(kappa_vs_humans(published.kappa, human), axis=1)
-    kappa_cal = _nanmean(kappa_vs_humans(calibrated.kappa, human), axis=1)
 
-    rated = data.rated()
+def _isolated_annotators(names: list[str], rated: np.ndarray, human: np.ndarray) -> list[str]:
+    """A warning for each annotator that shares no image with any (other) human: its agreement is null."""
     humans_per_image = rated[human].sum(axis=0)
+    warn = []
     for a, name in enumerate(names):
         other_humans = humans_per_image - (rated[a] if human[a] else 0)
         if not (rated[a] & (other_humans > 0)).any():
             warn.append(f"annotator {name!r} shares no image with any human expert; its agreement is undefined (null)")
+    return warn
 
-    def dropped_vs_humans(pk: PairwiseKappa) -> tuple[np.ndarray, np.ndarray]:
-        dropped = pk.dropped[:, human].sum(axis=1)
-        shared = pk.shared[:, human].sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return dropped, np.where(shared > 0, dropped / np.maximum(shared, 1), np.nan)
 
-    dropped_n, dropped_share = dropped_vs_humans(chosen)
-    dropped_pub, _ = dropped_vs_humans(published)
-    heavy = [f"{names[a]} ({dropped_share[a]:.0%})" for a in range(len(names)) if dropped_share[a] > 0.05]
-    if heavy:
-        warn.append(
-            f"{readout} readout: ratings outside 0..7 drop out of kappa for {', '.join(heavy)}; "
-            "see dropped_pairs (try --readout calibrated)"
+def _dropped_vs_humans(pk: PairwiseKappa, human: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per annotator: rating pairs with the humans that dropped out of kappa, and their share of all shared pairs."""
+    dropped = pk.dropped[:, human].sum(axis=1)
+    shared = pk.shared[:, human].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return dropped, np.where(shared > 0, dropped / np.maximum(shared, 1), np.nan)
+
+
+@dataclass
+class _Readouts:
+    """Pairwise kappa under the chosen readout, and per annotator what each readout gives and drops."""
+
+    chosen: PairwiseKappa
+    kappa_mean_published: np.ndarray
+    kappa_mean_calibrated: np.ndarray
+    dropped_pairs: np.ndarray
+    dropped_share: np.ndarray
+    dropped_pairs_published: np.ndarray
+
+    @classmethod
+    def compute(cls, ratings: np.ndarray, human: np.ndarray, readout: str) -> _Readouts:
+        """Both readouts are always computed, so a report can show how much the choice matters."""
+        published = all_pairs_kappa(ratings)
+        calibrated = all_pairs_kappa(apply_readout(ratings, human, "calibrated"))
+        chosen = published if readout == "published" else calibrated
+        return cls(
+            chosen,
+            _nanmean(kappa_vs_humans(published.kappa, human), axis=1),
+            _nanmean(kappa_vs_humans(calibrated.kappa, human), axis=1),
+            *_dropped_vs_humans(chosen, human),
+            _dropped_vs_humans(published, human)[0],
         )
 
-    kappa_stats = _summarise_kappa(kappa_e, np.random.default_rng([seed, _STREAM["kappa"]]), n_boot)
+    def dropout_warnings(self, readout: str, names: list[str]) -> list[str]:
+        """Kappa on the pairs left after many drop out is a biased sample; say whose, and what to try."""
+        heavy = [f"{names[a]} ({self.dropped_share[a]:.0%})" for a in range(len(names)) if self.dropped_share[a] > 0.05]
+        if not heavy:
+            return []
+        return [
+            f"{readout} readout: ratings outside 0..7 drop out of kappa for {', '.join(heavy)}; "
+            "see dropped_pairs (try --readout calibrated)"
+        ]
 
-    spearman_e = spearman_vs_humans(ratings, human)
-    rng = np.random.default_rng([seed, _STREAM["spearman"]])
-    spearman_mean = _nanmean(spearman_e, axis=1)
-    sp_low, sp_high = percentile_ci(bootstrap_mean(spearman_e, n_boot, rng))
 
-    human_ratings = ratings[human]
+def _summarise_spearman(spearman_e: np.ndarray, rng: np.random.Generator, n_boot: int) -> dict[str, np.ndarray]:
+    """Mean Spearman's rho over emotions per annotator with its bootstrap CI."""
+    low, high = percentile_ci(bootstrap_mean(spearman_e, n_boot, rng))
+    return {"spearman_mean": _nanmean(spearman_e, axis=1), "spearman_ci_low": low, "spearman_ci_high": high}
+
+
+def _human_alpha(
+    human_ratings: np.ndarray, rng: np.random.Generator, n_boot: int
+) -> tuple[np.ndarray, pd.DataFrame, dict[str, float]]:
+    """Krippendorff's alpha among the humans: per emotion (array and table with CIs) and its mean with CI."""
     alpha = np.atleast_1d(krippendorff_alpha_interval(human_ratings))
-    alpha_boot = bootstrap_alpha_interval(human_ratings, n_boot, np.random.default_rng([seed, _STREAM["alpha"]]))
+    alpha_boot = bootstrap_alpha_interval(human_ratings, n_boot, rng)
     a_low, a_high = percentile_ci(alpha_boot.T)
     m_low, m_high = percentile_ci(_nanmean(alpha_boot, axis=1))
-    alpha_frame = pd.DataFrame({"alpha": alpha, "ci_low": a_low, "ci_high": a_high}, index=EMOTION_NAMES)
-    alpha_frame.index.name = "emotion"
+    frame = pd.DataFrame({"alpha": alpha, "ci_low": a_low, "ci_high": a_high}, index=EMOTION_NAMES)
+    frame.index.name = "emotion"
+    mean = {"alpha_mean": float(_nanmean(alpha, axis=0)), "ci_low": float(m_low), "ci_high": float(m_high)}
+    return alpha, frame, mean
 
+
+def _reliable_kappa(kappa_e: np.ndarray, alpha: np.ndarray, reliable_alpha: float) -> tuple[list[str], np.ndarray]:
+    """The emotions the humans agree on (alpha ≥ ``reliable_alpha``) and each annotator's mean kappa over them."""
     reliable = [EMOTION_NAMES[e] for e in np.flatnonzero(alpha >= reliable_alpha)]
-    kappa_reliable = _nanmean(kappa_e[:, alpha >= reliable_alpha], axis=1) if reliable else np.full(len(names), np.nan)
+    if not reliable:
+        return reliable, np.full(kappa_e.shape[0], np.nan)
+    return reliable, _nanmean(kappa_e[:, alpha >= reliable_alpha], axis=1)
 
+
+def _kappa_by_group(
+    kappa_e: np.ndarray, names: list[str], human: np.ndarray
+) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Each annotator's group, and per group all its (annotator, emotion) kappas pooled."""
     groups = [annotator_group(n, bool(h)) for n, h in zip(names, human)]
-    group_values = {g: kappa_e[[i for i, x in enumerate(groups) if x == g]].ravel() for g in dict.fromkeys(groups)}
-    group_tests = compare_groups(group_values, n_boot, np.random.default_rng([seed, _STREAM["groups"]]))
-    cba = could_be_annotator(kappa_e, human, n_boot, np.random.default_rng([seed, _STREAM["could_be"]]))
+    values = {g: kappa_e[[i for i, x in enumerate(groups) if x == g]].ravel() for g in dict.fromkeys(groups)}
+    return groups, values
 
+
+def run_hq_protocol(
+    data: HQData, *, readout: str = "published", seed: int = 42, n_boot: int = 1000, reliable_alpha: float = 0.3
+) -> HQResult:
+    """Run every statistic of the protocol; the same data and seed give the same numbers to the last digit.
+
+    ``reliable_alpha``: emotions whose human alpha reaches it also get a headline of their own
+    (``kappa_mean_reliable``), since kappa on emotions experts themselves disagree on is mostly noise.
+    """
+    human = _human_mask(data, readout)
+    names, ratings, rated = data.annotators, data.ratings, data.rated()
+    readouts = _Readouts.compute(ratings, human, readout)
+    warn = [*data.warnings, *_isolated_annotators(names, rated, human), *readouts.dropout_warnings(readout, names)]
+    kappa_e = kappa_vs_humans(readouts.chosen.kappa, human)
+    spearman_e = spearman_vs_humans(ratings, human)
+    alpha, alpha_frame, alpha_mean = _human_alpha(ratings[human], _stream(seed, "alpha"), n_boot)
+    reliable, kappa_reliable = _reliable_kappa(kappa_e, alpha, reliable_alpha)
+    groups, group_values = _kappa_by_group(kappa_e, names, human)
+    group_tests = compare_groups(group_values, n_boot, _stream(seed, "groups"))
+    cba = could_be_annotator(kappa_e, human, n_boot, _stream(seed, "could_be"))
     per_annotator = pd.DataFrame(
         {
             "group": groups,
             "human": human,
             "n_images": rated.sum(axis=1),
-            **kappa_stats,
-            "kappa_mean_published": kappa_pub,
-            "kappa_mean_calibrated": kappa_cal,
+            **_summarise_kappa(kappa_e, _stream(seed, "kappa"), n_boot),
+            "kappa_mean_published": readouts.kappa_mean_published,
+            "kappa_mean_calibrated": readouts.kappa_mean_calibrated,
             "kappa_mean_reliable": kappa_reliable,
-            "dropped_pairs": dropped_n,
-            "dropped_share": dropped_share,
-            "dropped_pairs_published": dropped_pub,
-            "spearman_mean": spearman_mean,
-            "spearman_ci_low": sp_low,
-            "spearman_ci_high": sp_high,
+            "dropped_pairs": readouts.dropped_pairs,
+            "dropped_share": readouts.dropped_share,
+            "dropped_pairs_published": readouts.dropped_pairs_published,
+            **_summarise_spearman(spearman_e, _stream(seed, "spearman"), n_boot),
             "diff_vs_humans": cba["mean_diff"].to_numpy(),
             "diff_ci_low": cba["diff_ci_low"].to_numpy(),
             "diff_ci_high": cba["diff_ci_high"].to_numpy(),
@@ -294,20 +353,17 @@ def run_hq_protocol(
         },
         index=pd.Index(names, name="annotator"),
     )
-    kappa_frame = pd.DataFrame(kappa_e, index=per_annotator.index, columns=EMOTION_NAMES)
-    spearman_frame = pd.DataFrame(spearman_e, index=per_annotator.index, columns=EMOTION_NAMES)
-    pairwise = pd.DataFrame(_nanmean(chosen.kappa, axis=2), index=per_annotator.index, columns=names)
     return HQResult(
         data=data,
         readout=readout,
         seed=seed,
         n_boot=n_boot,
         per_annotator=per_annotator,
-        kappa_per_emotion=kappa_frame,
-        spearman_per_emotion=spearman_frame,
-        pairwise_kappa=pairwise,
+        kappa_per_emotion=pd.DataFrame(kappa_e, index=per_annotator.index, columns=EMOTION_NAMES),
+        spearman_per_emotion=pd.DataFrame(spearman_e, index=per_annotator.index, columns=EMOTION_NAMES),
+        pairwise_kappa=pd.DataFrame(_nanmean(readouts.chosen.kappa, axis=2), index=per_annotator.index, columns=names),
         alpha=alpha_frame,
-        alpha_mean={"alpha_mean": float(_nanmean(alpha, axis=0)), "ci_low": float(m_low), "ci_high": float(m_high)},
+        alpha_mean=alpha_mean,
         reliable_alpha=reliable_alpha,
         reliable_emotions=reliable,
         group_tests=group_tests,

@@ -57,7 +57,8 @@ def write_table(
     return paths
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def format_cell(value: Any, digits: int = 3) -> str:
+    """A number as a Markdown table cell: ``digits`` decimals for floats, a dash for a missing or non-finite value."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     if isinstance(value, float):
@@ -148,9 +149,10 @@ def _hq_markdown(result, summary: dict[str, Any], figures: bool) -> str:
     for name, r in pa.iterrows():
         cba = r["could_be_annotator"]
         lines.append(
-            f"| {name} | {GROUP_LABELS[r['group']]} | {_fmt(r['kappa_mean'])} | "
-            f"[{_fmt(r['kappa_ci_low'])}, {_fmt(r['kappa_ci_high'])}] | {_fmt(r['kappa_mean_published'])} | "
-            f"{_fmt(r['kappa_mean_calibrated'])} | {_fmt(r['dropped_share'] * 100, 1)}% | {_fmt(r['spearman_mean'])} | "
+            f"| {name} | {GROUP_LABELS[r['group']]} | {format_cell(r['kappa_mean'])} | "
+            f"[{format_cell(r['kappa_ci_low'])}, {format_cell(r['kappa_ci_high'])}] | "
+            f"{format_cell(r['kappa_mean_published'])} | {format_cell(r['kappa_mean_calibrated'])} | "
+            f"{format_cell(r['dropped_share'] * 100, 1)}% | {format_cell(r['spearman_mean'])} | "
             f"{'–' if cba is None or pd.isna(cba) else ('yes' if cba else 'no')} |"
         )
     am = result.alpha_mean
@@ -163,8 +165,9 @@ def _hq_markdown(result, summary: dict[str, Any], figures: bool) -> str:
         READOUT_TEXT,
         "## Inter-expert reliability",
         "",
-        f"Krippendorff's alpha (interval) over the human experts, mean over emotions {_fmt(am['alpha_mean'])} "
-        f"[{_fmt(am['ci_low'])}, {_fmt(am['ci_high'])}] (CIs: bootstrap over images). Per emotion: `alpha.csv`.",
+        f"Krippendorff's alpha (interval) over the human experts, mean over emotions {format_cell(am['alpha_mean'])} "
+        f"[{format_cell(am['ci_low'])}, {format_cell(am['ci_high'])}] (CIs: bootstrap over images). "
+        "Per emotion: `alpha.csv`.",
         "",
         f"{len(result.reliable_emotions)} emotions reach alpha ≥ {result.reliable_alpha} (reliable): "
         f"{', '.join(result.reliable_emotions) or 'none'}; `kappa_mean_reliable` averages kappa over these only.",

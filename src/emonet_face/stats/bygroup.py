@@ -26,7 +26,7 @@ from scipy import stats as sps
 
 from emonet_face.bench.agreement import kappa_from_confusion, rating_codes
 from emonet_face.bench.hq import HQData, load_hq
-from emonet_face.bench.protocol import _clean, run_hq_protocol
+from emonet_face.bench.protocol import json_scalar, run_hq_protocol
 from emonet_face.bench.readout import apply_readout
 from emonet_face.bench.scores import load_score_table
 from emonet_face.bench.tables import image_id
@@ -103,15 +103,15 @@ class GroupAgreement:
                 pa = g["per_annotator"]
                 by[factor][value] = {
                     "n_images": g["n_images"],
-                    "kappa_mean": {a: _clean(v) for a, v in pa["kappa_mean"].items()},
-                    "kappa_ci": {a: [_clean(pa.at[a, "kappa_ci_low"]), _clean(pa.at[a, "kappa_ci_high"])] for a in pa.index},
-                    "spearman_mean": {a: _clean(v) for a, v in pa["spearman_mean"].items()},
+                    "kappa_mean": {a: json_scalar(v) for a, v in pa["kappa_mean"].items()},
+                    "kappa_ci": {a: [json_scalar(pa.at[a, "kappa_ci_low"]), json_scalar(pa.at[a, "kappa_ci_high"])] for a in pa.index},
+                    "spearman_mean": {a: json_scalar(v) for a, v in pa["spearman_mean"].items()},
                     "spearman_ci": {
-                        a: [_clean(pa.at[a, "spearman_ci_low"]), _clean(pa.at[a, "spearman_ci_high"])] for a in pa.index
+                        a: [json_scalar(pa.at[a, "spearman_ci_low"]), json_scalar(pa.at[a, "spearman_ci_high"])] for a in pa.index
                     },
                 }
         tests = {
-            factor: {a: {k: _clean(v) for k, v in row.items()} for a, row in frame.to_dict("index").items()}
+            factor: {a: {k: json_scalar(v) for k, v in row.items()} for a, row in frame.to_dict("index").items()}
             for factor, frame in self.tests.items()
         }
         return {"by": by, "by_tests": tests, "by_warnings": list(self.warnings)}
@@ -257,7 +257,7 @@ class PredictionStats:
             "by": {f: {str(k): int(v) for k, v in c.items()} for f, c in self.counts.items()},
             "mean_score": {
                 f: {
-                    g: {r.emotion: {"mean": _clean(r.mean), "ci": [_clean(r.ci_low), _clean(r.ci_high)]} for r in part.itertuples()}
+                    g: {r.emotion: {"mean": json_scalar(r.mean), "ci": [json_scalar(r.ci_low), json_scalar(r.ci_high)]} for r in part.itertuples()}
                     for g, part in frame.groupby("group", sort=False)
                 }
                 for f, frame in self.means.items()
@@ -274,7 +274,7 @@ class PredictionStats:
             out["gap"] = {
                 f: {
                     g: {
-                        r.emotion: {k: _clean(getattr(r, k)) for k in ("model_gap", "human_gap", "model_gap_z", "human_gap_z", "excess_z", "p", "q", "flagged")}
+                        r.emotion: {k: json_scalar(getattr(r, k)) for k in ("model_gap", "human_gap", "model_gap_z", "human_gap_z", "excess_z", "p", "q", "flagged")}
                         for r in part.itertuples()
                     }
                     for g, part in frame.groupby("group", sort=False)
@@ -282,7 +282,7 @@ class PredictionStats:
                 for f, frame in self.gaps.items()
             }
             out["flagged"] = [
-                {"factor": f, "group": r.group, "emotion": r.emotion, "excess_z": _clean(r.excess_z), "q": _clean(r.q)}
+                {"factor": f, "group": r.group, "emotion": r.emotion, "excess_z": json_scalar(r.excess_z), "q": json_scalar(r.q)}
                 for f, frame in self.gaps.items()
                 for r in frame[frame["flagged"]].itertuples()
             ]

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from emonet_face.bench.protocol import _clean
+from emonet_face.bench.protocol import json_scalar
 from emonet_face.bench.tables import image_id, read_table
 from emonet_face.data.parquet import HF_DATASETS, IMAGE_COLUMNS, LABEL_COLUMNS, resolve_dataset_shards
 from emonet_face.data.samples import LabelParse, label_raters, parse_label
@@ -149,7 +149,7 @@ class DatasetStats:
             }
 
         out["balance"] = {
-            f: {k: _clean(v) for k, v in row.items()} for f, row in self.balance().to_dict("index").items()
+            f: {k: json_scalar(v) for k, v in row.items()} for f, row in self.balance().to_dict("index").items()
         }
         out["unmapped_ethnicity"] = dict(sorted(self.unmapped_ethnicity.items(), key=lambda kv: -kv[1]))
         out["ethnicity_table"] = self.table.source

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from emonet_face.bench.figures import _save
+from emonet_face.bench.figures import save_figure
 from emonet_face.stats.dataset import DEFINITIONS
 from emonet_face.stats.demographics import UNKNOWN, DemographicTable
 
@@ -74,7 +74,7 @@ def demographic_bars(counts: dict[str, pd.Series], out: Path) -> list[Path]:
         ax.set_ylabel("images")
         ax.margins(y=0.12)
     fig.suptitle("Images per demographic group")
-    return _save(fig, out, "demographics")
+    return save_figure(fig, out, "demographics")
 
 
 def age_histogram(ages: pd.Series, groups: pd.Series, table: DemographicTable, out: Path) -> list[Path]:
@@ -100,7 +100,7 @@ def age_histogram(ages: pd.Series, groups: pd.Series, table: DemographicTable, o
         ax.axvline(edge, color="grey", lw=0.4, ls=":") if len(numeric) else None
     ax.set_ylabel("images")
     ax.set_title("Age distribution (dotted lines: FairFace bin edges)" if len(numeric) else "Age groups")
-    return _save(fig, out, "age_histogram")
+    return save_figure(fig, out, "age_histogram")
 
 
 def emotion_heatmap(tables: dict[str, pd.DataFrame], counts: dict[str, pd.Series], out: Path) -> list[Path]:
@@ -149,7 +149,7 @@ def balance_bars(balance: pd.DataFrame, out: Path) -> list[Path]:
     ax.set_ylabel("normalised entropy H / log K")
     ax.legend(fontsize=7, loc="upper center", ncol=2)
     ax.set_title("Balance index per factor (unknown left out)")
-    return _save(fig, out, "balance")
+    return save_figure(fig, out, "balance")
 
 
 @lru_cache(maxsize=1)
@@ -217,7 +217,7 @@ def world_map(counts: pd.Series, table: DemographicTable, out: Path) -> list[Pat
     ax.set_xticks([]) if countries is not None else None
     ax.set_yticks([]) if countries is not None else None
     ax.set_title(f"Regions of the FairFace groups by share of images ({note})", fontsize=10)
-    return _save(fig, out, "world_map")
+    return save_figure(fig, out, "world_map")
 
 
 def per_emotion_bars(labelled: pd.Series, definition: str, out: Path) -> list[Path]:
@@ -227,7 +227,7 @@ def per_emotion_bars(labelled: pd.Series, definition: str, out: Path) -> list[Pa
     ax.set_xticks(range(len(series)), series.index, rotation=90, fontsize=7)
     ax.set_ylabel("images")
     ax.set_title(f"Images per emotion ({definition})", fontsize=10)
-    return _save(fig, out, "per_emotion")
+    return save_figure(fig, out, "per_emotion")
 
 
 def dataset_figures(stats, out: Path) -> list[Path]:
@@ -282,7 +282,7 @@ def agreement_by_group_figure(result, factor: str, out: Path) -> list[Path]:
     ax.set_ylabel("kappa with human experts (95% CI)")
     ax.legend(fontsize=7, title=FACTOR_TITLES.get(factor, factor), title_fontsize=8, ncol=2 if len(values) > 5 else 1)
     ax.set_title(f"Agreement by {FACTOR_TITLES.get(factor, factor).lower()} (p: permutation test over images)", fontsize=9)
-    return _save(fig, out, f"agreement_by_{factor}")
+    return save_figure(fig, out, f"agreement_by_{factor}")
 
 
 def mean_score_figure(frame: pd.DataFrame, factor: str, out: Path) -> list[Path]:
@@ -303,7 +303,7 @@ def mean_score_figure(frame: pd.DataFrame, factor: str, out: Path) -> list[Path]
     ax.set_ylabel("mean centred score (95% CI)")
     ax.legend(fontsize=7, title=FACTOR_TITLES.get(factor, factor), title_fontsize=8)
     ax.set_title(f"Model scores by {FACTOR_TITLES.get(factor, factor).lower()}")
-    return _save(fig, out, f"mean_score_by_{factor}")
+    return save_figure(fig, out, f"mean_score_by_{factor}")
 
 
 def gap_figure(frame: pd.DataFrame, factor: str, out: Path) -> list[Path]:
@@ -329,4 +329,4 @@ def gap_figure(frame: pd.DataFrame, factor: str, out: Path) -> list[Path]:
         ax.set_title(name, fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(f"Does the model see a group difference the experts do not?\n({FACTOR_TITLES.get(factor, factor)})", fontsize=11)
-    return _save(fig, out, f"gap_{factor}")
+    return save_figure(fig, out, f"gap_{factor}")

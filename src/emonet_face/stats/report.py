@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from emonet_face.bench.report import _fmt, write_json, write_table
+from emonet_face.bench.report import format_cell, write_json, write_table
 from emonet_face.stats.demographics import FACTORS
 
 __all__ = ["by_group_markdown", "write_by_group_outputs", "write_dataset_outputs", "write_prediction_outputs"]
@@ -71,7 +71,7 @@ def _dataset_markdown(stats, summary: dict[str, Any], tables: list[str], figures
     ]
     for f in FACTORS:
         for g, c in summary["by"][f].items():
-            lines.append(f"| {f} | {g} | {c} | {_fmt(c / n if n else None)} |")
+            lines.append(f"| {f} | {g} | {c} | {format_cell(c / n if n else None)} |")
     lines += [
         "",
         "`fairface`: the raw `ethnicity` strings mapped to FairFace's 7 groups by the shipped table "
@@ -87,7 +87,7 @@ def _dataset_markdown(stats, summary: dict[str, Any], tables: list[str], figures
         "|---|---|---|---|",
     ]
     for f, row in summary["balance"].items():
-        lines.append(f"| {f} | {_fmt(row['balance'])} | {_fmt(row['balance_design'])} | {row['categories']} |")
+        lines.append(f"| {f} | {format_cell(row['balance'])} | {format_cell(row['balance_design'])} | {row['categories']} |")
     if summary["unmapped_ethnicity"]:
         lines += ["", "Ethnicity strings not in the table (counted `unknown`; add them to the table): "
                   + ", ".join(f"`{k}` ({v})" for k, v in summary["unmapped_ethnicity"].items())]
@@ -95,7 +95,7 @@ def _dataset_markdown(stats, summary: dict[str, Any], tables: list[str], figures
         lines += ["", "## Emotions", "", f"Per emotion: {summary['per_emotion_definition']}.", ""]
     for key, label in (("annotators_per_image", "Annotators per image"), ("ratings_per_image", "Ratings/votes per image")):
         if key in summary:
-            lines.append(f"- {label}: mean {_fmt(summary[key]['mean'], 2)}, distribution {summary[key]['distribution']}")
+            lines.append(f"- {label}: mean {format_cell(summary[key]['mean'], 2)}, distribution {summary[key]['distribution']}")
     if "annotators" in summary:
         lines.append(f"- Annotators: {summary['annotators']['n']}")
     lines += ["", "## Tables", "", *[f"- [{t}]({t}.csv)" + (f" ([LaTeX]({t}.tex))" if (t != "rating_distribution") else "") for t in tables]]
@@ -145,8 +145,8 @@ def by_group_markdown(result, figures: bool) -> str:
         tests = result.tests[factor]
         annotators = list(dict.fromkeys(a for v in values for a in groups[v]["per_annotator"].index))
         for a in annotators:
-            cells = [_fmt(groups[v]["per_annotator"]["kappa_mean"].get(a)) for v in values]
-            lines.append(f"| {a} | " + " | ".join(cells) + f" | {_fmt(tests.at[a, 'p'] if a in tests.index else None)} |")
+            cells = [format_cell(groups[v]["per_annotator"]["kappa_mean"].get(a)) for v in values]
+            lines.append(f"| {a} | " + " | ".join(cells) + f" | {format_cell(tests.at[a, 'p'] if a in tests.index else None)} |")
         lines += ["", f"Tests: [group_difference_{factor}.csv](group_difference_{factor}.csv)", ""]
         if figures:
             lines += [f"![agreement by {factor}](agreement_by_{factor}.png)", ""]

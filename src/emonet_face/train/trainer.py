@@ -132,6 +132,114 @@ def _start_at_target_means(heads: FusedHeads, data: StageData) -> None:
         heads.biases[-1][:, 0] = torch.from_numpy(means.astype(np.float32))
 
 
+def _load_stages(
+    pretrain: str | Path | None, finetune: str | Path | None, config: TrainConfig, notes: list[str]
+) -> tuple[dict[str, StageData], dict[str, tuple[np.ndarray, pd.DataFrame]], dict[str, Any]]:
+    """Read the given stores: per stage its data, (embeddings, metadata) for ``--neutral`` filters, and
+    the encoder settings. Stores of different embedding widths fail here, before any training."""
+    stages: dict[str, StageData] = {}
+    frames: dict[str, tuple[np.ndarray, pd.DataFrame]] = {}
+    encoders: dict[str, Any] = {}
+    for name, store, kind in (("pretrain", pretrain, "ratings"), ("finetune", finetune, "votes")):
+        if store is None:
+            continue
+        data, frame = _load_stage(store, name, kind, config.val_fraction, config.seed)
+        stages[name] = data
+        frames[name] = (data.embeddings, frame)
+        encoders[name] = read_manifest(store).get("encoder", {})
+    dims = {name: d.embeddings.shape[1] for name, d in stages.items()}
+    if len(set(dims.values())) > 1:
+        raise InputError(f"stores have different embedding widths {dims}; embed both with the same --encoder")
+    if len({json.dumps(e, sort_keys=True) for e in encoders.values()}) > 1:
+        notes.append("pretrain and finetune stores were embedded with different encoder settings")
+        warnings.warn(notes[-1], stacklevel=3)
+    return stages, frames, encoders
+
+
+def _train_stages(
+    stages: dict[str, StageData], config: TrainConfig, widths: tuple[int, ...], progress: bool
+) -> tuple[FusedHeads, dict[str, StageResult]]:
+    """Fresh heads, started at the first stage's target means, trained by each stage in turn."""
+    arch = HeadArchitecture(next(iter(stages.values())).embeddings.shape[1], widths, config.dropout)
+    heads = FusedHeads(HEAD_KEYS, arch)
+    stage_configs = {"pretrain": config.pretrain, "finetune": config.finetune}
+    _start_at_target_means(heads, next(iter(stages.values())))
+    results = {
+        name: train_stage(heads, data, stage_configs[name], device=config.device, seed=config.seed, progress=progress)
+        for name, data in stages.items()
+    }
+    return heads, results
+
+
+def _drop_untrained(heads: FusedHeads, stages: dict[str, StageData], device: str, notes: list[str]) -> FusedHeads:
+    """Heads that no stage gave a training target still hold their random start, so they are not exported."""
+    trained = np.zeros(len(HEAD_KEYS), dtype=bool)
+    for data in stages.values():
+        trained |= data.weights[data.train_idx].sum(0) > 0
+    untrained = [k for k, t in zip(HEAD_KEYS, trained) if not t]
+    if not untrained:
+        return heads
+    notes.append(f"no training targets for {len(untrained)} head(s), not exported: {', '.join(untrained)}")
+    warnings.warn(notes[-1], stacklevel=3)
+    keep = [k for k, t in zip(HEAD_KEYS, trained) if t]
+    kept = FusedHeads.from_state_dicts({k: heads.head_state_dict(k) for k in keep})
+    kept.arch = heads.arch
+    kept.to(device)
+    return kept
+
+
+def _set_neutral(
+    heads: FusedHeads,
+    neutral: str | None,
+    frames: dict[str, tuple[np.ndarray, pd.DataFrame]],
+    device: str,
+    notes: list[str],
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Set the neutral means from the ``--neutral`` rows (scores are reported relative to them); returns
+    the source for ``training.json`` and the per-head neutral statistics saved with the heads."""
+    neutral_info: dict[str, Any] = {"source": None, "count": 0}
+    std = np.full(len(heads.keys), np.nan)
+    if neutral:
+        matrix, source = neutral_embeddings(neutral, frames)
+        raw = predict(heads, matrix, device)
+        with torch.no_grad():
+            heads.neutral_mean.copy_(torch.from_numpy(raw.mean(0).astype(np.float32)))
+        std = raw.std(0, ddof=1) if len(raw) > 1 else np.zeros(len(heads.keys))
+        neutral_info = {"source": source, "count": len(matrix)}
+    else:
+        notes.append("no --neutral given: neutral means are 0, so centred scores equal raw scores")
+        warnings.warn(notes[-1], stacklevel=3)
+    extra = {k: {"std": float(s), "count": neutral_info["count"]} for k, s in zip(heads.keys, std)}
+    return neutral_info, extra
+
+
+def _write_metrics(
+    heads: FusedHeads, stages: dict[str, StageData], results: dict[str, StageResult], out: Path
+) -> pd.DataFrame:
+    """Per-epoch metrics (CSV and plot) and the final validation report; returns the report."""
+    metrics = pd.DataFrame([row for r in results.values() for row in r.rows])
+    metrics.to_csv(out / "metrics.csv", index=False)
+    plot_metrics(metrics, out / "metrics.png")
+    report = validation_report(heads, stages)
+    report.to_csv(out / "validation_report.csv", index=False)
+    return report
+
+
+def _stage_summaries(stages: dict[str, StageData], results: dict[str, StageResult]) -> dict[str, dict[str, Any]]:
+    """The ``stages`` entry of ``training.json``: how long each stage ran, on how many rows, best epochs."""
+    return {
+        name: {
+            "epochs_run": r.epochs_run,
+            "seconds": r.seconds,
+            "embeddings_per_second": r.samples_per_second,
+            "rows_train": len(stages[name].train_idx),
+            "rows_val": len(stages[name].val_idx),
+            "best_epoch": dict(zip(HEAD_KEYS, map(int, r.best_epoch))),
+        }
+        for name, r in results.items()
+    }
+
+
 def train_heads(
     out: str | Path,
     *,
@@ -150,85 +258,22 @@ def train_heads(
     out.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
     notes: list[str] = []
-    stages: dict[str, StageData] = {}
-    frames: dict[str, tuple[np.ndarray, pd.DataFrame]] = {}
-    encoders: dict[str, Any] = {}
-    for name, store, kind in (("pretrain", pretrain, "ratings"), ("finetune", finetune, "votes")):
-        if store is None:
-            continue
-        data, frame = _load_stage(store, name, kind, config.val_fraction, config.seed)
-        stages[name] = data
-        frames[name] = (data.embeddings, frame)
-        encoders[name] = read_manifest(store).get("encoder", {})
-    dims = {name: d.embeddings.shape[1] for name, d in stages.items()}
-    if len(set(dims.values())) > 1:
-        raise InputError(f"stores have different embedding widths {dims}; embed both with the same --encoder")
-    if len({json.dumps(e, sort_keys=True) for e in encoders.values()}) > 1:
-        notes.append("pretrain and finetune stores were embedded with different encoder settings")
-        warnings.warn(notes[-1], stacklevel=2)
-
-    arch = HeadArchitecture(next(iter(dims.values())), widths, config.dropout)
-    heads = FusedHeads(HEAD_KEYS, arch)
-    results: dict[str, StageResult] = {}
-    stage_configs = {"pretrain": config.pretrain, "finetune": config.finetune}
-    _start_at_target_means(heads, next(iter(stages.values())))
-    for name, data in stages.items():
-        results[name] = train_stage(
-            heads, data, stage_configs[name], device=config.device, seed=config.seed, progress=progress
-        )
-
-    trained = np.zeros(len(HEAD_KEYS), dtype=bool)
-    for data in stages.values():
-        trained |= data.weights[data.train_idx].sum(0) > 0
-    untrained = [k for k, t in zip(HEAD_KEYS, trained) if not t]
-    if untrained:
-        notes.append(f"no training targets for {len(untrained)} head(s), not exported: {', '.join(untrained)}")
-        warnings.warn(notes[-1], stacklevel=2)
-        keep = [k for k, t in zip(HEAD_KEYS, trained) if t]
-        heads = FusedHeads.from_state_dicts({k: heads.head_state_dict(k) for k in keep})
-        heads.arch = arch
-        heads.to(config.device)
+    stages, frames, encoders = _load_stages(pretrain, finetune, config, notes)
+    heads, results = _train_stages(stages, config, widths, progress)
+    heads = _drop_untrained(heads, stages, config.device, notes)
     heads.eval()
-
-    neutral_info: dict[str, Any] = {"source": None, "count": 0}
-    std = np.full(len(heads.keys), np.nan)
-    if neutral:
-        matrix, source = neutral_embeddings(neutral, frames)
-        raw = predict(heads, matrix, config.device)
-        with torch.no_grad():
-            heads.neutral_mean.copy_(torch.from_numpy(raw.mean(0).astype(np.float32)))
-        std = raw.std(0, ddof=1) if len(raw) > 1 else np.zeros(len(heads.keys))
-        neutral_info = {"source": source, "count": len(matrix)}
-    else:
-        notes.append("no --neutral given: neutral means are 0, so centred scores equal raw scores")
-        warnings.warn(notes[-1], stacklevel=2)
-    extra = {k: {"std": float(s), "count": neutral_info["count"]} for k, s in zip(heads.keys, std)}
+    neutral_info, extra = _set_neutral(heads, neutral, frames, config.device, notes)
     heads.cpu()
     save_heads(heads, out / RELEASED_DIR, layout="released", extra_stats=extra)
     save_heads(heads, out / SAFETENSORS_DIR, layout="safetensors", extra_stats=extra)
-
-    metrics = pd.DataFrame([row for r in results.values() for row in r.rows])
-    metrics.to_csv(out / "metrics.csv", index=False)
-    plot_metrics(metrics, out / "metrics.png")
-    report = validation_report(heads, stages)
-    report.to_csv(out / "validation_report.csv", index=False)
+    report = _write_metrics(heads, stages, results, out)
     summary = {
         "config": {**asdict(config), "widths": list(config.widths)},
         "seed": config.seed,
         "stores": {"pretrain": str(pretrain) if pretrain else None, "finetune": str(finetune) if finetune else None},
         "encoder": next(iter(encoders.values()), {}),
         "neutral": neutral_info,
-        "stages": {
-            name: {
-                "epochs_run": r.epochs_run,
-                "seconds": r.seconds,
-                "embeddings_per_second": r.samples_per_second,
-                "rows_train": len(stages[name].train_idx),
-                "rows_val": len(stages[name].val_idx),
-                "best_epoch": dict(zip(HEAD_KEYS, map(int, r.best_epoch))),
-            }
-            for name, r in results.items()
-        },
+        "stages": _stage_summaries(stages, results),
         "exported_heads": list(heads.keys),
         "outputs": {"released": RELEASED_DIR, "safetensors": SAFETENSORS_DIR},
         "notes": notes,
