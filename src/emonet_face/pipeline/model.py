@@ -45,6 +45,52 @@ def _face_options(faces: Faces) -> FaceOptions:
     return faces if isinstance(faces, FaceOptions) else FaceOptions() if faces is None else FaceOptions(faces)
 
 
+def _stages(
+    refs: list[Ref], faces: Faces, media: MediaOptions | None, source: Any, expand: Any
+) -> tuple[ImageSource, Expand | None]:
+    """A run's source and face stages: built from the options as the CLI builds them, unless given
+    (then a missing ``expand`` means whole images)."""
+    if source is not None or expand is not None:
+        built_source, _ = media_stages([ref for _, ref in refs], FaceOptions("none"), media)
+        return source or built_source, expand
+    return media_stages([ref for _, ref in refs], _face_options(faces), media)
+
+
+def _model_options(model: Any, encoder: Any, heads: Any, options: dict[str, Any]) -> ModelOptions:
+    """``from_pretrained``'s arguments as :class:`ModelOptions` (a given ``options=`` first, then the
+    names and paths among ``model``/``encoder``/``heads``, then the other keywords)."""
+    given = options.pop("options", None)
+    named = {k: str(v) for k, v in {"model": model, "encoder": encoder, "heads": heads}.items() if isinstance(v, (str, Path))}
+    return ModelOptions(**{**(given.load_kwargs if given else {}), **named, **options})
+
+
+class _Features:
+    """An ``annotate`` hook that keeps each row's features; a row without any (an unreadable input)
+    raises its error, since a feature matrix has no room for error messages."""
+
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []
+
+    def __call__(self, table: pd.DataFrame, matrix: np.ndarray) -> pd.DataFrame:
+        for path, error, row in zip(table["path"], table["error"], matrix):
+            if np.isnan(row).any():
+                raise InputError(error or f"{path}: nothing to encode")
+            self.rows.append(row)
+        return table
+
+    def matrix(self, dim: int) -> np.ndarray:
+        return np.stack(self.rows) if self.rows else np.zeros((0, dim), np.float32)
+
+
+def _id_rows(ids: pd.DataFrame | Sequence[Ids] | Sequence[str] | None, n: int) -> list[Ids]:
+    """Identifier columns for ``n`` cached embeddings: a DataFrame's columns, dicts, or paths; default ``index``."""
+    if ids is None:
+        return [{"index": i} for i in range(n)]
+    if isinstance(ids, pd.DataFrame):
+        return ids.to_dict("records")  # type: ignore[return-value]
+    return [dict(i) if isinstance(i, dict) else {"path": str(i)} for i in ids]
+
+
 class EmoNetFace(nn.Module):
     """SigLIP2 image encoder + fused Empathic-Insight-Face heads → EmoNet-Face score tables.
 
@@ -97,10 +143,7 @@ class EmoNetFace(nn.Module):
                 encoder whose feature width does not match the heads.
             InputError: an option out of range (named as its CLI option).
         """
-        given = options.pop("options", None)
-        named = {"model": model, "encoder": encoder, "heads": heads}
-        named = {k: str(v) for k, v in named.items() if isinstance(v, (str, Path))}
-        opts = ModelOptions(**{**(given.load_kwargs if given else {}), **named, **options})
+        opts = _model_options(model, encoder, heads, options)
         quiet_transformers()
         loaded = load_model(
             opts,
@@ -147,13 +190,7 @@ class EmoNetFace(nn.Module):
         ``ids`` become the leading columns: a DataFrame (its columns), a list of dicts, or a list of
         strings (a ``path`` column). Default: an ``index`` column ``0..N-1``.
         """
-        if ids is None:
-            id_rows: list[Ids] = [{"index": i} for i in range(len(embeddings))]
-        elif isinstance(ids, pd.DataFrame):
-            id_rows = ids.to_dict("records")  # type: ignore[assignment]
-        else:
-            id_rows = [dict(i) if isinstance(i, dict) else {"path": str(i)} for i in ids]
-        return self.scorer.score_embeddings(embeddings, id_rows)
+        return self.scorer.score_embeddings(embeddings, _id_rows(ids, len(embeddings)))
 
     def predict(self, images: Any, *, faces: Faces = None, **options: Any) -> pd.DataFrame:
         """Score images and videos: one row per face (or per image with ``faces="none"``), as
@@ -171,18 +208,10 @@ class EmoNetFace(nn.Module):
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
     def predict_batches(
-        self,
-        images: Any,
-        *,
-        faces: Faces = None,
-        media: MediaOptions | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        num_workers: int | None = None,
-        progress: bool | None = None,
-        source: ImageSource | None = None,
-        expand: Expand | None = None,
-        skip: set[tuple] | frozenset[tuple] = frozenset(),
-        annotate: Annotate | None = None,
+        self, images: Any, *, faces: Faces = None, media: MediaOptions | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int | None = None, progress: bool | None = None,
+        source: ImageSource | None = None, expand: Expand | None = None,
+        skip: set[tuple] | frozenset[tuple] = frozenset(), annotate: Annotate | None = None,
     ) -> Iterator[pd.DataFrame]:
         """Like :meth:`predict`, batch by batch (for incremental writing): each frame holds complete
         inputs only, about ``batch_size`` rows.
@@ -193,7 +222,7 @@ class EmoNetFace(nn.Module):
         from each row's features before the batch is yielded (e.g. a :class:`~emonet_face.tracking.FaceTracker`).
         """
         refs = input_refs(images)
-        source, expand = self._stages(refs, faces, media, source, expand)
+        source, expand = _stages(refs, faces, media, source, expand)
         encoder = self.scorer.require_encoder()
         groups = item_groups(
             refs, source=source, preprocess=encoder.preprocess, expand=expand, batch_size=batch_size,
@@ -238,28 +267,10 @@ class EmoNetFace(nn.Module):
         Raises :class:`InputError` for the first input that cannot be decoded (an array has no room for
         error messages; use :meth:`predict` to get error rows instead).
         """
-        features: list[np.ndarray] = []
-
-        def keep(table: pd.DataFrame, matrix: np.ndarray) -> pd.DataFrame:
-            for error, row in zip(table["error"], matrix):
-                if np.isnan(row).any():
-                    raise InputError(error or f"{table['path'].iloc[0]}: nothing to encode")
-                features.append(row)
-            return table
-
-        for _ in self.predict_batches(images, faces="none", batch_size=batch_size, annotate=keep, **options):
+        features = _Features()
+        for _ in self.predict_batches(images, faces="none", batch_size=batch_size, annotate=features, **options):
             pass
-        return np.stack(features) if features else np.zeros((0, self.scorer.require_encoder().dim), np.float32)
-
-    def _stages(
-        self, refs: list[Ref], faces: Faces, media: MediaOptions | None, source: Any, expand: Any
-    ) -> tuple[ImageSource, Expand | None]:
-        """The run's source and face stages: built from the options as the CLI builds them, unless given."""
-        if source is not None or expand is not None:
-            built_source, _ = media_stages([ref for _, ref in refs], FaceOptions("none"), media)
-            return source or built_source, expand
-        built_source, expander = media_stages([ref for _, ref in refs], _face_options(faces), media)
-        return built_source, expander
+        return features.matrix(self.scorer.require_encoder().dim)
 
     # --- explanations --------------------------------------------------------------------------
     def explain(self, inputs: Any, **options: Any) -> pd.DataFrame:
@@ -306,7 +317,7 @@ class EmoNetFace(nn.Module):
         """
         explainer = explainer or self.explainer(method, batch_size=batch_size, **options)
         refs = input_refs(inputs)
-        source, expand = self._stages(refs, faces, None, source, expand)
+        source, expand = _stages(refs, faces, None, source, expand)
         yield from explain_refs(
             refs, source=source, expand=expand, explainer=explainer, keys=self.keys, emotions=emotions, top=top,
             progress=progress,
