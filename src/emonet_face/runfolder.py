@@ -6,7 +6,7 @@ files that a killed run must not leave half-written, a manifest that says what t
 refuse to write into a folder that holds something else. This module is that, once:
 
 * **Atomic writes** (:func:`atomic_path`, :func:`atomic_write_text` / ``_bytes`` / ``_json``): the
-  data goes to a hidden temporary name in the same folder (``.<name>.tmp``) and is renamed over the
+  data goes to a hidden temporary name in the same folder (``.<name>.<random>.tmp``) and is renamed over the
   target with :func:`os.replace`, so a reader sees the old file or the new one, never a torn one; a
   write that fails (serialisation included) leaves the target as it was and no temporary behind.
   :func:`remove_temporaries` clears what a killed writer left; :func:`staged_folder` builds a whole
@@ -61,11 +61,12 @@ CORE_PACKAGES = ("emonet-face", "torch", "transformers")
 
 # --- atomic writes --------------------------------------------------------------------------------
 def temporary_path(path: str | Path) -> Path:
-    """Where :func:`atomic_path` writes ``path`` first: ``.<name>.tmp`` in the same folder (hidden, so
-    readers of the folder such as pyarrow's dataset discovery skip it; same file system, so the
-    rename is atomic)."""
+    """Where :func:`atomic_path` writes ``path`` first: ``.<name>.<random>.tmp`` in the same folder
+    (hidden, so readers of the folder such as pyarrow's dataset discovery skip it; same file system,
+    so the rename is atomic; its own name, so two processes writing the same file never write into
+    each other's temporary)."""
     path = Path(path)
-    return path.with_name(f".{path.name}{TMP_SUFFIX}")
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
 
 
 @contextlib.contextmanager
