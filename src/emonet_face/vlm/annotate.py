@@ -40,6 +40,7 @@ __all__ = [
     "annotator_name",
     "default_log_path",
     "done_items",
+    "done_sources",
     "read_log",
     "run_annotation",
     "write_hq_csv",
@@ -161,6 +162,14 @@ def done_items(log: Path, model: str, prompt_sha256: str) -> set[tuple[str, int 
         and record.get("prompt_sha256") == prompt_sha256
         and "source" in record
     }
+
+
+def done_sources(log: Path | None, model: str | None, prompt: Prompt) -> set[str]:
+    """Source files a rerun of ``model`` with ``prompt`` would skip (for cost estimates); none without a
+    model or a log."""
+    if not model or log is None:
+        return set()
+    return {source for source, _ in done_items(log, model, prompt.sha256)}
 
 
 class _LogWriter:
