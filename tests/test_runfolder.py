@@ -135,7 +135,7 @@ def test_a_newer_version_is_refused_and_a_missing_manifest_explained(tmp_path):
     with pytest.raises(InputError) as info:
         FORMAT.read(tmp_path)
     assert one_line(info) == f"{tmp_path}: not a test run folder (no manifest.json); create one with the test"
-    with pytest.raises(InputError, match="cannot resume into it$"):
+    with pytest.raises(InputError, match=r"cannot resume into it$"):
         FORMAT.read(tmp_path, hint="cannot resume into it")
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "test-run", "version": 3, "versions": {"emonet-face": "9.0"}}))
     with pytest.raises(InputError) as info:
