@@ -14,10 +14,10 @@ Writers append batch by batch so that a killed run keeps everything already writ
   its own complete part file in ``<out>.parts/`` (written to a temporary name, then renamed:
   :func:`emonet_face.runfolder.atomic_path`). :meth:`ParquetWriter.close` concatenates the previous
   output (when resuming) and all parts into a temporary file beside ``<out>`` and atomically renames
-  it over ``<out>``. A killed run leaves ``<out>``
-  untouched and the parts on disk; ``--resume`` picks both up. ``metadata`` (what produced the
-  scores: encoder, backend, precision, device, heads) goes into the Parquet schema metadata under
-  the key ``emonet_face`` (JSON); read it with :func:`read_metadata`.
+  it over ``<out>``. A killed run leaves ``<out>`` untouched and the parts on disk; ``--resume``
+  picks both up. ``metadata`` (what produced the scores: encoder, backend, precision, device,
+  heads) goes into the Parquet schema metadata under the key ``emonet_face`` (JSON); read it with
+  :func:`read_metadata`.
 """
 
 from __future__ import annotations
