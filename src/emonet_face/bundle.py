@@ -21,12 +21,10 @@ out), so a bundle scores exactly as the Hub model it was made from.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,15 +44,15 @@ from emonet_face.hub import (
     resolve_model_dir,
     snapshot_commit,
 )
-from emonet_face.outputs import require_new_folder
-from emonet_face.runtime.backends import (
-    VisionTower,
-    compiled_cache_dir,
-    convert_openvino,
-    library_versions,
-    load_encoder,
-    pixel_size,
+from emonet_face.runfolder import (
+    ManifestFormat,
+    atomic_write_json,
+    require_new_folder,
+    staged_folder,
+    utc_timestamp,
+    versions,
 )
+from emonet_face.runtime.backends import VisionTower, compiled_cache_dir, convert_openvino, load_encoder, pixel_size
 from emonet_face.runtime.device import resolve_backend, resolve_device
 from emonet_face.runtime.encoder import EncoderCheckpoint
 
@@ -82,13 +80,22 @@ class BundleError(ModelLoadError):
     """A bundle that cannot be used: missing, damaged, or written by a newer format."""
 
 
+_FORMAT = ManifestFormat(
+    BUNDLE_FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    "an emonet-face bundle",
+    "bundle",
+    hint="write one with `emonet-face download`",
+    redo="write the bundle again",
+    version_key="format_version",
+    error=BundleError,
+)
+
+
 def is_bundle(path: str | Path) -> bool:
     """True for a folder with a bundle manifest (whatever its version: :func:`open_bundle` judges that)."""
-    manifest = Path(path) / MANIFEST_FILE
-    try:
-        return manifest.is_file() and json.loads(manifest.read_text()).get("format") == BUNDLE_FORMAT
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return False
+    return _FORMAT.is_in(path)
 
 
 def sha256_file(path: Path) -> str:
@@ -193,27 +200,7 @@ def open_bundle(folder: str | Path, *, verify: bool = True) -> Bundle:
     naming the file."""
     folder = Path(folder)
     path = folder / MANIFEST_FILE
-    if not path.is_file():
-        raise BundleError(
-            f"{folder}: no {MANIFEST_FILE}; not an emonet-face bundle (write one with `emonet-face download`)"
-        )
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path}: unreadable bundle manifest ({exc}); write the bundle again") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{path}: not an emonet-face bundle manifest (format is not {BUNDLE_FORMAT!r})")
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise BundleError(
-            f"{path}: bundle format_version {version!r} is not a positive integer; write the bundle again"
-        )
-    if version > FORMAT_VERSION:
-        raise BundleError(
-            f"{folder}: written by a newer emonet-face ({manifest.get('emonet_face', '?')}, bundle format {version}); "
-            f"this emonet-face ({__version__}) reads bundle format {FORMAT_VERSION}: upgrade emonet-face, or write "
-            "the bundle again with this version"
-        )
+    manifest = _FORMAT.read(folder)
     files = manifest.get("files")
     parts_ok = all(isinstance(manifest.get(k), dict) and manifest[k].get("id") for k in ("encoder", "heads"))
     files_ok = isinstance(files, dict) and all(
@@ -303,9 +290,7 @@ def _write_stamp(where: Path, record: dict[str, Any], stat: os.stat_result) -> N
         return
     try:
         where.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=where.parent, suffix=".tmp", delete=False) as fh:
-            json.dump(record, fh)
-        os.replace(fh.name, where)
+        atomic_write_json(where, record)
     except OSError:
         return
 
@@ -375,7 +360,54 @@ def write_bundle(
     say = log or (lambda _: None)
     out = require_new_folder(out)
     enc_ref, enc_rev, heads_ref, heads_rev = release_refs(model, encoder, heads, revision)
+    heads_src, fused, checkpoint = _fetch_parts(
+        (enc_ref, enc_rev, heads_ref, heads_rev), cache_dir=cache_dir, local_files_only=local_files_only, say=say
+    )
+    with staged_folder(out) as tmp:
+        say("writing the vision tower and image processor")
+        vision = _write_encoder(checkpoint, tmp / ENCODER_DIR)
+        save_heads(fused, tmp / HEADS_DIR, layout="safetensors")
+        openvino = None
+        if with_openvino:
+            say("converting the encoder for OpenVINO")
+            openvino = _write_openvino(tmp / ENCODER_DIR, tmp / OPENVINO_DIR)
+        manifest = {
+            **_FORMAT.header(),
+            "created": utc_timestamp(zulu=True),
+            "emonet_face": __version__,
+            "model": model if encoder is None and heads is None else None,
+            "encoder": {**_part(enc_ref, enc_rev, snapshot_commit(checkpoint.folder), "encoder"), **vision},
+            "heads": {
+                **_part(heads_ref, heads_rev, snapshot_commit(heads_src), "heads"),
+                "count": len(fused.keys),
+                "widths": list(fused.arch.widths),
+                "neutral_means": "heads/config.json",
+            },
+            "openvino": openvino,
+            "normalize": True,
+            "versions": versions("openvino", "safetensors", missing=True),
+            "license_notes": "The encoder and heads keep their own licences (released model: Apache-2.0 SigLIP2 "
+            "encoder by Google, CC-BY-4.0 heads by LAION: credit them when you redistribute); emonet-face code: MIT.",
+            "files": {
+                p.relative_to(tmp).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+                for p in sorted(tmp.rglob("*"))
+                if p.is_file()
+            },
+        }
+        _FORMAT.write(tmp, manifest)
+    return open_bundle(out, verify=False)
 
+
+def _fetch_parts(
+    refs: tuple[Any, str | None, Any, str | None],
+    *,
+    cache_dir: str | Path | None,
+    local_files_only: bool | None,
+    say: Callable[[str], None],
+) -> tuple[Path, FusedHeads, EncoderCheckpoint]:
+    """The heads (their folder, loaded) and the encoder checkpoint of ``refs`` (encoder ref and revision,
+    heads ref and revision), fetched or taken from the cache / local folders; they must fit each other."""
+    enc_ref, enc_rev, heads_ref, heads_rev = refs
     say(f"heads:   {heads_ref}" + (f" @ {heads_rev}" if heads_rev else ""))
     heads_src = resolve_model_dir(
         heads_ref,
@@ -395,64 +427,13 @@ def write_bundle(
             f"encoder {enc_ref} gives {checkpoint.dim}-dim features but the heads expect {fused.in_dim}; "
             "use the encoder the heads were trained on (--encoder)"
         )
+    return heads_src, fused, checkpoint
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        say("writing the vision tower and image processor")
-        vision = _write_encoder(checkpoint, tmp / ENCODER_DIR)
-        save_heads(fused, tmp / HEADS_DIR, layout="safetensors")
-        openvino = None
-        if with_openvino:
-            say("converting the encoder for OpenVINO")
-            openvino = _write_openvino(tmp / ENCODER_DIR, tmp / OPENVINO_DIR)
-        manifest = {
-            "format": BUNDLE_FORMAT,
-            "format_version": FORMAT_VERSION,
-            "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-            "emonet_face": __version__,
-            "model": model if encoder is None and heads is None else None,
-            "encoder": {
-                "id": str(enc_ref),
-                "revision": enc_rev,
-                "commit": snapshot_commit(checkpoint.folder),
-                "license": _licence(str(enc_ref), "encoder"),
-                "folder": ENCODER_DIR,
-                **vision,
-            },
-            "heads": {
-                "id": str(heads_ref),
-                "revision": heads_rev,
-                "commit": snapshot_commit(heads_src),
-                "license": _licence(str(heads_ref), "heads"),
-                "folder": HEADS_DIR,
-                "count": len(fused.keys),
-                "widths": list(fused.arch.widths),
-                "neutral_means": "heads/config.json",
-            },
-            "openvino": openvino,
-            "normalize": True,
-            "versions": {k: v for k, v in library_versions("openvino").items() if k != "emonet-face"}
-            | {"safetensors": _version("safetensors")},
-            "license_notes": "The encoder and heads keep their own licences (released model: Apache-2.0 SigLIP2 "
-            "encoder by Google, CC-BY-4.0 heads by LAION: credit them when you redistribute); emonet-face code: MIT.",
-            "files": {},
-        }
-        manifest["files"] = {
-            p.relative_to(tmp).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in sorted(tmp.rglob("*"))
-            if p.is_file()
-        }
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would keep other users (a container's) out
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return open_bundle(out, verify=False)
+
+def _part(ref: Any, revision: str | None, commit: str | None, part: str) -> dict[str, Any]:
+    """A part's provenance in the manifest: where it came from, at which commit, under which licence."""
+    folder = ENCODER_DIR if part == "encoder" else HEADS_DIR
+    return {"id": str(ref), "revision": revision, "commit": commit, "license": _licence(str(ref), part), "folder": folder}
 
 
 def _version(package: str) -> str | None:

@@ -22,7 +22,7 @@ from torch import nn
 from emonet_face.errors import InputError, ModelLoadError
 from emonet_face.heads import FusedHeads
 from emonet_face.hub import MODELS, fetch_heads, release_refs
-from emonet_face.outputs import require_new_folder
+from emonet_face.runfolder import require_new_folder
 from emonet_face.runtime.backends import (
     VisionTower,
     convert_onnx,

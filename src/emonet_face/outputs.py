@@ -11,12 +11,13 @@ Writers append batch by batch so that a killed run keeps everything already writ
 * ``.csv`` / ``.jsonl``: append + flush after each batch. A kill can at worst leave a partial
   last line; :func:`open_writer` with ``resume=True`` cuts it off before appending.
 * ``.parquet``: a Parquet file is unreadable until its footer is written, so each batch goes to
-  its own complete part file in ``<out>.parts/`` (written to a temporary name, then renamed).
-  :meth:`ParquetWriter.close` concatenates the previous output (when resuming) and all parts
-  into ``<out>.tmp`` and atomically renames it over ``<out>``. A killed run leaves ``<out>``
-  untouched and the parts on disk; ``--resume`` picks both up. ``metadata`` (what produced the
-  scores: encoder, backend, precision, device, heads) goes into the Parquet schema metadata under
-  the key ``emonet_face`` (JSON); read it with :func:`read_metadata`.
+  its own complete part file in ``<out>.parts/`` (written to a temporary name, then renamed:
+  :func:`emonet_face.runfolder.atomic_path`). :meth:`ParquetWriter.close` concatenates the previous
+  output (when resuming) and all parts into a temporary file beside ``<out>`` and atomically renames
+  it over ``<out>``. A killed run leaves ``<out>`` untouched and the parts on disk; ``--resume``
+  picks both up. ``metadata`` (what produced the scores: encoder, backend, precision, device,
+  heads) goes into the Parquet schema metadata under the key ``emonet_face`` (JSON); read it with
+  :func:`read_metadata`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import pandas as pd
 
 from emonet_face.errors import InputError
 from emonet_face.heads import postprocess_scores
+from emonet_face.runfolder import atomic_path
 from emonet_face.taxonomy import EMOTION_KEYS, EXTRA_KEYS
 
 __all__ = [
@@ -51,7 +53,6 @@ __all__ = [
     "open_writer",
     "read_metadata",
     "read_table",
-    "require_new_folder",
     "row_key",
     "summary_columns",
     "write_table",
@@ -356,10 +357,8 @@ class ParquetWriter(ScoreWriter):
 
     def write(self, frame: pd.DataFrame) -> None:
         frame = self._align(frame)
-        target = self.parts_dir / f"part-{self._next:06d}.parquet"
-        tmp = target.with_suffix(".tmp")
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
+        with atomic_path(self.parts_dir / f"part-{self._next:06d}.parquet") as tmp:
+            frame.to_parquet(tmp, index=False)
         self._next += 1
         self.rows_written += len(frame)
 
@@ -376,9 +375,8 @@ class ParquetWriter(ScoreWriter):
             table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=self.columns or [])
             if self.columns:
                 table = table.reindex(columns=self.columns)
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            _write_parquet(table, tmp, self.metadata)
-            os.replace(tmp, self.path)
+            with atomic_path(self.path) as tmp:
+                _write_parquet(table, tmp, self.metadata)
         shutil.rmtree(self.parts_dir, ignore_errors=True)
 
 
@@ -430,11 +428,3 @@ def iter_written(path: str | Path, frames: Iterable[pd.DataFrame], *, resume: bo
             writer.write(frame)
         return writer.rows_written
 
-
-def require_new_folder(out: str | Path) -> Path:
-    """``out`` as a path, refusing one that exists and is not an empty folder: a writer that builds a
-    folder beside it and renames it into place must not replace someone's files."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{out}: already exists and is not empty; choose a new --out folder")
-    return out

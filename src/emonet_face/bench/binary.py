@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import cohen_kappa_score
 
-from emonet_face.bench.tables import read_table, require_columns
+from emonet_face.bench.tables import read_input_table, require_columns
 from emonet_face.errors import InputError
 from emonet_face.taxonomy import resolve_emotion
 
@@ -77,7 +77,7 @@ def _emotion_name(text: str, unknown: set[str]) -> str:
 
 def load_votes(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """Votes as ``path, annotator, emotion, vote`` (vote 0/1) with normalised emotion names."""
-    frame = read_table(path, what="vote file", text_columns=("path", "annotator", "emotion"))
+    frame = read_input_table(path, what="vote file", text_columns=("path", "annotator", "emotion"))
     require_columns(frame, ["path", "annotator", "value", "emotion"], path=path, what="vote file")
     warn: list[str] = []
     votes = pd.DataFrame(

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from emonet_face.bench.scores import load_score_table
-from emonet_face.bench.tables import image_id, parse_mapping, read_table, require_columns
+from emonet_face.bench.tables import image_id, parse_mapping, read_input_table, require_columns
 from emonet_face.errors import InputError
 from emonet_face.taxonomy import EMOTIONS, Emotion, resolve_emotion
 
@@ -279,7 +279,7 @@ def load_hq(path: str | Path, *, default_human: bool | None = None) -> HQData:
     """
     path = Path(path)
     return _load_frame(
-        read_table(path, what="annotation file", text_columns=("image", "annotator")), path, default_human
+        read_input_table(path, what="annotation file", text_columns=("image", "annotator")), path, default_human
     )
 
 
@@ -297,7 +297,7 @@ def add_predictions(data: HQData, path: str | Path, name: str | None) -> list[st
     """
 
     path = Path(path)
-    frame = read_table(path, what="predictions file")
+    frame = read_input_table(path, what="predictions file")
     if "annotations" in frame.columns or "label" in frame.columns:
         pred = _load_frame(frame, path, default_human=False)
         data.warnings.extend(pred.warnings)

@@ -46,9 +46,11 @@ def write_json(payload: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def write_table(
+def write_report_table(
     frame: pd.DataFrame, out: Path, stem: str, *, latex: bool = True, float_format: str = "%.3f"
 ) -> list[Path]:
+    """A report table as ``<out>/<stem>.csv`` and (``latex``) ``<stem>.tex``; returns the paths. (Score
+    tables go through :func:`emonet_face.outputs.write_table`.)"""
     paths = [out / f"{stem}.csv"]
     frame.to_csv(paths[0])
     if latex:
@@ -98,18 +100,18 @@ def write_hq_outputs(result, out: Path, *, figures: bool = True, by_group=None) 
         ]
     ]
     headline = headline.sort_values("kappa_mean", ascending=False)
-    write_table(headline, out, "annotators")
-    write_table(result.kappa_per_emotion.T, out, "kappa_per_emotion", latex=False)
-    write_table(result.spearman_per_emotion.T, out, "spearman_per_emotion", latex=False)
-    write_table(result.pairwise_kappa, out, "pairwise_kappa", latex=False)
-    write_table(result.alpha, out, "alpha")
-    write_table(
+    write_report_table(headline, out, "annotators")
+    write_report_table(result.kappa_per_emotion.T, out, "kappa_per_emotion", latex=False)
+    write_report_table(result.spearman_per_emotion.T, out, "spearman_per_emotion", latex=False)
+    write_report_table(result.pairwise_kappa, out, "pairwise_kappa", latex=False)
+    write_report_table(result.alpha, out, "alpha")
+    write_report_table(
         result.group_tests.set_index(["group_a", "group_b"]) if len(result.group_tests) else result.group_tests,
         out,
         "group_tests",
         float_format="%.4g",
     )
-    write_table(
+    write_report_table(
         pa[["group", "diff_vs_humans", "diff_ci_low", "diff_ci_high", "wilcoxon_p", "could_be_annotator"]],
         out,
         "could_be_annotator",
@@ -199,7 +201,7 @@ def write_transfer_outputs(result, out: Path) -> dict[str, Any]:
     result.per_image.to_csv(out / "per_image.csv", index=False)
     per_class = pd.DataFrame({"accuracy": summary["per_class"], "n": summary["n_per_class"]})
     per_class.index.name = "class"
-    write_table(per_class, out, "per_class")
+    write_report_table(per_class, out, "per_class")
     return summary
 
 
@@ -207,10 +209,10 @@ def write_binary_outputs(result, out: Path, *, figures: bool = True) -> dict[str
     out.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
     write_json(summary, out / "summary.json")
-    write_table(result.per_emotion, out, "per_emotion")
-    write_table(result.annotators, out, "annotators")
+    write_report_table(result.per_emotion, out, "per_emotion")
+    write_report_table(result.annotators, out, "annotators")
     if len(result.pairs):
-        write_table(result.pairs.set_index(["annotator_a", "annotator_b"]), out, "annotator_pairs")
+        write_report_table(result.pairs.set_index(["annotator_a", "annotator_b"]), out, "annotator_pairs")
     if figures and len(result.per_emotion):
         from emonet_face.bench.figures import binary_stacked_bars  # loads matplotlib: only for figures
 

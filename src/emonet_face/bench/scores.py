@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emonet_face.bench.tables import image_id, read_table
+from emonet_face.bench.tables import image_id, read_input_table
 from emonet_face.errors import InputError
 from emonet_face.taxonomy import EMOTION_KEYS, Emotion, resolve_emotion
 
@@ -64,7 +64,7 @@ def _from_release_results(frame: pd.DataFrame, path: Path) -> ScoreTable:
 def load_score_table(path: str | Path) -> ScoreTable:
     """Read a score table (CSV/Parquet/JSONL) or the release's results JSONL."""
     path = Path(path)
-    frame = read_table(path, what="score table")
+    frame = read_input_table(path, what="score table")
     if "results" in frame.columns:
         return _from_release_results(frame, path)
     image_column = next((c for c in IMAGE_COLUMNS if c in frame.columns), None)

@@ -16,8 +16,10 @@ _BARE_NAN = re.compile(r"(?<=[:\s\[,])nan\b")
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
 
 
-def read_table(path: str | Path, *, what: str = "table", text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Read a table by its suffix; every failure becomes an :class:`InputError` naming the file.
+def read_input_table(path: str | Path, *, what: str = "table", text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read a table a user hands a benchmark (annotations, votes, predictions, meta) by its suffix
+    (CSV, TSV, JSON, JSONL, Parquet); every failure becomes an :class:`InputError` naming the file.
+    Score tables that ``predict`` writes are read back with :func:`emonet_face.outputs.read_table`.
 
     ``text_columns`` are read as text from CSV/TSV (ids like ``00012`` keep their zeros).
     """

@@ -61,71 +61,27 @@ def embed(
     cpus_per_actor: CpusPerActorOpt = 1.0,
 ) -> None:
     """Embed every image of DATASET with the encoder into Parquet shards + manifest.json (resumable)."""
-    import contextlib
-    import warnings
-
-    from emonet_face.bundle import is_bundle, open_bundle
-    from emonet_face.data import open_dataset
-    from emonet_face.data.store import is_store, read_manifest, write_store
+    from emonet_face.data.store import is_store, read_manifest
+    from emonet_face.engines import RayOptions
+    from emonet_face.engines.embed import embed_dataset, encoder_kwargs
     from emonet_face.errors import EmoNetError
-    from emonet_face.hub import DEFAULT_ENCODER
-    from emonet_face.runtime import load_encoder
 
-    if engine not in ("local", "ray"):
-        fail(f"--engine {engine}: use local or ray")
     try:
-        data = open_dataset(dataset, targets=targets, images=images, kind=kind, revision=dataset_revision, split=split)
-        encoder_kwargs = {
-            "ref": encoder or DEFAULT_ENCODER,
-            "backend": backend,
-            "device": device,
-            "dtype": None if dtype == "auto" else dtype,
-            "revision": revision,
-        }
-        if encoder and is_bundle(encoder):  # checked once here; Ray actors get plain load_encoder arguments
-            if revision is not None:
-                fail(f"--revision {revision}: a bundle holds a fixed encoder revision; drop --revision")
-            encoder_kwargs |= open_bundle(encoder).encoder_kwargs()
-        with contextlib.ExitStack() as stack, warnings.catch_warnings(record=True) as caught:
-            embedder = None
-            if engine == "ray":
-                from emonet_face.engines import RayOptions
-                from emonet_face.engines.ray_engine import describe_encoder, ray_embedder, ray_session
-
-                options = RayOptions(ray_address, actors, gpus_per_actor, cpus_per_actor, batch_size=batch_size)
-                stack.enter_context(ray_session(options))
-                embedder = ray_embedder(data, encoder_kwargs, options)
-                model = describe_encoder(encoder_kwargs)
-            else:
-                model = load_encoder(**encoder_kwargs)
-            warnings.simplefilter("always")
-            manifest = write_store(
-                data,
-                out,
-                model,
-                batch_size=batch_size,
-                shard_size=shard_size,
-                num_workers=num_workers,
-                resume=resume,
-                progress=progress,
-                embedder=embedder,
-            )
+        run = embed_dataset(
+            dataset, out, encoder=encoder_kwargs(encoder, revision=revision, backend=backend, device=device, dtype=dtype),
+            engine=engine, ray=RayOptions(ray_address, actors, gpus_per_actor, cpus_per_actor), batch_size=batch_size,
+            shard_size=shard_size, num_workers=num_workers, resume=resume, progress=progress,
+            targets=targets, images=images, kind=kind, revision=dataset_revision, split=split,
+        )
     except EmoNetError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         saved = read_manifest(out)["count"] if is_store(out) else 0
         typer.echo(f"interrupted: {saved} rows are safe in finished shards of {out}; re-run with --resume", err=True)
         raise typer.Exit(130) from None
-    for warning in caught:
-        typer.echo(f"warning: {warning.message}", err=True)
-    report = data.coverage_report()
-    if report:
-        for line in report.splitlines():
-            typer.echo(f"warning: {line}", err=True)
-    typer.echo(
-        f"{out}: {manifest['count']} embeddings (dim {manifest['dim']}) in {len(manifest['shards'])} shard(s)"
-        + (f", {len(manifest['skipped'])} image(s) skipped" if manifest["skipped"] else "")
-    )
+    for note in run.notes:
+        typer.echo(f"warning: {note}", err=True)
+    typer.echo(run.summary())
 
 
 def register(app: typer.Typer) -> None:

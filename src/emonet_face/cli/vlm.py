@@ -98,7 +98,7 @@ def annotate(
 ) -> None:
     """Annotate images with a VLM; rerun the same command to resume."""
     from emonet_face.errors import EmoNetError
-    from emonet_face.vlm.annotate import AnnotateOptions, default_log_path, done_items, run_annotation
+    from emonet_face.vlm.annotate import AnnotateOptions, default_log_path, done_sources, run_annotation
     from emonet_face.vlm.client import RetryPolicy
     from emonet_face.vlm.cost import estimate_cost
     from emonet_face.vlm.prompts import build_prompt
@@ -107,10 +107,8 @@ def annotate(
         built = build_prompt(prompt.value, prompt_file)
         log_path = log or default_log_path(out)
         if dry_run:
-            done = {source for source, _ in done_items(log_path, model, built.sha256)}
-            estimate = estimate_cost(
-                images, built, max_tokens=max_tokens, repair_attempts=repair_attempts, done_sources=done
-            )
+            done = done_sources(log_path, model, built)
+            estimate = estimate_cost(images, built, max_tokens=max_tokens, repair_attempts=repair_attempts, done_sources=done)
             _echo_lines(estimate.lines(), err=False)
             return
         if not base_url:
@@ -118,22 +116,11 @@ def annotate(
         api_key = os.environ.get(api_key_env) or None
         if api_key is None:
             typer.echo(f"note: ${api_key_env} is not set; sending requests without an API key", err=True)
+        retry = RetryPolicy(max_retries=max_retries, base_delay=retry_base_delay)
         options = AnnotateOptions(
-            model=model,
-            base_url=base_url,
-            prompt=built,
-            out=out,
-            log=log,
-            name=name,
-            faces=faces.value,
-            concurrency=concurrency,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            timeout=timeout,
-            json_mode=json_mode,
-            repair_attempts=repair_attempts,
-            retry=RetryPolicy(max_retries=max_retries, base_delay=retry_base_delay),
-            api_key_env=api_key_env,
+            model=model, base_url=base_url, prompt=built, out=out, log=log, name=name, faces=faces.value,
+            concurrency=concurrency, temperature=temperature, max_tokens=max_tokens, timeout=timeout,
+            json_mode=json_mode, repair_attempts=repair_attempts, retry=retry, api_key_env=api_key_env,
             progress=not quiet,
         )
         summary = run_annotation(images, options, api_key)
@@ -169,16 +156,13 @@ def cost(
 ) -> None:
     """Estimate requests and tokens of an annotate run before spending money."""
     from emonet_face.errors import EmoNetError
-    from emonet_face.vlm.annotate import default_log_path, done_items
+    from emonet_face.vlm.annotate import default_log_path, done_sources
     from emonet_face.vlm.cost import estimate_cost
     from emonet_face.vlm.prompts import build_prompt
 
     try:
         built = build_prompt(prompt.value, prompt_file)
-        done: set[str] = set()
-        log_path = log or (default_log_path(out) if out else None)
-        if model and log_path is not None:
-            done = {source for source, _ in done_items(log_path, model, built.sha256)}
+        done = done_sources(log or (default_log_path(out) if out else None), model, built)
         estimate = estimate_cost(
             images,
             built,

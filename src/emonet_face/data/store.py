@@ -16,10 +16,9 @@ rows. Reading memory-maps every shard with pyarrow and views the embedding colum
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,14 @@ import pyarrow.parquet as pq
 
 from emonet_face.data.samples import Sample
 from emonet_face.errors import EmoNetError, InputError
+from emonet_face.runfolder import (
+    ManifestFormat,
+    atomic_path,
+    check_out_folder,
+    remove_temporaries,
+    require_new_folder,
+    versions,
+)
 from emonet_face.taxonomy import HEAD_KEYS
 
 __all__ = [
@@ -48,36 +55,31 @@ __all__ = [
 MANIFEST = "manifest.json"
 FORMAT_NAME = "emonet-face-embedding-store"
 FORMAT_VERSION = 1
+STORE_FORMAT = ManifestFormat(
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST,
+    "an embedding store",
+    "embedding store",
+    hint="create one with `emonet-face embed`",
+    redo="embed the dataset again into a new --out",
+)
 SHARD_PATTERN = "part-{:05d}.parquet"
 RESERVED = ("id", "embedding", "ratings", "votes_yes", "votes_no")
 
 
 def is_store(path: str | Path) -> bool:
     """True when ``path`` is an embedding-store folder (has our ``manifest.json``)."""
-    manifest = Path(path) / MANIFEST
-    if not manifest.is_file():
-        return False
-    try:
-        return json.loads(manifest.read_text()).get("format") == FORMAT_NAME
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return False
+    return STORE_FORMAT.is_in(path)
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not is_store(path):
-        raise InputError(f"{path}: not an embedding store (no {MANIFEST}); create one with `emonet-face embed`")
-    return json.loads((path / MANIFEST).read_text())
+    """The store's manifest; a one-line :class:`InputError` for a folder that is no (readable) store."""
+    return STORE_FORMAT.read(path)
 
 
 def _shard_files(path: Path) -> list[Path]:
     return sorted(path.glob("part-*.parquet"))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _list_matrix(table: pa.Table, column: str, dtype: np.dtype) -> np.ndarray:
@@ -270,71 +272,143 @@ def write_store(
     ``embedder`` replaces the local loop (e.g. the Ray engine): ``encoder`` is then only asked to
     ``describe()`` itself, and the store layout, manifest and resume rules stay the same.
     """
-    import torch
     from tqdm.auto import tqdm
 
     out = Path(out)
     description = json.loads(json.dumps(encoder.describe(), default=_jsonable))
-    dim = int(description.get("dim") or encoder.dim)
-    metadata_fields = tuple(f for f in dataset.metadata_fields if f not in RESERVED)
-    done_ids: set[str] = set()
-    shards_meta: list[dict[str, Any]] = []
-    if out.exists() and any(out.iterdir()):
-        if not resume:
-            raise InputError(f"{out}: output folder is not empty; pass --resume to continue it or choose another --out")
-        if not is_store(out):
-            raise InputError(f"{out}: not an embedding store; cannot resume into it")
-        previous = read_manifest(out)
-        if _encoder_identity(previous.get("encoder", {})) != _encoder_identity(description):
-            raise InputError(
-                f"{out}: store was made with encoder {previous.get('encoder', {}).get('encoder')!r}; "
-                f"resume with the same --encoder/--revision (got {description.get('encoder')!r})"
-            )
-        metadata_fields = tuple(previous.get("metadata_fields", metadata_fields))
-        for tmp in out.glob("*.tmp"):
-            tmp.unlink()
-        for shard in _shard_files(out):
-            ids = pq.read_table(shard, columns=["id"]).column("id").to_pylist()
-            done_ids.update(ids)
-            shards_meta.append({"file": shard.name, "rows": len(ids)})
+    fields = tuple(f for f in dataset.metadata_fields if f not in RESERVED)
+    shards, done_ids, fields = _resume_state(out, resume, description, fields)
     out.mkdir(parents=True, exist_ok=True)
+    dim = int(description.get("dim") or encoder.dim)
+    manifest = _store_manifest(description, dim, {"source": dataset.name, "kind": dataset.kind}, fields, shards)
+    total = len(dataset) if hasattr(dataset, "__len__") else None
+    bar = tqdm(total=total, desc=f"embed → {out.name}", unit="img", disable=not progress)
+    store = _StoreWriter(out, manifest, shard_size, bar, on_batch)
+    try:
+        if embedder is not None:
+            for good, features, errors in embedder(done_ids, _unique_ids, bar.update):
+                store.absorb(good, features, errors)
+        else:
+            _embed_locally(dataset, encoder, store, done_ids, batch_size, num_workers)
+        store.flush()
+    finally:
+        bar.close()
+    return store.finish()
 
-    manifest: dict[str, Any] = {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "encoder": description,
+
+def _resume_state(
+    out: Path, resume: bool, description: dict[str, Any], fields: tuple[str, ...]
+) -> tuple[list[dict[str, Any]], set[str], tuple[str, ...]]:
+    """What a resumed store already holds: its shards, their ids and its metadata fields (the run's own
+    ``fields`` for a new store). Refuses another encoder; deletes what a killed run left half-written."""
+    if not check_out_folder(out, resume=resume):
+        return [], set(), fields
+    previous = STORE_FORMAT.read(out, hint="cannot resume into it")
+    if _encoder_identity(previous.get("encoder", {})) != _encoder_identity(description):
+        raise InputError(
+            f"{out}: store was made with encoder {previous.get('encoder', {}).get('encoder')!r}; "
+            f"resume with the same --encoder/--revision (got {description.get('encoder')!r})"
+        )
+    remove_temporaries(out)
+    shards, done_ids = [], set()
+    for shard in _shard_files(out):
+        ids = pq.read_table(shard, columns=["id"]).column("id").to_pylist()
+        done_ids.update(ids)
+        shards.append({"file": shard.name, "rows": len(ids)})
+    return shards, done_ids, tuple(previous.get("metadata_fields", fields))
+
+
+def _store_manifest(
+    encoder: dict[str, Any],
+    dim: int,
+    dataset: dict[str, str],
+    fields: Sequence[str],
+    shards: list[dict[str, Any]],
+    *,
+    complete: bool = False,
+) -> dict[str, Any]:
+    return {
+        **STORE_FORMAT.header(),
+        "encoder": encoder,
         "dim": dim,
-        "dataset": {"source": dataset.name, "kind": dataset.kind},
+        "dataset": dataset,
         "heads": list(HEAD_KEYS),
-        "metadata_fields": list(metadata_fields),
-        "shards": shards_meta,
-        "count": sum(s["rows"] for s in shards_meta),
+        "metadata_fields": list(fields),
+        "shards": shards,
+        "count": sum(s["rows"] for s in shards),
         "skipped": [],
-        "complete": False,
+        "complete": complete,
+        "versions": versions("pyarrow"),
     }
 
-    def save_manifest() -> None:
-        _atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
 
-    save_manifest()
-    buffer = _ShardBuffer(dim, metadata_fields)
-    next_index = max((int(p.stem.split("-")[1]) for p in _shard_files(out)), default=-1) + 1
+class _StoreWriter:
+    """The store being written: rows buffered into the next shard, each finished shard renamed into
+    place and then recorded in the manifest (rewritten atomically)."""
 
-    def flush() -> None:
-        nonlocal next_index
-        if not len(buffer):
+    def __init__(self, out: Path, manifest: dict[str, Any], shard_size: int, bar: Any, on_batch: Callable[[int], None] | None) -> None:
+        self.out = out
+        self.manifest = manifest
+        self.shard_size = shard_size
+        self.bar = bar
+        self.on_batch = on_batch
+        self.buffer = _ShardBuffer(manifest["dim"], manifest["metadata_fields"])
+        self.next_index = max((int(p.stem.split("-")[1]) for p in _shard_files(out)), default=-1) + 1
+        self.written = manifest["count"]
+        self.save()
+
+    def save(self) -> None:
+        STORE_FORMAT.write(self.out, self.manifest)
+
+    def absorb(self, good: list[Sample], features: np.ndarray | None, errors: list[dict[str, str]]) -> None:
+        """One batch: its embedded samples, and the unreadable ones (listed in ``skipped``)."""
+        self.manifest["skipped"].extend(errors)
+        if features is not None:
+            for sample, feature in zip(good, features):
+                self.buffer.add(sample, feature)
+        self.bar.update(len(good) + len(errors))
+        self.written += len(good)
+        if len(self.buffer) >= self.shard_size:
+            self.flush()
+        if self.on_batch is not None:
+            self.on_batch(self.written)
+
+    def flush(self) -> None:
+        if not len(self.buffer):
             return
-        name = SHARD_PATTERN.format(next_index)
-        tmp = out / (name + ".tmp")
-        _write_shard(buffer.table(), tmp)
-        os.replace(tmp, out / name)
-        manifest["shards"].append({"file": name, "rows": len(buffer)})
-        manifest["count"] += len(buffer)
-        save_manifest()
-        next_index += 1
-        buffer.clear()
+        name = SHARD_PATTERN.format(self.next_index)
+        with atomic_path(self.out / name) as tmp:
+            _write_shard(self.buffer.table(), tmp)
+        self.manifest["shards"].append({"file": name, "rows": len(self.buffer)})
+        self.manifest["count"] += len(self.buffer)
+        self.save()
+        self.next_index += 1
+        self.buffer.clear()
 
-    def prepare(batch: list[Sample]) -> tuple[list[Sample], dict[str, torch.Tensor] | None, list[dict[str, str]]]:
+    def finish(self) -> dict[str, Any]:
+        self.manifest["complete"] = True
+        self.save()
+        skipped = self.manifest["skipped"]
+        if skipped:
+            warnings.warn(
+                f"{self.out}: skipped {len(skipped)} unreadable image(s) (listed in {MANIFEST}); "
+                f"first: {skipped[0]['error']}",
+                stacklevel=3,
+            )
+        return self.manifest
+
+
+Prepared = tuple[list[Sample], "dict[str, Any] | None", list[dict[str, str]]]
+
+
+def _embed_locally(
+    dataset: Any, encoder: Any, store: _StoreWriter, done_ids: set[str], batch_size: int, num_workers: int
+) -> None:
+    """The local engine: batches of samples not yet in the store, decoded and preprocessed in
+    ``num_workers`` threads (0: inline) while the encoder runs, handed to ``store`` in dataset order."""
+    import torch
+
+    def prepare(batch: list[Sample]) -> Prepared:
         good, images, errors = [], [], []
         for sample in batch:
             try:
@@ -344,50 +418,16 @@ def write_store(
                 errors.append({"id": sample.id, "error": str(exc)})
         return good, (encoder.preprocess(images) if images else None), errors
 
-    def batches() -> Iterable[list[Sample]]:
-        batch: list[Sample] = []
-        for sample in _unique_ids(dataset):
-            if sample.id in done_ids:
-                bar.update(1)
-                continue
-            batch.append(sample)
-            if len(batch) == batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+    def consume(result: Prepared) -> None:
+        good, inputs, errors = result
+        store.absorb(good, None if inputs is None else encoder(**inputs).detach().cpu().numpy(), errors)
 
-    total = len(dataset) if hasattr(dataset, "__len__") else None
-    bar = tqdm(total=total, desc=f"embed → {out.name}", unit="img", disable=not progress)
+    batches = _batches(dataset, done_ids, batch_size, store.bar)
     pool = ThreadPoolExecutor(max_workers=num_workers) if num_workers > 0 else None
     pending: deque[Future] = deque()
-    written = manifest["count"]
-
-    def consume(result: tuple[list[Sample], dict[str, torch.Tensor] | None, list[dict[str, str]]]) -> None:
-        good, inputs, errors = result
-        absorb(good, None if inputs is None else encoder(**inputs).detach().cpu().numpy(), errors)
-
-    def absorb(good: list[Sample], features: np.ndarray | None, errors: list[dict[str, str]]) -> None:
-        nonlocal written
-        manifest["skipped"].extend(errors)
-        if features is not None:
-            for sample, feature in zip(good, features):
-                buffer.add(sample, feature)
-        bar.update(len(good) + len(errors))
-        written += len(good)
-        if len(buffer) >= shard_size:
-            flush()
-        if on_batch is not None:
-            on_batch(written)
-
     try:
-        if embedder is not None:
-            for good, features, errors in embedder(done_ids, _unique_ids, lambda n: bar.update(n)):
-                absorb(good, features, errors)
-            flush()
-            return _finish_store(manifest, save_manifest, out)
         with torch.inference_mode():
-            for batch in batches():
+            for batch in batches:
                 if pool is None:
                     consume(prepare(batch))
                     continue
@@ -396,24 +436,24 @@ def write_store(
                     consume(pending.popleft().result())
             while pending:
                 consume(pending.popleft().result())
-        flush()
     finally:
-        bar.close()
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
-    return _finish_store(manifest, save_manifest, out)
 
 
-def _finish_store(manifest: dict[str, Any], save_manifest: Callable[[], None], out: Path) -> dict[str, Any]:
-    manifest["complete"] = True
-    save_manifest()
-    if manifest["skipped"]:
-        warnings.warn(
-            f"{out}: skipped {len(manifest['skipped'])} unreadable image(s) (listed in {MANIFEST}); "
-            f"first: {manifest['skipped'][0]['error']}",
-            stacklevel=3,
-        )
-    return manifest
+def _batches(dataset: Any, done_ids: set[str], batch_size: int, bar: Any) -> Iterator[list[Sample]]:
+    """The samples of ``dataset`` (ids made unique) not in ``done_ids``, ``batch_size`` at a time."""
+    batch: list[Sample] = []
+    for sample in _unique_ids(dataset):
+        if sample.id in done_ids:
+            bar.update(1)
+            continue
+        batch.append(sample)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _jsonable(obj: Any) -> Any:
@@ -446,9 +486,7 @@ def write_embeddings(
 ) -> dict[str, Any]:
     """Write precomputed embeddings (and targets in head order) as a store: for embeddings made
     elsewhere, synthetic experiments and benchmarks. Same layout and manifest as :func:`write_store`."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"{out}: output folder is not empty; choose another --out")
+    out = require_new_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
     n, dim = embeddings.shape
@@ -474,21 +512,10 @@ def write_embeddings(
             ],
         ]
         name = SHARD_PATTERN.format(index)
-        _write_shard(pa.Table.from_arrays(arrays, schema=schema), out / (name + ".tmp"))
-        os.replace(out / (name + ".tmp"), out / name)
+        with atomic_path(out / name) as tmp:
+            _write_shard(pa.Table.from_arrays(arrays, schema=schema), tmp)
         shards.append({"file": name, "rows": sl.stop - sl.start})
-    manifest = {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "encoder": encoder or {"encoder": None, "dim": dim},
-        "dim": dim,
-        "dataset": {"source": source, "kind": "arrays"},
-        "heads": list(HEAD_KEYS),
-        "metadata_fields": fields,
-        "shards": shards,
-        "count": n,
-        "skipped": [],
-        "complete": True,
-    }
-    _atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
+    encoder = encoder or {"encoder": None, "dim": dim}
+    manifest = _store_manifest(encoder, dim, {"source": source, "kind": "arrays"}, fields, shards, complete=True)
+    STORE_FORMAT.write(out, manifest)
     return manifest

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import pickle
-import platform
 import re
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -44,6 +42,7 @@ from emonet_face.inputs.shards import is_shard
 from emonet_face.media import prepare_ref
 from emonet_face.options import ModelOptions
 from emonet_face.pipeline import EmoNetFace
+from emonet_face.runfolder import ManifestFormat, atomic_path, check_out_folder, remove_temporaries, versions
 from emonet_face.runtime import load_encoder, quiet_transformers
 
 __all__ = [
@@ -60,6 +59,15 @@ __all__ = [
 
 MANIFEST = "_manifest.json"
 FORMAT_NAME = "emonet-face-ray-scores"
+_FORMAT = ManifestFormat(
+    FORMAT_NAME,
+    1,
+    MANIFEST,
+    "a folder written by --engine ray",
+    "Ray output",
+    hint="cannot resume into it",
+    redo="choose another --out",
+)
 UNIT_FILES = 1024
 """Plain image files are grouped into units of this many inputs (one part file each); a shard is one unit."""
 PART_ROWS = 8192
@@ -181,33 +189,6 @@ class _Scorer:
 
 
 # --- driver -----------------------------------------------------------------------------------------
-def _read_manifest(out: Path) -> dict[str, Any] | None:
-    path = out / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return manifest if manifest.get("format") == FORMAT_NAME else None
-
-
-def _atomic_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for name in ("emonet-face", "torch", "transformers", "ray", "pyarrow"):
-        with contextlib.suppress(PackageNotFoundError):
-            out[name] = version(name)
-    return out
-
-
 class _Parts:
     """Writes a unit's rows as part files with one schema for the whole folder: a column that is
     all-empty in one part (e.g. face boxes of a shard of error rows) takes the type it has elsewhere."""
@@ -242,9 +223,8 @@ class _Parts:
         names = []
         for k, start in enumerate(range(0, max(len(frame), 1), PART_ROWS)):
             name = f"part-{number:05d}-{k:03d}.parquet"
-            tmp = self.out / f".{name}.tmp"
-            pq.write_table(self._arrow(frame.iloc[start : start + PART_ROWS]), tmp)
-            os.replace(tmp, self.out / name)
+            with atomic_path(self.out / name) as tmp:
+                pq.write_table(self._arrow(frame.iloc[start : start + PART_ROWS]), tmp)
             names.append(name)
         return names
 
@@ -277,15 +257,9 @@ def ray_predict(
     out = Path(out)
     if out.suffix.lower() in (".csv", ".jsonl", ".parquet") and not out.is_dir():
         raise InputError(f"{out}: --engine ray writes a folder of Parquet parts; give --out a folder name")
-    previous = _read_manifest(out) if out.is_dir() else None
-    if out.is_dir() and any(out.iterdir()):
-        if not resume:
-            raise InputError(f"{out}: output folder is not empty; pass --resume to continue it or choose another --out")
-        if previous is None:
-            raise InputError(f"{out}: not a folder written by --engine ray (no {MANIFEST}); cannot resume into it")
+    previous = _FORMAT.read(out) if check_out_folder(out, resume=resume) else None
     out.mkdir(parents=True, exist_ok=True)
-    for tmp in out.glob(".*.tmp"):
-        tmp.unlink()
+    remove_temporaries(out)
 
     described = model.describe()
     if previous is not None and _identity(previous.get("model", {})) != _identity(described):
@@ -309,18 +283,13 @@ def ray_predict(
         _Parts.remove(out, unit.number)
         todo.append(unit)
 
-    manifest: dict[str, Any] = previous or {
-        "format": FORMAT_NAME,
-        "version": 1,
-        "command": "predict",
-        "shards": [],
-    }
+    manifest: dict[str, Any] = previous or {**_FORMAT.header(), "command": "predict", "shards": []}
     manifest.update(
         {
             "engine": {"name": "ray", "actors": options.actors, "gpus_per_actor": options.gpus_per_actor},
             "model": described,
             "backend": model.backend,
-            "versions": _versions(),
+            "versions": versions("ray", "pyarrow"),
             "complete": False,
         }
     )
@@ -330,7 +299,7 @@ def ray_predict(
     manifest["shards"] = sorted(entries.values(), key=lambda u: u["number"])
     schema = _schema_of(out, manifest)
     _summarise(manifest)
-    _atomic_json(out / MANIFEST, manifest)
+    _FORMAT.write(out, manifest)
 
     rows = [
         {"unit": u, "seq": s, "ref": pickle.dumps(ref, protocol=5)}
@@ -353,11 +322,11 @@ def ray_predict(
                 # what the actors run ("auto" resolved), as predict's Parquet metadata records it
                 manifest["backend"] = manifest["model_info"].get("encoder", {}).get("backend", manifest["backend"])
                 _summarise(manifest)
-                _atomic_json(out / MANIFEST, manifest)
+                _FORMAT.write(out, manifest)
                 if on_unit is not None:
                     on_unit(finished)
     manifest["complete"] = all(u.get("complete") for u in manifest["shards"])
-    _atomic_json(out / MANIFEST, manifest)
+    _FORMAT.write(out, manifest)
     return manifest
 
 

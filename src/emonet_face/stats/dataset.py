@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emonet_face.bench.protocol import json_scalar
-from emonet_face.bench.tables import image_id, read_table
+from emonet_face.bench.tables import image_id, read_input_table
 from emonet_face.data.parquet import HF_DATASETS, IMAGE_COLUMNS, LABEL_COLUMNS, resolve_dataset_shards
 from emonet_face.data.samples import LabelParse, label_raters, parse_label
 from emonet_face.data.tables import PATH_COLUMNS, read_targets_csv
@@ -396,7 +396,7 @@ def read_meta(path: str | Path) -> pd.DataFrame:
         chunks = list(_parquet_chunks(shards, _Acc(), 4096, want_ids=True, labels=False))
         out = pd.concat([c.raw.assign(image=[image_id(i) for i in c.ids]) for c in chunks], ignore_index=True)
     else:
-        frame = read_table(local, what="meta file", text_columns=("image", "path", "age"))
+        frame = read_input_table(local, what="meta file", text_columns=("image", "path", "age"))
         frame.columns = [str(c).strip().lower() for c in frame.columns]
         image_column = next((c for c in ("image", *PATH_COLUMNS, "file_name", "image_path") if c in frame.columns), None)
         if image_column is None:

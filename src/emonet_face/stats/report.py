@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from emonet_face.bench.report import format_cell, write_json, write_table
+from emonet_face.bench.report import format_cell, write_json, write_report_table
 from emonet_face.stats.demographics import FACTORS
 
 __all__ = ["by_group_markdown", "write_by_group_outputs", "write_dataset_outputs", "write_prediction_outputs"]
@@ -24,9 +24,9 @@ def write_dataset_outputs(stats, out: Path, *, figures: bool = True) -> dict[str
         for f in FACTORS
         for g, c in summary["by"][f].items()
     ]
-    write_table(pd.DataFrame(rows).set_index(["factor", "group"]), out, "demographics")
+    write_report_table(pd.DataFrame(rows).set_index(["factor", "group"]), out, "demographics")
     balance = stats.balance()
-    write_table(balance, out, "balance")
+    write_report_table(balance, out, "balance")
     tables = ["demographics", "balance"]
     if stats.definition:
         per_emotion = pd.DataFrame({"images": stats.labelled.sum(), "share": stats.labelled.mean()})
@@ -34,15 +34,15 @@ def write_dataset_outputs(stats, out: Path, *, figures: bool = True) -> dict[str
             per_emotion["yes_votes"] = stats.vote_counts[:, 0]
             per_emotion["no_votes"] = stats.vote_counts[:, 1]
         per_emotion.index.name = "emotion"
-        write_table(per_emotion, out, "per_emotion")
+        write_report_table(per_emotion, out, "per_emotion")
         tables.append("per_emotion")
         for factor in ("gender", "age_group", "fairface"):
-            write_table(stats.emotion_by(factor), out, f"emotion_by_{factor}", float_format="%d")
+            write_report_table(stats.emotion_by(factor), out, f"emotion_by_{factor}", float_format="%d")
             tables.append(f"emotion_by_{factor}")
     if "rating_distribution" in summary:
         dist = pd.DataFrame(summary["rating_distribution"]).T.fillna(0).astype(int)
         dist.index.name = "emotion"
-        write_table(dist[sorted(dist.columns, key=float)], out, "rating_distribution", latex=False)
+        write_report_table(dist[sorted(dist.columns, key=float)], out, "rating_distribution", latex=False)
         tables.append("rating_distribution")
     if summary["unmapped_ethnicity"]:
         unmapped = pd.Series(summary["unmapped_ethnicity"], name="images")
@@ -110,9 +110,9 @@ def _dataset_markdown(stats, summary: dict[str, Any], tables: list[str], figures
 
 def write_by_group_outputs(result, out: Path, *, figures: bool = True) -> list[Path]:
     """`bench hq --by` extras: the long table, per-factor test tables, one figure per factor."""
-    paths = write_table(result.long_table().set_index(["factor", "group", "annotator"]), out, "agreement_by_group", latex=False)
+    paths = write_report_table(result.long_table().set_index(["factor", "group", "annotator"]), out, "agreement_by_group", latex=False)
     for factor, frame in result.tests.items():
-        paths += write_table(frame, out, f"group_difference_{factor}", float_format="%.4g")
+        paths += write_report_table(frame, out, f"group_difference_{factor}", float_format="%.4g")
     if figures:
         from emonet_face.stats.figures import agreement_by_group_figure  # loads matplotlib: only for figures
 
@@ -167,15 +167,15 @@ def write_prediction_outputs(result, out: Path, *, figures: bool = True) -> dict
     ]
     for factor, frame in result.means.items():
         wide = frame.pivot(index="emotion", columns="group", values="mean").reindex(frame["emotion"].unique())
-        write_table(frame.set_index(["group", "emotion"]), out, f"mean_score_by_{factor}", latex=False)
-        write_table(wide, out, f"mean_score_by_{factor}_wide")
+        write_report_table(frame.set_index(["group", "emotion"]), out, f"mean_score_by_{factor}", latex=False)
+        write_report_table(wide, out, f"mean_score_by_{factor}_wide")
         lines += [f"- [{factor}: mean scores](mean_score_by_{factor}.csv) ([wide](mean_score_by_{factor}_wide.csv), [LaTeX](mean_score_by_{factor}_wide.tex))"]
     if result.gaps:
         lines += ["", "## Model gap vs human gap", "", summary["gap_definition"] + ".", ""]
         for factor, frame in result.gaps.items():
             if frame.empty:
                 continue
-            write_table(frame.set_index(["group", "emotion"]), out, f"gap_{factor}", float_format="%.4g")
+            write_report_table(frame.set_index(["group", "emotion"]), out, f"gap_{factor}", float_format="%.4g")
             flagged = frame[frame["flagged"]]
             lines += [f"### {factor}", "", f"Table: [gap_{factor}.csv](gap_{factor}.csv) ([LaTeX](gap_{factor}.tex)). "
                       + (f"Flagged: {', '.join(f'{r.emotion} ({r.group}: excess {r.excess_z:+.2f} SD, q={r.q:.3g})' for r in flagged.itertuples())}."

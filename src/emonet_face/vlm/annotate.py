@@ -18,7 +18,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,6 +27,7 @@ from emonet_face import faces
 from emonet_face.errors import EmoNetError, InputError
 from emonet_face.faces.regions import FaceMode
 from emonet_face.inputs import IMAGE_SUFFIXES, discover_inputs, load_image
+from emonet_face.runfolder import atomic_path, provenance, utc_timestamp
 from emonet_face.vlm.client import ChatClient, FatalRequestError, RequestError, RetryPolicy, image_data_url
 from emonet_face.vlm.parse import Annotation, ParseError, parse_answer
 from emonet_face.vlm.prompts import Prompt
@@ -40,6 +40,7 @@ __all__ = [
     "annotator_name",
     "default_log_path",
     "done_items",
+    "done_sources",
     "read_log",
     "run_annotation",
     "write_hq_csv",
@@ -163,6 +164,14 @@ def done_items(log: Path, model: str, prompt_sha256: str) -> set[tuple[str, int 
     }
 
 
+def done_sources(log: Path | None, model: str | None, prompt: Prompt) -> set[str]:
+    """Source files a rerun of ``model`` with ``prompt`` would skip (for cost estimates); none without a
+    model or a log."""
+    if not model or log is None:
+        return set()
+    return {source for source, _ in done_items(log, model, prompt.sha256)}
+
+
 class _LogWriter:
     """Append-only JSONL writer: one flushed (and fsynced) line per record."""
 
@@ -202,12 +211,10 @@ def write_hq_csv(log: Path, out: Path) -> int:
         if record.get("type") == "image" and record.get("status") == "ok" and record.get("annotations"):
             latest[(record["image"], record["annotator"])] = record
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_path(out) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=HQ_COLUMNS)
         writer.writeheader()
         writer.writerows(_hq_row(record) for record in latest.values())
-    os.replace(tmp, out)
     return len(latest)
 
 
@@ -277,10 +284,6 @@ def _repair_message(error: ParseError) -> str:
         'required format: "emotions" with all 40 emotions and "extra_dimensions" with all 4 dimensions, each '
         '{"rating": <integer on its scale>, "reason": "<short reason>"}.'
     )
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _add_usage(total: dict[str, int], usage: dict[str, int]) -> None:
@@ -385,42 +388,75 @@ def run_annotation(inputs: list[str], options: AnnotateOptions, api_key: str | N
         )
     done = done_items(log_path, options.model, options.prompt.sha256)
     summary = RunSummary(inputs=len(paths))
-    return asyncio.run(_run(paths, options, api_key, cropper, done, summary))
+    return asyncio.run(_AnnotationRun(options, api_key, cropper, done, summary).run(paths))
 
 
-async def _run(
-    paths: list[Path],
-    options: AnnotateOptions,
-    api_key: str | None,
-    cropper: Callable[[Image.Image], list[Crop]] | None,
-    done: set[tuple[str, int | None]],
-    summary: RunSummary,
-) -> RunSummary:
-    client = ChatClient(
-        options.base_url,
-        options.model,
-        api_key=api_key,
-        timeout=options.timeout,
-        temperature=options.temperature,
-        max_tokens=options.max_tokens,
-        json_mode=options.json_mode,
-        retry=options.retry,
-        max_connections=options.concurrency,
-    )
-    log = _LogWriter(options.log_path, client.redact)
-    write_hq_csv(options.log_path, options.out)  # whole again even if a killed run tore its last line
-    csv_out = _CsvAppender(options.out)
-    base = {
-        "model": options.model,
-        "annotator": options.annotator,
-        "prompt": options.prompt.kind,
-        "prompt_sha256": options.prompt.sha256,
-    }
-    log.write(
-        {
+class _AnnotationRun:
+    """One annotation run: the client, the log and the CSV it appends to, what was done before, the tally."""
+
+    log: _LogWriter
+    csv_out: _CsvAppender
+    progress: Callable[..., None]
+
+    def __init__(
+        self,
+        options: AnnotateOptions,
+        api_key: str | None,
+        cropper: Callable[[Image.Image], list[Crop]] | None,
+        done: set[tuple[str, int | None]],
+        summary: RunSummary,
+    ) -> None:
+        self.options = options
+        self.cropper = cropper
+        self.done = done
+        self.summary = summary
+        self.client = ChatClient(
+            options.base_url,
+            options.model,
+            api_key=api_key,
+            timeout=options.timeout,
+            temperature=options.temperature,
+            max_tokens=options.max_tokens,
+            json_mode=options.json_mode,
+            retry=options.retry,
+            max_connections=options.concurrency,
+        )
+        self.base = {
+            "model": options.model,
+            "annotator": options.annotator,
+            "prompt": options.prompt.kind,
+            "prompt_sha256": options.prompt.sha256,
+        }
+
+    async def run(self, paths: list[Path]) -> RunSummary:
+        """Annotate ``paths`` (those not done) with ``concurrency`` workers; the log and CSV are whole at the end."""
+        options = self.options
+        self.log = _LogWriter(options.log_path, self.client.redact)
+        write_hq_csv(options.log_path, options.out)  # whole again even if a killed run tore its last line
+        self.csv_out = _CsvAppender(options.out)
+        self.log.write(self._run_record())
+        self.progress = _progress(len(paths), options.progress)
+        queue: asyncio.Queue[Path] = asyncio.Queue()
+        for path in paths:
+            if self.cropper is None and (path.name, None) in self.done:
+                self.summary.skipped += 1
+                self.progress(1)
+            else:
+                queue.put_nowait(path)
+        try:
+            async with self.client:
+                await self._work(queue)
+        finally:
+            self._close()
+        return self.summary
+
+    def _run_record(self) -> dict[str, Any]:
+        """The log's header for this run: provenance, model, prompt and settings (never the API key)."""
+        options = self.options
+        return {
             "type": "run",
-            "time": _now(),
-            **base,
+            **provenance(),
+            **self.base,
             "base_url": options.base_url,
             "prompt_source": options.prompt.source,
             "prompt_text": options.prompt.text,
@@ -436,94 +472,90 @@ async def _run(
                 "api_key_env": options.api_key_env,
             },
         }
-    )
-    progress = _progress(len(paths), options.progress)
-    queue: asyncio.Queue[Path] = asyncio.Queue()
-    for path in paths:
-        if cropper is None and (path.name, None) in done:
-            summary.skipped += 1
-            progress(1)
-        else:
-            queue.put_nowait(path)
 
-    def record(item: _Item, fields: dict[str, Any]) -> None:
-        entry = {
-            "type": "image",
-            "time": _now(),
-            "image": item.image_id(),
-            "source": item.source,
-            "path": str(item.path),
-            "face": item.face,
-            "faces_in_image": item.faces_in_image,
-            **base,
-            **fields,
-        }
-        log.write(entry)
-        if entry["status"] == "ok":
-            summary.annotated += 1
-            csv_out.write(entry)
-        else:
-            summary.failed += 1
-        summary.prompt_tokens += fields.get("usage", {}).get("prompt_tokens", 0)
-        summary.completion_tokens += fields.get("usage", {}).get("completion_tokens", 0)
-
-    async def handle(path: Path) -> None:
-        item = _Item(path=path, source=path.name)
+    async def _work(self, queue: asyncio.Queue[Path]) -> None:
+        """Workers until the queue is empty; a fatal endpoint error stops them all and is noted in the summary."""
+        workers = min(self.options.concurrency, max(queue.qsize(), 1))
+        tasks = [asyncio.create_task(self._worker(queue)) for _ in range(workers)]
         try:
-            image = await asyncio.to_thread(load_image, path)
-            crops: list[Crop] = [(image, {})] if cropper is None else await asyncio.to_thread(cropper, image)
-        except EmoNetError as exc:
-            record(item, {"status": "error", "error": str(exc), "attempts": []})
-            return
-        if cropper is not None and not crops:
-            item.face = None
-            record(item, {"status": "error", "error": f"{path}: no face found", "attempts": []})
-            return
-        for index, (crop, region) in enumerate(crops):
-            face_item = _Item(
-                path, path.name, None if cropper is None else index, None if cropper is None else len(crops)
-            )
-            if (face_item.source, face_item.face) in done:
-                summary.skipped += 1
-                continue
-            fields = await _annotate_image(client, crop, options.prompt, options.repair_attempts)
-            if region:
-                fields["region"] = {k: v for k, v in region.items() if k != "face"}
-            record(face_item, fields)
+            finished, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in finished:
+            exc = task.exception()
+            if isinstance(exc, FatalRequestError):
+                self.summary.stopped = self.client.redact(str(exc))
+            elif exc is not None:
+                raise exc
 
-    async def worker() -> None:
+    async def _worker(self, queue: asyncio.Queue[Path]) -> None:
         while True:
             try:
                 path = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            await handle(path)
-            progress(1)
+            await self._handle(path)
+            self.progress(1)
 
-    try:
-        async with client:
-            tasks = [asyncio.create_task(worker()) for _ in range(min(options.concurrency, max(queue.qsize(), 1)))]
-            try:
-                finished, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            for task in finished:
-                exc = task.exception()
-                if isinstance(exc, FatalRequestError):
-                    summary.stopped = client.redact(str(exc))
-                elif exc is not None:
-                    raise exc
-    finally:
-        summary.requests = client.requests_sent
-        progress(0, close=True)
-        csv_out.close()
+    async def _handle(self, path: Path) -> None:
+        """One image: load it, crop its faces (``--faces``), annotate each face not done yet."""
+        cropper = self.cropper
+        item = _Item(path=path, source=path.name)
+        try:
+            image = await asyncio.to_thread(load_image, path)
+            crops: list[Crop] = [(image, {})] if cropper is None else await asyncio.to_thread(cropper, image)
+        except EmoNetError as exc:
+            self._record(item, {"status": "error", "error": str(exc), "attempts": []})
+            return
+        if cropper is not None and not crops:
+            self._record(item, {"status": "error", "error": f"{path}: no face found", "attempts": []})
+            return
+        for index, (crop, region) in enumerate(crops):
+            face_item = _Item(
+                path, path.name, None if cropper is None else index, None if cropper is None else len(crops)
+            )
+            if (face_item.source, face_item.face) in self.done:
+                self.summary.skipped += 1
+                continue
+            fields = await _annotate_image(self.client, crop, self.options.prompt, self.options.repair_attempts)
+            if region:
+                fields["region"] = {k: v for k, v in region.items() if k != "face"}
+            self._record(face_item, fields)
+
+    def _record(self, item: _Item, fields: dict[str, Any]) -> None:
+        """Log one answer (or failure) at once, append a successful one to the CSV, count it."""
+        entry = {
+            "type": "image",
+            "time": utc_timestamp(),
+            "image": item.image_id(),
+            "source": item.source,
+            "path": str(item.path),
+            "face": item.face,
+            "faces_in_image": item.faces_in_image,
+            **self.base,
+            **fields,
+        }
+        self.log.write(entry)
+        if entry["status"] == "ok":
+            self.summary.annotated += 1
+            self.csv_out.write(entry)
+        else:
+            self.summary.failed += 1
+        self.summary.prompt_tokens += fields.get("usage", {}).get("prompt_tokens", 0)
+        self.summary.completion_tokens += fields.get("usage", {}).get("completion_tokens", 0)
+
+    def _close(self) -> None:
+        """Rewrite the CSV from the log (whole even after a crash) and end the log with the summary."""
+        options, summary = self.options, self.summary
+        summary.requests = self.client.requests_sent
+        self.progress(0, close=True)
+        self.csv_out.close()
         write_hq_csv(options.log_path, options.out)
         summary.nonzero_counts = _nonzero_counts(options.log_path, options.model, options.prompt.sha256)
-        log.write({"type": "summary", "time": _now(), **base, **summary.as_dict()})
-        log.close()
-    return summary
+        self.log.write({"type": "summary", "time": utc_timestamp(), **self.base, **summary.as_dict()})
+        self.log.close()
 
 
 def _nonzero_counts(log: Path, model: str, prompt_sha256: str) -> dict[int, int]:
