@@ -33,7 +33,7 @@ from emonet_face.faces import DEFAULT_MARGIN, get_detector
 from emonet_face.heads import FusedHeads
 from emonet_face.media import FaceExpander
 from emonet_face.pipeline import EmoNetFace
-from emonet_face.runtime import ImageEncoder, load_encoder
+from emonet_face.runtime import GraphHeads, ImageEncoder, load_encoder
 from explain_toy import (
     GRID,
     IMAGE,
@@ -265,10 +265,21 @@ def test_emotions_option_and_errors(net, tmp_path, model_args):
     assert (table["path"] == str(paths[0])).sum() == 3
 
 
+class _GraphWithHeads:
+    """An encoder whose graph holds the heads (as an exported folder's does), over the toy encoder."""
+
+    def __init__(self, encoder, heads):
+        self.inner, self.graph_heads = encoder, GraphHeads(heads.keys, heads.neutral_mean)
+        self.name, self.revision, self.normalize, self.dim = "exported-folder", None, True, encoder.dim
+        self.preprocess, self.describe = encoder.preprocess, encoder.describe
+
+    def encode(self, batch):
+        return self.inner.encode(batch)
+
+
 def test_exported_models_are_refused_with_a_clear_message(net):
-    headless = EmoNetFace.__new__(EmoNetFace)
-    torch.nn.Module.__init__(headless)
-    headless.encoder, headless.heads, headless.heads_ref = net.encoder, None, "exported-folder"
+    headless = EmoNetFace(None, _GraphWithHeads(net.encoder, net.heads))
+    assert headless.keys == net.heads.keys  # scores come from the graph's own heads
     with pytest.raises(ModelLoadError, match="exported"):
         headless.explainer("occlusion")
 

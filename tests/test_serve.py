@@ -336,7 +336,7 @@ def test_concurrent_requests_each_get_their_own_rows(server, net, tmp_path):
             path = tmp_path / f"client{c:02d}-{part}.png"
             Image.fromarray(rng.integers(0, 255, (40 + c, 48 + 3 * c, 3), dtype=np.uint8)).save(path)
             inputs.setdefault(c, []).append(path)
-    expected = net.predict([p for c in range(clients) for p in inputs[c]], num_workers=0)
+    expected = net.predict([p for c in range(clients) for p in inputs[c]], faces="none", num_workers=0)
     expected["path"] = [Path(p).name for p in expected["path"]]
     batches_before = app.state.service.batcher.batches
 
