@@ -255,19 +255,48 @@ def ray_predict(
 
     options = options or RayOptions()
     out = Path(out)
+    previous = _open_folder(out, model, resume)
+    todo = _units_to_do(plan_units(paths, source), previous, out)
+    manifest = _start_manifest(previous, todo, model, options)
+    schema = _schema_of(out, manifest)
+    _FORMAT.write(out, manifest)
+    entries = {tuple(u["inputs"]): u for u in manifest["shards"]}
+    rows = [
+        {"unit": u, "seq": s, "ref": pickle.dumps(ref, protocol=5)}
+        for u, unit in enumerate(todo)
+        for s, ref in enumerate(unit.refs)
+    ]
+    if rows:
+        parts = _Parts(out, schema)
+        with ray_session(options) as ray, _user_errors():
+            results = _run(ray, rows, model, source, expand, options, progress, tqdm)
+            for finished, (unit, frame, info) in enumerate(results, start=1):
+                _unit_done(manifest, entries[tuple(todo[unit].inputs)], parts.write, frame, info)
+                _FORMAT.write(out, manifest)
+                if on_unit is not None:
+                    on_unit(finished)
+    manifest["complete"] = all(u.get("complete") for u in manifest["shards"])
+    _FORMAT.write(out, manifest)
+    return manifest
+
+
+def _open_folder(out: Path, model: ModelOptions, resume: bool) -> dict[str, Any] | None:
+    """Check ``out`` (a new folder, or one this model's run may continue) and return its manifest."""
     if out.suffix.lower() in (".csv", ".jsonl", ".parquet") and not out.is_dir():
         raise InputError(f"{out}: --engine ray writes a folder of Parquet parts; give --out a folder name")
     previous = _FORMAT.read(out) if check_out_folder(out, resume=resume) else None
     out.mkdir(parents=True, exist_ok=True)
     remove_temporaries(out)
-
-    described = model.describe()
-    if previous is not None and _identity(previous.get("model", {})) != _identity(described):
+    if previous is not None and _identity(previous.get("model", {})) != _identity(model.describe()):
         raise InputError(
             f"{out}: written with model options {previous.get('model')}; resume with the same options "
             "or choose another --out"
         )
-    units = plan_units(paths, source)
+    return previous
+
+
+def _units_to_do(units: list[Unit], previous: dict[str, Any] | None, out: Path) -> list[Unit]:
+    """Units not complete in ``previous``, numbered (known units keep their number); their stray parts deleted."""
     known = {tuple(u["inputs"]): u for u in (previous or {}).get("shards", [])}
     next_number = max((u["number"] for u in known.values()), default=-1) + 1
     todo: list[Unit] = []
@@ -282,12 +311,18 @@ def ray_predict(
             next_number += 1
         _Parts.remove(out, unit.number)
         todo.append(unit)
+    return todo
 
+
+def _start_manifest(
+    previous: dict[str, Any] | None, todo: list[Unit], model: ModelOptions, options: RayOptions
+) -> dict[str, Any]:
+    """The run's manifest: the previous one (resume) or a new one, with this run's units not complete."""
     manifest: dict[str, Any] = previous or {**_FORMAT.header(), "command": "predict", "shards": []}
     manifest.update(
         {
             "engine": {"name": "ray", "actors": options.actors, "gpus_per_actor": options.gpus_per_actor},
-            "model": described,
+            "model": model.describe(),
             "backend": model.backend,
             "versions": versions("ray", "pyarrow"),
             "complete": False,
@@ -297,37 +332,25 @@ def ray_predict(
     for unit in todo:
         entries[tuple(unit.inputs)] = {"number": unit.number, "inputs": unit.inputs, "parts": [], "complete": False}
     manifest["shards"] = sorted(entries.values(), key=lambda u: u["number"])
-    schema = _schema_of(out, manifest)
     _summarise(manifest)
-    _FORMAT.write(out, manifest)
-
-    rows = [
-        {"unit": u, "seq": s, "ref": pickle.dumps(ref, protocol=5)}
-        for u, unit in enumerate(todo)
-        for s, ref in enumerate(unit.refs)
-    ]
-    if rows:
-        parts = _Parts(out, schema)
-        with ray_session(options) as ray, _user_errors():
-            results = _run(ray, rows, model, source, expand, options, progress, tqdm)
-            for finished, (unit, frame, info) in enumerate(results, start=1):
-                entry = entries[tuple(todo[unit].inputs)]
-                entry.update(
-                    parts=parts.write(entry["number"], frame),
-                    rows=len(frame),
-                    errors=int(frame["error"].notna().sum()) if "error" in frame else 0,
-                    complete=True,
-                )
-                manifest.setdefault("model_info", json.loads(info))
-                # what the actors run ("auto" resolved), as predict's Parquet metadata records it
-                manifest["backend"] = manifest["model_info"].get("encoder", {}).get("backend", manifest["backend"])
-                _summarise(manifest)
-                _FORMAT.write(out, manifest)
-                if on_unit is not None:
-                    on_unit(finished)
-    manifest["complete"] = all(u.get("complete") for u in manifest["shards"])
-    _FORMAT.write(out, manifest)
     return manifest
+
+
+def _unit_done(
+    manifest: dict[str, Any], entry: dict[str, Any], write: Callable[[int, pd.DataFrame], list[str]],
+    frame: pd.DataFrame, info: str,
+) -> None:
+    """Write a finished unit's parts and mark it complete in the manifest."""
+    entry.update(
+        parts=write(entry["number"], frame),
+        rows=len(frame),
+        errors=int(frame["error"].notna().sum()) if "error" in frame else 0,
+        complete=True,
+    )
+    manifest.setdefault("model_info", json.loads(info))
+    # what the actors run ("auto" resolved), as predict's Parquet metadata records it
+    manifest["backend"] = manifest["model_info"].get("encoder", {}).get("backend", manifest["backend"])
+    _summarise(manifest)
 
 
 def _identity(model: dict[str, Any]) -> dict[str, Any]:
