@@ -336,7 +336,7 @@ def test_concurrent_requests_each_get_their_own_rows(server, net, tmp_path):
             path = tmp_path / f"client{c:02d}-{part}.png"
             Image.fromarray(rng.integers(0, 255, (40 + c, 48 + 3 * c, 3), dtype=np.uint8)).save(path)
             inputs.setdefault(c, []).append(path)
-    expected = net.predict([p for c in range(clients) for p in inputs[c]], num_workers=0)
+    expected = net.predict([p for c in range(clients) for p in inputs[c]], faces="none", num_workers=0)
     expected["path"] = [Path(p).name for p in expected["path"]]
     batches_before = app.state.service.batcher.batches
 
@@ -463,7 +463,7 @@ def test_serve_command_with_a_missing_model_exits_2_with_one_line(tmp_path, tiny
 
 
 def test_records_are_json_ready():
-    from emonet_face.serve.app import _records
+    from emonet_face.serve.records import records as _records
 
     table = pd.DataFrame({"path": ["a"], "face": [np.int64(0)], "x": [np.nan], "error": [None]})
     assert _records(table) == [{"path": "a", "face": 0, "x": None, "error": None}]
