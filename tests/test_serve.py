@@ -463,7 +463,7 @@ def test_serve_command_with_a_missing_model_exits_2_with_one_line(tmp_path, tiny
 
 
 def test_records_are_json_ready():
-    from emonet_face.serve.app import _records
+    from emonet_face.serve.records import records as _records
 
     table = pd.DataFrame({"path": ["a"], "face": [np.int64(0)], "x": [np.nan], "error": [None]})
     assert _records(table) == [{"path": "a", "face": 0, "x": None, "error": None}]

@@ -41,13 +41,16 @@ import math
 import time
 from typing import Any
 
-from fastapi import FastAPI, WebSocket
+from fastapi import APIRouter, WebSocket
 
 from emonet_face.faces import FaceMode
 from emonet_face.live import Frame, FrameScorer
 from emonet_face.media import Item
 from emonet_face.serve.batcher import QueueFull
+from emonet_face.serve.deps import ServiceDep
+from emonet_face.serve.errors import mb
 from emonet_face.serve.records import records
+from emonet_face.serve.service import Service
 
 __all__ = [
     "CLOSE_BAD_REQUEST",
@@ -55,8 +58,8 @@ __all__ = [
     "KEY_PREFIX",
     "STREAM_PATH",
     "SUBPROTOCOL",
-    "add_stream_route",
     "key_subprotocol",
+    "router",
 ]
 
 log = logging.getLogger("emonet_face.serve")
@@ -96,10 +99,6 @@ def _reason(text: str) -> str:
     return data.decode(errors="ignore")
 
 
-def _mb(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MB"
-
-
 def _parameters(websocket: WebSocket, default_faces: str) -> tuple[str, float | None]:
     """``faces`` and ``fps`` from the query string; ``ValueError`` (one line) when one is wrong."""
     query = websocket.query_params
@@ -124,7 +123,7 @@ class _Stream:
     """One connection: a receiver that numbers frames and keeps only the newest waiting, and a scorer
     that takes it, scores it through the shared batcher and sends its reply."""
 
-    def __init__(self, websocket: WebSocket, service: Any, scorer: FrameScorer, fps: float | None) -> None:
+    def __init__(self, websocket: WebSocket, service: Service, scorer: FrameScorer, fps: float | None) -> None:
         self.websocket = websocket
         self.service = service
         self.scorer = scorer
@@ -150,7 +149,7 @@ class _Stream:
             elif len(data) > self.limit:
                 frame.image = None  # not kept: only its size is reported
                 frame.error = (
-                    f"frame {index}: {_mb(len(data))} is over the upload limit of {_mb(self.limit)}; send smaller "
+                    f"frame {index}: {mb(len(data))} is over the upload limit of {mb(self.limit)}; send smaller "
                     "frames (the server's --max-upload-mb)"
                 )
             self.waiting = frame  # newest wins: a frame still waiting here is skipped
@@ -211,60 +210,76 @@ class _Stream:
         return records(self.scorer.table(items, results))
 
 
-def add_stream_route(app: FastAPI, service: Any) -> None:
-    """Add ``/v1/stream`` to ``app``. ``service`` is the app's
-    :class:`~emonet_face.serve.app.Service` (its config, model, batcher, decode pool, detectors, and
-    the count of open streams)."""
+router = APIRouter()
+
+
+@router.websocket(STREAM_PATH)
+async def stream(websocket: WebSocket, service: ServiceDep) -> None:
+    """One live stream: accept, refuse (a close code and a one-line reason) or score until it ends."""
+    offered = websocket.scope.get("subprotocols") or []
+    # a browser that offered subprotocols fails the handshake unless one is selected
+    chosen = SUBPROTOCOL if SUBPROTOCOL in offered else (offered[0] if offered else None)
+    await websocket.accept(subprotocol=chosen)
+    try:
+        faces, fps = _admit(websocket, service)
+    except _Refused as refused:
+        await websocket.close(refused.code, _reason(refused.reason))
+        return
+    assert service.net is not None
+    scorer = FrameScorer(service.net, faces=service.config.face_options(faces))
+    await _serve(_Stream(websocket, service, scorer, fps))
+
+
+class _Refused(Exception):
+    """The connection is refused: closed with ``code`` and a one-line ``reason``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _admit(websocket: WebSocket, service: Service) -> tuple[str, float | None]:
+    """The stream's ``faces`` and ``fps``, or :class:`_Refused` for, in this order, a missing or wrong
+    key, the model still loading, ``--max-streams`` reached, or a bad query parameter."""
     config = service.config
+    if config.api_key is not None:
+        key = _offered_key(websocket)
+        if key is None or not hmac.compare_digest(key.encode(), config.api_key.encode()):
+            raise _Refused(CLOSE_BAD_REQUEST, "missing or wrong API key; send 'Authorization: Bearer KEY' or, from a "
+                           "browser, the subprotocol bearer.<base64url KEY>")  # fmt: skip
+    if service.net is None:
+        raise _Refused(CLOSE_TRY_LATER, service.load_error or "the model is still loading; retry in a moment")
+    if service.streams >= config.max_streams:
+        raise _Refused(CLOSE_TRY_LATER, f"too many live streams ({service.streams}, the server's --max-streams); "
+                       "retry later")  # fmt: skip
+    try:
+        return _parameters(websocket, config.faces)
+    except ValueError as exc:
+        raise _Refused(CLOSE_BAD_REQUEST, str(exc)) from None
 
-    @app.websocket(STREAM_PATH)
-    async def stream(websocket: WebSocket) -> None:
-        offered = websocket.scope.get("subprotocols") or []
-        # a browser that offered subprotocols fails the handshake unless one is selected
-        chosen = SUBPROTOCOL if SUBPROTOCOL in offered else (offered[0] if offered else None)
-        await websocket.accept(subprotocol=chosen)
 
-        async def refuse(code: int, reason: str) -> None:
-            await websocket.close(code, _reason(reason))
-
-        if config.api_key is not None:
-            key = _offered_key(websocket)
-            if key is None or not hmac.compare_digest(key.encode(), config.api_key.encode()):
-                await refuse(CLOSE_BAD_REQUEST, "missing or wrong API key; send 'Authorization: Bearer KEY' or, from a "
-                             "browser, the subprotocol bearer.<base64url KEY>")  # fmt: skip
-                return
-        if service.net is None:
-            await refuse(CLOSE_TRY_LATER, service.load_error or "the model is still loading; retry in a moment")
-            return
-        if service.streams >= config.max_streams:
-            await refuse(CLOSE_TRY_LATER, f"too many live streams ({service.streams}, the server's --max-streams); "
-                         "retry later")  # fmt: skip
-            return
-        try:
-            faces, fps = _parameters(websocket, config.faces)
-        except ValueError as exc:
-            await refuse(CLOSE_BAD_REQUEST, str(exc))
-            return
-        scorer = FrameScorer(service.net, faces=config.face_options(faces))
-        session = _Stream(websocket, service, scorer, fps)
-        service.streams += 1
-        receiver = asyncio.create_task(session.receive())
-        scoring = asyncio.create_task(session.score_forever())
-        try:
-            await asyncio.wait({receiver, scoring}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            service.streams -= 1
-            if service.batcher is not None:
-                service.batcher.withdraw(session)
-            for task in (receiver, scoring):
-                task.cancel()
-            for task in (receiver, scoring):
-                with contextlib.suppress(BaseException):
-                    await task
-            if scoring.done() and not scoring.cancelled() and scoring.exception() is not None:
-                error = scoring.exception()
-                if not _is_disconnect(error):
-                    log.error("%s: the stream ended on %s: %s", STREAM_PATH, type(error).__name__, error)
+async def _serve(session: _Stream) -> None:
+    """Receive and score until the client leaves or either side fails; the stream's slot is given back."""
+    service = session.service
+    service.streams += 1
+    receiver = asyncio.create_task(session.receive())
+    scoring = asyncio.create_task(session.score_forever())
+    try:
+        await asyncio.wait({receiver, scoring}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        service.streams -= 1
+        if service.batcher is not None:
+            service.batcher.withdraw(session)
+        for task in (receiver, scoring):
+            task.cancel()
+        for task in (receiver, scoring):
+            with contextlib.suppress(BaseException):
+                await task
+        if scoring.done() and not scoring.cancelled() and scoring.exception() is not None:
+            error = scoring.exception()
+            if not _is_disconnect(error):
+                log.error("%s: the stream ended on %s: %s", STREAM_PATH, type(error).__name__, error)
 
 
 def _is_disconnect(error: BaseException | None) -> bool:
