@@ -19,7 +19,7 @@ from emonet_face.hub import MODELS, fetch_heads, split_revision
 from emonet_face.options import ModelOptions
 from emonet_face.runtime import Encoder, ExportedGraph, is_exported, load_encoder, resolve_device
 
-__all__ = ["LoadedModel", "load_model"]
+__all__ = ["LoadedModel", "describe_loaded", "load_model"]
 
 
 @dataclass
