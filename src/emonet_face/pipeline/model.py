@@ -99,12 +99,13 @@ class EmoNetFace(nn.Module):
     one-graph model that computes the heads itself.
     """
 
-    def __init__(self, heads: FusedHeads | None, encoder: Encoder | None = None) -> None:
+    def __init__(self, heads: FusedHeads | None, encoder: Encoder | None = None, loaded: LoadedModel | None = None) -> None:
         super().__init__()
         self.scorer = Scorer(encoder, heads.eval() if heads is not None else None)
         self.encoder = encoder
         self.heads = self.scorer.heads
-        self.loaded = LoadedModel(self.heads, encoder, "<FusedHeads>" if heads is not None else "")
+        self.loaded = loaded or LoadedModel(self.heads, encoder, "")
+        self.heads_ref, self.bundle = self.loaded.heads_ref, self.loaded.bundle
         self._torch_twin: list[ImageEncoder] = []  # a list: not registered as a submodule
 
     @classmethod
@@ -151,8 +152,7 @@ class EmoNetFace(nn.Module):
             heads=heads if isinstance(heads, FusedHeads) else None,
             with_encoder=with_encoder,
         )
-        result = cls(loaded.heads, loaded.encoder)
-        result.loaded = loaded
+        result = cls(loaded.heads, loaded.encoder, loaded)
         return result.to(resolve_device(opts.device)) if loaded.heads is not None else result
 
     # --- what it is ----------------------------------------------------------------------------
@@ -163,14 +163,6 @@ class EmoNetFace(nn.Module):
     @property
     def keys(self) -> tuple[str, ...]:
         return self.scorer.keys
-
-    @property
-    def heads_ref(self) -> str:
-        return self.loaded.heads_ref
-
-    @property
-    def bundle(self) -> Any:
-        return self.loaded.bundle
 
     def describe(self) -> dict[str, Any]:
         """What produces the scores (encoder with backend, precision and device; heads): written into
@@ -221,7 +213,15 @@ class EmoNetFace(nn.Module):
         (:func:`emonet_face.outputs.row_key`) already done. ``annotate(table, features)`` adds columns
         from each row's features before the batch is yielded (e.g. a :class:`~emonet_face.tracking.FaceTracker`).
         """
-        refs = input_refs(images)
+        yield from self._scored_batches(
+            input_refs(images), faces=faces, media=media, batch_size=batch_size, num_workers=num_workers,
+            progress=progress, source=source, expand=expand, skip=skip, annotate=annotate,
+        )
+
+    def _scored_batches(
+        self, refs: list[Ref], *, faces: Faces, media: MediaOptions | None, batch_size: int, num_workers: int | None,
+        progress: bool | None, source: ImageSource | None, expand: Expand | None, skip: Any, annotate: Annotate | None,
+    ) -> Iterator[pd.DataFrame]:
         source, expand = _stages(refs, faces, media, source, expand)
         encoder = self.scorer.require_encoder()
         groups = item_groups(
@@ -245,13 +245,14 @@ class EmoNetFace(nn.Module):
         run = RunOptions(**run_fields) if run is None else run
         face_options = _face_options(faces)
         refs = input_refs(images)
+        stream = {"faces": face_options, "media": None, "batch_size": DEFAULT_BATCH_SIZE, "num_workers": None,
+                  "progress": None, "source": None, "expand": None, **options}  # fmt: skip
 
         def batches(skip: set[tuple], annotate: Annotate | None) -> Iterator[pd.DataFrame]:
-            return self.predict_batches(images, faces=face_options, skip=skip, annotate=annotate, **options)
+            return self._scored_batches(refs, skip=skip, annotate=annotate, **stream)
 
         return execute_run(
-            batches, [ref for _, ref in refs], run, keys=self.keys, faces=face_options,
-            metadata=self.describe(),
+            batches, [ref for _, ref in refs], run, keys=self.keys, faces=face_options, metadata=self.describe()
         )
 
     def prepare(self, ids: Ids, ref: Any, *, source: ImageSource | None = None, expand: Expand | None = None) -> list[Item]:
