@@ -244,7 +244,7 @@ def test_yunet_from_a_local_file_detects_and_maps_boxes_back(tmp_path):
 def test_detector_help_lists_every_registered_detector():
     from typer.testing import CliRunner
 
-    from emonet_face.cli.inference import DETECTOR_NAMES
+    from emonet_face.cli.options import DETECTOR_NAMES
     from emonet_face.cli.main import app
 
     assert DETECTOR_NAMES.split(", ") == available_detectors()

@@ -71,7 +71,7 @@ class ModelOptions:
         return asdict(self)
 
     def describe(self) -> dict[str, Any]:
-        """JSON-friendly fields (paths as text): for manifests and ``/v1/info``."""
+        """JSON-friendly fields (paths as text): what the Ray engine records in its manifest."""
         return {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(self) for v in [getattr(self, f.name)]}
 
 

@@ -1,6 +1,6 @@
 """The Ray Data engine: the stages of :mod:`emonet_face.pipeline`, spread over a cluster.
 
-Plan (driver) → decode + face detection (Ray CPU tasks, :func:`emonet_face.pipeline.prepare_ref`
+Plan (driver) → decode + face detection (Ray CPU tasks, :func:`emonet_face.media.prepare_ref`
 without preprocessing, so only small uint8 crops travel) → preprocess + encoder + fused heads in an
 actor pool (:class:`_Scorer`: one model load per actor, the pipeline's :class:`~emonet_face.pipeline.Scorer`) → the
 driver writes Parquet part files. Rows are the rows of the local engine: same stages, same code.
