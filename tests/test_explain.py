@@ -266,10 +266,12 @@ def test_emotions_option_and_errors(net, tmp_path, model_args):
 
 
 def test_exported_models_are_refused_with_a_clear_message(net):
-    headless = EmoNetFace.__new__(EmoNetFace)
-    torch.nn.Module.__init__(headless)
-    headless.encoder, headless.heads, headless.heads_ref = net.encoder, None, "exported-folder"
-    with pytest.raises(ModelLoadError, match="exported"):
+    from emonet_face.pipeline import LoadedModel
+
+    headless = EmoNetFace(net.heads, net.encoder)
+    headless.heads = None  # as an exported one-graph folder loads: no separate heads
+    headless.loaded = LoadedModel(None, net.encoder, "exported-folder")
+    with pytest.raises(ModelLoadError, match="exported-folder: an exported"):
         headless.explainer("occlusion")
 
 
