@@ -244,8 +244,8 @@ def test_yunet_from_a_local_file_detects_and_maps_boxes_back(tmp_path):
 def test_detector_help_lists_every_registered_detector():
     from typer.testing import CliRunner
 
-    from emonet_face.cli.options import DETECTOR_NAMES
     from emonet_face.cli.main import app
+    from emonet_face.cli.options import DETECTOR_NAMES
 
     assert DETECTOR_NAMES.split(", ") == available_detectors()
     result = CliRunner().invoke(app, ["predict", "--help"], terminal_width=200)

@@ -18,7 +18,7 @@ from emonet_face.faces import DEFAULT_MARGIN, FaceMode
 from emonet_face.inputs.video import DEFAULT_FPS
 from emonet_face.runtime import PRECISIONS, available_backends
 
-__all__ = ["DEFAULT_BATCH_SIZE", "FaceOptions", "MediaOptions", "ModelOptions", "option_name"]
+__all__ = ["DEFAULT_BATCH_SIZE", "FaceOptions", "MediaOptions", "ModelOptions", "check_fps", "option_name"]
 
 DEFAULT_BATCH_SIZE = 16
 """Crops per encoder batch (``--batch-size``)."""
@@ -32,6 +32,13 @@ def option_name(field_name: str) -> str:
 def _refuse(field_name: str, value: Any, problem: str) -> None:
     shown = f"{value:g}" if isinstance(value, float) else value
     raise InputError(f"{option_name(field_name)} {shown}: {problem}")
+
+
+def check_fps(fps: float) -> None:
+    """``--fps``: frames per second, any number more than 0; the same one-line error wherever it is
+    taken (``predict``/``explain``: frames scored per second of video; ``live``: at most this many)."""
+    if not fps > 0:
+        _refuse("fps", fps, "must be more than 0 (frames scored per second of video, e.g. 1 or 0.5)")
 
 
 @dataclass(frozen=True)
@@ -117,7 +124,6 @@ class MediaOptions:
     carry_json: bool = True
 
     def __post_init__(self) -> None:
-        if not self.fps > 0:
-            _refuse("fps", self.fps, "must be more than 0 (frames scored per second of video, e.g. 1 or 0.5)")
+        check_fps(self.fps)
         if self.max_frames is not None and self.max_frames < 1:
             _refuse("max_frames", self.max_frames, "must be at least 1")

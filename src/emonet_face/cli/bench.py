@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from emonet_face.cli._common import user_errors
+from emonet_face.cli.options import FiguresOpt, MetaOpt, NBootOpt, SeedOpt
 from emonet_face.errors import InputError
 
 app = typer.Typer(
@@ -45,7 +46,9 @@ def _warn(messages: list[str]) -> None:
 @app.command("hq")
 def hq(
     annotations: Annotated[Path, typer.Argument(help="HQ annotation file (hq.csv layout or the HF dataset layout).")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, tables, figures, report.md).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder (summary.json, tables, figures, report.md).")
+    ],
     predictions: Annotated[
         list[Path] | None,
         typer.Option("--predictions", help="Score table from `predict`/`score`, or an HQ-layout file; repeatable."),
@@ -56,16 +59,13 @@ def hq(
     readout: Annotated[
         Readout, typer.Option("--readout", help="How model values become 0..7 for kappa.")
     ] = Readout.published,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of every bootstrap (recorded in summary.json).")] = 42,
-    n_boot: Annotated[int, typer.Option("--n-boot", min=10, help="Bootstrap draws for every CI.")] = 1000,
+    seed: SeedOpt = 42,
+    n_boot: NBootOpt = 1000,
     reliable_alpha: Annotated[
         float, typer.Option("--reliable-alpha", help="Human alpha at which an emotion counts as reliable.")
     ] = 0.3,
-    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Draw PNG/PDF figures.")] = True,
-    meta: Annotated[
-        Path | None,
-        typer.Option("--meta", help="Per-image demographics (CSV/Parquet with 'image' + gender/age/ethnicity, or the HQ dataset)."),
-    ] = None,
+    figures: FiguresOpt = True,
+    meta: MetaOpt = None,
     by: Annotated[
         str | None, typer.Option("--by", help="Factors for agreement by group (with --meta): gender,age_group,fairface,ethnicity.")
     ] = None,
@@ -139,7 +139,7 @@ def _print_hq(summary: dict[str, Any]) -> None:
 @app.command("transfer")
 def transfer(
     predictions: Annotated[Path, typer.Argument(help="Release results JSONL or a score table with a class column.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (summary.json, tables).")],
     dataset: Annotated[Dataset, typer.Option("--dataset", help="Which class mapping to use.")] = Dataset.ferd,
     class_column: Annotated[
         str | None, typer.Option("--class-column", help="Column with the true class (default: class/label/...).")
@@ -168,8 +168,8 @@ def transfer(
 @app.command("binary")
 def binary(
     votes: Annotated[Path, typer.Argument(help="BINARY votes: path,annotator,value,emotion rows.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
-    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Draw the stacked bar chart.")] = True,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (summary.json, tables, figures).")],
+    figures: FiguresOpt = True,
 ) -> None:
     """Share of unanimous / 2:1 / 1:1 expert votes per emotion, plus annotator statistics."""
 

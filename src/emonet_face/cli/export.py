@@ -8,16 +8,13 @@ from typing import Annotated
 import typer
 
 from emonet_face.cli._common import user_errors
+from emonet_face.cli.options import CacheOpt, EncoderOpt, HeadsOpt, RevisionOpt
 
 
 def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the graph, config.json and preprocessing.")],
-    encoder: Annotated[
-        str | None, typer.Option("--encoder", help="Encoder: Hub id (owner/name[@rev]) or folder; default: --model's.")
-    ] = None,
-    heads: Annotated[
-        str | None, typer.Option("--heads", help="Heads: Hub id (owner/name[@rev]) or folder; default: --model's.")
-    ] = None,
+    encoder: EncoderOpt = None,
+    heads: HeadsOpt = None,
     fmt: Annotated[
         str, typer.Option("--format", help="onnx (ONNX Runtime, float32) or openvino (OpenVINO IR).")
     ] = "onnx",
@@ -33,8 +30,8 @@ def export(
     model: Annotated[
         str, typer.Option("--model", "-m", help="Released model whose defaults to use: large, small.")
     ] = "large",
-    revision: Annotated[str | None, typer.Option("--revision", help="Hub revision of the heads.")] = None,
-    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Hugging Face cache folder.")] = None,
+    revision: RevisionOpt = None,
+    cache_dir: CacheOpt = None,
 ) -> None:
     """Export one graph: pixels (N,3,H,W) -> embedding, raw, centred, probs; run it with `predict --model DIR`."""
     with user_errors():

@@ -38,6 +38,7 @@ from emonet_face.cli.options import (
     QuietOpt,
     RayAddressOpt,
     RevisionOpt,
+    SmoothOpt,
     face_options,
     media_options,
     model_options,
@@ -59,7 +60,8 @@ HeadsOnlyModelOpt = Annotated[
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per encoder batch.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Skip inputs already in --out and append the rest.")]
 SaveVisOpt = Annotated[
-    Path | None, typer.Option("--save-vis", help="Folder for PNG pictures: face boxes + top-3, bar charts.")
+    Path | None,
+    typer.Option("--save-vis", help="Folder for PNG pictures: face boxes + top-3, bar charts, video timelines (--smooth)."),
 ]
 TracksOutOpt = Annotated[
     Path | None,
@@ -67,9 +69,6 @@ TracksOutOpt = Annotated[
         "--tracks-out",
         help="Video: one row per face track (.csv, .parquet or .jsonl): times, frames, mean scores, top-3.",
     ),
-]
-SmoothOpt = Annotated[
-    float, typer.Option("--smooth", min=0.0, help="Video timelines (--save-vis): moving average over SECONDS.")
 ]
 
 

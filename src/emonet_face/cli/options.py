@@ -4,7 +4,9 @@ model options below, every command that finds faces the face options, with the s
 The values are checked by the dataclasses they fill (:class:`~emonet_face.options.ModelOptions`,
 :class:`~emonet_face.options.FaceOptions`, :class:`~emonet_face.options.MediaOptions`), built with
 :func:`model_options` / :func:`face_options` / :func:`media_options` from a command's arguments, so a
-bad value gives the same one-line error from every command. ``tests/test_cli_options.py`` walks every
+bad value gives the same one-line error from every command. Options those checks cover carry no
+typer range (``min=``): typer's range error is a usage box, not one line, and its ``[x>=0]`` in the
+help could disagree with the check. ``tests/test_cli_options.py`` walks every
 command and fails where two describe or check one of these options differently.
 
 Nothing here imports torch: ``emonet-face --help`` stays fast.
@@ -83,8 +85,7 @@ MinFaceScoreOpt = Annotated[
     float | None,
     typer.Option(
         "--min-face-score",
-        min=0.0,
-        help="Keep faces the detector scores at least this (default: the detector's own threshold; "
+        help="Keep faces the detector scores at least this, 0 or more (default: the detector's own threshold; "
         "blazeface: 0.5 on 0..1). Lower finds more faces, higher makes fewer mistakes.",
     ),
 ]
@@ -93,7 +94,7 @@ AlignOpt = Annotated[
     typer.Option("--align", help="Rotate each face crop so the eyes are level (detectors with eye landmarks)."),
 ]
 MarginOpt = Annotated[
-    float, typer.Option("--margin", min=0.0, help="Context around each face, as a fraction of its box side.")
+    float, typer.Option("--margin", help="Context around each face, as a fraction of its box side (0 or more).")
 ]
 
 # --- inputs: videos and shards --------------------------------------------------------------------
@@ -106,8 +107,12 @@ InputsArg = Annotated[
 ]
 FPS_HELP = "Video: frames scored per second, any number > 0 (0.5: one frame every 2 s)."
 FpsOpt = Annotated[float, typer.Option("--fps", help=FPS_HELP)]
+LIVE_FPS_HELP = "Score at most this many frames per second, any number > 0 (default: as many as possible)."
+LiveFpsOpt = Annotated[float | None, typer.Option("--fps", help=LIVE_FPS_HELP)]
+"""``live``'s ``--fps`` is a ceiling on the scoring rate, not a video's sampling rate: its own help,
+the same check (:func:`emonet_face.options.check_fps`)."""
 MaxFramesOpt = Annotated[
-    int | None, typer.Option("--max-frames", min=1, help="Video: score at most this many frames per video.")
+    int | None, typer.Option("--max-frames", help="Video: score at most this many frames per video (1 or more).")
 ]
 ImageColumnOpt = Annotated[
     str | None,
@@ -119,6 +124,10 @@ CarryJsonOpt = Annotated[
 
 # --- runs ------------------------------------------------------------------------------------------
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+SmoothOpt = Annotated[
+    float, typer.Option("--smooth", min=0.0, help="Video timelines: moving average over SECONDS.")
+]
 NumWorkersOpt = Annotated[
     int | None, typer.Option("--num-workers", min=0, help="Image decoding workers (default: cores-1, max 4).")
 ]
@@ -135,6 +144,21 @@ CpusPerActorOpt = Annotated[
     float,
     typer.Option("--cpus-per-actor", min=0.0, help="Ray: CPUs per encoder actor (its preprocessing threads)."),
 ]
+
+
+# --- analyses: bench and stats ---------------------------------------------------------------------
+FiguresOpt = Annotated[bool, typer.Option("--figures/--no-figures", help="Draw PNG/PDF figures.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every bootstrap and permutation test.")]
+NBootOpt = Annotated[int, typer.Option("--n-boot", min=10, help="Bootstrap draws for every confidence interval.")]
+MetaOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--meta",
+        help="Per-image demographics: CSV/Parquet with an 'image' column and gender/age/ethnicity, or a dataset "
+        "that holds them (hq, binary, big, Parquet shards).",
+    ),
+]
+SplitOpt = Annotated[str | None, typer.Option("--split", help="Only shards whose path contains this (e.g. train).")]
 
 
 def model_options(**values: Any) -> ModelOptions:

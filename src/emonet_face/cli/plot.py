@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from emonet_face.cli._common import fail, user_errors
+from emonet_face.cli.options import QuietOpt, SmoothOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -19,10 +20,8 @@ def register(app: typer.Typer) -> None:
 def plot(
     scores: Annotated[Path, typer.Argument(help="Score table written by predict (.csv, .parquet or .jsonl).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNG files.")],
-    smooth: Annotated[
-        float, typer.Option("--smooth", min=0.0, help="Video timelines: moving average over SECONDS.")
-    ] = 0.0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
+    smooth: SmoothOpt = 0.0,
+    quiet: QuietOpt = False,
 ) -> None:
     """Draw pictures from a score table: per image the face boxes with top-3 emotions, per face a bar
     chart of the 40 emotions by family and the 4 extra dimensions, per video a timeline for each

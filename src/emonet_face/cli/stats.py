@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from emonet_face.cli._common import user_errors
+from emonet_face.cli.options import FiguresOpt, MetaOpt, NBootOpt, SeedOpt, SplitOpt
 
 
 def stats(
@@ -18,11 +19,10 @@ def stats(
             "from predict/score (then: scores by group)."
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, tables, figures, report.md).")],
-    meta: Annotated[
-        Path | None,
-        typer.Option("--meta", help="Per-image demographics: CSV/Parquet with an 'image' column and gender/age/ethnicity."),
-    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder (summary.json, tables, figures, report.md).")
+    ],
+    meta: MetaOpt = None,
     by: Annotated[str, typer.Option("--by", help="Score tables: factors, comma-separated (gender, age_group, ethnicity, fairface).")] = "gender",
     hq: Annotated[
         Path | None, typer.Option("--hq", help="Score tables: HQ annotations; adds the model's gap vs the humans' gap per group.")
@@ -31,11 +31,11 @@ def stats(
         Path | None, typer.Option("--ethnicity-table", help="A copy of the demographic table (JSON) extended with your strings.")
     ] = None,
     revision: Annotated[str | None, typer.Option("--revision", help="Hub dataset revision.")] = None,
-    split: Annotated[str | None, typer.Option("--split", help="Keep shards whose path mentions this split.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap and permutations.")] = 42,
-    n_boot: Annotated[int, typer.Option("--n-boot", min=10, help="Bootstrap draws for CIs.")] = 1000,
+    split: SplitOpt = None,
+    seed: SeedOpt = 42,
+    n_boot: NBootOpt = 1000,
     n_perm: Annotated[int, typer.Option("--n-perm", min=99, help="Permutations for the gap test.")] = 2000,
-    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Draw PNG/PDF figures.")] = True,
+    figures: FiguresOpt = True,
 ) -> None:
     """Demographic balance, per-emotion counts and figures of a dataset, streamed shard by shard."""
     with user_errors():

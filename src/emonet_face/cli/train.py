@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from emonet_face.cli._common import fail
+from emonet_face.cli.options import ProgressOpt
 
 
 def train(
@@ -26,7 +27,7 @@ def train(
     lr: Annotated[float, typer.Option(help="Stage 1 AdamW learning rate.")] = 1e-3,
     finetune_lr: Annotated[float, typer.Option(help="Stage 2 AdamW learning rate.")] = 3e-4,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (both stages).")] = 1e-2,
-    batch_size: Annotated[int, typer.Option(min=1, help="Embeddings per step.")] = 256,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Embeddings per step.")] = 256,
     patience: Annotated[int, typer.Option(min=1, help="Early stopping: epochs without improvement, per head.")] = 5,
     schedule: Annotated[str, typer.Option(help="Learning-rate schedule: cosine or plateau.")] = "cosine",
     seed: Annotated[int, typer.Option(help="Seed for the split, initialisation, shuffling and dropout.")] = 0,
@@ -38,7 +39,7 @@ def train(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps …")] = "cpu",
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: ProgressOpt = True,
 ) -> None:
     """Train all heads as one stacked model: pre-train on BIG ratings, fine-tune on BINARY votes, export."""
     from emonet_face.errors import EmoNetError

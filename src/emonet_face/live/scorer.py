@@ -32,7 +32,7 @@ from emonet_face.errors import InputError, error_text
 from emonet_face.faces import FaceMode
 from emonet_face.inputs.images import MAX_IMAGE_PIXELS, load_image
 from emonet_face.media import Expand, FaceExpander, Item, MediaSource
-from emonet_face.options import FaceOptions
+from emonet_face.options import FaceOptions, check_fps
 from emonet_face.pipeline import EmoNetFace, Scored
 from emonet_face.pipeline.refs import array_image
 from emonet_face.tracking import FaceTracker
@@ -206,6 +206,12 @@ class LiveStats:
     def scored_per_second(self) -> float:
         return self.scored / max(time.monotonic() - self.started, 1e-9)
 
+    @property
+    def latency_p50_ms(self) -> float:
+        """The median of :attr:`latencies` in milliseconds (NaN before the first scored frame)."""
+        latency = sorted(self.latencies)
+        return latency[len(latency) // 2] * 1000 if latency else float("nan")
+
 
 def live_tables(
     frames: Iterable[Frame],
@@ -226,8 +232,8 @@ def live_tables(
     ``fps`` scores at most that many frames per second (the newest one at each slot). The reader's
     exception, if any, is raised here once the frames before it are scored.
     """
-    if fps is not None and not fps > 0:
-        raise InputError(f"--fps {fps}: must be a positive number of frames per second")
+    if fps is not None:
+        check_fps(fps)
     stop = stop or threading.Event()
     stats = stats if stats is not None else LiveStats()
     mailbox = NewestFrame()

@@ -7,8 +7,10 @@
 * :mod:`~emonet_face.pipeline.scorer`: :class:`Scorer`, the single place where features become rows
   (used by ``predict``, the Ray engine, the server and live streams).
 * :mod:`~emonet_face.pipeline.runs`: runs with tracks, pictures and a written table with resume.
+* :mod:`~emonet_face.pipeline.explaining`: explanation runs (maps and pictures written into a folder).
 """
 
+from emonet_face.pipeline.explaining import explain_run
 from emonet_face.pipeline.loading import LoadedModel, load_model
 from emonet_face.pipeline.model import EmoNetFace
 from emonet_face.pipeline.refs import input_refs
@@ -23,6 +25,7 @@ __all__ = [
     "RunSummary",
     "Scored",
     "Scorer",
+    "explain_run",
     "input_refs",
     "load_model",
 ]
