@@ -8,9 +8,8 @@
   error of the dataclass it fills (``emonet_face.options``); no command advertises a range (``x>=0``)
   that its check then refuses.
 
-Differences that are meant are listed in ``ALLOWED`` with the reason; gaps in the commands another
-branch owns (``serve``; ``embed`` and ``vlm``) are listed in ``PENDING`` until that branch closes
-them. Every entry of both lists (and of ``NOT_TAKEN``) is checked to still describe a real
+Differences that are meant are listed in ``ALLOWED`` with the reason, and model options a command
+does without in ``NOT_TAKEN``. Every entry of both lists is checked to still describe a real
 difference, so one that is fixed must leave its list: the lists can only shrink silently, never grow.
 """
 
@@ -105,43 +104,17 @@ ALLOWED: dict[tuple[str, str], tuple[frozenset[str], str]] = {
         "the key sent to a VLM server (OPENAI_API_KEY), where serve's is the key its own clients must send",
     ),
     ("--log", "vlm cost"): (frozenset({"help"}), "reads the log vlm annotate writes, to count what is left"),
+    ("--batch-size", "embed"): (
+        frozenset({"default"}),
+        "whole dataset images (already face crops) into a store: 32 per batch, where predict's crops come 16 at a time",
+    ),
+    ("--faces", "vlm annotate"): (
+        frozenset({"default"}),
+        "sends whole images unless asked (none): the EmoNet-Face datasets it is meant for are face crops already",
+    ),
 }
 """(option, command) → the aspects in which the command's option may differ from the others', and why.
 The command ``"*"`` stands for every command."""
-
-SERVE = "serve branch (cli/serve.py)"
-EMBED = "embed/vlm branch (cli/embed.py)"
-VLM = "embed/vlm branch (cli/vlm.py)"
-PENDING: dict[tuple[str, str], tuple[frozenset[str], str]] = {
-    ("--no-normalize", "serve"): (frozenset({"missing"}), f"{SERVE}: serve loads a model, so it takes NoNormalizeOpt"),
-    ("--faces", "serve"): (
-        frozenset({"help"}),
-        f"{SERVE}: FacesOpt, or an ALLOWED entry if 'a request may pick its own' must stay in the help",
-    ),
-    ("--encoder", "embed"): (frozenset({"help", "default"}), f"{EMBED}: EncoderOpt (default None, not '')"),
-    ("--backend", "embed"): (frozenset({"help", "values"}), f"{EMBED}: BackendOpt, checked by ModelOptions"),
-    ("--dtype", "embed"): (frozenset({"help", "values"}), f"{EMBED}: DtypeOpt, checked by ModelOptions"),
-    ("--device", "embed"): (frozenset({"help", "default"}), f"{EMBED}: DeviceOpt"),
-    ("--num-workers", "embed"): (frozenset({"help", "default"}), f"{EMBED}: NumWorkersOpt"),
-    ("--batch-size", "embed"): (frozenset({"spelling", "default"}), f"{EMBED}: -b, and predict's default or a reason"),
-    ("--resume", "embed"): (frozenset({"help", "spelling"}), f"{EMBED}: one spelling (--resume) and help, or a reason"),
-    ("--model", "embed"): (frozenset({"missing"}), f"{EMBED}: take it, or NOT_TAKEN with a reason (encoder only)"),
-    ("--heads", "embed"): (frozenset({"missing"}), f"{EMBED}: take it, or NOT_TAKEN with a reason (no heads)"),
-    ("--cache-dir", "embed"): (frozenset({"missing"}), f"{EMBED}: CacheOpt, or NOT_TAKEN with a reason"),
-    ("--no-normalize", "embed"): (frozenset({"missing"}), f"{EMBED}: NoNormalizeOpt, or NOT_TAKEN with a reason"),
-    ("--faces", "vlm annotate"): (
-        frozenset({"help", "type", "default", "values"}),
-        f"{VLM}: FacesOpt (an enum of its own gives typer's usage box, not the one-line error)",
-    ),
-    ("--detector", "vlm annotate"): (frozenset({"missing"}), f"{VLM}: it crops faces as predict does: DetectorOpt"),
-    ("--min-face-score", "vlm annotate"): (frozenset({"missing"}), f"{VLM}: MinFaceScoreOpt"),
-    ("--align", "vlm annotate"): (frozenset({"missing"}), f"{VLM}: AlignOpt"),
-    ("--margin", "vlm annotate"): (frozenset({"missing"}), f"{VLM}: MarginOpt"),
-    ("--quiet", "vlm annotate"): (frozenset({"help"}), f"{VLM}: QuietOpt"),
-    ("--out", "vlm annotate"): (frozenset({"spelling"}), f"{VLM}: -o, as every other command"),
-    ("--out", "vlm cost"): (frozenset({"spelling"}), f"{VLM}: -o, as every other command"),
-}
-"""Gaps in commands another branch owns: (option, command) → what differs or is missing, and who fixes it."""
 
 NOT_TAKEN: dict[str, tuple[frozenset[str], str]] = {
     "score": (
@@ -151,6 +124,10 @@ NOT_TAKEN: dict[str, tuple[frozenset[str], str]] = {
     "export": (
         frozenset({"--device", "--backend", "--no-normalize"}),
         "writes a graph and runs nothing (no device, no backend); the graph normalises as the released model does",
+    ),
+    "embed": (
+        frozenset({"--model", "--heads"}),
+        "embeds with the encoder alone; any heads score the store later (emonet-face score)",
     ),
     "download": (
         frozenset({"--model", "--device", "--backend", "--dtype", "--no-normalize"}),
@@ -203,11 +180,10 @@ def _signature(param: Any) -> dict[str, Any]:
 
 
 def _excused(option: str, command: str) -> frozenset[str]:
-    """The aspects in which ``command``'s ``option`` may differ (ALLOWED and PENDING together)."""
+    """The aspects in which ``command``'s ``option`` may differ (ALLOWED)."""
     aspects: frozenset[str] = frozenset()
-    for table in (ALLOWED, PENDING):
-        for key in ((option, command), (option, "*")):
-            aspects |= table.get(key, (frozenset(), ""))[0]
+    for key in ((option, command), (option, "*")):
+        aspects |= ALLOWED.get(key, (frozenset(), ""))[0]
     return aspects
 
 
@@ -248,10 +224,10 @@ def test_every_command_that_loads_a_model_or_finds_faces_takes_every_such_option
 
 
 def test_every_listed_difference_is_still_there():
-    """A fixed gap leaves PENDING, a difference that went away leaves ALLOWED, an option a command now
-    takes leaves NOT_TAKEN: the lists say exactly what is different, and why."""
+    """A difference that went away leaves ALLOWED, an option a command now takes leaves NOT_TAKEN: the
+    lists say exactly what is different, and why."""
     stale = []
-    for table_name, table in (("ALLOWED", ALLOWED), ("PENDING", PENDING)):
+    for table_name, table in (("ALLOWED", ALLOWED),):
         for (option, command), (aspects, _reason) in table.items():
             commands = _takers(option) if command == "*" else [command]
             if aspects == {"missing"}:
@@ -272,7 +248,7 @@ def test_every_listed_difference_is_still_there():
 
 
 def test_the_lists_give_reasons():
-    for table in (ALLOWED, PENDING):
+    for table in (ALLOWED,):
         for key, (aspects, reason) in table.items():
             assert aspects and aspects <= {*SIGNATURE, "values", "missing"} and len(reason) > 20, key
     assert all(len(reason) > 20 for _, reason in NOT_TAKEN.values())

@@ -294,13 +294,13 @@ def test_faces_crops_are_annotated_one_by_one(tmp_path: Path, monkeypatch: pytes
     make_images(tmp_path / "imgs", 2)
     calls: list[str] = []
 
-    def face_regions(image: Image.Image, detector: object, mode: str) -> list[types.SimpleNamespace]:
+    def face_regions(image: Image.Image, detector: object, mode: str, **crop: object) -> list[types.SimpleNamespace]:
         calls.append(mode)
         red = image.getpixel((0, 0))[0]
         count = 1 if red == 0 else 2
         return [types.SimpleNamespace(image=image.copy(), ids={"face": i}) for i in range(count)]
 
-    monkeypatch.setattr(faces, "get_detector", lambda: "stub-detector")
+    monkeypatch.setattr(faces, "get_detector", lambda spec=None, **options: "stub-detector")
     monkeypatch.setattr(faces, "face_regions", face_regions)
     with FakeVLM(lambda seen: ok(seen.image)) as server:
         args = annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv", "--faces", "auto")
@@ -338,14 +338,14 @@ def test_faces_through_face_regions_logs_the_box(tmp_path: Path, monkeypatch: py
     """The faces module's ``face_regions(image, detector, mode)`` shape, with a stand-in detector."""
     make_images(tmp_path / "imgs", 2)
 
-    def face_regions(image: Image.Image, detector: object, mode: str) -> list[types.SimpleNamespace]:
+    def face_regions(image: Image.Image, detector: object, mode: str, **crop: object) -> list[types.SimpleNamespace]:
         assert detector == "stub-detector" and mode == "detect"
         if image.getpixel((0, 0))[0] == 0:  # img_000: no face -> a row without a crop
             return [types.SimpleNamespace(image=None, ids={"face": None})]
         box = {"face": 0, "box_x": 1.0, "box_y": 2.0, "box_w": 10.0, "box_h": 12.0, "det_score": 0.9}
         return [types.SimpleNamespace(image=image.crop((1, 2, 11, 14)), ids=box)]
 
-    monkeypatch.setattr(faces, "get_detector", lambda: "stub-detector")
+    monkeypatch.setattr(faces, "get_detector", lambda spec=None, **options: "stub-detector")
     monkeypatch.setattr(faces, "face_regions", face_regions)
     with FakeVLM(lambda seen: ok(1)) as server:
         result = run_cli(annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv", "--faces", "detect"))

@@ -8,7 +8,23 @@ from typing import Annotated
 import typer
 
 from emonet_face.cli._common import fail
-from emonet_face.cli.options import ActorsOpt, CpusPerActorOpt, EngineOpt, GpusPerActorOpt, RayAddressOpt
+from emonet_face.cli.options import (
+    ActorsOpt,
+    BackendOpt,
+    BatchSizeOpt,
+    CacheOpt,
+    CpusPerActorOpt,
+    DeviceOpt,
+    DtypeOpt,
+    EncoderOpt,
+    EngineOpt,
+    GpusPerActorOpt,
+    NoNormalizeOpt,
+    NumWorkersOpt,
+    RayAddressOpt,
+    ResumeOpt,
+    model_options,
+)
 
 
 def embed(
@@ -20,31 +36,16 @@ def embed(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Store folder to create (or continue with --resume).")],
-    encoder: Annotated[
-        str,
-        typer.Option(help="SigLIP/SigLIP2 encoder: Hub id, local folder, or an `emonet-face download` bundle folder."),
-    ] = "",
-    revision: Annotated[str | None, typer.Option(help="Encoder revision (branch, tag or commit).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per encoder batch.")] = 32,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps …")] = "cpu",
-    backend: Annotated[
-        str,
-        typer.Option(
-            help="Encoder backend: auto (PyTorch on CUDA, OpenVINO on CPU), torch, openvino, onnx. Backend, "
-            "precision and device are recorded in the store's manifest.json (encoder)."
-        ),
-    ] = "auto",
-    dtype: Annotated[
-        str,
-        typer.Option(
-            help="Encoder precision: auto (bfloat16 on CPUs with AVX512_BF16/AMX and bf16 GPUs, else float32), "
-            "float32 (exact), bfloat16, float16, int8 (EXPERIMENTAL: ONNX Runtime dynamic quantisation)."
-        ),
-    ] = "auto",
-    num_workers: Annotated[int, typer.Option(min=0, help="Threads decoding + preprocessing images.")] = 2,
-    resume: Annotated[
-        bool, typer.Option(help="Continue a killed run: finished shards are kept, their ids skipped.")
-    ] = False,
+    encoder: EncoderOpt = None,
+    revision: Annotated[str | None, typer.Option("--revision", help="Encoder revision (branch, tag or commit).")] = None,
+    cache_dir: CacheOpt = None,
+    batch_size: BatchSizeOpt = 32,
+    device: DeviceOpt = None,
+    backend: BackendOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    no_normalize: NoNormalizeOpt = False,
+    num_workers: NumWorkersOpt = None,
+    resume: ResumeOpt = False,
     shard_size: Annotated[int, typer.Option(min=1, help="Rows per Parquet shard (the resume granularity).")] = 4096,
     targets: Annotated[Path | None, typer.Option(help="Targets CSV for an image-folder DATASET.")] = None,
     images: Annotated[
@@ -68,7 +69,13 @@ def embed(
 
     try:
         run = embed_dataset(
-            dataset, out, encoder=encoder_kwargs(encoder, revision=revision, backend=backend, device=device, dtype=dtype),
+            dataset, out,
+            encoder=encoder_kwargs(
+                model_options(
+                    encoder=encoder, revision=revision, cache_dir=cache_dir, device=device, backend=backend, dtype=dtype,
+                    no_normalize=no_normalize,
+                )
+            ),
             engine=engine, ray=RayOptions(ray_address, actors, gpus_per_actor, cpus_per_actor), batch_size=batch_size,
             shard_size=shard_size, num_workers=num_workers, resume=resume, progress=progress,
             targets=targets, images=images, kind=kind, revision=dataset_revision, split=split,

@@ -15,6 +15,7 @@ from emonet_face.cli.options import (
     ActorsOpt,
     AlignOpt,
     BackendOpt,
+    BatchSizeOpt,
     CacheOpt,
     CarryJsonOpt,
     CpusPerActorOpt,
@@ -37,6 +38,7 @@ from emonet_face.cli.options import (
     NumWorkersOpt,
     QuietOpt,
     RayAddressOpt,
+    ResumeOpt,
     RevisionOpt,
     SmoothOpt,
     face_options,
@@ -57,8 +59,6 @@ OutOpt = Annotated[
 HeadsOnlyModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Released model (large, small) or an `emonet-face download` bundle folder.")
 ]
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per encoder batch.")]
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="Skip inputs already in --out and append the rest.")]
 SaveVisOpt = Annotated[
     Path | None,
     typer.Option("--save-vis", help="Folder for PNG pictures: face boxes + top-3, bar charts, video timelines (--smooth)."),

@@ -124,6 +124,8 @@ CarryJsonOpt = Annotated[
 
 # --- runs ------------------------------------------------------------------------------------------
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per encoder batch.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Skip inputs already in --out and append the rest.")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
 SmoothOpt = Annotated[
     float, typer.Option("--smooth", min=0.0, help="Video timelines: moving average over SECONDS.")

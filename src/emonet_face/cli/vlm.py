@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from emonet_face.cli._common import fail
+from emonet_face.cli.options import AlignOpt, DetectorOpt, FacesOpt, MarginOpt, MinFaceScoreOpt, QuietOpt, face_options
 
 app = typer.Typer(
     help="Rate the 40 emotions with any VLM behind an OpenAI-compatible chat-completions endpoint.",
@@ -21,12 +22,6 @@ app = typer.Typer(
 class PromptKind(str, Enum):
     zero_shot = "zero-shot"
     multi_shot = "multi-shot"
-
-
-class FaceMode(str, Enum):
-    none = "none"
-    detect = "detect"
-    auto = "auto"
 
 
 ImagesArg = Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)]
@@ -53,50 +48,56 @@ def _echo_lines(lines: list[str], *, err: bool = True) -> None:
         typer.echo(line, err=err)
 
 
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option("--base-url", help="OpenAI-compatible API root, e.g. https://api.openai.com/v1 or http://localhost:8000/v1."),
+]
+AnnotatorNameOpt = Annotated[
+    str | None, typer.Option("--name", help='Annotator name (default "<model> ZS" or "<model> MS").')
+]
+LogOpt = Annotated[Path | None, typer.Option("--log", help="JSONL log (default: <out stem>.log.jsonl beside --out).")]
+ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight.")]
+TemperatureOpt = Annotated[float, typer.Option("--temperature", help="Sampling temperature.")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.001, help="Seconds to wait for one answer.")]
+VlmKeyOpt = Annotated[str, typer.Option("--api-key-env", help="Environment variable holding the API key (never logged).")]
+MaxRetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries on 429/5xx/timeouts per request.")]
+RetryDelayOpt = Annotated[
+    float, typer.Option("--retry-base-delay", min=0.0, help="First backoff delay in seconds (doubles, jittered).")
+]
+JsonModeOpt = Annotated[bool, typer.Option("--json-mode/--no-json-mode", help="Ask for response_format json_object.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Only estimate requests and tokens.")]
+
+
 @app.command()
 def annotate(
     images: ImagesArg,
     model: Annotated[str, typer.Option("--model", help="Model name as the server knows it, e.g. gpt-4o.")],
-    out: Annotated[Path, typer.Option("--out", help="CSV in the HQ layout (image, annotator, human, annotations).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV in the HQ layout (image, annotator, human, annotations).")],
     prompt: PromptOpt = PromptKind.zero_shot,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            "--base-url",
-            help="OpenAI-compatible API root, e.g. https://api.openai.com/v1 or http://localhost:8000/v1.",
-        ),
-    ] = None,
+    base_url: BaseUrlOpt = None,
     prompt_file: PromptFileOpt = None,
-    name: Annotated[
-        str | None, typer.Option("--name", help='Annotator name (default "<model> ZS" or "<model> MS").')
-    ] = None,
-    log: Annotated[
-        Path | None, typer.Option("--log", help="JSONL log (default: <out stem>.log.jsonl beside --out).")
-    ] = None,
-    faces: Annotated[
-        FaceMode, typer.Option("--faces", help="Crop faces as in predict (none: send whole images).")
-    ] = FaceMode.none,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight.")] = 4,
-    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature.")] = 0.0,
+    name: AnnotatorNameOpt = None,
+    log: LogOpt = None,
+    faces: FacesOpt = "none",
+    detector: DetectorOpt = None,
+    min_face_score: MinFaceScoreOpt = None,
+    align: AlignOpt = False,
+    margin: MarginOpt = 0.4,
+    concurrency: ConcurrencyOpt = 4,
+    temperature: TemperatureOpt = 0.0,
     max_tokens: MaxTokensOpt = 4096,
-    timeout: Annotated[float, typer.Option("--timeout", min=0.001, help="Seconds to wait for one answer.")] = 120.0,
-    api_key_env: Annotated[
-        str, typer.Option("--api-key-env", help="Environment variable holding the API key (never logged).")
-    ] = "OPENAI_API_KEY",
-    max_retries: Annotated[
-        int, typer.Option("--max-retries", min=0, help="Retries on 429/5xx/timeouts per request.")
-    ] = 5,
-    retry_base_delay: Annotated[
-        float, typer.Option("--retry-base-delay", min=0.0, help="First backoff delay in seconds (doubles, jittered).")
-    ] = 1.0,
+    timeout: TimeoutOpt = 120.0,
+    api_key_env: VlmKeyOpt = "OPENAI_API_KEY",
+    max_retries: MaxRetriesOpt = 5,
+    retry_base_delay: RetryDelayOpt = 1.0,
     repair_attempts: RepairOpt = 2,
-    json_mode: Annotated[
-        bool, typer.Option("--json-mode/--no-json-mode", help="Ask for response_format json_object.")
-    ] = True,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only estimate requests and tokens.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    json_mode: JsonModeOpt = True,
+    dry_run: DryRunOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Annotate images with a VLM; rerun the same command to resume."""
+    """Annotate images with a VLM; rerun the same command to resume. Faces are cropped as predict crops
+    them with --faces detect or auto; the default, none, sends whole images (the EmoNet-Face datasets
+    are face crops already)."""
     from emonet_face.errors import EmoNetError
     from emonet_face.vlm.annotate import AnnotateOptions, default_log_path, done_sources, run_annotation
     from emonet_face.vlm.client import RetryPolicy
@@ -104,6 +105,7 @@ def annotate(
     from emonet_face.vlm.prompts import build_prompt
 
     try:
+        face_opts = face_options(faces=faces, detector=detector, min_face_score=min_face_score, align=align, margin=margin)
         built = build_prompt(prompt.value, prompt_file)
         log_path = log or default_log_path(out)
         if dry_run:
@@ -118,7 +120,7 @@ def annotate(
             typer.echo(f"note: ${api_key_env} is not set; sending requests without an API key", err=True)
         retry = RetryPolicy(max_retries=max_retries, base_delay=retry_base_delay)
         options = AnnotateOptions(
-            model=model, base_url=base_url, prompt=built, out=out, log=log, name=name, faces=faces.value,
+            model=model, base_url=base_url, prompt=built, out=out, log=log, name=name, faces=face_opts,
             concurrency=concurrency, temperature=temperature, max_tokens=max_tokens, timeout=timeout,
             json_mode=json_mode, repair_attempts=repair_attempts, retry=retry, api_key_env=api_key_env,
             progress=not quiet,
@@ -143,7 +145,7 @@ def cost(
         str | None, typer.Option("--model", help="With --out: leave out images this model already annotated.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="The annotate --out file, to count only what is left.")
+        Path | None, typer.Option("--out", "-o", help="The annotate --out file, to count only what is left.")
     ] = None,
     log: Annotated[Path | None, typer.Option("--log", help="The annotate --log file (default from --out).")] = None,
     max_tokens: MaxTokensOpt = 4096,

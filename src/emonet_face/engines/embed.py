@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 from emonet_face.engines import ENGINES, RayOptions
 from emonet_face.errors import InputError
+from emonet_face.options import ModelOptions
 
 __all__ = ["EmbedRun", "embed_dataset", "encoder_kwargs"]
 
@@ -32,25 +34,25 @@ class EmbedRun:
         return f"{self.out}: {m['count']} embeddings (dim {m['dim']}) in {len(m['shards'])} shard(s){skipped}"
 
 
-def encoder_kwargs(
-    encoder: str = "", *, revision: str | None = None, backend: str = "auto", device: str = "cpu", dtype: str = "auto"
-) -> dict[str, Any]:
-    """:func:`~emonet_face.runtime.load_encoder` arguments for ``--encoder`` (default: the released one); a
-    bundle is checked once here, so that Ray actors get plain arguments."""
+def encoder_kwargs(model: ModelOptions) -> dict[str, Any]:
+    """:func:`~emonet_face.runtime.load_encoder` arguments for the model options' encoder (default: the
+    released one); a bundle is checked once here, so that Ray actors get plain arguments."""
     from emonet_face.bundle import is_bundle, open_bundle
     from emonet_face.hub import DEFAULT_ENCODER
 
     kwargs = {
-        "ref": encoder or DEFAULT_ENCODER,
-        "backend": backend,
-        "device": device,
-        "dtype": None if dtype == "auto" else dtype,
-        "revision": revision,
+        "ref": model.encoder or DEFAULT_ENCODER,
+        "backend": model.backend,
+        "device": model.device,
+        "dtype": model.dtype,
+        "revision": model.revision,
+        "cache_dir": model.cache_dir,
+        "normalize": model.normalize,
     }
-    if encoder and is_bundle(encoder):
-        if revision is not None:
-            raise InputError(f"--revision {revision}: a bundle holds a fixed encoder revision; drop --revision")
-        kwargs |= open_bundle(encoder).encoder_kwargs()
+    if model.encoder and is_bundle(model.encoder):
+        if model.revision is not None:
+            raise InputError(f"--revision {model.revision}: a bundle holds a fixed encoder revision; drop --revision")
+        kwargs |= open_bundle(model.encoder).encoder_kwargs()
     return kwargs
 
 
@@ -63,7 +65,7 @@ def embed_dataset(
     ray: RayOptions | None = None,
     batch_size: int = 32,
     shard_size: int = 4096,
-    num_workers: int = 2,
+    num_workers: int | None = None,
     resume: bool = False,
     progress: bool = True,
     **dataset_options: Any,
@@ -99,7 +101,7 @@ def embed_dataset(
             model,
             batch_size=batch_size,
             shard_size=shard_size,
-            num_workers=num_workers,
+            num_workers=min(2, os.cpu_count() or 1) if num_workers is None else num_workers,
             resume=resume,
             progress=progress,
             embedder=embedder,

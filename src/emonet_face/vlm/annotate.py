@@ -27,6 +27,7 @@ from emonet_face import faces
 from emonet_face.errors import EmoNetError, InputError
 from emonet_face.faces.regions import FaceMode
 from emonet_face.inputs import IMAGE_SUFFIXES, discover_inputs, load_image
+from emonet_face.options import FaceOptions
 from emonet_face.runfolder import atomic_path, provenance, utc_timestamp
 from emonet_face.vlm.client import ChatClient, FatalRequestError, RequestError, RetryPolicy, image_data_url
 from emonet_face.vlm.parse import Annotation, ParseError, parse_answer
@@ -68,7 +69,8 @@ class AnnotateOptions:
     out: Path
     log: Path | None = None
     name: str | None = None
-    faces: str = "none"
+    faces: FaceOptions = field(default_factory=lambda: FaceOptions("none"))
+    """Faces cropped as ``predict`` crops them; ``--faces none`` (the default) sends whole images."""
     concurrency: int = 4
     temperature: float | None = 0.0
     max_tokens: int | None = 4096
@@ -241,21 +243,21 @@ Crop = tuple[Image.Image, dict[str, Any]]
 """A face crop and where it came from (box and detector score, logged with the answer)."""
 
 
-def face_cropper(mode: str) -> Callable[[Image.Image], list[Crop]] | None:
-    """The face-cropping function for ``--faces`` (``None`` for ``none``), built before any request.
+def face_cropper(options: FaceOptions | str) -> Callable[[Image.Image], list[Crop]] | None:
+    """The face-cropping function for the face options (``None`` for ``--faces none``), built before
+    any request.
 
-    Detection and portrait crops are :mod:`emonet_face.faces`, shared with ``predict`` (default
-    detector, default margin); images where no face is found send nothing.
+    Detection and portrait crops are :mod:`emonet_face.faces`, shared with ``predict`` (the same
+    ``--detector``, ``--min-face-score``, ``--align`` and ``--margin``); images where no face is found
+    send nothing.
     """
-
-    if mode not in FACE_MODES:
-        raise InputError(f"--faces {mode!r}: expected one of {', '.join(FACE_MODES)}")
-    if mode == "none":
+    options = options if isinstance(options, FaceOptions) else FaceOptions(options)
+    if not options.finds_faces:
         return None
-    detector = faces.get_detector()
+    detector = faces.get_detector(options.detector, **options.detector_options)
 
     def regions(image: Image.Image) -> list[Crop]:
-        found = faces.face_regions(image, detector, mode)
+        found = faces.face_regions(image, detector, options.faces, margin=options.margin, align=options.align)
         return [(region.image, dict(region.ids)) for region in found if region.image is not None]
 
     return regions
@@ -461,7 +463,7 @@ class _AnnotationRun:
             "prompt_source": options.prompt.source,
             "prompt_text": options.prompt.text,
             "settings": {
-                "faces": options.faces,
+                "faces": FaceMode(options.faces.faces).value,
                 "concurrency": options.concurrency,
                 "temperature": options.temperature,
                 "max_tokens": options.max_tokens,
