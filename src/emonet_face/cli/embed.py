@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from emonet_face.cli._common import fail
 from emonet_face.cli.options import ActorsOpt, CpusPerActorOpt, EngineOpt, GpusPerActorOpt, RayAddressOpt
+
+if TYPE_CHECKING:
+    from emonet_face.engines.ray_engine import DescribedEncoder
+    from emonet_face.runtime import Encoder
 
 
 def embed(
@@ -75,7 +79,7 @@ def embed(
         fail(f"--engine {engine}: use local or ray")
     try:
         data = open_dataset(dataset, targets=targets, images=images, kind=kind, revision=dataset_revision, split=split)
-        encoder_kwargs = {
+        encoder_kwargs: dict[str, Any] = {
             "ref": encoder or DEFAULT_ENCODER,
             "backend": backend,
             "device": device,
@@ -88,6 +92,7 @@ def embed(
             encoder_kwargs |= open_bundle(encoder).encoder_kwargs()
         with contextlib.ExitStack() as stack, warnings.catch_warnings(record=True) as caught:
             embedder = None
+            model: Encoder | DescribedEncoder
             if engine == "ray":
                 from emonet_face.engines import RayOptions
                 from emonet_face.engines.ray_engine import describe_encoder, ray_embedder, ray_session

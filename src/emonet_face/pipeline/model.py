@@ -150,7 +150,7 @@ class EmoNetFace(nn.Module):
         if ids is None:
             id_rows: list[Ids] = [{"index": i} for i in range(len(embeddings))]
         elif isinstance(ids, pd.DataFrame):
-            id_rows = ids.to_dict("records")  # type: ignore[assignment]
+            id_rows = ids.to_dict("records")
         else:
             id_rows = [dict(i) if isinstance(i, dict) else {"path": str(i)} for i in ids]
         return self.scorer.score_embeddings(embeddings, id_rows)
