@@ -61,7 +61,7 @@ from emonet_face.serve.stream import STREAM_PATH, add_stream_route
 from emonet_face.tracking import FaceTracker
 
 if TYPE_CHECKING:
-    pass
+    from emonet_face.media import Expand
 
 __all__ = ["BACKENDS", "FACE_MODES", "ServeConfig", "create_app", "load_model"]
 
@@ -332,13 +332,14 @@ class Service:
         net = self.net
         detector = self.detector() if request.faces != "none" else self.config.detector
         source, expand = media_stages([upload.file], self.config.face_options(request.faces, detector))
-        chosen = expand
+        chosen: Expand = expand
         if request.face is not None:
 
             def chosen(ids: dict[str, Any], image: Any) -> list:
                 return [pair for pair in expand(ids, image) if pair[0].get("face") == request.face]
 
         twin = net.torch_encoder()
+        assert net.heads is not None  # torch_encoder() refused the one model without them (heads in the graph)
         explainer = Explainer(twin, net.heads, method=request.method, torch_encoder=twin, batch_size=4, **request.options)
         rows = []
         for image in net.explain_images(
