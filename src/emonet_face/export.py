@@ -34,7 +34,7 @@ from emonet_face.runtime.backends import (
 from emonet_face.runtime.device import INT8_WARNING, installed
 from emonet_face.runtime.encoder import EncoderCheckpoint, ImageEncoder
 from emonet_face.runtime.exported import CONFIG_FILE, EXPORT_FORMAT, GRAPH_FILES, OUTPUTS, ExportedGraph, is_exported
-from emonet_face.taxonomy import EMOTIONS, EXTRA_DIMENSIONS
+from emonet_face.taxonomy import EMOTIONS, EXTRA_DIMENSIONS, Emotion, ExtraDimension
 
 __all__ = ["EXPORT_FORMAT", "ExportedGraph", "export_model", "is_exported"]
 
@@ -46,6 +46,9 @@ class OneGraph(nn.Module):
     The heads run their batched (stacked-matmul) path: the CPU inference path loops over heads,
     which would be unrolled into 44 sub-graphs by tracing.
     """
+
+    neutral_mean: torch.Tensor  # registered buffers
+    emotion_index: torch.Tensor
 
     def __init__(self, tower: nn.Module, heads: FusedHeads) -> None:
         super().__init__()
@@ -153,7 +156,8 @@ def _config(
     heads_rev: str | None,
     dim: int,
 ) -> dict[str, Any]:
-    names = {item.key: item.name for item in (*EMOTIONS, *EXTRA_DIMENSIONS)}
+    items: tuple[Emotion | ExtraDimension, ...] = (*EMOTIONS, *EXTRA_DIMENSIONS)
+    names = {item.key: item.name for item in items}
     height, width = pixel_size(processor)
     spec = next((s for s in MODELS.values() if s.heads == str(heads_ref)), None)
     emotion_index = heads.emotion_index

@@ -80,7 +80,7 @@ def build_head_module(arch: HeadArchitecture) -> nn.Module:
             mods += [nn.ReLU(), nn.Dropout(arch.dropout)]
     module = nn.Module()
     module.layers = nn.Sequential(*mods)
-    module.forward = module.layers.forward  # type: ignore[method-assign]
+    module.forward = module.layers.forward
     return module
 
 
@@ -193,6 +193,8 @@ class FusedHeads(nn.Module):
     the same embedding, so it runs as a single ``(H·out, D) @ (D, N)`` product; later layers are
     one batched product each. Rows are processed in chunks to bound the ``H·out × N`` activation.
     """
+
+    neutral_mean: torch.Tensor  # a registered buffer (typed here: nn.Module.__getattr__ says Tensor | Module)
 
     def __init__(
         self,

@@ -395,7 +395,8 @@ def _normalise(text: str) -> str:
 
 
 _LOOKUP: dict[str, Emotion | ExtraDimension] = {}
-for _item in (*EMOTIONS, *EXTRA_DIMENSIONS):
+_ITEMS: tuple[Emotion | ExtraDimension, ...] = (*EMOTIONS, *EXTRA_DIMENSIONS)
+for _item in _ITEMS:
     for _alias in (_item.key, _item.name, _item.annotation_key, head_stats_key(_item.key), _item.head_file):
         _LOOKUP[_normalise(_alias)] = _item
     if isinstance(_item, Emotion):  # short name before the first "/", e.g. "Astonishment"

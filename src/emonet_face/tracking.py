@@ -97,7 +97,7 @@ class FaceTracker:
             positions = np.flatnonzero(frames.notna().to_numpy())
             keys = list(zip(table["path"].to_numpy()[positions], frames.to_numpy()[positions]))
             groups: dict[tuple, list[int]] = {}
-            for pos, key in zip(positions, keys):  # dict keeps first-seen order = time order
+            for pos, key in zip(positions.tolist(), keys):  # dict keeps first-seen order = time order
                 groups.setdefault(key, []).append(pos)
             values = tracks.to_numpy(dtype=object)
             for (path, _), rows in groups.items():  # a frame with no face still counts as a miss
@@ -137,12 +137,14 @@ class FaceTracker:
         for track in state.tracks:
             track.misses += 1
         state.tracks = [t for t in state.tracks if t.misses <= self.max_misses]
+        ids: list[int] = []
         for c, track_id in enumerate(assigned):
             if track_id is None:
-                assigned[c] = state.next_id
+                track_id = state.next_id
                 state.tracks.append(_Track(state.next_id, boxes[c], units[c]))
                 state.next_id += 1
-        return [int(t) for t in assigned]  # type: ignore[arg-type]
+            ids.append(int(track_id))
+        return ids
 
     @staticmethod
     def _affinity(tracks: list[_Track], boxes: np.ndarray, units: list[np.ndarray | None]) -> np.ndarray:
@@ -164,6 +166,17 @@ class FaceTracker:
         return np.where(allowed, iou + np.where(known, cosine, 0.0), np.nan)
 
 
+@dataclass
+class _TrackSums:
+    """What :class:`TrackSummary` keeps per track: time span, frames seen, scored rows and score sums."""
+
+    sums: pd.Series
+    first: float = math.inf
+    last: float = -math.inf
+    frames: set[int] = field(default_factory=set)
+    n: int = 0
+
+
 class TrackSummary:
     """One row per track (``--tracks-out``): ``path, track, first_time, last_time, n_frames``, the
     mean centred score ``<key>`` and mean probability ``prob.<key>`` of every head, and
@@ -175,7 +188,7 @@ class TrackSummary:
     def __init__(self, keys: Iterable[str]) -> None:
         self.keys = list(keys)
         self.columns = [*self.keys, *(f"prob.{k}" for k in self.keys if k in tx.EMOTION_KEYS)]
-        self._tracks: dict[tuple[str, int], dict[str, object]] = {}
+        self._tracks: dict[tuple[str, int], _TrackSums] = {}
 
     def add(self, table: pd.DataFrame) -> None:
         if "track" not in table.columns or "time" not in table.columns:
@@ -186,32 +199,29 @@ class TrackSummary:
             values = group[columns].apply(pd.to_numeric, errors="coerce")
             scored = values.notna().all(axis=1)
             times = pd.to_numeric(group["time"], errors="coerce")
-            entry = self._tracks.setdefault(
-                (str(path), int(track)),
-                {"first": math.inf, "last": -math.inf, "frames": set(), "n": 0, "sums": pd.Series(0.0, index=columns)},
-            )
-            entry["first"] = min(entry["first"], float(times.min()))  # type: ignore[call-overload]
-            entry["last"] = max(entry["last"], float(times.max()))  # type: ignore[call-overload]
+            entry = self._tracks.setdefault((str(path), int(track)), _TrackSums(sums=pd.Series(0.0, index=columns)))
+            entry.first = min(entry.first, float(times.min()))
+            entry.last = max(entry.last, float(times.max()))
             frames = pd.to_numeric(group["frame"], errors="coerce").dropna().astype(int)
-            entry["frames"].update(frames)  # type: ignore[union-attr]
-            entry["n"] += int(scored.sum())  # type: ignore[operator]
-            entry["sums"] = entry["sums"] + values[scored].sum()  # type: ignore[operator]
+            entry.frames.update(frames)
+            entry.n += int(scored.sum())
+            entry.sums = entry.sums + values[scored].sum()
 
     def table(self) -> pd.DataFrame:
         emotion_keys = [k for k in self.keys if k in tx.EMOTION_KEYS]
         records = []
         for (path, track), entry in sorted(self._tracks.items()):
-            means = entry["sums"] / max(entry["n"], 1)  # type: ignore[operator]
-            if not entry["n"]:
+            means = entry.sums / max(entry.n, 1)
+            if not entry.n:
                 means[:] = math.nan
             ranked = sorted(emotion_keys, key=lambda k: -means.get(k, -math.inf))
             record = {
                 "path": path,
                 "track": track,
-                "first_time": entry["first"],
-                "last_time": entry["last"],
-                "n_frames": len(entry["frames"]),  # type: ignore[arg-type]
-                **{f"top{i + 1}": (ranked[i] if entry["n"] and i < len(ranked) else None) for i in range(3)},
+                "first_time": entry.first,
+                "last_time": entry.last,
+                "n_frames": len(entry.frames),
+                **{f"top{i + 1}": (ranked[i] if entry.n and i < len(ranked) else None) for i in range(3)},
                 **means.to_dict(),
             }
             records.append(record)

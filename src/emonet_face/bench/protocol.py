@@ -167,7 +167,7 @@ def human_medians(ratings: np.ndarray, human: np.ndarray) -> tuple[np.ndarray, d
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         overall = np.nanmedian(ratings[humans], axis=0)
-        loo = {h: np.nanmedian(ratings[humans[humans != h]], axis=0) for h in humans} if len(humans) > 1 else {}
+        loo = {h: np.nanmedian(ratings[humans[humans != h]], axis=0) for h in humans.tolist()} if len(humans) > 1 else {}
     return overall, loo
 
 

@@ -153,7 +153,7 @@ def evaluate_transfer(
                 "correct": bool((hits > threshold).any()),
                 "max_true_class_prob": float(hits.max()),
                 "top_head": keys[int(np.argmax(probs[r]))],
-                "top_class_by_mass": max(class_mass, key=class_mass.get),
+                "top_class_by_mass": max(class_mass, key=class_mass.__getitem__),
             }
         )
     if skipped:

@@ -162,11 +162,12 @@ def _predict_ray(
     from emonet_face.inputs import discover_inputs
     from emonet_face.media import media_stages
 
+    assert out is not None, "check_engine refuses --engine ray without --out"
     paths = discover_inputs(inputs)
     source, expand = media_stages(paths, faces, media)
     options = RayOptions(*ray, batch_size=batch_size)
     manifest = ray_predict(
-        paths, out,  # type: ignore[arg-type]  # check_engine: ray has an --out
+        paths, out,
         model=model, source=source, expand=expand, options=options, resume=resume,
         progress=progress_enabled(quiet),
     )

@@ -64,8 +64,8 @@ def stats(
         from emonet_face.stats.dataset import dataset_stats
         from emonet_face.stats.report import write_dataset_outputs
 
-        result = dataset_stats(dataset, meta=meta, table=table, revision=revision, split=split)
-        summary = write_dataset_outputs(result, out, figures=figures)
+        counted = dataset_stats(dataset, meta=meta, table=table, revision=revision, split=split)
+        summary = write_dataset_outputs(counted, out, figures=figures)
         _warn(summary["warnings"])
         typer.echo(f"{summary['n_images']} images ({summary['layout']})")
         for factor in ("gender", "age_group", "fairface"):

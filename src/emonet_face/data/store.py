@@ -206,6 +206,7 @@ class _ShardBuffer:
         ratings = np.full(len(HEAD_KEYS), np.nan, dtype=np.float32)
         yes = np.zeros(len(HEAD_KEYS), dtype=np.int16)
         no = np.zeros(len(HEAD_KEYS), dtype=np.int16)
+        value: float | str | None  # a rating, then a metadata field
         for key, value in sample.ratings.items():
             ratings[head_index[key]] = value
         for key, (y, n) in sample.votes.items():
@@ -509,6 +510,7 @@ def write_embeddings(
             *[
                 pa.array([None if pd.isna(v) else str(v) for v in metadata[f].iloc[sl]], type=pa.string())
                 for f in fields
+                if metadata is not None  # always: fields come from it
             ],
         ]
         name = SHARD_PATTERN.format(index)

@@ -74,7 +74,7 @@ class ImageFolderDataset:
         if targets_csv is None:
             self.kind = kind or "unlabelled"
             self.metadata_fields: tuple[str, ...] = ()
-            self._rows = [(rel, LabelParse(), {}) for rel in self._index]
+            self._rows: list[tuple[str, LabelParse, dict]] = [(rel, LabelParse(), {}) for rel in self._index]
             return
         frame, layout = read_targets_csv(targets_csv)
         self._rows = self._long_rows(frame, targets_csv) if layout == "long" else self._wide_rows(frame)

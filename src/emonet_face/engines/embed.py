@@ -10,11 +10,15 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emonet_face.engines import ENGINES, RayOptions
 from emonet_face.errors import InputError
 from emonet_face.options import ModelOptions
+
+if TYPE_CHECKING:
+    from emonet_face.engines.ray_engine import DescribedEncoder
+    from emonet_face.runtime import Encoder
 
 __all__ = ["EmbedRun", "embed_dataset", "encoder_kwargs"]
 
@@ -91,7 +95,7 @@ def embed_dataset(
             options = dataclasses.replace(ray or RayOptions(), batch_size=batch_size)
             stack.enter_context(ray_session(options))
             embedder = ray_embedder(data, encoder, options)
-            model = describe_encoder(encoder)
+            model: DescribedEncoder | Encoder = describe_encoder(encoder)
         else:
             model = load_encoder(**encoder)
         warnings.simplefilter("always")

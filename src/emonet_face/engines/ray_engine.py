@@ -139,6 +139,8 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except Exception as exc:
+        seen: set[int]
+        cause: BaseException | None
         seen, cause = set(), exc
         while cause is not None and id(cause) not in seen:
             if isinstance(cause, EmoNetError):
@@ -300,6 +302,7 @@ def _units_to_do(units: list[Unit], previous: dict[str, Any] | None, out: Path) 
     known = {tuple(u["inputs"]): u for u in (previous or {}).get("shards", [])}
     next_number = max((u["number"] for u in known.values()), default=-1) + 1
     todo: list[Unit] = []
+    unit: Unit | int  # a unit while planning, a unit's index in the results below
     for unit in units:
         entry = known.get(tuple(unit.inputs))
         if entry is not None:
@@ -464,7 +467,7 @@ class _Embedder:
         if ok:
             inputs = self.encoder.preprocess([images[i] for i in ok])
             with torch.inference_mode():
-                features[ok] = self.encoder(**inputs).detach().cpu().numpy()
+                features[ok] = self.encoder.encode(inputs).features.detach().cpu().numpy()
         return {"shard": batch["shard"], "sample": batch["sample"], "error": batch["error"], "embedding": features}
 
 

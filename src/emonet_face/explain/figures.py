@@ -51,7 +51,7 @@ def _limit(maps: Sequence[np.ndarray]) -> float:
     return peak if peak > 0 else 1e-9
 
 
-def _overlay(saliency: np.ndarray, size: tuple[int, int], limit: float) -> Image.Image:
+def _overlay(saliency: np.ndarray, size: tuple[float, float], limit: float) -> Image.Image:
     """The map as an RGBA picture of ``size``: diverging colours, opacity growing with the effect."""
     norm = np.clip(saliency / limit, -1.0, 1.0)
     rgba = colormaps[CMAP]((norm + 1.0) / 2.0)
@@ -187,7 +187,7 @@ class MapPictureWriter:
 
     def add(self, explained: ExplainedImage) -> list[Path]:
         """The pictures of one explained picture (none when nothing in it was explained)."""
-        done = [c for c in explained.crops if c.maps is not None and c.crop is not None and c.emotions]
+        done = [(c, c.crop, c.maps) for c in explained.crops if c.maps is not None and c.crop is not None and c.emotions]
         if not done:
             return []
         base = self._name(explained.ids)
@@ -195,21 +195,19 @@ class MapPictureWriter:
         title_base = str(explained.ids.get("path", ""))
         if explained.ids.get("time") is not None:
             title_base += f" · {float(explained.ids['time']):.2f} s"
-        for crop in done:
+        for crop, picture, maps in done:
             face = crop.ids.get("face") if crop.ids.get("region") == "face" else None
             prefix = base if face is None else f"{base}.face{int(face)}"
-            for key, saliency, score in zip(crop.emotions, crop.maps, crop.scores):  # type: ignore[arg-type]
+            for key, saliency, score in zip(crop.emotions, maps, crop.scores):
                 title = title_base + ("" if face is None else f" · face {int(face)}")
-                fig = crop_map_figure(
-                    crop.crop, saliency, emotion=key, score=score, method=explained.method, title=title
-                )  # type: ignore[arg-type]
+                fig = crop_map_figure(picture, saliency, emotion=key, score=score, method=explained.method, title=title)
                 written.append(self._save(fig, f"{prefix}.{_safe(key)}"))
         if explained.image is not None:
             faces = []
-            for crop in done:
+            for crop, _, maps in done:
                 face = crop.ids.get("face") if crop.ids.get("region") == "face" else None
                 label = _name(crop.emotions[0]) if face is None else f"face {int(face)}: {_name(crop.emotions[0])}"
-                faces.append((placement_for(crop, explained.image.size, self.margin, self.align), crop.maps[0], label))  # type: ignore[index]
+                faces.append((placement_for(crop, explained.image.size, self.margin, self.align), maps[0], label))
             fig = picture_map_figure(explained.image, faces, title=title_base, method=explained.method)
             written.append(self._save(fig, base))
         return written

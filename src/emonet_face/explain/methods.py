@@ -201,7 +201,7 @@ class Explainer:
         config = getattr(model, "config", None)
         device = getattr(encoder, "device", torch.device("cpu"))
         previous = getattr(config, "_attn_implementation", None)
-        if device.type != "cpu" or previous in (None, "eager"):
+        if model is None or config is None or device.type != "cpu" or previous in (None, "eager"):
             yield
             return
 
@@ -224,6 +224,7 @@ class Explainer:
     def _torch_raw(self, pixels: torch.Tensor) -> torch.Tensor:
         """Raw head outputs with gradients: the PyTorch tower, pooling, normalisation, heads."""
         encoder = self.torch_encoder
+        assert encoder is not None, "__init__ refuses the gradient methods without a PyTorch encoder"
         features = encoder.vision_model(pixel_values=pixels).pooler_output.float()
         if getattr(encoder, "normalize", True):
             features = torch.nn.functional.normalize(features, dim=-1)

@@ -30,11 +30,17 @@ def placement_for(
     """The crop's placement from its id columns: a face's square (as :func:`~emonet_face.faces.crop_face`
     cut it), or the whole picture."""
     ids = crop.ids
-    box = [ids.get(c) for c in ("box_x", "box_y", "box_w", "box_h")]
+    box_columns = ("box_x", "box_y", "box_w", "box_h")
+    box = [ids.get(c) for c in box_columns]
     if ids.get("region") != "face" or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in box):
         return Placement(size[0] / 2, size[1] / 2, size[0], size[1])
+    x, y, w, h = (float(ids[c]) for c in box_columns)
     eyes = [ids.get(c) for c in EYE_COLUMNS]
     known = all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in eyes)
-    face = Face(*(float(v) for v in box), score=1.0, eyes=tuple(float(v) for v in eyes) if known else None)  # type: ignore[arg-type]
+    face_eyes: tuple[float, float, float, float] | None = None
+    if known:
+        left_x, left_y, right_x, right_y = (float(ids[c]) for c in EYE_COLUMNS)
+        face_eyes = (left_x, left_y, right_x, right_y)
+    face = Face(x, y, w, h, score=1.0, eyes=face_eyes)
     cx, cy, side, angle = crop_placement(size, face, margin, align=align)
     return Placement(cx, cy, side, side, angle)

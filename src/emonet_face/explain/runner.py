@@ -64,7 +64,7 @@ def _explain_picture(
     if isinstance(image, Exception):  # the source could not decode this picture
         return _failed(ids, error_text(ids, image), explainer.method)
     try:
-        pairs = expand(ids, image) if expand else [(ids, image)]
+        pairs: Pairs = expand(ids, image) if expand else [(ids, image)]
     except Exception as exc:
         return _failed(ids, error_text(ids, exc), explainer.method)
     return _explain_crops(explainer, ids, image, pairs, keys, wanted, top)

@@ -33,7 +33,10 @@ class Face:
 
     def scaled(self, factor: float) -> Face:
         """The same face in an image resized by ``factor`` (detectors often run on a resized copy)."""
-        eyes = None if self.eyes is None else tuple(v * factor for v in self.eyes)
+        eyes = None
+        if self.eyes is not None:
+            left_x, left_y, right_x, right_y = self.eyes
+            eyes = (left_x * factor, left_y * factor, right_x * factor, right_y * factor)
         return Face(
             self.box_x * factor, self.box_y * factor, self.box_w * factor, self.box_h * factor, self.score, eyes
         )

@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -475,11 +476,21 @@ def _crop(array: np.ndarray, left: int, top: int, side: int) -> np.ndarray:
     return out
 
 
+class _Interpreter(Protocol):
+    """What a pass needs of a LiteRT ``Interpreter`` (ai-edge-litert ships no type information)."""
+
+    def set_tensor(self, tensor_index: int, value: np.ndarray) -> None: ...
+
+    def invoke(self) -> None: ...
+
+    def get_tensor(self, tensor_index: int) -> np.ndarray: ...
+
+
 @dataclass
 class _Net:
     """One interpreter for one input size, with its anchors."""
 
-    interpreter: object
+    interpreter: _Interpreter
     input: int
     boxes: int
     scores: int

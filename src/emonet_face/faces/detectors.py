@@ -132,7 +132,7 @@ class HaarCascadeDetector:
         boxes, _, weights = self._cascade.detectMultiScale3(
             grey, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(24, 24), outputRejectLevels=True
         )
-        faces = [Face(*map(float, b), float(w)) for b, w in zip(boxes, np.ravel(weights))]
+        faces = [Face(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(w)) for b, w in zip(boxes, np.ravel(weights))]
         if self.threshold is not None:
             faces = [f for f in faces if f.score >= self.threshold]
         return _finish(faces, factor, image)

@@ -87,9 +87,9 @@ def discover_inputs(
             raise InputError(f"{text}: no such file or folder; check the path")
     unique = list(dict.fromkeys(found))
     if not unique:
-        names = ", ".join(str(i) for i in inputs) or "(none given)"
+        given = ", ".join(str(i) for i in inputs) or "(none given)"
         kinds = ", ".join(sorted(suffixes))
         raise InputError(
-            f"{names}: no image or video files or shards found (looked for {kinds}); point at files or a folder that holds them"
+            f"{given}: no image or video files or shards found (looked for {kinds}); point at files or a folder that holds them"
         )
     return unique

@@ -122,7 +122,9 @@ def _to_rgb(img: Image.Image, path: Path) -> Image.Image:
         from PIL import ImageCms
 
         transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
-        return ImageCms.applyTransform(img, transform)
+        converted = ImageCms.applyTransform(img, transform)
+        assert converted is not None, "applyTransform returns None only in place (inPlace=True)"
+        return converted
     try:
         return img.convert("RGB")
     except ValueError as exc:

@@ -120,7 +120,7 @@ def _scan_tar(path: Path) -> tuple[list[TarSample], str | None]:
     try:
         with tarfile.open(path, "r:") as tar:
             while (info := tar.next()) is not None:
-                tar.members.clear()  # tarfile keeps every header it read; we keep only offsets
+                tar.members.clear()  # type: ignore[attr-defined]  # not in typeshed; tarfile keeps every header read, we keep offsets
                 if not info.isfile():
                     continue
                 if info.offset_data + info.size > size:

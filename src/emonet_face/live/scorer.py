@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import Any
 
 import numpy as np
@@ -64,7 +65,7 @@ class Frame:
     """An encoded image (JPEG, PNG…), a PIL image, or an ``H × W × 3`` uint8 RGB array."""
     error: str | None = None
     """Why this frame cannot be scored, found before decoding (too large, not binary)."""
-    arrived: float = field(default_factory=time.monotonic)
+    arrived: float = field(default_factory=monotonic)  # not time.monotonic: to mypy, `time` here is the field above
     """``time.monotonic()`` when the frame arrived (latency = reply time − this)."""
 
 
@@ -139,6 +140,7 @@ class FrameScorer:
         """One frame's score table, in this thread (``encode`` defaults to :func:`encode_and_score`)."""
         items = self.prepare(frame)
         ready = [item for item in items if item.inputs is not None]
+        results: Sequence[Scored]
         if encode is None:
             results = encode_and_score(self.net, ready) if ready else []
         else:

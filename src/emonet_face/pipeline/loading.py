@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from emonet_face.bundle import Bundle, is_bundle, load_bundle_encoder, open_bundle
@@ -88,6 +89,7 @@ def _load_released(
     options: ModelOptions, *, encoder: Encoder | None, heads: FusedHeads | None, with_encoder: bool
 ) -> LoadedModel:
     spec = MODELS[options.model]
+    heads_ref: str | Path
     if heads is not None:
         heads_ref = "<FusedHeads>"
     else:

@@ -87,7 +87,7 @@ def _id_rows(ids: pd.DataFrame | Sequence[Ids] | Sequence[str] | None, n: int) -
     if ids is None:
         return [{"index": i} for i in range(n)]
     if isinstance(ids, pd.DataFrame):
-        return ids.to_dict("records")  # type: ignore[return-value]
+        return ids.to_dict("records")
     return [dict(i) if isinstance(i, dict) else {"path": str(i)} for i in ids]
 
 

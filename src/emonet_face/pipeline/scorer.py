@@ -27,7 +27,7 @@ from emonet_face.errors import InputError, ModelLoadError
 from emonet_face.heads import FusedHeads
 from emonet_face.media import Item, feature_matrix, prepare_item
 from emonet_face.outputs import build_score_table
-from emonet_face.runtime import Encoder
+from emonet_face.runtime import Encoder, GraphHeads
 
 __all__ = ["Annotate", "Scored", "Scorer"]
 
@@ -42,7 +42,10 @@ class Scorer:
     exported graph that holds its heads) → score tables."""
 
     def __init__(self, encoder: Encoder | None, heads: FusedHeads | None) -> None:
-        if heads is None and (encoder is None or encoder.graph_heads is None):
+        source: FusedHeads | GraphHeads | None = heads
+        if source is None and encoder is not None:
+            source = encoder.graph_heads
+        if source is None:
             raise ModelLoadError("no heads: pass FusedHeads, or an exported one-graph model as the encoder")
         if heads is not None and encoder is not None and encoder.dim and encoder.dim != heads.in_dim:
             raise ModelLoadError(
@@ -51,9 +54,8 @@ class Scorer:
             )
         self.encoder = encoder
         self.heads = heads
-        source = heads if heads is not None else encoder.graph_heads  # type: ignore[union-attr]
-        self.keys: tuple[str, ...] = tuple(source.keys)  # type: ignore[union-attr]
-        self.neutral_mean: np.ndarray = source.neutral_mean.detach().cpu().numpy()  # type: ignore[union-attr]
+        self.keys: tuple[str, ...] = tuple(source.keys)
+        self.neutral_mean: np.ndarray = source.neutral_mean.detach().cpu().numpy()
 
     def require_encoder(self) -> Encoder:
         if self.encoder is None:
@@ -107,8 +109,8 @@ class Scorer:
             raise InputError("Scorer.encode takes ready items only (preprocessed inputs)")
         results: list[Scored] = []
         for chunk in _encoder_batches(ready, batch_size or max(len(ready), 1)):
-            names = chunk[0].inputs.keys()  # type: ignore[union-attr]
-            batch = {k: torch.cat([it.inputs[k] for it in chunk]) for k in names}  # type: ignore[index]
+            inputs = [it.inputs for it in chunk if it.inputs is not None]  # all of them: ready items
+            batch = {k: torch.cat([one[k] for one in inputs]) for k in inputs[0]}
             encoded = encoder.encode(batch)
             raw = encoded.head_outputs(self.head_outputs).double().cpu().numpy()
             results.extend(zip(encoded.features, raw))
@@ -126,7 +128,7 @@ class Scorer:
         raw = np.full((len(items), len(self.keys)), np.nan)
         scored = [i for i, pair in enumerate(pairs) if pair is not None]
         if scored:
-            raw[scored] = np.stack([pairs[i][1] for i in scored])  # type: ignore[index]
+            raw[scored] = np.stack([pair[1] for pair in pairs if pair is not None])
         table = self.rows([item.ids for item in items], raw, [item.error for item in items])
         if annotate is not None:
             table = annotate(table, feature_matrix([pair[0] if pair is not None else None for pair in pairs]))

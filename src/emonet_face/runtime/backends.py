@@ -82,13 +82,13 @@ def _fingerprint(folder: Path) -> list[list[Any]]:
     return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
-def library_versions(backend: str) -> dict[str, str]:
+def library_versions(backend: str) -> dict[str, str | None]:
     """Versions of what wrote the graph (and of the runtime that reads it)."""
     from importlib.metadata import PackageNotFoundError, version
 
     packages = ["emonet-face", "torch", "transformers"]
     packages += ["openvino"] if backend == "openvino" else ["onnx", "onnxruntime"]
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in packages:
         try:
             versions[package] = version(package)

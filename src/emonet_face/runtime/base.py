@@ -60,15 +60,31 @@ class GraphHeads:
 
 @runtime_checkable
 class Encoder(Protocol):
-    """What every encoder runtime offers (see the module docstring)."""
+    """What every encoder runtime offers (see the module docstring).
 
-    name: str
-    """The checkpoint (Hub id or folder) it was loaded from."""
-    revision: str | None
-    normalize: bool
-    """Features are L2-normalised (inside the graph for compiled runtimes)."""
-    graph_heads: GraphHeads | None
-    """Heads inside the graph (an exported folder), else ``None``."""
+    The attributes are read-only here (properties), so that a runtime may hold narrower types: an
+    exported folder's ``graph_heads`` is never ``None``, a PyTorch encoder's always is.
+    """
+
+    @property
+    def name(self) -> str:
+        """The checkpoint (Hub id or folder) it was loaded from."""
+        ...
+
+    @property
+    def revision(self) -> str | None:
+        """The checkpoint's revision, where known."""
+        ...
+
+    @property
+    def normalize(self) -> bool:
+        """Features are L2-normalised (inside the graph for compiled runtimes)."""
+        ...
+
+    @property
+    def graph_heads(self) -> GraphHeads | None:
+        """Heads inside the graph (an exported folder), else ``None``."""
+        ...
 
     @property
     def dim(self) -> int:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -22,6 +22,9 @@ from torch import nn
 from emonet_face.errors import ModelLoadError
 from emonet_face.hub import DEFAULT_ENCODER, ENCODER_PATTERNS, resolve_model_dir
 from emonet_face.runtime.base import Encoded
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = [
     "EncoderCheckpoint",
@@ -143,7 +146,9 @@ class EncoderCheckpoint:
     def processor(self) -> Any:
         return load_image_processor(self.folder)
 
-    def load_vision_model(self, *, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa") -> nn.Module:
+    def load_vision_model(
+        self, *, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa"
+    ) -> PreTrainedModel:
         """The vision tower alone (text weights of a full checkpoint are skipped)."""
         import transformers
 

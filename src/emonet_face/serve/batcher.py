@@ -84,7 +84,7 @@ class Batcher:
         be unservable); otherwise a call that does not fit raises :class:`QueueFull`. ``owner`` (a
         live stream) will submit again once answered, until it calls :meth:`withdraw`.
         """
-        futures = [Future() for _ in items]
+        futures: list[Future] = [Future() for _ in items]
         with self._cond:
             if self._stopping:
                 raise QueueFull("the server is shutting down")

@@ -114,8 +114,9 @@ class Service:
         source, expand = media_stages([upload.file], self.config.face_options(request.faces, detector))
         chosen = expand if request.face is None else partial(_only_face, expand, request.face)
         twin = net.torch_encoder()
+        assert net.heads is not None  # torch_encoder() refused the model without separate heads (an exported one)
         explainer = Explainer(twin, net.heads, method=request.method, torch_encoder=twin, batch_size=4, **request.options)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for image in net.explain_images(
             [upload.file],
             emotions=request.emotions,

@@ -46,7 +46,7 @@ from fastapi import APIRouter, WebSocket
 from emonet_face.faces import FaceMode
 from emonet_face.live import Frame, FrameScorer
 from emonet_face.media import Item
-from emonet_face.serve.batcher import QueueFull
+from emonet_face.serve.batcher import Batcher, QueueFull
 from emonet_face.serve.deps import ServiceDep
 from emonet_face.serve.errors import mb
 from emonet_face.serve.records import records
@@ -124,8 +124,10 @@ class _Stream:
     that takes it, scores it through the shared batcher and sends its reply."""
 
     def __init__(self, websocket: WebSocket, service: Service, scorer: FrameScorer, fps: float | None) -> None:
+        assert service.batcher is not None, "a stream is admitted only once the model is loaded"
         self.websocket = websocket
         self.service = service
+        self.batcher: Batcher = service.batcher
         self.scorer = scorer
         self.limit = service.config.max_upload_bytes
         self.min_interval = 1.0 / fps if fps else 0.0
@@ -170,7 +172,7 @@ class _Stream:
             reply = await self.score(frame)
             await self.websocket.send_text(json.dumps(reply, allow_nan=False))
             if self.waiting is None or self.min_interval:  # nothing to submit right away: no batch waits for us
-                self.service.batcher.withdraw(self)
+                self.batcher.withdraw(self)
 
     async def score(self, frame: Frame) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -183,7 +185,7 @@ class _Stream:
             ready = [item for item in items if item.inputs is not None]
             results: list[Any] = []
             if ready:  # owner: this stream comes back with its next frame, a batch may wait for it
-                futures = self.service.batcher.submit(ready, owner=self)
+                futures = self.batcher.submit(ready, owner=self)
                 submitted = True
                 results = list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
             rows = await loop.run_in_executor(pool, self._rows, items, results)
@@ -199,7 +201,7 @@ class _Stream:
             }
         finally:
             if not submitted:  # no face, a bad frame, busy: no batch should wait for this stream
-                self.service.batcher.withdraw(self)
+                self.batcher.withdraw(self)
 
     # in the decode pool ---------------------------------------------------------------------------
     def _prepare(self, frame: Frame) -> list[Item]:

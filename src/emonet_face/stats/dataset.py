@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -416,7 +416,7 @@ def read_meta(path: str | Path) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def join_meta(ids: list[str], meta: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+def join_meta(ids: Sequence[str | None], meta: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Raw demographics for ``ids`` from :func:`read_meta`'s frame, matched by file name, else by stem
     (the BINARY CSV's bare 5-digit ids). Returns the frame (one row per id) and the number matched."""
 

@@ -43,6 +43,12 @@ def _norm(text: Any) -> str | None:
     return out or None
 
 
+def _table_key(text: Any) -> str:
+    """A key of one of the table's mappings, normalised as :func:`_norm` does: lookups come from
+    :func:`_norm` too. ``""`` where ``_norm`` gives ``None`` (a key no lookup can reach)."""
+    return _norm(text) or ""
+
+
 @dataclass(frozen=True)
 class DemographicTable:
     fairface_groups: tuple[str, ...]
@@ -75,7 +81,7 @@ class DemographicTable:
 
     @property
     def _fairface_lower(self) -> dict[str, str]:
-        return {_norm(g): g for g in self.fairface_groups}
+        return {_table_key(g): g for g in self.fairface_groups}
 
     def gender_label(self, gender: Any) -> str:
         key = _norm(gender)
@@ -105,7 +111,7 @@ class DemographicTable:
 def _from_json(payload: dict[str, Any], source: str) -> DemographicTable:
     try:
         groups = tuple(payload["fairface_groups"])
-        ethnicity = {_norm(k): str(v) for k, v in payload["ethnicity"].items() if not k.startswith("_")}
+        ethnicity = {_table_key(k): str(v) for k, v in payload["ethnicity"].items() if not k.startswith("_")}
         bad = sorted({v for v in ethnicity.values() if v not in groups and v != UNKNOWN})
         if bad:
             raise InputError(f"{source}: ethnicity maps to {bad}, which are not FairFace groups {list(groups)}")
@@ -113,10 +119,10 @@ def _from_json(payload: dict[str, Any], source: str) -> DemographicTable:
             fairface_groups=groups,
             age_bins=tuple((int(lo), None if hi is None else int(hi), str(label)) for lo, hi, label in payload["age_bins"]),
             ethnicity=ethnicity,
-            gender={_norm(k): str(v) for k, v in payload.get("gender", {}).items()},
+            gender={_table_key(k): str(v) for k, v in payload.get("gender", {}).items()},
             regions={g: tuple(c.lower() for c in codes) for g, codes in payload.get("regions", {}).items()},
             source=source,
-            unknown_reasons={_norm(k): v for k, v in payload.get("_ethnicity_unknown_reasons", {}).items()},
+            unknown_reasons={_table_key(k): v for k, v in payload.get("_ethnicity_unknown_reasons", {}).items()},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"{source}: not a demographic table ({type(exc).__name__}: {exc}); see the shipped demographics.json") from None

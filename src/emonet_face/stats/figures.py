@@ -83,7 +83,7 @@ def age_histogram(ages: pd.Series, groups: pd.Series, table: DemographicTable, o
     fig, ax = plt.subplots(figsize=(8, 4.5))
     edges = [lo for lo, _, _ in table.age_bins] + [max(100, float(numeric.max()) + 1 if len(numeric) else 100)]
     if len(numeric):
-        ax.hist(numeric, bins=np.arange(0, edges[-1] + 1, 1), color="tab:blue", alpha=0.45, label="age (1-year bins)")
+        ax.hist(numeric, bins=np.arange(0, edges[-1] + 1, 1).tolist(), color="tab:blue", alpha=0.45, label="age (1-year bins)")
         ax2 = ax
         counts, _ = np.histogram(numeric, bins=edges)
         widths = np.diff(edges)

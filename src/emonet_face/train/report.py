@@ -59,7 +59,7 @@ def validation_report(heads: FusedHeads, stages: dict[str, StageData]) -> pd.Dat
     ``roc_auc`` (scikit-learn, majority vote, ties dropped) and ``kappa_votes`` (decision above
     3.5 vs each vote).
     """
-    rows = {k: {"head": k} for k in heads.keys}
+    rows: dict[str, dict[str, str | int | float]] = {k: {"head": k} for k in heads.keys}
     for data in stages.values():
         x = data.embeddings[data.val_idx]
         pred = predict(heads, x)

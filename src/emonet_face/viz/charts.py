@@ -174,7 +174,7 @@ def timeline_chart(
     import numpy as np
 
     means = {key: float(np.nanmean(vals)) for key, vals in probs.items() if len(vals) and not np.all(np.isnan(vals))}
-    chosen = sorted(means, key=means.get, reverse=True)[:k]
+    chosen = sorted(means, key=means.__getitem__, reverse=True)[:k]
     if extras:
         fig, (ax, ax_extra) = plt.subplots(2, 1, figsize=(10.0, 7.0), dpi=110, sharex=True, height_ratios=(3, 2))
         for i, (key, vals) in enumerate(extras.items()):

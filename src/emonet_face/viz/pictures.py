@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,9 +25,9 @@ __all__ = ["PictureWriter", "face_scores", "main_face_rows"]
 _EXTRA_RAW = {f"raw.{k}" for k in tx.EXTRA_KEYS}
 
 
-def _number(value: object) -> float | None:
+def _number(value: Any) -> float | None:
     try:
-        out = float(value)  # type: ignore[arg-type]
+        out = float(value)
     except (TypeError, ValueError):
         return None
     return None if math.isnan(out) else out
@@ -40,7 +41,7 @@ def face_scores(row: pd.Series) -> FaceScores | None:
     extras = {}
     for key in tx.EXTRA_KEYS:
         extras[key] = _number(row.get(f"raw.{key}", row.get(key)))
-    box = tuple(_number(row.get(c)) for c in ("box_x", "box_y", "box_w", "box_h"))
+    x, y, w, h = (_number(row.get(c)) for c in ("box_x", "box_y", "box_w", "box_h"))
     face = _number(row.get("face"))
     track = _number(row.get("track"))
     region = row.get("region")
@@ -52,7 +53,7 @@ def face_scores(row: pd.Series) -> FaceScores | None:
     return FaceScores(
         probs={k: v for k, v in probs.items() if v is not None},
         extras={k: v for k, v in extras.items() if v is not None},
-        box=None if any(v is None for v in box) or region == "whole_image" else box,  # type: ignore[arg-type]
+        box=None if x is None or y is None or w is None or h is None or region == "whole_image" else (x, y, w, h),
         label=label,
     )
 

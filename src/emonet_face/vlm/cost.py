@@ -37,10 +37,10 @@ def text_tokens(text: str) -> int:
 def image_tokens(width: int, height: int) -> int:
     """OpenAI high-detail image tokens: 1024×1024 → 765, 2048×4096 → 1105 (their documented examples)."""
     scale = min(1.0, 2048 / max(width, height))
-    width, height = width * scale, height * scale
-    scale = min(1.0, 768 / min(width, height))
-    width, height = width * scale, height * scale
-    tiles = math.ceil(width / 512) * math.ceil(height / 512)
+    fitted_w, fitted_h = width * scale, height * scale
+    scale = min(1.0, 768 / min(fitted_w, fitted_h))
+    fitted_w, fitted_h = fitted_w * scale, fitted_h * scale
+    tiles = math.ceil(fitted_w / 512) * math.ceil(fitted_h / 512)
     return 85 + 170 * tiles
 
 
