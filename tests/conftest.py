@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -148,6 +149,12 @@ def model_args(tiny_encoder_dir, tiny_heads_dir) -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def whole_image_args(model_args) -> list[str]:
+    """The tiny model as CLI options that score each picture whole (shards and made-up images hold no face)."""
+    return [*model_args, "--faces", "none"]
+
+
+@pytest.fixture(scope="session")
 def net(tiny_encoder_dir, tiny_heads_dir) -> EmoNetFace:
     """The tiny model, loaded once (PyTorch on the CPU unless ``EMONET_FACE_BACKEND`` says otherwise)."""
     return EmoNetFace.from_pretrained(encoder=str(tiny_encoder_dir), heads=str(tiny_heads_dir), device="cpu")
@@ -187,17 +194,54 @@ def photos(tmp_path_factory, astronaut) -> dict[str, Path]:
     return paths
 
 
-def face_video(path: Path, astronaut: Image.Image, *, seconds: int = 3, rate: int = 10) -> Path:
-    """The astronaut's head moving right by 12 px per frame across a grey 480×240 background."""
+def face_video(
+    path: Path, astronaut: Image.Image, *, seconds: float = 3, rate: int = 10, x: Callable[[int, int], int] | None = None
+) -> Path:
+    """The astronaut's head moving right across a grey 480×240 background: at ``x(i, n)`` px in frame
+    ``i`` of ``n`` (by default 4 px per frame)."""
     head = astronaut.crop((130, 20, 330, 220))
+    n = int(seconds * rate)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("h264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = 480, 240, "yuv420p"
-        for i in range(seconds * rate):
+        for i in range(n):
             canvas = Image.new("RGB", (480, 240), (128, 128, 128))
-            canvas.paste(head, (12 * i // 3, 20))
+            canvas.paste(head, (12 * i // 3 if x is None else x(i, n), 20))
             for packet in stream.encode(av.VideoFrame.from_image(canvas)):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+# --- a Hub on 127.0.0.1 ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory, tiny_encoder_dir):
+    """tests/hub_server.py's Hub look-alike for one test module, holding the released repositories
+    (the tiny encoder under the real names): a ``hub_server.Published``."""
+    from hub_server import HubServer, publish_released
+
+    with HubServer() as server:
+        yield publish_released(server, tiny_encoder_dir, tmp_path_factory.mktemp("hub-sources"))
+
+
+# --- the server and the page in a browser ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_server(tiny_encoder_dir, tiny_heads_dir):
+    """The app on the tiny model (loaded as ``emonet-face serve`` loads it, two workers), served on
+    127.0.0.1 on a free port for one test module: ``(base URL, app)``. A module that needs other
+    settings serves them with ``serve_helpers.serving(make_config(...))``."""
+    from serve_helpers import make_config, serving
+
+    with serving(make_config(tiny_encoder_dir, tiny_heads_dir)) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, with a fake camera (Chromium's test pattern), for one test module;
+    the test skips, saying why, without Chromium or Playwright (tests/helpers_browser.py)."""
+    from helpers_browser import FAKE_CAMERA, chromium
+
+    with chromium(*FAKE_CAMERA) as launched:
+        yield launched

@@ -3,13 +3,14 @@ that enforces it in CI does fail when a lower layer imports a higher one."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from helpers_cli import subprocess_env
 
 ROOT = Path(__file__).resolve().parents[1]
 LINT = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
@@ -18,7 +19,7 @@ LINT = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-
 def _lint(tree: Path) -> subprocess.CompletedProcess:
     if not Path(LINT).exists():
         pytest.skip("import-linter is not installed (pip install '.[test]')")
-    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    env = subprocess_env(PYTHONPATH=str(tree / "src"))  # the copy's package, not this checkout's
     return subprocess.run(
         [LINT, str(tree / "pyproject.toml"), "--no-cache"],
         capture_output=True,

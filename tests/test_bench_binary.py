@@ -8,16 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
-from typer.testing import CliRunner
 
 from emonet_face.bench.binary import analyse_binary
-from emonet_face.cli.main import app
+from helpers_cli import run_cli
 
 
 def test_shares_match_plain_pandas_groupby(release_data: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        app, ["bench", "binary", str(release_data / "emonet-face_binary.csv"), "--out", str(tmp_path)]
-    )
+    result = run_cli("bench", "binary", str(release_data / "emonet-face_binary.csv"), "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert (tmp_path / "binary_agreement.png").exists()
@@ -69,5 +66,5 @@ def test_annotator_statistics(tmp_path: Path) -> None:
 def test_binary_missing_columns_is_one_line_error(tmp_path: Path) -> None:
     path = tmp_path / "votes.csv"
     pd.DataFrame({"path": ["1"], "value": [True]}).to_csv(path, index=False)
-    result = CliRunner().invoke(app, ["bench", "binary", str(path), "--out", str(tmp_path / "o")])
+    result = run_cli("bench", "binary", str(path), "--out", str(tmp_path / "o"))
     assert result.exit_code == 2 and "lacks column" in result.output and "Traceback" not in result.output

@@ -13,13 +13,12 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score
-from typer.testing import CliRunner
 
 from emonet_face.bench.hq import load_hq
 from emonet_face.bench.protocol import run_hq_protocol
 from emonet_face.bench.synthetic import make_synthetic_hq
-from emonet_face.cli.main import app
 from emonet_face.taxonomy import EMOTIONS
+from helpers_cli import one_line_error, run_cli
 
 MODELS = ("Empathic Insight Face Large", "Hume Face*", "Gemini 2.0 Flash ZS", "Random Baseline")
 ANGER = next(e for e in EMOTIONS if e.key == "anger")
@@ -127,14 +126,10 @@ def test_protocol_matches_plain_reference_loop(hq_file: Path) -> None:
     assert headline["Empathic Insight Face Large"] > 0.2 > headline["Random Baseline"]  # planted signal
 
 
-def _run(args: list[str]) -> object:
-    return CliRunner().invoke(app, args)
-
-
 def test_cli_hq_writes_outputs_reproducibly(hq_file: Path, tmp_path: Path) -> None:
     first, second = tmp_path / "one", tmp_path / "two"
     for out, figures in ((first, "--figures"), (second, "--no-figures")):
-        result = _run(["bench", "hq", str(hq_file), "--out", str(out), "--n-boot", "100", "--seed", "7", figures])
+        result = run_cli("bench", "hq", str(hq_file), "--out", str(out), "--n-boot", "100", "--seed", "7", figures)
         assert result.exit_code == 0, result.output
     summary = json.loads((first / "summary.json").read_text())
     assert (first / "summary.json").read_text() == (second / "summary.json").read_text()
@@ -170,6 +165,13 @@ def test_calibrated_readout_removes_dropouts(hq_file: Path) -> None:
         assert calibrated["kappa_mean"][human] == published["kappa_mean"][human]
 
 
+def _bench_with_predictions(hq_file: Path, pred: Path, name: str, out: Path) -> dict:
+    """`bench hq` with a predictions file scored as annotator ``name``: its summary.json."""
+    result = run_cli("bench", "hq", hq_file, "--predictions", pred, "--name", name, "--out", out, "--n-boot", "20", "--no-figures")
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "summary.json").read_text())
+
+
 def test_predictions_score_table_joins_as_annotator(hq_file: Path, tmp_path: Path) -> None:
     """A score table carrying an existing annotator's values must reproduce that annotator's kappas."""
     data = load_hq(hq_file)
@@ -184,24 +186,7 @@ def test_predictions_score_table_joins_as_annotator(hq_file: Path, tmp_path: Pat
     pred = tmp_path / "scores.parquet"
     table.to_parquet(pred)
     out = tmp_path / "out"
-    result = _run(
-        [
-            "bench",
-            "hq",
-            str(hq_file),
-            "--predictions",
-            str(pred),
-            "--name",
-            "My model",
-            "--out",
-            str(out),
-            "--n-boot",
-            "20",
-            "--no-figures",
-        ]
-    )
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
+    summary = _bench_with_predictions(hq_file, pred, "My model", out)
     assert summary["annotators"]["My model"]["group"] == "other"
     assert summary["kappa_per_emotion"]["My model"] == summary["kappa_per_emotion"]["Empathic Insight Face Large"]
 
@@ -214,63 +199,38 @@ def test_predictions_in_hq_layout_with_json_annotations(hq_file: Path, tmp_path:
     pred = tmp_path / "vlm.csv"
     vlm.to_csv(pred, index=False)
     out = tmp_path / "out"
-    result = _run(
-        [
-            "bench",
-            "hq",
-            str(hq_file),
-            "--predictions",
-            str(pred),
-            "--name",
-            "Copy ZS",
-            "--out",
-            str(out),
-            "--n-boot",
-            "20",
-            "--no-figures",
-        ]
-    )
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
+    summary = _bench_with_predictions(hq_file, pred, "Copy ZS", out)
     assert summary["annotators"]["Copy ZS"]["group"] == "vlm_zs"
     assert summary["kappa_mean"]["Copy ZS"] == summary["kappa_mean"]["Gemini 2.0 Flash ZS"]
-
-
-def _one_line_error(result) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1
-    return lines[0]
 
 
 def test_malformed_inputs_give_one_line_errors(tmp_path: Path) -> None:
     missing = tmp_path / "missing_cols.csv"
     pd.DataFrame({"image": ["a"], "rater": ["x"]}).to_csv(missing, index=False)
-    assert "lacks column" in _one_line_error(_run(["bench", "hq", str(missing), "--out", str(tmp_path / "o")]))
-    assert "does not exist" in _one_line_error(
-        _run(["bench", "hq", str(tmp_path / "nope.csv"), "--out", str(tmp_path)])
+    assert "lacks column" in one_line_error(run_cli("bench", "hq", str(missing), "--out", str(tmp_path / "o")))
+    assert "does not exist" in one_line_error(
+        run_cli("bench", "hq", str(tmp_path / "nope.csv"), "--out", str(tmp_path))
     )
     garbage = tmp_path / "garbage.csv"
     pd.DataFrame(
         {"image": ["a", "b"], "annotator": ["h1", "h2"], "human": [True, True], "annotations": ["{not a dict", "[1, 2"]}
     ).to_csv(garbage, index=False)
-    assert "no row could be parsed" in _one_line_error(
-        _run(["bench", "hq", str(garbage), "--out", str(tmp_path / "o")])
+    assert "no row could be parsed" in one_line_error(
+        run_cli("bench", "hq", str(garbage), "--out", str(tmp_path / "o"))
     )
     only_models = tmp_path / "models.csv"
     pd.DataFrame(
         {"image": ["a"], "annotator": ["m"], "human": [False], "annotations": [repr({ANGER.annotation_key: 1})]}
     ).to_csv(only_models, index=False)
-    assert "human annotators" in _one_line_error(_run(["bench", "hq", str(only_models), "--out", str(tmp_path / "o")]))
+    assert "human annotators" in one_line_error(run_cli("bench", "hq", str(only_models), "--out", str(tmp_path / "o")))
     bad_pred = tmp_path / "pred.csv"
     pd.DataFrame({"path": ["zzz.jpg"], "anger": [1.0]}).to_csv(bad_pred, index=False)
     good = tmp_path / "good.csv"
     make_synthetic_hq(n_images=12, n_humans=4, humans_per_image=3, models=("Random Baseline",), seed=1).to_csv(
         good, index=False
     )
-    error = _one_line_error(
-        _run(["bench", "hq", str(good), "--predictions", str(bad_pred), "--out", str(tmp_path / "o")])
+    error = one_line_error(
+        run_cli("bench", "hq", str(good), "--predictions", str(bad_pred), "--out", str(tmp_path / "o"))
     )
     assert "matches" in error
 
@@ -289,7 +249,7 @@ def test_bad_rows_no_overlap_and_out_of_range_are_reported(tmp_path: Path) -> No
     path = tmp_path / "hq.csv"
     pd.concat([frame, extra]).to_csv(path, index=False)
     out = tmp_path / "out"
-    result = _run(["bench", "hq", str(path), "--out", str(out), "--n-boot", "20", "--no-figures"])
+    result = run_cli("bench", "hq", str(path), "--out", str(out), "--n-boot", "20", "--no-figures")
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     text = " ".join(summary["warnings"])

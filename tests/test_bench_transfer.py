@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from emonet_face.bench.transfer import evaluate_transfer
-from emonet_face.cli.main import app
 from emonet_face.taxonomy import head_key_from_file_name
+from helpers_cli import run_cli
 
 
 def test_shipped_mapping_equals_release_file(release_data: Path) -> None:
@@ -21,18 +20,7 @@ def test_shipped_mapping_equals_release_file(release_data: Path) -> None:
 
 
 def test_ferd_release_file_gives_published_accuracy(release_data: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        app,
-        [
-            "bench",
-            "transfer",
-            str(release_data / "emonet-face_eval_ferd.jsonl"),
-            "--dataset",
-            "ferd",
-            "--out",
-            str(tmp_path),
-        ],
-    )
+    result = run_cli("bench", "transfer", release_data / "emonet-face_eval_ferd.jsonl", "--dataset", "ferd", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["n"] == 152
@@ -83,5 +71,5 @@ def test_score_table_with_class_column_and_affectnet_ids(release_data: Path, tmp
 def test_transfer_bad_input_is_one_line_error(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     pd.DataFrame({"path": ["a.jpg"], "foo": [1]}).to_csv(path, index=False)
-    result = CliRunner().invoke(app, ["bench", "transfer", str(path), "--out", str(tmp_path / "o")])
+    result = run_cli("bench", "transfer", str(path), "--out", str(tmp_path / "o"))
     assert result.exit_code == 2 and result.output.startswith("error:") and "Traceback" not in result.output

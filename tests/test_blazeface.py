@@ -3,7 +3,6 @@ on photos that installed packages ship (expected counts) and on face-free ones."
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ from emonet_face.faces.blazeface import (
     ssd_anchors,
     weighted_nms,
 )
+from helpers_cli import subprocess_env
 
 
 def test_anchor_grid_is_mediapipes_full_range_layout():
@@ -140,20 +140,6 @@ def test_the_model_ships_inside_the_package_with_its_licence():
 def detector():
     assert DEFAULT_DETECTOR == "blazeface"
     return get_detector()
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> Image.Image:
-    from skimage import data
-
-    return Image.fromarray(data.astronaut())
-
-
-@pytest.fixture(scope="module")
-def grace_hopper() -> Image.Image:
-    import matplotlib.cbook
-
-    return Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
 
 
 def test_finds_the_face_and_the_eyes_in_package_photos(detector, astronaut, grace_hopper):
@@ -460,7 +446,6 @@ def test_litert_info_line_is_not_on_stderr_but_other_lines_are(tmp_path):
         "    os.write(2, b'WARNING: kept\\n')\n"
         "blazeface.BlazeFaceDetector().detect(Image.new('RGB', (640, 480)))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=300)
     assert result.returncode == 0, result.stderr
     assert LITERT_LINE not in result.stderr and "WARNING: kept" in result.stderr

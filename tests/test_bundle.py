@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,29 +16,21 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from emonet_face import taxonomy as tx
 from emonet_face.bundle import FORMAT_VERSION, MANIFEST_FILE, BundleError, open_bundle, sha256_file
-from emonet_face.cli.main import app
 from emonet_face.data.store import read_store
 from emonet_face.errors import ModelLoadError
 from emonet_face.heads import load_heads
 from emonet_face.hub import DEFAULT_ENCODER, MODELS
 from emonet_face.pipeline import EmoNetFace
-from hub_server import TINY_LARGE, TINY_SMALL, HubServer, Published, hub_env, publish_released
+from helpers_cli import run_cli, run_process
+from hub_server import TINY_LARGE, TINY_SMALL, Published, hub_env
 from test_pipeline import write_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 NUMERIC = [*tx.HEAD_KEYS, *(f"raw.{k}" for k in tx.HEAD_KEYS), *(f"prob.{k}" for k in tx.EMOTION_KEYS)]
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory, tiny_encoder_dir) -> Published:
-    with HubServer() as server:
-        yield publish_released(server, tiny_encoder_dir, tmp_path_factory.mktemp("hub-sources"))
 
 
 @contextmanager
@@ -70,7 +60,7 @@ def bundles(hub, cache, tmp_path_factory) -> dict[str, Path]:
         for name, extra in {"large": ["--with-openvino"], "small": []}.items():
             out[name] = root / name
             args = ["download", name, "--out", str(out[name]), "--cache-dir", str(cache), *extra]
-            result = CliRunner().invoke(app, args)
+            result = run_cli(*args)
             assert result.exit_code == 0, result.output
     return out
 
@@ -89,13 +79,6 @@ def assert_same_rows(a: pd.DataFrame, b: pd.DataFrame, atol: float = 1e-6) -> No
     assert [Path(p).name for p in a["path"]] == [Path(p).name for p in b["path"]]
     assert a["top1"].tolist() == b["top1"].tolist()
     np.testing.assert_allclose(a[NUMERIC].to_numpy(float), b[NUMERIC].to_numpy(float), atol=atol, rtol=0)
-
-
-def cli(env: dict[str, str], *args: object) -> subprocess.CompletedProcess:
-    full = {**os.environ, "PYTHONPATH": str(SRC), **env}
-    return subprocess.run(
-        [sys.executable, "-m", "emonet_face", *map(str, args)], env=full, capture_output=True, text=True, timeout=600
-    )
 
 
 def air_gapped(tmp_path: Path, hub: Published) -> dict[str, str]:
@@ -176,7 +159,7 @@ def test_bundle_holds_the_vision_tower_heads_and_a_manifest(bundles, hub):
 
 
 def test_check_prints_what_the_bundle_holds(bundles, hub):
-    result = CliRunner().invoke(app, ["download", "--check", str(bundles["large"])])
+    result = run_cli("download", "--check", str(bundles["large"]))
     assert result.exit_code == 0, result.output
     out = result.output
     assert f"{bundles['large']}: emonet-face bundle (format 1)" in out
@@ -194,18 +177,18 @@ def test_predict_runs_a_bundle_with_no_network_and_no_cache(bundles, hub, hub_ro
     env = air_gapped(tmp_path, hub)
     args = ["predict", *images, "--model", bundles[name], "--out", tmp_path / "rows.csv", "--faces", "none"]
     with server_stopped(hub):
-        result = cli(env, *args, "--num-workers", "0", "--device", "cpu", "--quiet")
+        result = run_process(*args, "--num-workers", "0", "--device", "cpu", "--quiet", env=env)
     assert result.returncode == 0, result.stderr
     assert_same_rows(pd.read_csv(tmp_path / "rows.csv"), hub_rows[name])
     assert not any((tmp_path / "empty-hf-home").iterdir())  # nothing was cached, nothing fetched
 
 
 def test_serve_runs_a_bundle(bundles, hub, hub_rows, images):
-    from emonet_face.serve import ServeConfig, create_app
-    from serve_helpers import running_server
+    from emonet_face.serve import ServeConfig
+    from serve_helpers import serving
 
     config = ServeConfig(model=str(bundles["large"]), device="cpu", faces="none", workers=1)
-    with server_stopped(hub), running_server(create_app(config)) as url:
+    with server_stopped(hub), serving(config) as (url, _):
         files = [("file", (p.name, p.read_bytes())) for p in images]
         response = httpx.post(f"{url}/v1/predict", files=files, timeout=120)
         info = httpx.get(f"{url}/v1/info", timeout=30).json()
@@ -219,7 +202,7 @@ def test_embed_with_a_bundle_encoder(bundles, hub, images, tmp_path):
     for name, encoder in {"bundle": bundles["small"], "source": hub.encoder}.items():
         stores[name] = tmp_path / name
         args = ["embed", str(images[0].parent), "--out", str(stores[name]), "--encoder", str(encoder)]
-        result = CliRunner().invoke(app, [*args, "--device", "cpu", "--no-progress", "--num-workers", "0"])
+        result = run_cli(*args, "--device", "cpu", "--no-progress", "--num-workers", "0")
         assert result.exit_code == 0, result.output
     (a, ids_a), (b, ids_b) = read_store(stores["bundle"]), read_store(stores["source"])
     assert ids_a["id"].tolist() == ids_b["id"].tolist() and len(a) == len(images)
@@ -250,7 +233,7 @@ def test_ray_engine_runs_a_bundle(bundles, hub_rows, images, tmp_path, tmp_path_
     try:
         args = ["predict", *map(str, images), "--model", str(bundles["large"]), "--engine", "ray"]
         args += ["--out", str(tmp_path / "parts"), "--faces", "none", "--device", "cpu"]
-        result = CliRunner().invoke(app, args)
+        result = run_cli(*args)
     finally:
         ray.shutdown()
     assert result.exit_code == 0, result.output
@@ -294,7 +277,7 @@ def test_damaged_bundles_are_refused_naming_the_file(bundles, images, tmp_path):
     weights.write_bytes(original[:100])
     predict = ["predict", str(images[0]), "--model", str(bundle), "--faces", "none", "--device", "cpu"]
     for args in (["download", "--check", str(bundle)], predict):
-        result = CliRunner().invoke(app, args)
+        result = run_cli(*args)
         assert result.exit_code == 2, result.output
         assert result.stderr.strip().splitlines() == [
             f"error: {weights}: 100 bytes, the manifest says {len(original)} (truncated or replaced); "
@@ -314,7 +297,7 @@ def test_each_runtime_checks_the_weights_it_reads(bundles, images, tmp_path):
         assert net.predict(images[:1], faces="none", num_workers=0)["error"].isna().all()
         with pytest.raises(BundleError, match=f"^{damaged}: 100 bytes, the manifest says"):
             EmoNetFace.from_pretrained(str(bundle), backend=refused, dtype="float32", device="cpu")
-        result = CliRunner().invoke(app, ["download", "--check", str(bundle)])
+        result = run_cli("download", "--check", str(bundle))
         assert result.exit_code == 2 and str(damaged) in result.stderr
         damaged.write_bytes(original)
 
@@ -349,7 +332,7 @@ def test_unchanged_files_are_not_hashed_twice(bundles, tmp_path, monkeypatch):
     assert hashed == ["model.safetensors"]  # the heads config is trusted, the edited weights are not
     weights.write_bytes(original)
     hashed.clear()
-    result = CliRunner().invoke(app, ["download", "--check", str(bundle)])
+    result = run_cli("download", "--check", str(bundle))
     assert result.exit_code == 0, result.output
     assert len(hashed) == len(open_bundle(bundle, verify=False).manifest["files"])  # every file, every time
 
@@ -367,7 +350,7 @@ def test_a_newer_bundle_format_is_refused(bundles, tmp_path):
     with pytest.raises(BundleError) as info:
         EmoNetFace.from_pretrained(str(bundle), device="cpu")
     assert str(info.value) == expected
-    result = CliRunner().invoke(app, ["download", "--check", str(bundle)])
+    result = run_cli("download", "--check", str(bundle))
     assert result.exit_code == 2 and result.stderr.strip() == f"error: {expected}"
 
 
@@ -378,18 +361,18 @@ def test_a_bundle_takes_no_encoder_heads_or_revision(bundles, hub):
 
 
 def test_download_errors_are_one_line(hub, bundles, tmp_path):
-    result = CliRunner().invoke(app, ["download", "large", "--out", str(bundles["small"])])
+    result = run_cli("download", "large", "--out", str(bundles["small"]))
     assert result.exit_code == 2
     assert (
         result.stderr.strip()
         == f"error: {bundles['small']}: already exists and is not empty; choose a new --out folder"
     )
-    result = CliRunner().invoke(app, ["download", "medium", "--out", str(tmp_path / "b")])
+    result = run_cli("download", "medium", "--out", str(tmp_path / "b"))
     assert result.stderr.strip() == "error: medium: unknown model; choose one of large, small"
-    result = CliRunner().invoke(app, ["download", "large"])
+    result = run_cli("download", "large")
     assert result.exit_code == 2 and "--out is required" in result.stderr
     # offline (the suite's HF_HUB_OFFLINE=1) with an empty cache: says how to get the files
-    result = CliRunner().invoke(app, ["download", "large", "--out", str(tmp_path / "b"), "--cache-dir", str(tmp_path)])
+    result = run_cli("download", "large", "--out", str(tmp_path / "b"), "--cache-dir", str(tmp_path))
     assert result.exit_code == 2
     assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
         f"error: {MODELS['large'].heads}: heads not in the local Hugging Face cache and offline mode is on "

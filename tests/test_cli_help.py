@@ -30,13 +30,13 @@ def test_help_texts_are_plain_text_without_rest_markup():
 
 def test_fps_help_and_check_agree():
     """`--fps 0` was refused ("must be positive") although the help said `[x>=0.0]`."""
-    from typer.testing import CliRunner
+    from helpers_cli import run_cli
 
     predict = typer.main.get_command(app).commands["predict"]
     fps = next(p for p in predict.params if p.name == "fps")
     help_text = " ".join(fps.get_help_record(typer.Context(predict))[1].split())
     assert ">=0" not in help_text and "> 0" in help_text
-    result = CliRunner().invoke(app, ["predict", "clip.mp4", "--fps", "0"])
+    result = run_cli("predict", "clip.mp4", "--fps", "0")
     assert result.exit_code == 2
     assert "--fps 0" in result.output and "more than 0" in result.output and "Traceback" not in result.output
 

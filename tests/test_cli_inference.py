@@ -3,39 +3,23 @@ for the console entry point and a real kill, a subprocess)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from emonet_face import taxonomy as tx
-from emonet_face.cli.main import app
 from emonet_face.outputs import read_table
-from emonet_face.pipeline import EmoNetFace
+from helpers_cli import kill_when, run_cli, run_process
 from test_pipeline import assert_matches_reference, reference_scores, write_images
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 NUMERIC = [*tx.HEAD_KEYS, *(f"raw.{k}" for k in tx.HEAD_KEYS), *(f"prob.{k}" for k in tx.EMOTION_KEYS)]
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list[Path]:
     return write_images(tmp_path_factory.mktemp("cli-images"), 4, seed=3)
-
-
-@pytest.fixture(scope="module")
-def model_args(tiny_encoder_dir, tiny_heads_dir) -> list[str]:
-    return ["--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--device", "cpu"]
-
-
-def run(*args: str) -> object:
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def assert_same_scores(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -48,7 +32,7 @@ def assert_same_scores(a: pd.DataFrame, b: pd.DataFrame) -> None:
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
 def test_predict_writes_reference_scores(images, model_args, tiny_encoder_dir, tiny_heads_dir, tmp_path, suffix):
     out = tmp_path / f"scores{suffix}"
-    result = run("predict", images[0].parent, "--out", out, "--batch-size", "3", "--num-workers", "1", *model_args)
+    result = run_cli("predict", images[0].parent, "--out", out, "--batch-size", "3", "--num-workers", "1", *model_args)
     assert result.exit_code == 0, result.output
     table = read_table(out)
     assert table["path"].tolist() == [str(p) for p in sorted(images)]
@@ -57,7 +41,7 @@ def test_predict_writes_reference_scores(images, model_args, tiny_encoder_dir, t
 
 
 def test_predict_table_on_stdout(images, model_args):
-    result = run("predict", images[0], "--quiet", *model_args)
+    result = run_cli("predict", images[0], "--quiet", *model_args)
     assert result.exit_code == 0, result.output
     assert "top1" in result.stdout and images[0].name in result.stdout
     assert result.stderr == ""
@@ -67,7 +51,7 @@ def test_bad_image_gives_error_row_and_exit_1(images, model_args, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(images[0].read_bytes()[:300])
     out = tmp_path / "scores.csv"
-    result = run("predict", images[0], bad, images[1], "--out", out, *model_args)
+    result = run_cli("predict", images[0], bad, images[1], "--out", out, *model_args)
     assert result.exit_code == 1, result.output
     table = pd.read_csv(out)
     assert table["error"].isna().tolist() == [True, False, True]
@@ -93,7 +77,7 @@ def test_usage_and_load_errors_are_one_line(images, model_args, tmp_path, args, 
     empty.mkdir()
     filled = [a.format(empty=empty, img=images[0]) for a in args]
     defaults = model_args[:2] + model_args[4:] if "--heads" in filled else model_args  # the test's --heads wins
-    result = run(*filled, *defaults, "--cache-dir", tmp_path / "hf-cache")
+    result = run_cli(*filled, *defaults, "--cache-dir", tmp_path / "hf-cache")
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
@@ -101,53 +85,41 @@ def test_usage_and_load_errors_are_one_line(images, model_args, tmp_path, args, 
 
 def test_resume_after_interruption_equals_uninterrupted_run(images, model_args, tmp_path):
     full = tmp_path / "full.csv"
-    assert run("predict", *images, "--out", full, "--batch-size", "1", *model_args).exit_code == 0
+    assert run_cli("predict", *images, "--out", full, "--batch-size", "1", *model_args).exit_code == 0
     partial = tmp_path / "partial.csv"
-    assert run("predict", *images[:2], "--out", partial, "--batch-size", "1", *model_args).exit_code == 0
+    assert run_cli("predict", *images[:2], "--out", partial, "--batch-size", "1", *model_args).exit_code == 0
     with partial.open("a") as fh:  # the kill happened mid-write of the third row
         fh.write(f"{images[2]},anger,fear,0.1")
-    result = run("predict", *images, "--out", partial, "--batch-size", "1", "--resume", *model_args)
+    result = run_cli("predict", *images, "--out", partial, "--batch-size", "1", "--resume", *model_args)
     assert result.exit_code == 0, result.output
     assert "2 already done" in result.stderr
     assert_same_scores(pd.read_csv(partial), pd.read_csv(full))
 
 
-def test_parquet_resume_after_real_kill(images, model_args, tmp_path):
+def test_parquet_resume_after_real_kill(images, model_args, net, tmp_path):
     """Kill a real run after its first batch; the output stays readable and --resume completes it."""
     many = write_images(tmp_path / "many", 24, seed=5)
     out = tmp_path / "scores.parquet"
-    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "emonet_face", "predict", str(many[0].parent), "--out", str(out), "-b", "2"]
-    cmd += ["--faces", "none"]  # whole images, compared with EmoNetFace.predict below
-    proc = subprocess.Popen([*cmd, "--num-workers", "0", *model_args], env=env, stderr=subprocess.PIPE)
     parts = out.with_name(out.name + ".parts")
-    try:
-        for _ in range(3600):  # up to 180 s: the machine may be shared and loaded
-            if len(list(parts.glob("part-*.parquet"))) >= 2 or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-    finally:
-        proc.kill()
-        proc.wait()
+    command = ["predict", many[0].parent, "--out", out, "-b", "2", "--num-workers", "0", *model_args]
+    command += ["--faces", "none"]  # whole images, compared with EmoNetFace.predict below
+    kill_when(lambda: len(list(parts.glob("part-*.parquet"))) >= 2, *command)
     done_before = len(read_table(out))
     assert done_before >= 2
-    result = run("predict", many[0].parent, "--out", out, "-b", "2", "--resume", "--faces", "none", *model_args)
+    result = run_cli("predict", many[0].parent, "--out", out, "-b", "2", "--resume", "--faces", "none", *model_args)
     assert result.exit_code == 0, result.output
     resumed = pd.read_parquet(out)
-    expected = EmoNetFace.from_pretrained(encoder=model_args[1], heads=model_args[3], device="cpu").predict(
-        sorted(many), faces="none", num_workers=0
-    )
+    expected = net.predict(sorted(many), faces="none", num_workers=0)
     assert_same_scores(resumed, expected)
     assert not parts.exists()
 
 
-def test_score_npy_and_parquet_with_ids(images, model_args, tiny_encoder_dir, tiny_heads_dir, tmp_path):
-    net = EmoNetFace.from_pretrained(encoder=str(tiny_encoder_dir), heads=str(tiny_heads_dir), device="cpu")
+def test_score_npy_and_parquet_with_ids(images, model_args, net, tiny_heads_dir, tmp_path):
     features = net.encode(images, num_workers=0)
     expected = net.predict(images, faces="none", num_workers=0)
     np.save(tmp_path / "emb.npy", features)
     out = tmp_path / "from_npy.csv"
-    result = run("score", tmp_path / "emb.npy", "--heads", tiny_heads_dir, "--out", out)
+    result = run_cli("score", tmp_path / "emb.npy", "--heads", tiny_heads_dir, "--out", out)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
     assert table["index"].tolist() == [0, 1, 2, 3]
@@ -158,7 +130,7 @@ def test_score_npy_and_parquet_with_ids(images, model_args, tiny_encoder_dir, ti
     )
     store.to_parquet(tmp_path / "emb.parquet")
     out = tmp_path / "from_parquet.jsonl"
-    result = run("score", tmp_path / "emb.parquet", "--heads", tiny_heads_dir, "--out", out)
+    result = run_cli("score", tmp_path / "emb.parquet", "--heads", tiny_heads_dir, "--out", out)
     assert result.exit_code == 0, result.output
     table = read_table(out)
     assert table.columns[:3].tolist() == ["image_id", "split", "top1"]
@@ -169,7 +141,7 @@ def test_score_npy_and_parquet_with_ids(images, model_args, tiny_encoder_dir, ti
 
     write_embeddings(tmp_path / "store", features, ids=[p.name for p in images])
     out = tmp_path / "from_store.csv"
-    result = run("score", tmp_path / "store", "--heads", tiny_heads_dir, "--out", out)
+    result = run_cli("score", tmp_path / "store", "--heads", tiny_heads_dir, "--out", out)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
     assert table["id"].tolist() == [p.name for p in images]
@@ -189,17 +161,14 @@ def test_score_npy_and_parquet_with_ids(images, model_args, tiny_encoder_dir, ti
 def test_score_bad_embeddings(tiny_heads_dir, tmp_path, make, message):
     make(tmp_path)
     path = next(tmp_path.glob("e.*"))
-    result = run("score", path, "--heads", tiny_heads_dir)
+    result = run_cli("score", path, "--heads", tiny_heads_dir)
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
 
 
 def test_console_script_entry_point_help():
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    result = subprocess.run(
-        [sys.executable, "-m", "emonet_face", "predict", "--help"], env=env, capture_output=True, text=True
-    )
+    result = run_process("predict", "--help")
     assert result.returncode == 0
     for option in (
         "--out",

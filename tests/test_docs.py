@@ -8,7 +8,6 @@ CI installs it (``.ci/run``).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import typer
 
 import emonet_face
 from emonet_face.cli.main import app
+from helpers_cli import subprocess_env
 
 ROOT = Path(__file__).resolve().parents[1]
 README_LIMIT = 15_000
@@ -54,8 +54,7 @@ def search_index(tmp_path_factory) -> list[dict]:
     for module in ("mkdocs", "material", "mkdocstrings_handlers.python", "mkdocs_typer2"):
         pytest.importorskip(module, reason="the docs extra is not installed (pip install '.[docs]')")
     site = tmp_path_factory.mktemp("site")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    env["NO_MKDOCS_2_WARNING"] = "1"
+    env = subprocess_env(NO_MKDOCS_2_WARNING="1")
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,

@@ -15,10 +15,8 @@ import pytest
 import torch
 from PIL import Image
 from scipy.stats import spearmanr
-from typer.testing import CliRunner
 
 from emonet_face.cli import explain as explain_cli
-from emonet_face.cli.main import app
 from emonet_face.errors import InputError, ModelLoadError
 from emonet_face.explain import (
     DEFAULT_METHOD,
@@ -45,12 +43,9 @@ from explain_toy import (
     textures,
     to_pil,
 )
+from helpers_cli import run_cli as run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="session")

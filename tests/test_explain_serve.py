@@ -5,27 +5,22 @@ the emotion's bar draws it over the face, red where the square is."""
 from __future__ import annotations
 
 import io
-import os
-import shutil
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
-from emonet_face.serve import ServeConfig, create_app
 from explain_toy import GRID, PATCH, TOY_KEY, cue_pictures, to_pil
-from serve_helpers import running_server
+from helpers_browser import needs_chromium, open_page, shoot
+from serve_helpers import make_config, serving
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def url(explain_toy):
-    config = ServeConfig(encoder=str(explain_toy.encoder_dir), heads=str(explain_toy.heads_dir), device="cpu", workers=1)
-    with running_server(create_app(config)) as base:
+    with serving(make_config(explain_toy.encoder_dir, explain_toy.heads_dir, workers=1)) as (base, _):
         yield base
 
 
@@ -78,46 +73,37 @@ def test_explain_endpoint_one_face_of_a_photo_and_clear_errors(url, cue):
     assert "/tmp" not in response.json()["error"]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium; .ci/run does)")
-def test_page_click_on_an_emotion_draws_its_map_over_the_face(url, cue, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+@needs_chromium
+def test_page_click_on_an_emotion_draws_its_map_over_the_face(browser, url, cue, tmp_path):
     image, (row, col) = cue
     path = tmp_path / "cue.png"
     image.resize((256, 256), Image.Resampling.NEAREST).save(path)  # the square stays in its patch
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url)
-        page.wait_for_function("document.querySelectorAll('#legend span').length === 7")
-        page.select_option("#faces", "none")
-        page.set_input_files("#picker", str(path))
-        page.wait_for_selector("svg.chart rect.bar")
-        assert "Click an emotion" in page.locator(".face .explain").inner_text()
-        page.click(f"svg.chart rect.bar[data-key='{TOY_KEY}']")
-        page.wait_for_selector(".face .explain canvas.explain-map", timeout=60_000)
-        assert page.locator(".face .explain").get_attribute("data-emotion") == TOY_KEY
-        caption = page.locator(".face .explain p").inner_text()
-        assert "score +" in caption and "integrated-gradients" in caption
-        assert page.locator(".explain-scale i").count() == 1  # the colour scale is shown
-        # the square's cell is drawn red over the face; a cell far from it is not
-        cells = page.evaluate(
-            """([row, col, grid]) => {
-              const c = document.querySelector('canvas.explain-map'), g = c.getContext('2d');
-              const at = (r, k) => Array.from(g.getImageData((k + 0.5) * c.width / grid, (r + 0.5) * c.height / grid, 1, 1).data);
-              return {square: at(row, col), far: at((row + 2) % grid, (col + 2) % grid)};
-            }""",
-            [row, col, GRID],
-        )
-        red, green, blue, _ = cells["square"]
-        assert red > 100 and red > green + 60 and red > blue + 60, cells
-        assert not (cells["far"][0] > cells["far"][1] + 60 and cells["far"][0] > cells["far"][2] + 60), cells
-        # the label of the emotion is clickable too, and dimension markers are charted as before
-        assert page.locator("svg.chart circle.dimension").count() == 4
-        assert not errors, errors
-        if os.environ.get("EMONET_SCREENSHOTS"):
-            Path(os.environ["EMONET_SCREENSHOTS"]).mkdir(parents=True, exist_ok=True)
-            page.locator(".face").screenshot(path=str(Path(os.environ["EMONET_SCREENSHOTS"]) / "page-explain.png"))
-        browser.close()
+    context, page, errors, _ = open_page(browser, url, viewport={"width": 1280, "height": 900})
+    page.select_option("#faces", "none")
+    page.set_input_files("#picker", str(path))
+    page.wait_for_selector("svg.chart rect.bar")
+    assert "Click an emotion" in page.locator(".face .explain").inner_text()
+    page.click(f"svg.chart rect.bar[data-key='{TOY_KEY}']")
+    page.wait_for_selector(".face .explain canvas.explain-map", timeout=60_000)
+    assert page.locator(".face .explain").get_attribute("data-emotion") == TOY_KEY
+    caption = page.locator(".face .explain p").inner_text()
+    assert "score +" in caption and "integrated-gradients" in caption
+    assert page.locator(".explain-scale i").count() == 1  # the colour scale is shown
+    # the square's cell is drawn red over the face; a cell far from it is not
+    cells = page.evaluate(
+        """([row, col, grid]) => {
+          const c = document.querySelector('canvas.explain-map'), g = c.getContext('2d');
+          const at = (r, k) => Array.from(g.getImageData((k + 0.5) * c.width / grid, (r + 0.5) * c.height / grid, 1, 1).data);
+          return {square: at(row, col), far: at((row + 2) % grid, (col + 2) % grid)};
+        }""",
+        [row, col, GRID],
+    )
+    red, green, blue, _ = cells["square"]
+    assert red > 100 and red > green + 60 and red > blue + 60, cells
+    assert not (cells["far"][0] > cells["far"][1] + 60 and cells["far"][0] > cells["far"][2] + 60), cells
+    # the label of the emotion is clickable too, and dimension markers are charted as before
+    assert page.locator("svg.chart circle.dimension").count() == 4
+    assert not errors, errors
+    shoot(page, "page-explain", selector=".face")
+    context.close()
     assert PATCH * GRID == 64

@@ -35,13 +35,6 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 
 @pytest.fixture(scope="module")
-def astronaut() -> Image.Image:
-    from skimage import data
-
-    return Image.fromarray(data.astronaut())
-
-
-@pytest.fixture(scope="module")
 def detector():
     return get_detector("dlib")
 
@@ -242,12 +235,10 @@ def test_yunet_from_a_local_file_detects_and_maps_boxes_back(tmp_path):
 
 
 def test_detector_help_lists_every_registered_detector():
-    from typer.testing import CliRunner
-
-    from emonet_face.cli.main import app
     from emonet_face.cli.options import DETECTOR_NAMES
+    from helpers_cli import run_cli
 
     assert DETECTOR_NAMES.split(", ") == available_detectors()
-    result = CliRunner().invoke(app, ["predict", "--help"], terminal_width=200)
+    result = run_cli("predict", "--help", terminal_width=200)
     flat = " ".join(result.output.replace("│", " ").split())
     assert all(name in flat for name in available_detectors()), flat

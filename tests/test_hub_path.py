@@ -6,9 +6,6 @@ subprocess, patched constants in this process)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,10 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from emonet_face import taxonomy as tx
-from emonet_face.cli.main import app
 from emonet_face.errors import ModelLoadError
 from emonet_face.heads import load_heads
 from emonet_face.hub import (
@@ -31,20 +26,14 @@ from emonet_face.hub import (
     resolve_model_file,
 )
 from emonet_face.pipeline import EmoNetFace
-from hub_server import TINY_LARGE, TINY_SMALL, HubServer, Published, hub_env, publish_released, tree_sha256
+from helpers_cli import run_cli, run_process
+from hub_server import TINY_LARGE, TINY_SMALL, HubServer, hub_env, tree_sha256
 from test_pipeline import write_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 LARGE, SMALL = MODELS["large"].heads, MODELS["small"].heads
 NUMERIC = [*tx.HEAD_KEYS, *(f"raw.{k}" for k in tx.HEAD_KEYS), *(f"prob.{k}" for k in tx.EMOTION_KEYS)]
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory, tiny_encoder_dir) -> Published:
-    with HubServer() as server:
-        yield publish_released(server, tiny_encoder_dir, tmp_path_factory.mktemp("hub-sources"))
 
 
 @pytest.fixture
@@ -86,13 +75,6 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
     return text
 
 
-def cli(env: dict[str, str], *args: object) -> subprocess.CompletedProcess:
-    """The installed command as a user runs it: a fresh process, configured by its environment."""
-    full = {**os.environ, "PYTHONPATH": str(SRC), **env}
-    command = [sys.executable, "-m", "emonet_face", *map(str, args)]
-    return subprocess.run(command, env=full, capture_output=True, text=True, timeout=600)
-
-
 # --- the command in a fresh process, configured by HF_ENDPOINT ------------------------------------
 def test_predict_downloads_then_reuses_the_cache_offline(hub, images, tmp_path):
     """First run downloads (encoder without its tokenizer, released Large heads), a second run with
@@ -103,7 +85,7 @@ def test_predict_downloads_then_reuses_the_cache_offline(hub, images, tmp_path):
     server.requests.clear()
     args = ["predict", *images, "--faces", "none", "--num-workers", "0", "--device", "cpu", "--quiet"]
     env = server.env(HF_HOME=str(tmp_path / "hf"))
-    first = cli(env, *args, "--out", tmp_path / "first.csv")
+    first = run_process(*args, "--out", tmp_path / "first.csv", env=env)
     assert first.returncode == 0, first.stderr
     assert server.count(f"GET /api/models/{DEFAULT_ENCODER}/revision/main") == 1
     assert server.count(f"GET /api/models/{LARGE}/revision/main") == 1
@@ -113,9 +95,9 @@ def test_predict_downloads_then_reuses_the_cache_offline(hub, images, tmp_path):
     assert server.count("GET /cdn/*") == 1 + len(tx.HEAD_KEYS)  # the encoder weights and 44 heads via the CDN
     server.stop()
     try:
-        offline = cli({**env, "HF_HUB_OFFLINE": "1"}, *args, "--out", tmp_path / "offline.csv")
+        offline = run_process(*args, "--out", tmp_path / "offline.csv", env={**env, "HF_HUB_OFFLINE": "1"})
         assert offline.returncode == 0, offline.stderr
-        gone = cli(env, *args, "--out", tmp_path / "gone.csv")  # not told: huggingface_hub falls back to the cache
+        gone = run_process(*args, "--out", tmp_path / "gone.csv", env=env)  # not told: huggingface_hub falls back to the cache
         assert gone.returncode == 0, gone.stderr
     finally:
         server.start()
@@ -130,7 +112,7 @@ def test_cli_missing_repository_is_one_line(hub, tmp_path):
     server.start()
     emb = tmp_path / "emb.npy"
     np.save(emb, np.ones((2, 32), dtype=np.float32))
-    result = cli(server.env(HF_HOME=str(tmp_path / "hf")), "score", emb, "--heads", "laion/no-such-heads")
+    result = run_process("score", emb, "--heads", "laion/no-such-heads", env=server.env(HF_HOME=str(tmp_path / "hf")))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: laion/no-such-heads: no such heads repository on the Hub (or it is private); check the id"
@@ -178,7 +160,7 @@ def test_at_revision_in_the_id_and_on_the_command_line(online, hub, tmp_path):
     tables = {}
     for name, extra in {"tag": ["--revision", "v1.0"], "at": ["--heads", f"{LARGE}@v1.0"], "main": []}.items():
         out = tmp_path / f"{name}.csv"
-        result = CliRunner().invoke(app, ["score", str(emb), "--out", str(out), "--cache-dir", str(tmp_path), *extra])
+        result = run_cli("score", str(emb), "--out", str(out), "--cache-dir", str(tmp_path), *extra)
         assert result.exit_code == 0, result.output
         tables[name] = pd.read_csv(out)
     assert_same_rows(tables["tag"], tables["at"])

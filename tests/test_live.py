@@ -6,73 +6,40 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from emonet_face.cli.main import app
+from conftest import face_video
 from emonet_face.live import Frame, FrameScorer, LiveStats, NewestFrame, encode_and_score, live_tables, open_source
 from emonet_face.outputs import read_table
-from emonet_face.pipeline import EmoNetFace
+from helpers_cli import emonet_command, run_cli, subprocess_env
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-@pytest.fixture(scope="module")
-def net(tiny_encoder_dir, tiny_heads_dir) -> EmoNetFace:
-    return EmoNetFace.from_pretrained(encoder=str(tiny_encoder_dir), heads=str(tiny_heads_dir), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def model_args(tiny_encoder_dir, tiny_heads_dir) -> list[str]:
-    return ["--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--device", "cpu"]
-
-
-def portrait_clip(path: Path, *, seconds: float, rate: int) -> Path:
+def portrait_clip(path: Path, astronaut: Image.Image, *, seconds: float, rate: int) -> Path:
     """The astronaut's head (a real portrait) moving right across a grey 480×240 background; it
     crosses the frame once whatever the length, so a long clip moves slowly."""
-    from skimage import data
-
-    head = Image.fromarray(data.astronaut()).crop((130, 20, 330, 220))
-    n = int(seconds * rate)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("h264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = 480, 240, "yuv420p"
-        for i in range(n):
-            canvas = Image.new("RGB", (480, 240), (128, 128, 128))
-            canvas.paste(head, (int(270 * i / max(1, n - 1)), 20))
-            for packet in stream.encode(av.VideoFrame.from_image(canvas)):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return face_video(path, astronaut, seconds=seconds, rate=rate, x=lambda i, n: int(270 * i / max(1, n - 1)))
 
 
 @pytest.fixture(scope="module")
-def fast_clip(tmp_path_factory) -> Path:
+def fast_clip(tmp_path_factory, astronaut) -> Path:
     """2 s at 200 frames per second: faster than the tiny model scores, so frames must be skipped."""
-    return portrait_clip(tmp_path_factory.mktemp("live") / "fast.mp4", seconds=2, rate=200)
+    return portrait_clip(tmp_path_factory.mktemp("live") / "fast.mp4", astronaut, seconds=2, rate=200)
 
 
 @pytest.fixture(scope="module")
-def long_clip(tmp_path_factory) -> Path:
-    return portrait_clip(tmp_path_factory.mktemp("live") / "long.mp4", seconds=30, rate=10)
-
-
-def run(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
+def long_clip(tmp_path_factory, astronaut) -> Path:
+    return portrait_clip(tmp_path_factory.mktemp("live") / "long.mp4", astronaut, seconds=30, rate=10)
 
 
 # --- the library ----------------------------------------------------------------------------------
@@ -152,7 +119,7 @@ def test_open_source_refuses_clearly(tmp_path):
 def test_a_file_plays_at_its_own_speed_and_skips_frames(fast_clip, model_args, tmp_path):
     out = tmp_path / "rows.csv"
     start = time.monotonic()
-    result = run("live", fast_clip, "--out", out, *model_args)
+    result = run_cli("live", fast_clip, "--out", out, *model_args)
     elapsed = time.monotonic() - start
     assert result.exit_code == 0, result.output
     assert elapsed >= 2.0  # played at its own speed (2 s), not decoded as fast as possible
@@ -172,7 +139,7 @@ def test_a_file_plays_at_its_own_speed_and_skips_frames(fast_clip, model_args, t
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
 def test_other_formats_and_max_seconds(long_clip, model_args, tmp_path, suffix):
     out = tmp_path / f"rows{suffix}"
-    result = run("live", long_clip, "--out", out, "--max-seconds", "1.5", "--quiet", *model_args)
+    result = run_cli("live", long_clip, "--out", out, "--max-seconds", "1.5", "--quiet", *model_args)
     assert result.exit_code == 0, result.output
     table = read_table(out)
     assert len(table) >= 3 and table["time"].max() <= 2.0  # stopped after 1.5 s of a 30-s clip
@@ -188,7 +155,7 @@ def test_a_stream_url(fast_clip, model_args, tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/{fast_clip.name}"
     try:
-        result = run("live", url, "--out", tmp_path / "url.csv", "--max-seconds", "60", *model_args)
+        result = run_cli("live", url, "--out", tmp_path / "url.csv", "--max-seconds", "60", *model_args)
     finally:
         server.shutdown()
     assert result.exit_code == 0, result.output
@@ -206,7 +173,7 @@ def test_bad_sources_and_options_fail_in_one_line(model_args, tmp_path):
         (["0", "--faces", "sideways"], ["--faces sideways"]),
         (["0", "--out", "rows.txt"], ["rows.txt", "unknown output format"]),
     ]:
-        result = run("live", *args, *model_args)
+        result = run_cli("live", *args, *model_args)
         assert result.exit_code == 2, result.output
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
         for word in words:
@@ -215,8 +182,8 @@ def test_bad_sources_and_options_fail_in_one_line(model_args, tmp_path):
 
 def test_ctrl_c_ends_cleanly_and_keeps_every_scored_row(long_clip, model_args, tmp_path):
     out = tmp_path / "rows.parquet"  # the hardest case: rows are buffered, the file is finalised at the end
-    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "emonet_face", "live", str(long_clip), "--out", str(out), *model_args]
+    command = emonet_command("live", long_clip, "--out", out, *model_args)
+    env = subprocess_env(OMP_NUM_THREADS="1")
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120

@@ -10,10 +10,6 @@ small faces are never cut; at a 390-px phone width nothing scrolls sideways. Scr
 
 from __future__ import annotations
 
-import csv
-import io
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -21,16 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emonet_face.serve import ServeConfig, create_app
-from serve_helpers import running_server
+from helpers_browser import FAKE_CAMERA, chromium, download_csv, needs_chromium, open_page, shoot
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.usefixtures("one_thread"),
-    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium; .ci/run does)"),
-]
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]  # fmt: skip
+pytestmark = [pytest.mark.usefixtures("one_thread"), needs_chromium]
 PHONE = {"width": 390, "height": 844}
 
 
@@ -49,13 +38,6 @@ def write_y4m(path: Path, frames: list[Image.Image], fps: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def astronaut() -> Image.Image:
-    from skimage import data
-
-    return Image.fromarray(data.astronaut())
-
-
-@pytest.fixture(scope="module")
 def clip(tmp_path_factory, astronaut) -> Path:
     """The astronaut's head moving slowly to and fro across a grey 640×360 frame, 3 s at 10 fps
     (Chromium loops it)."""
@@ -69,41 +51,10 @@ def clip(tmp_path_factory, astronaut) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_encoder_dir, tiny_heads_dir):
-    config = ServeConfig(encoder=str(tiny_encoder_dir), heads=str(tiny_heads_dir), device="cpu", workers=2)
-    app = create_app(config)
-    with running_server(app) as base:
-        yield base, app
-
-
-@pytest.fixture(scope="module")
 def browser(clip):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-    camera = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-              f"--use-file-for-fake-video-capture={clip}"]  # fmt: skip
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS + camera)
-        yield browser
-        browser.close()
-
-
-def shoot(page, name: str) -> None:
-    folder = os.environ.get("EMONET_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
-
-
-def open_page(browser, url: str, **options):
-    context = browser.new_context(permissions=["camera"], accept_downloads=True, **options)
-    page = context.new_page()
-    errors: list[str] = []
-    outside: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("request", lambda r: None if r.url.startswith((url, "blob:", "data:")) else outside.append(r.url))
-    page.goto(url)
-    page.wait_for_function("document.querySelectorAll('#legend span').length === 7")
-    return context, page, errors, outside
+    """Chromium whose fake camera plays ``clip``."""
+    with chromium(*FAKE_CAMERA, f"--use-file-for-fake-video-capture={clip}") as launched:
+        yield launched
 
 
 def group_photo(astronaut: Image.Image, path: Path) -> Path:
@@ -117,9 +68,11 @@ def group_photo(astronaut: Image.Image, path: Path) -> Path:
 
 
 # --- live --------------------------------------------------------------------------------------------
-def test_live_draws_boxes_over_the_video_and_the_timeline_grows(browser, server, tmp_path):
-    url, app = server
-    context, page, errors, outside = open_page(browser, url, viewport={"width": 1280, "height": 900})
+def test_live_draws_boxes_over_the_video_and_the_timeline_grows(browser, tiny_server, tmp_path):
+    url, app = tiny_server
+    context, page, errors, outside = open_page(
+        browser, url, allowed=("blob:", "data:"), viewport={"width": 1280, "height": 900}
+    )
     page.click("#live-button")
     page.wait_for_function("state.live.answered >= 3 && state.live.tracks.size >= 1", timeout=60_000)
     # boxes over the video: the middle of the drawn box's top edge has the top emotion's family colour
@@ -150,11 +103,7 @@ def test_live_draws_boxes_over_the_video_and_the_timeline_grows(browser, server,
     assert page.locator("#timelines .track").count() == 1  # one person, one track
     shoot(page, "live-desktop")
 
-    with page.expect_download() as download_info:
-        page.click("#live-csv")
-    target = tmp_path / "live.csv"
-    download_info.value.save_as(target)
-    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    rows = download_csv(page, "#live-csv", tmp_path / "live.csv")
     assert len(rows) >= 3 and {"frame", "time", "track", "top1"} <= set(rows[0])
     frames = [int(r["frame"]) for r in rows]
     faces = [r for r in rows if r["face"] != ""]  # a frame where the detector saw no face has an empty row
@@ -173,8 +122,8 @@ def test_live_draws_boxes_over_the_video_and_the_timeline_grows(browser, server,
 
 
 # --- labels and phones -----------------------------------------------------------------------------------
-def test_labels_over_small_faces_are_never_cut(browser, server, astronaut, tmp_path):
-    url, _ = server
+def test_labels_over_small_faces_are_never_cut(browser, tiny_server, astronaut, tmp_path):
+    url, _ = tiny_server
     context, page, errors, _ = open_page(browser, url, viewport={"width": 1280, "height": 900})
     page.select_option("#faces", "detect")
     page.set_input_files("#picker", str(group_photo(astronaut, tmp_path / "five people.jpg")))
@@ -206,8 +155,8 @@ def test_labels_over_small_faces_are_never_cut(browser, server, astronaut, tmp_p
     context.close()
 
 
-def test_the_page_fits_a_phone(browser, server, astronaut, tmp_path):
-    url, _ = server
+def test_the_page_fits_a_phone(browser, tiny_server, astronaut, tmp_path):
+    url, _ = tiny_server
     context, page, errors, _ = open_page(browser, url, viewport=PHONE, device_scale_factor=2, is_mobile=True,
                                          has_touch=True)  # fmt: skip
     width = "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"

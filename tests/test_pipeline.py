@@ -70,11 +70,6 @@ def reference_scores(encoder_dir: Path, heads_dir: Path, paths: list[Path]) -> d
 
 
 @pytest.fixture(scope="module")
-def model(tiny_encoder_dir, tiny_heads_dir) -> EmoNetFace:
-    return EmoNetFace.from_pretrained(encoder=str(tiny_encoder_dir), heads=str(tiny_heads_dir), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def image_paths(tmp_path_factory) -> list[Path]:
     return write_images(tmp_path_factory.mktemp("images"), 5)
 
@@ -95,8 +90,8 @@ def assert_matches_reference(table: pd.DataFrame, ref: dict, rows: list[int] | N
     assert table["top1"].tolist() == best
 
 
-def test_predict_matches_reference(model, image_paths, reference):
-    table = model.predict(image_paths, batch_size=2, faces="none", num_workers=0)
+def test_predict_matches_reference(net, image_paths, reference):
+    table = net.predict(image_paths, batch_size=2, faces="none", num_workers=0)
     assert table["path"].tolist() == [str(p) for p in image_paths]
     assert table["error"].isna().all()
     expected_columns = (
@@ -112,31 +107,31 @@ def test_predict_matches_reference(model, image_paths, reference):
 
 
 @pytest.mark.parametrize(("batch_size", "workers"), [(1, 0), (3, 2), (16, 1)])
-def test_batching_and_workers_do_not_change_results(model, image_paths, reference, batch_size, workers):
-    table = model.predict(image_paths, batch_size=batch_size, faces="none", num_workers=workers)
+def test_batching_and_workers_do_not_change_results(net, image_paths, reference, batch_size, workers):
+    table = net.predict(image_paths, batch_size=batch_size, faces="none", num_workers=workers)
     assert table["path"].tolist() == [str(p) for p in image_paths]
     assert_matches_reference(table, reference)
 
 
-def test_folder_and_pil_inputs(model, image_paths, reference):
-    by_folder = model.predict(image_paths[0].parent, faces="none", num_workers=0)
+def test_folder_and_pil_inputs(net, image_paths, reference):
+    by_folder = net.predict(image_paths[0].parent, faces="none", num_workers=0)
     assert sorted(by_folder["path"]) == sorted(str(p) for p in image_paths)
     pil = [Image.open(p).convert("RGB") for p in image_paths]
-    table = model.predict(pil, faces="none", num_workers=0)
+    table = net.predict(pil, faces="none", num_workers=0)
     assert table["path"].tolist() == [f"<image {i}>" for i in range(len(pil))]
     assert_matches_reference(table, reference)
 
 
-def test_encode_and_score_agree_with_predict(model, image_paths, reference):
-    features = model.encode(image_paths, num_workers=0)
+def test_encode_and_score_agree_with_predict(net, image_paths, reference):
+    features = net.encode(image_paths, num_workers=0)
     assert features.shape == (len(image_paths), 32) and features.dtype == np.float32
     np.testing.assert_allclose(features, reference["features"], atol=1e-5)
-    table = model.score(features, ids=[str(p) for p in image_paths])
+    table = net.score(features, ids=[str(p) for p in image_paths])
     assert_matches_reference(table, reference)
-    assert model.score(torch.from_numpy(features))["index"].tolist() == list(range(len(image_paths)))
+    assert net.score(torch.from_numpy(features))["index"].tolist() == list(range(len(image_paths)))
 
 
-def test_bad_images_become_error_rows(model, image_paths, reference, tmp_path):
+def test_bad_images_become_error_rows(net, image_paths, reference, tmp_path):
     not_image = tmp_path / "notes.jpg"
     not_image.write_text("this is not a picture")
     truncated = tmp_path / "truncated.jpg"
@@ -144,7 +139,7 @@ def test_bad_images_become_error_rows(model, image_paths, reference, tmp_path):
     truncated.write_bytes(data[: len(data) // 2])
     missing = tmp_path / "missing.png"
     inputs = [image_paths[0], not_image, image_paths[1], truncated, missing, image_paths[2]]
-    table = model.predict(inputs, batch_size=2, faces="none", num_workers=2)
+    table = net.predict(inputs, batch_size=2, faces="none", num_workers=2)
     assert table["path"].tolist() == [str(p) for p in inputs]
     errors = table["error"].tolist()
     assert "not a readable image" in errors[1] and str(not_image) in errors[1]
@@ -156,17 +151,17 @@ def test_bad_images_become_error_rows(model, image_paths, reference, tmp_path):
     assert table.loc[~ok, "top1"].isna().all()
     assert_matches_reference(table[ok].reset_index(drop=True), reference, rows=[0, 1, 2])
     with pytest.raises(InputError, match="not a readable image"):
-        model.encode([not_image])
+        net.encode([not_image])
 
 
-def test_empty_folder_is_an_error(model, tmp_path):
+def test_empty_folder_is_an_error(net, tmp_path):
     with pytest.raises(InputError, match="no image or video files"):
-        model.predict(tmp_path)
+        net.predict(tmp_path)
 
 
-def test_wrong_embedding_width(model):
+def test_wrong_embedding_width(net):
     with pytest.raises(InputError, match=r"expect \(N, 32\)"):
-        model.score(np.zeros((3, 31), dtype=np.float32))
+        net.score(np.zeros((3, 31), dtype=np.float32))
 
 
 def test_encoder_heads_width_mismatch(tiny_encoder_dir, tmp_path):
@@ -236,8 +231,8 @@ def two_faces_or_none(ids, image):
     ]
 
 
-def test_source_and_expand_seams(model, image_paths):
-    table = model.predict(image_paths[:3], batch_size=4, num_workers=1, source=ThreeFrames(), expand=two_faces_or_none)
+def test_source_and_expand_seams(net, image_paths):
+    table = net.predict(image_paths[:3], batch_size=4, num_workers=1, source=ThreeFrames(), expand=two_faces_or_none)
     assert list(table.columns[:6]) == ["path", "frame", "time", "face", "box_x", "top1"]
     # img0 is 50 px wide (no face): 3 rows with empty scores and no error; img1/img2: 3 frames x 2 faces.
     assert len(table) == 3 + 6 + 6
@@ -248,19 +243,19 @@ def test_source_and_expand_seams(model, image_paths):
     assert second["anger"].notna().all()
     crop = Image.open(image_paths[1]).convert("RGB")
     crop = crop.crop((crop.width // 2, 0, crop.width // 2 * 2, crop.height))
-    single = model.predict([crop], source=ImageSource(), num_workers=0)  # the crop as it is: no face stage
+    single = net.predict([crop], source=ImageSource(), num_workers=0)  # the crop as it is: no face stage
     np.testing.assert_allclose(second["anger"].iloc[1], single["anger"].iloc[0], atol=1e-5)
 
 
-def test_skip_resume_keys(model, image_paths):
+def test_skip_resume_keys(net, image_paths):
     skip = {(str(image_paths[0]),), (str(image_paths[1]), 1)}
-    frames = list(model.predict_batches(image_paths[:2], batch_size=2, num_workers=0, source=ThreeFrames(), skip=skip))
+    frames = list(net.predict_batches(image_paths[:2], batch_size=2, num_workers=0, source=ThreeFrames(), skip=skip))
     table = pd.concat(frames, ignore_index=True)
     assert list(zip(table["path"], table["frame"])) == [(str(image_paths[1]), 0), (str(image_paths[1]), 2)]
 
 
-def test_batches_hold_complete_inputs(model, image_paths):
+def test_batches_hold_complete_inputs(net, image_paths):
     """A yielded batch never splits the rows of one input (so resume by path is exact)."""
-    frames = list(model.predict_batches(image_paths[:3], batch_size=2, num_workers=0, source=ThreeFrames()))
+    frames = list(net.predict_batches(image_paths[:3], batch_size=2, num_workers=0, source=ThreeFrames()))
     for frame in frames:
         assert (frame.groupby("path").size() == 3).all()

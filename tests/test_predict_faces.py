@@ -3,29 +3,23 @@ frames with times, all faces of an image in one encoder batch, resume after a re
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from conftest import face_video
 from emonet_face import taxonomy as tx
-from emonet_face.cli.main import app
 from emonet_face.faces import DEFAULT_MARGIN, crop_face, get_detector
 from emonet_face.inputs.images import ensure_min_size
 from emonet_face.media import FaceExpander, MediaSource
 from emonet_face.outputs import read_table
+from helpers_cli import kill_when, run_cli, run_process
 from test_blazeface import HOPPER_BOX, close_up
 from test_faces import ASTRONAUT_FACE, fake_yunet, iou
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 SCORES = [*tx.HEAD_KEYS, *(f"prob.{k}" for k in tx.EMOTION_KEYS), *(f"raw.{k}" for k in tx.HEAD_KEYS)]
 FACE_IDS = [
     "path", "face", "box_x", "box_y", "box_w", "box_h", "det_score", "region",
@@ -33,13 +27,9 @@ FACE_IDS = [
 ]  # fmt: skip
 
 
-def run(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
 def test_one_row_per_face_and_a_row_for_each_faceless_image(photos, model_args, tmp_path, net, astronaut):
     out = tmp_path / "faces.csv"
-    result = run("predict", *photos.values(), "--faces", "detect", "--out", out, "-b", "2", *model_args)
+    result = run_cli("predict", *photos.values(), "--faces", "detect", "--out", out, "-b", "2", *model_args)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
     assert list(table.columns[: len(FACE_IDS)]) == FACE_IDS
@@ -61,7 +51,7 @@ def test_one_row_per_face_and_a_row_for_each_faceless_image(photos, model_args, 
 
 def test_auto_scores_a_faceless_portrait_whole_and_says_so(photos, model_args, tmp_path):
     out = tmp_path / "auto.csv"
-    result = run("predict", photos["landscape"], photos["portrait"], "--out", out, *model_args)  # default auto
+    result = run_cli("predict", photos["landscape"], photos["portrait"], "--out", out, *model_args)  # default auto
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
     assert table["region"].isna().tolist() == [True, False]
@@ -72,7 +62,7 @@ def test_auto_scores_a_faceless_portrait_whole_and_says_so(photos, model_args, t
 
 def test_faces_none_keeps_whole_image_rows(photos, model_args, tmp_path):
     out = tmp_path / "none.csv"
-    assert run("predict", photos["group"], "--faces", "none", "--out", out, *model_args).exit_code == 0
+    assert run_cli("predict", photos["group"], "--faces", "none", "--out", out, *model_args).exit_code == 0
     table = pd.read_csv(out)
     assert len(table) == 1 and "face" not in table.columns and table[SCORES].notna().all().all()
 
@@ -102,7 +92,7 @@ def test_all_faces_of_an_image_in_one_encoder_batch(photos, net, monkeypatch):
 def test_video_rows_at_the_right_times(tmp_path, astronaut, model_args):
     video = face_video(tmp_path / "clip.mp4", astronaut)
     out = tmp_path / "video.csv"
-    result = run("predict", video, "--fps", "2", "--faces", "detect", "--out", out, *model_args)
+    result = run_cli("predict", video, "--fps", "2", "--faces", "detect", "--out", out, *model_args)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
     assert list(table.columns[:4]) == ["path", "frame", "time", "face"]
@@ -113,7 +103,7 @@ def test_video_rows_at_the_right_times(tmp_path, astronaut, model_args):
     slope = np.polyfit(table["time"], table["box_x"], 1)[0]
     assert 30 < slope < 50 and (np.diff(table["box_x"]) > 0).all()
     short = tmp_path / "short.csv"
-    assert run("predict", video, "--fps", "2", "--max-frames", "3", "--out", short, *model_args).exit_code == 0
+    assert run_cli("predict", video, "--fps", "2", "--max-frames", "3", "--out", short, *model_args).exit_code == 0
     assert pd.read_csv(short)["frame"].tolist() == [0, 5, 10]
 
 
@@ -122,7 +112,7 @@ def test_video_track_column_and_tracks_out(tmp_path, astronaut, model_args, phot
     out, tracks_out = tmp_path / "video.csv", tmp_path / "tracks.csv"
     # batch size 2 and 16-frame segments: the tracker must carry its state across batches
     args = [video, photos["astronaut"], "--fps", "6", "--out", out, "--tracks-out", tracks_out, "-b", "2"]
-    result = run("predict", *args, *model_args)
+    result = run_cli("predict", *args, *model_args)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
     assert list(table.columns).index("track") < list(table.columns).index("top1")
@@ -142,13 +132,13 @@ def test_video_track_column_and_tracks_out(tmp_path, astronaut, model_args, phot
 
 def test_no_track_column_for_stills_or_faces_none(tmp_path, photos, astronaut, model_args):
     out = tmp_path / "stills.csv"
-    assert run("predict", photos["astronaut"], "--out", out, *model_args).exit_code == 0
+    assert run_cli("predict", photos["astronaut"], "--out", out, *model_args).exit_code == 0
     assert "track" not in pd.read_csv(out).columns
     video = face_video(tmp_path / "clip.mp4", astronaut, seconds=1)
     out = tmp_path / "none.csv"
-    assert run("predict", video, "--faces", "none", "--fps", "2", "--out", out, *model_args).exit_code == 0
+    assert run_cli("predict", video, "--faces", "none", "--fps", "2", "--out", out, *model_args).exit_code == 0
     assert "track" not in pd.read_csv(out).columns
-    result = run("predict", video, "--faces", "none", "--tracks-out", tmp_path / "t.csv", *model_args)
+    result = run_cli("predict", video, "--faces", "none", "--tracks-out", tmp_path / "t.csv", *model_args)
     assert result.exit_code == 2 and "--tracks-out needs faces" in result.output
 
 
@@ -171,27 +161,18 @@ def test_mixed_inputs_errors_and_resume_after_a_real_kill(photos, tmp_path, astr
     face_video(folder / "img3_clip.mp4", astronaut, seconds=2)
     args = [folder, "-b", "1", "--fps", "4", "--num-workers", "0", *model_args]
     full = tmp_path / "full.csv"
-    result = run("predict", *args, "--out", full)
+    result = run_cli("predict", *args, "--out", full)
     assert result.exit_code == 1  # the broken file is an error row; the run went on
     expected = pd.read_csv(full)
     assert expected["error"].notna().sum() == 1 and "img9_broken.jpg" in expected["error"].dropna().iloc[0]
     assert expected["frame"].notna().sum() == 8 and set(expected.columns) >= {"frame", "time", "face"}
 
     out = tmp_path / "killed.csv"
-    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "emonet_face", "predict", *map(str, args), "--out", str(out)]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(9000):  # up to 180 s for the subprocess to start and write 3 rows (a loaded machine)
-            if (out.is_file() and out.read_bytes().count(b"\n") >= 4) or proc.poll() is not None:
-                break
-            time.sleep(0.02)
-    finally:
-        proc.kill()
-        proc.wait()
+    # killed once it has written 3 rows (the header and 3 lines)
+    kill_when(lambda: out.is_file() and out.read_bytes().count(b"\n") >= 4, "predict", *args, "--out", out, interval=0.02)
     rows_before = len(read_table(out))
     assert 0 < rows_before < len(expected), "the kill should land mid-run"
-    result = run("predict", *args, "--out", out, "--resume")
+    result = run_cli("predict", *args, "--out", out, "--resume")
     assert result.exit_code == 1, result.output
     resumed = pd.read_csv(out)
     # tracks are not linked across the resume point (documented): compare the rest exactly
@@ -206,7 +187,7 @@ def test_save_vis_and_plot(photos, tmp_path, astronaut, model_args):
     video = face_video(tmp_path / "clip.mp4", astronaut, seconds=2)
     vis = tmp_path / "vis"
     out = tmp_path / "scores.parquet"
-    result = run("predict", photos["group"], photos["landscape"], video, "--out", out, "--save-vis", vis, *model_args)
+    result = run_cli("predict", photos["group"], photos["landscape"], video, "--out", out, "--save-vis", vis, *model_args)
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in vis.glob("*.png"))
     assert "b_group.png" in names and "b_group.face0.bars.png" in names and "b_group.face1.bars.png" in names
@@ -215,7 +196,7 @@ def test_save_vis_and_plot(photos, tmp_path, astronaut, model_args):
     with Image.open(vis / "b_group.png") as image:
         assert image.width > 500
     plotted = tmp_path / "plotted"
-    result = run("plot", out, "--out", plotted, "--smooth", "1.5")
+    result = run_cli("plot", out, "--out", plotted, "--smooth", "1.5")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in plotted.glob("*.png")) == names
 
@@ -223,7 +204,7 @@ def test_save_vis_and_plot(photos, tmp_path, astronaut, model_args):
 def test_plot_rejects_a_table_that_is_not_scores(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
-    result = run("plot", bad, "--out", tmp_path / "o")
+    result = run_cli("plot", bad, "--out", tmp_path / "o")
     assert result.exit_code == 2 and "not a predict score table" in result.stderr
 
 
@@ -236,7 +217,7 @@ def test_every_odd_image_mode_is_scored(tmp_path, model_args):
         odd_image(mode).save(path)
         paths.append(path)
     out = tmp_path / "modes.csv"
-    result = run("predict", *paths, "--faces", "none", "--out", out, *model_args)
+    result = run_cli("predict", *paths, "--faces", "none", "--out", out, *model_args)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
     assert len(table) == len(ODD_MODES) and table["error"].isna().all() and table[SCORES].notna().all().all()
@@ -256,7 +237,7 @@ def test_detector_option_with_a_local_weights_file(tmp_path, model_args):
     image.save(tmp_path / "bright.png")
     weights = fake_yunet(tmp_path / "yunet.onnx")
     out = tmp_path / "yunet.csv"
-    result = run("predict", tmp_path / "bright.png", "--detector", f"yunet:{weights}", "--out", out, *model_args)
+    result = run_cli("predict", tmp_path / "bright.png", "--detector", f"yunet:{weights}", "--out", out, *model_args)
     assert result.exit_code == 0, result.output
     row = pd.read_csv(out).iloc[0]
     assert (row["face"], row["box_x"], row["box_y"], row["box_w"], row["box_h"]) == (0, 128, 64, 32, 32)
@@ -264,9 +245,9 @@ def test_detector_option_with_a_local_weights_file(tmp_path, model_args):
 
 
 def test_unknown_detector_and_bad_faces_option(photos, model_args):
-    result = run("predict", photos["astronaut"], "--detector", "nope", *model_args)
+    result = run_cli("predict", photos["astronaut"], "--detector", "nope", *model_args)
     assert result.exit_code == 2 and "unknown face detector" in result.stderr
-    result = run("predict", photos["astronaut"], "--faces", "some", *model_args)
+    result = run_cli("predict", photos["astronaut"], "--faces", "some", *model_args)
     assert result.exit_code == 2 and "--faces some" in result.stderr
 
 
@@ -278,7 +259,7 @@ def test_plot_draws_bar_charts_when_the_image_is_gone(tmp_path):
     row.update({f"raw.{d.key}": (d.low + d.high) / 2 for d in tx.EXTRA_DIMENSIONS})
     table = tmp_path / "scores.csv"
     pd.DataFrame([row, {**row, "face": 1}]).to_csv(table, index=False)
-    result = run("plot", table, "--out", tmp_path / "vis")
+    result = run_cli("plot", table, "--out", tmp_path / "vis")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "vis").glob("*.png")) == ["moved.face0.bars.png", "moved.face1.bars.png"]
 
@@ -286,11 +267,11 @@ def test_plot_draws_bar_charts_when_the_image_is_gone(tmp_path):
 def test_min_face_score_and_align_options(photos, model_args, tmp_path):
     out = tmp_path / "strict.csv"
     args = [photos["astronaut"], "--faces", "detect", *model_args]
-    assert run("predict", *args, "--min-face-score", "0.99", "--out", out).exit_code == 0
+    assert run_cli("predict", *args, "--min-face-score", "0.99", "--out", out).exit_code == 0
     assert pd.read_csv(out)["face"].isna().all()  # nothing scores 0.99: the row stays, with no face
     plain, aligned = tmp_path / "plain.csv", tmp_path / "aligned.csv"
-    assert run("predict", *args, "--out", plain).exit_code == 0
-    assert run("predict", *args, "--align", "--out", aligned).exit_code == 0
+    assert run_cli("predict", *args, "--out", plain).exit_code == 0
+    assert run_cli("predict", *args, "--align", "--out", aligned).exit_code == 0
     plain, aligned = pd.read_csv(plain), pd.read_csv(aligned)
     assert plain["eye_left_x"].iloc[0] > plain["eye_right_x"].iloc[0]
     # the astronaut's eye line tilts by ~4°: the aligned crop differs, so do its scores
@@ -305,7 +286,7 @@ def test_a_close_up_portrait_is_one_row_not_two(tmp_path, grace_hopper, model_ar
     crop, face_box = close_up(portrait, tuple(round(v) for v in box), 0.575)
     crop.save(tmp_path / "close.png")
     out = tmp_path / "close.csv"
-    result = run("predict", tmp_path / "close.png", "--faces", "detect", "--out", out, *model_args)
+    result = run_cli("predict", tmp_path / "close.png", "--faces", "detect", "--out", out, *model_args)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
     assert table["face"].tolist() == [0]
@@ -316,10 +297,8 @@ def test_a_close_up_portrait_is_one_row_not_two(tmp_path, grace_hopper, model_ar
 def test_quiet_predict_prints_nothing_from_litert(tmp_path, photos, model_args):
     """``--quiet`` in a fresh process: LiteRT's ``INFO: Created TensorFlow Lite XNNPACK delegate
     for CPU.`` (C++, written to the process's stderr) no longer shows."""
-    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1"}
     out = tmp_path / "quiet.csv"
-    cmd = [sys.executable, "-m", "emonet_face", "predict", str(photos["astronaut"]), "--quiet", "--out", str(out)]
-    result = subprocess.run([*cmd, *model_args], capture_output=True, text=True, env=env, timeout=600)
+    result = run_process("predict", photos["astronaut"], "--quiet", "--out", out, *model_args)
     assert result.returncode == 0, result.stderr
     assert pd.read_csv(out)["face"].tolist() == [0]  # the detector ran
     assert "XNNPACK" not in result.stderr and "TensorFlow Lite" not in result.stderr, result.stderr

@@ -14,14 +14,15 @@ from emonet_face.errors import InputError
 from emonet_face.options import FaceOptions, MediaOptions, ModelOptions
 from emonet_face.outputs import read_table
 from emonet_face.pipeline import EmoNetFace, RunOptions
-from test_predict_faces import SCORES, run
+from helpers_cli import run_cli
+from test_predict_faces import SCORES
 
 
 def test_predict_gives_the_cli_rows_and_columns(photos, net, model_args, tmp_path):
     """Same inputs, default options: the same rows (one per face) and columns, the same numbers."""
     inputs = [photos["group"], photos["astronaut"], photos["landscape"]]
     out = tmp_path / "cli.parquet"
-    assert run("predict", *inputs, "--out", out, *model_args).exit_code == 0
+    assert run_cli("predict", *inputs, "--out", out, *model_args).exit_code == 0
     cli = pd.read_parquet(out)
     api = net.predict(inputs, num_workers=0)
     assert list(api.columns) == list(cli.columns)

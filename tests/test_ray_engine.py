@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from emonet_face import taxonomy as tx
-from emonet_face.cli.main import app
 from emonet_face.engines import RayOptions
 from emonet_face.inputs import discover_inputs
 from emonet_face.media import media_stages
 from emonet_face.options import FaceOptions, ModelOptions
+from helpers_cli import run_cli
 from shard_builders import write_hf_parquet, write_tar
 
 ray = pytest.importorskip("ray", reason="Ray is in the test extra; CI installs it")
@@ -47,15 +46,6 @@ def shards(tmp_path_factory) -> list[Path]:
     return [folder / "00000.tar", folder / "00001.tar", folder / "extra" / "train-00000.parquet"]
 
 
-@pytest.fixture(scope="module")
-def model_args(tiny_encoder_dir, tiny_heads_dir) -> list[str]:
-    return ["--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--device", "cpu", "--faces", "none"]
-
-
-def cli(*args) -> object:
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
 def by_key(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(key=table["key"].astype(str)).sort_values(["path", "key"]).reset_index(drop=True)
 
@@ -69,12 +59,12 @@ def assert_same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
     np.testing.assert_allclose(a[NUMERIC].to_numpy(float), b[NUMERIC].to_numpy(float), atol=1e-5, equal_nan=True)
 
 
-def test_killed_run_resumed_gives_the_local_rows(shards, model_args, tiny_encoder_dir, tiny_heads_dir, tmp_path):
+def test_killed_run_resumed_gives_the_local_rows(shards, whole_image_args, tiny_encoder_dir, tiny_heads_dir, tmp_path):
     """A run killed after its first shard, resumed through the CLI: exactly the local engine's rows."""
     from emonet_face.engines.ray_engine import ray_predict
 
     local = tmp_path / "local.parquet"
-    result = cli("predict", *shards, "--out", local, *model_args)
+    result = run_cli("predict", *shards, "--out", local, *whole_image_args)
     assert result.exit_code == 1, result.output  # one corrupt member
 
     paths = discover_inputs([str(s) for s in shards])
@@ -96,10 +86,10 @@ def test_killed_run_resumed_gives_the_local_rows(shards, model_args, tiny_encode
     assert [u["complete"] for u in half["shards"]] == [True, False, False] and not half["complete"]
     assert len(pd.read_parquet(out)) == 20  # what is there is readable
     (out / "part-00002-000.parquet").write_bytes(b"a part left by a kill mid-unit")  # must not survive
-    result = cli("predict", *shards, "--out", out, "--engine", "ray", *model_args)
+    result = run_cli("predict", *shards, "--out", out, "--engine", "ray", *whole_image_args)
     assert result.exit_code == 2 and "not empty" in result.output
 
-    result = cli("predict", *shards, "--out", out, "--engine", "ray", "--resume", "--actors", "1", "-b", "8", *model_args)
+    result = run_cli("predict", *shards, "--out", out, "--engine", "ray", "--resume", "--actors", "1", "-b", "8", *whole_image_args)
     assert result.exit_code == 1, result.output
     assert "scored 30 row(s), 1 error(s)" in result.output
     table = pd.read_parquet(out)  # the whole folder, as the issue asks
@@ -127,8 +117,8 @@ def test_embed_engine_ray_writes_the_local_store(shards, tiny_encoder_dir, tiny_
     tars = str(shards[0].parent / "{00000..00001}.tar")
     local, distributed = tmp_path / "local", tmp_path / "ray"
     common = ["--encoder", tiny_encoder_dir, "--no-progress", "--shard-size", "8", "--batch-size", "4"]
-    assert cli("embed", tars, "--out", local, *common).exit_code == 0
-    result = cli("embed", tars, "--out", distributed, "--engine", "ray", *common)
+    assert run_cli("embed", tars, "--out", local, *common).exit_code == 0
+    result = run_cli("embed", tars, "--out", distributed, "--engine", "ray", *common)
     assert result.exit_code == 0, result.output
     a, ids_a = read_store(local)
     b, ids_b = read_store(distributed)
@@ -136,6 +126,6 @@ def test_embed_engine_ray_writes_the_local_store(shards, tiny_encoder_dir, tiny_
     np.testing.assert_allclose(b, a, atol=1e-5)
     assert read_manifest(distributed)["encoder"] == read_manifest(local)["encoder"]
     assert len(read_manifest(distributed)["skipped"]) == 1
-    scored = cli("score", distributed, "--heads", tiny_heads_dir, "--device", "cpu", "--out", tmp_path / "s.csv")
+    scored = run_cli("score", distributed, "--heads", tiny_heads_dir, "--device", "cpu", "--out", tmp_path / "s.csv")
     assert scored.exit_code == 0, scored.output
     assert len(pd.read_csv(tmp_path / "s.csv")) == 24

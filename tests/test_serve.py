@@ -6,10 +6,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -21,56 +21,33 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from emonet_face import taxonomy as tx
-from emonet_face.cli.main import app as cli_app
 from emonet_face.outputs import read_table
-from emonet_face.pipeline import EmoNetFace
 from emonet_face.serve import Batcher, QueueFull, ServeConfig, create_app
-from serve_helpers import running_server, wait_healthy
+from helpers_cli import emonet_command, run_cli, subprocess_env
+from serve_helpers import free_port, loading_server, make_config, running_server, serve_process, serving, wait_healthy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 # --- fixtures ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def net(tiny_encoder_dir, tiny_heads_dir) -> EmoNetFace:
-    return EmoNetFace.from_pretrained(encoder=str(tiny_encoder_dir), heads=str(tiny_heads_dir), device="cpu")
-
-
-def make_config(tiny_encoder_dir, tiny_heads_dir, **overrides) -> ServeConfig:
-    options = {"encoder": str(tiny_encoder_dir), "heads": str(tiny_heads_dir), "device": "cpu", "workers": 2}
-    return ServeConfig(**{**options, **overrides})
-
-
-@pytest.fixture(scope="module")
 def server(tiny_encoder_dir, tiny_heads_dir):
     """The server under test (real model loading through the CLI's loader), 1 MB upload limit."""
-    app = create_app(make_config(tiny_encoder_dir, tiny_heads_dir, max_upload_mb=1.0))
-    with running_server(app) as url:
-        yield url, app
+    with serving(make_config(tiny_encoder_dir, tiny_heads_dir, max_upload_mb=1.0)) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> dict[str, Path]:
-    from skimage import data
-
+def photos(photos, tmp_path_factory) -> dict[str, Path]:
+    """The suite's face, group and landscape (no face) under plain names, and a file that is not a picture."""
     folder = tmp_path_factory.mktemp("serve-photos")
-    astronaut = Image.fromarray(data.astronaut())
-    group = Image.new("RGB", (1024, 512))
-    group.paste(astronaut, (0, 0))
-    group.paste(astronaut, (512, 0))
-    paths = {
-        "astronaut": folder / "astronaut.png",
-        "group": folder / "group.jpg",
-        "landscape": folder / "landscape.png",
-        "broken": folder / "broken.jpg",
-    }
-    astronaut.save(paths["astronaut"])
-    group.save(paths["group"], quality=95)
-    Image.new("RGB", (1600, 600), (90, 140, 200)).save(paths["landscape"])  # no face
+    paths = {key: folder / name for key, name in
+             [("astronaut", "astronaut.png"), ("group", "group.jpg"), ("landscape", "landscape.png")]}  # fmt: skip
+    for key, path in paths.items():
+        shutil.copyfile(photos[key], path)
+    paths["broken"] = folder / "broken.jpg"
     paths["broken"].write_bytes(b"this is not a picture")
     return paths
 
@@ -79,7 +56,7 @@ def cli_rows(paths: list[Path], tiny_encoder_dir, tiny_heads_dir, tmp_path: Path
     out = tmp_path / f"cli-{len(list(tmp_path.iterdir()))}.csv"
     args = ["predict", *map(str, paths), "--out", str(out), "--num-workers", "0", "--quiet"]
     args += ["--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--device", "cpu", *extra]
-    result = CliRunner().invoke(cli_app, args)
+    result = run_cli(*args)
     assert result.exit_code in (0, 1), result.output
     table = read_table(out)
     table["path"] = [Path(p).name for p in table["path"]]
@@ -378,14 +355,7 @@ def test_batcher_groups_waiting_items_and_returns_each_its_result():
 
 # --- start-up, API key -------------------------------------------------------------------------------------
 def test_health_is_503_until_the_model_is_loaded(net, tiny_encoder_dir, tiny_heads_dir, photos):
-    loaded = threading.Event()
-
-    def slow_loader(config):
-        loaded.wait(30)
-        return net
-
-    app = create_app(make_config(tiny_encoder_dir, tiny_heads_dir), loader=slow_loader)
-    with running_server(app, wait_ready=False) as url:
+    with loading_server(make_config(tiny_encoder_dir, tiny_heads_dir), net) as (url, loaded):
         health = httpx.get(f"{url}/health")
         assert health.status_code == 503 and health.json()["status"] == "loading"
         early = post_files(url, [photos["landscape"]])
@@ -412,24 +382,9 @@ def test_api_key_guards_the_api_but_not_health_or_page(net, tiny_encoder_dir, ti
 
 
 # --- the real command: start, SIGTERM with a request in flight, bad model ----------------------------------
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_serve_command_finishes_in_flight_requests_on_sigterm(tiny_encoder_dir, tiny_heads_dir, photos):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1", "SERVE_TEST_KEY": "k"}
-    command = [sys.executable, "-m", "emonet_face", "serve", "--encoder", str(tiny_encoder_dir), "--heads",
-               str(tiny_heads_dir), "--device", "cpu", "--port", str(port), "--faces", "none",
-               "--batch-timeout-ms", "3000", "--max-batch-size", "64", "--api-key-env", "SERVE_TEST_KEY"]  # fmt: skip
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_healthy(url, timeout=120)
+def test_serve_command_finishes_in_flight_requests_on_sigterm(model_args, photos):
+    options = ["--faces", "none", "--batch-timeout-ms", "3000", "--max-batch-size", "64", "--api-key-env", "SERVE_TEST_KEY"]
+    with serve_process(*model_args, *options, SERVE_TEST_KEY="k") as (proc, url):
         with ThreadPoolExecutor(1) as pool:
             # the batch waits 3 s for company: SIGTERM arrives while this request is in flight
             in_flight = pool.submit(post_files, url, [photos["landscape"]], headers={"Authorization": "Bearer k"})
@@ -439,9 +394,6 @@ def test_serve_command_finishes_in_flight_requests_on_sigterm(tiny_encoder_dir, 
         assert response.status_code == 200, response.text
         assert response.json()["rows"][0]["path"] == "landscape.png"
         assert proc.wait(60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     output = proc.stdout.read()
     assert "Traceback" not in output, output
     with pytest.raises(httpx.TransportError):
@@ -449,16 +401,15 @@ def test_serve_command_finishes_in_flight_requests_on_sigterm(tiny_encoder_dir, 
 
 
 def test_serve_command_with_a_missing_model_exits_2_with_one_line(tmp_path, tiny_encoder_dir):
-    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "emonet_face", "serve", "--encoder", str(tiny_encoder_dir), "--heads",
-               str(tmp_path / "no-heads"), "--device", "cpu", "--port", str(free_port()), "--faces", "none"]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    command = emonet_command("serve", "--encoder", tiny_encoder_dir, "--heads", tmp_path / "no-heads", "--device", "cpu",
+                             "--port", free_port(), "--faces", "none")  # fmt: skip
+    done = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "error: model did not load:" in done.stderr and "no-heads" in done.stderr
     assert "Traceback" not in done.stderr
-    bad = CliRunner().invoke(cli_app, ["serve", *command[4:-2], "--faces", "sideways"])  # refused before loading
+    bad = run_cli("serve", *command[4:-2], "--faces", "sideways")  # refused before loading
     assert bad.exit_code == 2 and "--faces sideways" in bad.stderr
-    bad = CliRunner().invoke(cli_app, ["serve", *command[4:-2], "--api-key-env", "EMONET_NO_SUCH_VARIABLE"])
+    bad = run_cli("serve", *command[4:-2], "--api-key-env", "EMONET_NO_SUCH_VARIABLE")
     assert bad.exit_code == 2 and "EMONET_NO_SUCH_VARIABLE" in bad.stderr
 
 

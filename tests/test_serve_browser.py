@@ -7,42 +7,25 @@ snapshot from Chromium's fake camera. Screenshots go to ``$EMONET_SCREENSHOTS`` 
 
 from __future__ import annotations
 
-import csv
-import io
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from emonet_face import taxonomy as tx
-from emonet_face.serve import ServeConfig, create_app
-from serve_helpers import running_server
+from helpers_browser import download_csv, needs_chromium, open_page, shoot
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.usefixtures("one_thread"),
-    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium; .ci/run does)"),
-]
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]  # fmt: skip
-FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+pytestmark = [pytest.mark.usefixtures("one_thread"), needs_chromium]
 
 
 @pytest.fixture(scope="module")
-def url(tiny_encoder_dir, tiny_heads_dir):
-    config = ServeConfig(encoder=str(tiny_encoder_dir), heads=str(tiny_heads_dir), device="cpu", workers=2)
-    with running_server(create_app(config)) as base:
-        yield base
+def url(tiny_server) -> str:
+    return tiny_server[0]
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> list[Path]:
-    from skimage import data
-
+def photos(tmp_path_factory, astronaut) -> list[Path]:
     folder = tmp_path_factory.mktemp("browser-photos")
-    astronaut = Image.fromarray(data.astronaut())
     group = Image.new("RGB", (1024, 512), (235, 235, 235))
     group.paste(astronaut, (0, 0))
     group.paste(astronaut.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (512, 0))
@@ -52,31 +35,8 @@ def photos(tmp_path_factory) -> list[Path]:
     return paths
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS + FAKE_CAMERA)
-        yield browser
-        browser.close()
-
-
-def shoot(page, name: str) -> None:
-    folder = os.environ.get("EMONET_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
-
-
 def test_page_scores_two_photos_draws_boxes_and_charts_and_downloads_csv(browser, url, photos, tmp_path):
-    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    outside: list[str] = []
-    page.on("request", lambda r: None if r.url.startswith(url) or r.url.startswith("blob:") else outside.append(r.url))
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url)
-    page.wait_for_function("document.querySelectorAll('#legend span').length === 7")
+    context, page, errors, outside = open_page(browser, url, viewport={"width": 1280, "height": 900})
     page.set_input_files("#picker", [str(p) for p in photos])
     page.wait_for_selector(".picture canvas >> nth=1", timeout=60_000)
 
@@ -104,11 +64,7 @@ def test_page_scores_two_photos_draws_boxes_and_charts_and_downloads_csv(browser
     assert page.locator("#error").is_hidden()
     shoot(page, "page-two-photos")
 
-    with page.expect_download() as download_info:
-        page.click("#download-csv")
-    target = tmp_path / "scores.csv"
-    download_info.value.save_as(target)
-    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    rows = download_csv(page, "#download-csv", tmp_path / "scores.csv")
     assert [r["path"] for r in rows] == ["astronaut.png", "two people.jpg", "two people.jpg"]
     assert list(rows[0])[:2] == ["path", "face"] and f"prob.{tx.EMOTION_KEYS[0]}" in rows[0]
     assert all(r["top1"] in tx.EMOTION_KEYS for r in rows)
@@ -127,10 +83,7 @@ def test_page_scores_two_photos_draws_boxes_and_charts_and_downloads_csv(browser
 
 
 def test_webcam_snapshot_with_a_fake_camera(browser, url):
-    context = browser.new_context(permissions=["camera"], viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.goto(url)
-    page.wait_for_function("document.querySelectorAll('#legend span').length === 7")
+    context, page, _, _ = open_page(browser, url, viewport={"width": 1280, "height": 900})
     page.select_option("#faces", "none")  # the fake camera shows no face: score the whole frame
     page.click("#camera-button")
     page.wait_for_function("document.getElementById('camera-video').videoWidth > 0", timeout=20_000)

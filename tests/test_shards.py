@@ -9,10 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from emonet_face import taxonomy as tx
-from emonet_face.cli.main import app
 from emonet_face.errors import EmoNetError, InputError
 from emonet_face.inputs import discover_inputs
 from emonet_face.inputs.shards import SEGMENT_SAMPLES, ParquetSegment, ShardFailure, TarSegment, plan_shard
@@ -20,21 +18,12 @@ from emonet_face.media import media_stages
 from emonet_face.options import FaceOptions, MediaOptions
 from emonet_face.outputs import read_table, row_key
 from emonet_face.pipeline import EmoNetFace
+from helpers_cli import run_cli
 from shard_builders import write_hf_parquet, write_tar
 from test_pipeline import assert_matches_reference, reference_scores
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 HEAD = tx.HEAD_KEYS[0]
-
-
-@pytest.fixture(scope="module")
-def model(tiny_encoder_dir, tiny_heads_dir) -> EmoNetFace:
-    return EmoNetFace.from_pretrained(encoder=tiny_encoder_dir, heads=tiny_heads_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def model_args(tiny_encoder_dir, tiny_heads_dir) -> list[str]:
-    return ["--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--device", "cpu", "--faces", "none"]
 
 
 def predict(model: EmoNetFace, paths: list[Path], **stage_options) -> pd.DataFrame:
@@ -53,10 +42,10 @@ def reference_for(images: dict[str, bytes], folder: Path, tiny_encoder_dir, tiny
     return reference_scores(tiny_encoder_dir, tiny_heads_dir, paths)
 
 
-def test_tar_shard_rows_carry_key_and_json_and_match_reference(model, tiny_encoder_dir, tiny_heads_dir, tmp_path):
+def test_tar_shard_rows_carry_key_and_json_and_match_reference(net, tiny_encoder_dir, tiny_heads_dir, tmp_path):
     shard = tmp_path / "00000.tar"
     images = write_tar(shard, 0, 2 * SEGMENT_SAMPLES + 3)  # three segments
-    table = predict(model, [shard])
+    table = predict(net, [shard])
     assert table["path"].eq(str(shard)).all()
     assert table["key"].tolist() == list(images)
     assert table["url"].tolist() == [f"https://example.org/{k}.jpg" for k in images]
@@ -64,21 +53,21 @@ def test_tar_shard_rows_carry_key_and_json_and_match_reference(model, tiny_encod
     assert "exif" not in table.columns  # only scalar fields are carried
     assert table["error"].isna().all()
     assert_matches_reference(table, reference_for(images, tmp_path / "ref", tiny_encoder_dir, tiny_heads_dir))
-    plain = predict(model, [shard], carry_json=False)
+    plain = predict(net, [shard], carry_json=False)
     assert [c for c in plain.columns[: plain.columns.get_loc("top1")]] == ["path", "key"]
 
 
-def test_corrupt_member_is_one_error_row(model, tmp_path):
+def test_corrupt_member_is_one_error_row(net, tmp_path):
     shard = tmp_path / "00001.tar"
     images = write_tar(shard, 1, 6, corrupt=(2,))
-    table = predict(model, [shard])
+    table = predict(net, [shard])
     assert table["key"].tolist() == list(images)
     errors = table["error"].notna().tolist()
     assert errors == [False, False, True, False, False, False]
     assert f"{shard}[000010002]" in table["error"][2] and "corrupt" in table["error"][2]
 
 
-def test_truncated_tar_keeps_samples_before_and_fails_that_shard_only(model, tmp_path):
+def test_truncated_tar_keeps_samples_before_and_fails_that_shard_only(net, tmp_path):
     good = tmp_path / "00000.tar"
     write_tar(good, 0, 5)
     bad = tmp_path / "00001.tar"
@@ -89,7 +78,7 @@ def test_truncated_tar_keeps_samples_before_and_fails_that_shard_only(model, tmp
     assert isinstance(plan[-1], ShardFailure) and "truncated" in plan[-1].message
     kept = sum(len(s.samples) for s in plan if isinstance(s, TarSegment))
     assert 0 < kept < 20
-    table = predict(model, [good, bad])
+    table = predict(net, [good, bad])
     rows_bad = table[table["path"] == str(bad)]
     assert rows_bad["key"].iloc[:kept].tolist() == list(images)[:kept]
     assert rows_bad["error"].iloc[:kept].isna().all()
@@ -97,20 +86,20 @@ def test_truncated_tar_keeps_samples_before_and_fails_that_shard_only(model, tmp
     assert table[table["path"] == str(good)]["error"].isna().sum() == 5
 
 
-def test_hf_parquet_shards_key_by_id_or_row_number(model, tiny_encoder_dir, tiny_heads_dir, tmp_path):
+def test_hf_parquet_shards_key_by_id_or_row_number(net, tiny_encoder_dir, tiny_heads_dir, tmp_path):
     with_id = tmp_path / "a" / "train-00000.parquet"
     images = write_hf_parquet(with_id, 10, row_group=4)
     plan = plan_shard(with_id)
     assert all(isinstance(s, ParquetSegment) and s.image_column == "image" for s in plan)
-    table = predict(model, [with_id])
+    table = predict(net, [with_id])
     assert table["key"].tolist() == list(images)
     assert_matches_reference(table, reference_for(images, tmp_path / "ref", tiny_encoder_dir, tiny_heads_dir))
     no_id = tmp_path / "b" / "train-00000.parquet"
     write_hf_parquet(no_id, 3, with_id=False)
-    assert predict(model, [no_id])["key"].tolist() == ["0", "1", "2"]
+    assert predict(net, [no_id])["key"].tolist() == ["0", "1", "2"]
 
 
-def test_parquet_image_column_must_be_unambiguous(model, tmp_path):
+def test_parquet_image_column_must_be_unambiguous(net, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -120,7 +109,7 @@ def test_parquet_image_column_must_be_unambiguous(model, tmp_path):
     pq.write_table(pa.table({"a": pa.array([image_bytes(1)]), "b": pa.array([image_bytes(2)])}), path)
     plan = plan_shard(path)
     assert isinstance(plan[0], ShardFailure) and "--image-column" in plan[0].message
-    table = predict(model, [path], image_column="b")
+    table = predict(net, [path], image_column="b")
     assert table["error"].isna().all() and table["key"].tolist() == ["0"]
 
 
@@ -143,20 +132,20 @@ def test_resume_key_covers_shard_keys():
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
-def test_cli_resume_on_shards(model_args, tmp_path, suffix):
+def test_cli_resume_on_shards(whole_image_args, tmp_path, suffix):
     """Cut the output after a few rows (as a kill leaves it); --resume completes it exactly."""
     shards = [tmp_path / "s" / f"{i:05d}.tar" for i in range(2)]
     for i, shard in enumerate(shards):
         write_tar(shard, i, 7, corrupt=(3,) if i else ())
     full = tmp_path / f"full{suffix}"
     pattern = str(tmp_path / "s" / "{00000..00001}.tar")
-    result = CliRunner().invoke(app, ["predict", pattern, "--out", str(full), *model_args])
+    result = run_cli("predict", pattern, "--out", full, *whole_image_args)
     assert result.exit_code == 1, result.output  # one corrupt member
     expected = read_table(full)
     partial = tmp_path / f"partial{suffix}"
     lines = full.read_text().splitlines(keepends=True)
     partial.write_text("".join(lines[:10]) + lines[10][:15])  # 9 or 10 rows + a partial line
-    result = CliRunner().invoke(app, ["predict", pattern, "--out", str(partial), "--resume", *model_args])
+    result = run_cli("predict", pattern, "--out", partial, "--resume", *whole_image_args)
     assert result.exit_code == 1, result.output
     resumed = read_table(partial)
     assert resumed["key"].astype(str).tolist() == expected["key"].astype(str).tolist()
@@ -171,10 +160,7 @@ def test_embed_reads_tar_shards(tiny_encoder_dir, tmp_path):
     data = open_dataset(str(tmp_path / "shards" / "{00000..00001}.tar"))
     assert len(data) == 6 and "url" in data.metadata_fields
     out = tmp_path / "store"
-    result = CliRunner().invoke(
-        app,
-        ["embed", str(tmp_path / "shards"), "--out", str(out), "--encoder", str(tiny_encoder_dir), "--no-progress"],
-    )
+    result = run_cli("embed", tmp_path / "shards", "--out", out, "--encoder", tiny_encoder_dir, "--no-progress")
     assert result.exit_code == 0, result.output
     embeddings, ids = read_store(out)
     assert ids["id"].tolist() == ["00000#000000000", "00000#000000001", "00000#000000002", "00001#000010000", "00001#000010002"]
@@ -202,9 +188,9 @@ def test_tar_is_read_by_offsets_not_unpacked(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["00000.tar"]
 
 
-def test_python_api_reads_shards_without_stages(model, tmp_path):
+def test_python_api_reads_shards_without_stages(net, tmp_path):
     shard = tmp_path / "00000.tar"
     images = write_tar(shard, 0, 3)
-    table = model.predict(str(tmp_path / "{00000..00000}.tar"), faces="none", num_workers=0)
+    table = net.predict(str(tmp_path / "{00000..00000}.tar"), faces="none", num_workers=0)
     assert table["key"].tolist() == list(images) and "url" in table.columns
     assert table["error"].isna().all()

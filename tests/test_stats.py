@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from emonet_face.bench.synthetic import make_synthetic_hq
-from emonet_face.cli.main import app
 from emonet_face.stats import load_demographic_table
 from emonet_face.stats.bygroup import gap_test
 from emonet_face.taxonomy import EMOTION_KEYS, EMOTIONS, resolve_emotion
+from helpers_cli import one_line_error, run_cli
 from hf_layout import write_card_shards, write_shards
 
 # The ethnicity strings of the EmoNet-Face generation prompts (the public release's prompt script).
@@ -55,18 +54,6 @@ EXPECTED_FAIRFACE = {
 }
 AGE_EDGES = [0, 3, 10, 20, 30, 40, 50, 60, 70, 1000]
 AGE_LABELS = ["0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+"]
-
-
-def _run(args: list[str]):
-    return CliRunner().invoke(app, args)
-
-
-def _one_line_error(result) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.output
-    return lines[0]
 
 
 def _age_groups(ages: pd.Series) -> pd.Series:
@@ -122,7 +109,7 @@ def test_hub_layout_counts_equal_pandas_group_by(tmp_path: Path) -> None:
     ethnicities = (*RELEASE_ETHNICITIES, "Martian")
     write_shards(tmp_path / "binary", "binary", 45, shards=3, ethnicities=ethnicities)
     out = tmp_path / "out"
-    result = _run(["stats", str(tmp_path / "binary"), "--out", str(out), "--no-figures"])
+    result = run_cli("stats", str(tmp_path / "binary"), "--out", str(out), "--no-figures")
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     frame = _hub_frame(tmp_path / "binary")
@@ -166,7 +153,7 @@ def test_hub_layout_counts_equal_pandas_group_by(tmp_path: Path) -> None:
 def test_card_layout_counts_equal_pandas_group_by(tmp_path: Path) -> None:
     write_card_shards(tmp_path / "card", 30, ethnicities=RELEASE_ETHNICITIES[:7])
     out = tmp_path / "out"
-    result = _run(["stats", str(tmp_path / "card"), "--out", str(out), "--no-figures"])
+    result = run_cli("stats", str(tmp_path / "card"), "--out", str(out), "--no-figures")
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     frame = _hub_frame(tmp_path / "card")
@@ -209,7 +196,7 @@ def test_real_binary_votes_with_meta(release_data: Path, tmp_path: Path) -> None
     )
     meta.to_csv(tmp_path / "meta.csv", index=False)
     out = tmp_path / "out"
-    result = _run(["stats", str(votes_csv), "--meta", str(tmp_path / "meta.csv"), "--out", str(out), "--no-figures"])
+    result = run_cli("stats", str(votes_csv), "--meta", str(tmp_path / "meta.csv"), "--out", str(out), "--no-figures")
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_images"] == votes["path"].nunique() == 19999
@@ -227,7 +214,7 @@ def test_figures_and_world_map_fallback(tmp_path: Path, monkeypatch: pytest.Monk
 
     write_shards(tmp_path / "hq", "hq", 24, shards=2, ethnicities=RELEASE_ETHNICITIES)
     out = tmp_path / "out"
-    result = _run(["stats", str(tmp_path / "hq"), "--out", str(out)])
+    result = run_cli("stats", str(tmp_path / "hq"), "--out", str(out))
     assert result.exit_code == 0, result.output
     for stem in ("per_emotion", "demographics", "age_histogram", "emotion_by_group", "balance", "world_map"):
         assert (out / f"{stem}.png").stat().st_size > 0 and (out / f"{stem}.pdf").exists()
@@ -240,7 +227,7 @@ def test_figures_and_world_map_fallback(tmp_path: Path, monkeypatch: pytest.Monk
     fallback.mkdir()
     counts = pd.Series({"White": 3, "Black": 1, "unknown": 2})
     assert [p.name for p in figures.world_map(counts, load_demographic_table(), fallback)] == ["world_map.png", "world_map.pdf"]
-    result = _run(["stats", str(tmp_path / "hq"), "--out", str(tmp_path / "again"), "--no-figures"])
+    result = run_cli("stats", str(tmp_path / "hq"), "--out", str(tmp_path / "again"), "--no-figures")
     assert result.exit_code == 0 and "without country outlines" not in result.output  # no figures, no note
 
 
@@ -267,9 +254,9 @@ def hq_with_meta(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
 def test_by_group_kappa_equals_bench_hq_on_the_subset(hq_with_meta, tmp_path: Path) -> None:
     hq_csv, meta_csv, frame = hq_with_meta
     args = ["--n-boot", "60", "--seed", "5", "--no-figures"]
-    result = _run(
-        ["bench", "hq", str(hq_csv), "--meta", str(meta_csv), "--by", "gender,fairface", "--n-perm", "49",
-         "--out", str(tmp_path / "all"), *args]
+    result = run_cli(
+        "bench", "hq", str(hq_csv), "--meta", str(meta_csv), "--by", "gender,fairface", "--n-perm", "49",
+        "--out", str(tmp_path / "all"), *args
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "all" / "summary.json").read_text())
@@ -280,7 +267,7 @@ def test_by_group_kappa_equals_bench_hq_on_the_subset(hq_with_meta, tmp_path: Pa
     ):
         subset = tmp_path / f"{value}.csv"
         frame[frame["image"].isin(set(images))].to_csv(subset, index=False)
-        result = _run(["bench", "hq", str(subset), "--out", str(tmp_path / value), *args])
+        result = run_cli("bench", "hq", str(subset), "--out", str(tmp_path / value), *args)
         assert result.exit_code == 0, result.output
         alone = json.loads((tmp_path / value / "summary.json").read_text())
         group = summary["by"][factor][value]
@@ -318,7 +305,7 @@ def test_by_group_figures_and_hq_dataset_as_meta(hq_with_meta, tmp_path: Path) -
         }
     ).to_parquet(parquet)
     out = tmp_path / "out"
-    result = _run(["bench", "hq", str(hq_csv), "--meta", str(parquet), "--by", "age_group", "--out", str(out), "--n-boot", "30", "--n-perm", "19"])
+    result = run_cli("bench", "hq", str(hq_csv), "--meta", str(parquet), "--by", "age_group", "--out", str(out), "--n-boot", "30", "--n-perm", "19")
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert {k: v["n_images"] for k, v in summary["by"]["age_group"].items()} == {"20-29": 12, "30-39": 12, "40-49": 12, "50-59": 12}
@@ -383,9 +370,9 @@ def test_stats_predictions_with_hq(tmp_path: Path) -> None:
     scores.to_csv(tmp_path / "scores.csv", index=False)
     pd.DataFrame({"image": images, "gender": labels}).to_csv(tmp_path / "meta.csv", index=False)
     out = tmp_path / "out"
-    result = _run(
-        ["stats", str(tmp_path / "scores.csv"), "--meta", str(tmp_path / "meta.csv"), "--by", "gender",
-         "--hq", str(tmp_path / "hq.csv"), "--out", str(out), "--n-boot", "200", "--n-perm", "999"]
+    result = run_cli(
+        "stats", str(tmp_path / "scores.csv"), "--meta", str(tmp_path / "meta.csv"), "--by", "gender",
+        "--hq", str(tmp_path / "hq.csv"), "--out", str(out), "--n-boot", "200", "--n-perm", "999"
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "flagged: Anger" in result.output
@@ -403,24 +390,24 @@ def test_malformed_inputs_give_one_line_errors(tmp_path: Path, hq_with_meta) -> 
     hq_csv, meta_csv, _ = hq_with_meta
     bad_meta = tmp_path / "bad_meta.csv"
     pd.DataFrame({"name": ["x.jpg"], "colour": ["red"]}).to_csv(bad_meta, index=False)
-    assert "'image' column" in _one_line_error(_run(["bench", "hq", str(hq_csv), "--meta", str(bad_meta), "--out", str(tmp_path / "o")]))
+    assert "'image' column" in one_line_error(run_cli("bench", "hq", str(hq_csv), "--meta", str(bad_meta), "--out", str(tmp_path / "o")))
     no_demo = tmp_path / "no_demo.csv"
     pd.DataFrame({"image": ["x.jpg"], "colour": ["red"]}).to_csv(no_demo, index=False)
-    assert "no demographic column" in _one_line_error(_run(["bench", "hq", str(hq_csv), "--meta", str(no_demo), "--out", str(tmp_path / "o")]))
+    assert "no demographic column" in one_line_error(run_cli("bench", "hq", str(hq_csv), "--meta", str(no_demo), "--out", str(tmp_path / "o")))
     other = tmp_path / "other.csv"
     pd.DataFrame({"image": ["x.jpg"], "gender": ["man"]}).to_csv(other, index=False)
-    assert "no image matches" in _one_line_error(_run(["bench", "hq", str(hq_csv), "--meta", str(other), "--out", str(tmp_path / "o")]))
-    assert "unknown factor" in _one_line_error(_run(["bench", "hq", str(hq_csv), "--meta", str(meta_csv), "--by", "race", "--out", str(tmp_path / "o")]))
-    assert "needs --meta" in _one_line_error(_run(["bench", "hq", str(hq_csv), "--by", "gender", "--out", str(tmp_path / "o")]))
+    assert "no image matches" in one_line_error(run_cli("bench", "hq", str(hq_csv), "--meta", str(other), "--out", str(tmp_path / "o")))
+    assert "unknown factor" in one_line_error(run_cli("bench", "hq", str(hq_csv), "--meta", str(meta_csv), "--by", "race", "--out", str(tmp_path / "o")))
+    assert "needs --meta" in one_line_error(run_cli("bench", "hq", str(hq_csv), "--by", "gender", "--out", str(tmp_path / "o")))
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"not parquet")
-    assert "not a readable Parquet" in _one_line_error(_run(["stats", str(broken), "--out", str(tmp_path / "o")]))
-    assert "not found" in _one_line_error(_run(["stats", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]))
+    assert "not a readable Parquet" in one_line_error(run_cli("stats", str(broken), "--out", str(tmp_path / "o")))
+    assert "not found" in one_line_error(run_cli("stats", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")))
     table = tmp_path / "table.json"
     table.write_text("[1, 2]")
-    assert "demographic table" in _one_line_error(
-        _run(["stats", str(tmp_path / "nothing"), "--ethnicity-table", str(table), "--out", str(tmp_path / "o")])
+    assert "demographic table" in one_line_error(
+        run_cli("stats", str(tmp_path / "nothing"), "--ethnicity-table", str(table), "--out", str(tmp_path / "o"))
     )
     scores = tmp_path / "scores.csv"
     pd.DataFrame({"path": ["a.jpg"], "top1": ["anger"], "anger": [0.1]}).to_csv(scores, index=False)
-    assert "--meta" in _one_line_error(_run(["stats", str(scores), "--out", str(tmp_path / "o")]))
+    assert "--meta" in one_line_error(run_cli("stats", str(scores), "--out", str(tmp_path / "o")))

@@ -9,46 +9,30 @@ import io
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
-from emonet_face.pipeline import EmoNetFace
-from emonet_face.serve import ServeConfig, create_app
+from emonet_face.serve import create_app
 from emonet_face.serve.stream import key_subprotocol
-from serve_helpers import running_server, wait_healthy
+from serve_helpers import loading_server, make_config, running_server, serve_process, serving
 
 websockets = pytest.importorskip("websockets", reason="websockets is not installed (pip install 'emonet-face[serve]')")
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 # --- fixtures ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def net(tiny_encoder_dir, tiny_heads_dir) -> EmoNetFace:
-    return EmoNetFace.from_pretrained(encoder=str(tiny_encoder_dir), heads=str(tiny_heads_dir), device="cpu")
-
-
-def make_config(tiny_encoder_dir, tiny_heads_dir, **overrides) -> ServeConfig:
-    options = {"encoder": str(tiny_encoder_dir), "heads": str(tiny_heads_dir), "device": "cpu", "workers": 2}
-    return ServeConfig(**{**options, **overrides})
-
-
-@pytest.fixture(scope="module")
 def server(net, tiny_encoder_dir, tiny_heads_dir):
-    app = create_app(make_config(tiny_encoder_dir, tiny_heads_dir, max_upload_mb=1.0), loader=lambda config: net)
-    with running_server(app) as url:
-        yield url, app
+    with serving(make_config(tiny_encoder_dir, tiny_heads_dir, max_upload_mb=1.0), loader=lambda config: net) as started:
+        yield started
 
 
 def portrait_frames(n: int, *, step: int = 4, newcomer_from: int | None = None) -> list[bytes]:
@@ -318,14 +302,7 @@ def test_bad_parameters_and_a_loading_model_close_with_a_reason(server, net, tin
         assert code == 1008, (query, reason)
         for word in words:
             assert word in reason, reason
-    loaded = threading.Event()
-
-    def slow_loader(config):
-        loaded.wait(30)
-        return net
-
-    app = create_app(make_config(tiny_encoder_dir, tiny_heads_dir), loader=slow_loader)
-    with running_server(app, wait_ready=False) as slow_url:
+    with loading_server(make_config(tiny_encoder_dir, tiny_heads_dir), net) as (slow_url, loaded):
         with open_stream(slow_url) as ws:
             code, reason = closed_with(ws)
         assert code == 1013 and "loading" in reason
@@ -346,23 +323,8 @@ def test_fps_parameter_bounds_the_scoring_rate(server, frames):
 
 
 # --- the real command: SIGTERM closes streams, exits 0 ----------------------------------------------------
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_sigterm_closes_open_streams_and_exits_0(tiny_encoder_dir, tiny_heads_dir, frames):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "emonet_face", "serve", "--encoder", str(tiny_encoder_dir), "--heads",
-               str(tiny_heads_dir), "--device", "cpu", "--port", str(port), "--max-streams", "2"]  # fmt: skip
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_healthy(url, timeout=120)
+def test_sigterm_closes_open_streams_and_exits_0(model_args, frames):
+    with serve_process(*model_args, "--max-streams", "2", OMP_NUM_THREADS="1") as (proc, url):
         with open_stream(url) as ws, open_stream(url) as idle:
             ws.send(frames[0])
             assert reply(ws)["rows"][0]["track"] == 0
@@ -376,9 +338,6 @@ def test_sigterm_closes_open_streams_and_exits_0(tiny_encoder_dir, tiny_heads_di
                 codes.append(caught.value.rcvd.code if caught.value.rcvd else None)
         assert codes == [1012, 1012]  # service restart: clients may reconnect later
         assert proc.wait(60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     output = proc.stdout.read()
     assert "Traceback" not in output, output
 

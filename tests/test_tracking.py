@@ -148,7 +148,7 @@ def test_timeline_smoothing_by_hand():
     assert smooth_series([0, 1], [1, 2], 0) == [1, 2]  # 0: raw
 
 
-def test_one_track_while_the_camera_closes_in_on_a_face_seen_from_the_side(tmp_path, tiny_encoder_dir, tiny_heads_dir):
+def test_one_track_while_the_camera_closes_in_on_a_face_seen_from_the_side(tmp_path, model_args):
     """A clip through ``predict``: the camera moves in on skimage's cameraman (in profile) until
     his face fills the frame, 30 % → 100 % over 15 frames. One face in every frame, one track.
     (Before the zoom-out level and the two-zoom second look, the face was lost from 65 % on and the
@@ -156,9 +156,8 @@ def test_one_track_while_the_camera_closes_in_on_a_face_seen_from_the_side(tmp_p
     import av
     from PIL import Image
     from skimage import data
-    from typer.testing import CliRunner
 
-    from emonet_face.cli.main import app
+    from helpers_cli import run_cli
     from test_blazeface import CAMERA_BOX, close_up
 
     cameraman = Image.fromarray(data.camera()).convert("RGB")
@@ -173,9 +172,7 @@ def test_one_track_while_the_camera_closes_in_on_a_face_seen_from_the_side(tmp_p
         for packet in stream.encode():
             container.mux(packet)
     out = tmp_path / "closer.csv"
-    args = ["predict", str(video), "--fps", "5", "--faces", "detect", "--out", str(out)]
-    args += ["--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--device", "cpu"]
-    result = CliRunner().invoke(app, args)
+    result = run_cli("predict", video, "--fps", "5", "--faces", "detect", "--out", out, *model_args)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
     assert table["frame"].tolist() == list(range(15))  # one row per frame: one face each, none missed

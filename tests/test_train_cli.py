@@ -7,29 +7,24 @@ import json
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from emonet_face.cli.main import app
 from emonet_face.data.store import is_store, read_manifest, read_store
 from emonet_face.heads import load_heads
 from emonet_face.taxonomy import HEAD_KEYS
+from helpers_cli import run_cli
 from hf_layout import write_shards
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_embed_then_train_end_to_end(tmp_path, tiny_encoder_dir):
-    runner = CliRunner()
     big_data = write_shards(tmp_path / "emonet-face-big", "big", 36, shards=2, seed=1)
     binary_data = write_shards(tmp_path / "emonet-face-binary", "binary", 36, shards=2, seed=2)
     stores = {}
     for name, data in (("big", big_data), ("binary", binary_data)):
         stores[name] = tmp_path / f"{name}-store"
-        result = runner.invoke(
-            app,
-            ["embed", str(data), "--out", str(stores[name]), "--encoder", str(tiny_encoder_dir), "--batch-size", "8",
-             "--num-workers", "1", "--shard-size", "16", "--no-progress"],
-        )  # fmt: skip
+        result = run_cli("embed", data, "--out", stores[name], "--encoder", tiny_encoder_dir, "--batch-size", "8",
+                         "--num-workers", "1", "--shard-size", "16", "--no-progress")  # fmt: skip
         assert result.exit_code == 0, result.output
         assert "36 embeddings (dim 32) in 3 shard(s)" in result.output
         assert is_store(stores[name])
@@ -38,12 +33,10 @@ def test_embed_then_train_end_to_end(tmp_path, tiny_encoder_dir):
     assert {"prompt", "age", "ethnicity", "gender", "emotion", "subset"} <= set(frame.columns)
 
     out = tmp_path / "trained"
-    result = runner.invoke(
-        app,
-        ["train", "--pretrain", str(stores["big"]), "--finetune", str(stores["binary"]), "--arch", "small",
-         "--hidden", "8,4", "--epochs", "3", "--finetune-epochs", "2", "--batch-size", "8", "--val-fraction", "0.25",
-         "--neutral", "emotion=neutral", "--seed", "7", "--out", str(out), "--no-progress"],
-    )  # fmt: skip
+    result = run_cli("train", "--pretrain", stores["big"], "--finetune", stores["binary"], "--arch", "small",
+                     "--hidden", "8,4", "--epochs", "3", "--finetune-epochs", "2", "--batch-size", "8",
+                     "--val-fraction", "0.25", "--neutral", "emotion=neutral", "--seed", "7", "--out", out,
+                     "--no-progress")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "validation spearman" in result.output
     record = json.loads((out / "training.json").read_text())
@@ -59,14 +52,11 @@ def test_embed_then_train_end_to_end(tmp_path, tiny_encoder_dir):
 
 
 def test_cli_errors_are_one_line(tmp_path):
-    runner = CliRunner()
-    result = runner.invoke(app, ["train", "--pretrain", str(tmp_path), "--out", str(tmp_path / "o")])
+    result = run_cli("train", "--pretrain", str(tmp_path), "--out", str(tmp_path / "o"))
     assert result.exit_code == 2
     assert "error:" in result.output and "not an embedding store" in result.output
     assert "Traceback" not in result.output
-    result = runner.invoke(
-        app, ["embed", str(tmp_path / "nope"), "--out", str(tmp_path / "s"), "--encoder", str(tmp_path)]
-    )
+    result = run_cli("embed", str(tmp_path / "nope"), "--out", str(tmp_path / "s"), "--encoder", str(tmp_path))
     assert result.exit_code == 2 and "dataset not found" in result.output
-    result = runner.invoke(app, ["train", "--out", str(tmp_path / "o")])
+    result = run_cli("train", "--out", str(tmp_path / "o"))
     assert result.exit_code == 2 and "nothing to train" in result.output

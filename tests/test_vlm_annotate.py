@@ -4,32 +4,28 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import signal
 import subprocess
-import sys
 import types
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from emonet_face import faces
-from emonet_face.cli.main import app
 from emonet_face.taxonomy import EMOTIONS, EXTRA_DIMENSIONS, Emotion, resolve_emotion
 from emonet_face.vlm.annotate import read_log
 from emonet_face.vlm.prompts import build_prompt
+from helpers_cli import emonet_command, run_cli, subprocess_env
 from vlm_fakes import FakeVLM, Reply, Seen, answer, make_images, ok, wait_until
 
 KEY = "sk-test-DO-NOT-LEAK-0123456789"
-SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def run_cli(args: list[str], key: str | None = KEY):
-    env = {"OPENAI_API_KEY": key} if key else {"OPENAI_API_KEY": ""}
-    return CliRunner().invoke(app, args, env=env, catch_exceptions=False)
+def vlm_cli(args: list[str], key: str | None = KEY):
+    """The command with ``OPENAI_API_KEY=key`` (empty for ``None``), exceptions raised as they are."""
+    return run_cli(*args, env={"OPENAI_API_KEY": key or ""}, catch_exceptions=False)
 
 
 def annotate_args(server: FakeVLM, inputs: list[str], out: Path, *extra: str) -> list[str]:
@@ -87,7 +83,7 @@ def test_annotate_handles_every_server_behaviour_and_writes_hq_rows(tmp_path: Pa
     make_images(tmp_path / "imgs", 9)
     out = tmp_path / "vlm.csv"
     with FakeVLM(mixed_behaviour) as server:
-        result = run_cli(annotate_args(server, [str(tmp_path / "imgs")], out, "--concurrency", "3", "--timeout", "1.5"))
+        result = vlm_cli(annotate_args(server, [str(tmp_path / "imgs")], out, "--concurrency", "3", "--timeout", "1.5"))
     assert result.exit_code == 1, result.output  # one image failed for good
     counts = {i: len(server.requests_for(i)) for i in range(9)}
     assert counts == {0: 1, 1: 1, 2: 2, 3: 2, 4: 2, 5: 2, 6: 2, 7: 3, 8: 1}
@@ -151,7 +147,7 @@ def test_output_joins_human_rows_in_the_hq_layout(tmp_path: Path) -> None:
     make_images(tmp_path / "imgs", 3)
     out = tmp_path / "vlm.csv"
     with FakeVLM(lambda seen: ok(seen.image, nonzero=2)) as server:
-        assert run_cli(annotate_args(server, [str(tmp_path / "imgs")], out, "--name", "My VLM")).exit_code == 0
+        assert vlm_cli(annotate_args(server, [str(tmp_path / "imgs")], out, "--name", "My VLM")).exit_code == 0
     humans = pd.DataFrame(
         {
             "image": [f"img_{i:03d}.png" for i in range(3)],
@@ -178,7 +174,7 @@ def test_output_joins_human_rows_in_the_hq_layout(tmp_path: Path) -> None:
 def test_concurrency_limits_requests_in_flight(tmp_path: Path, concurrency: int) -> None:
     make_images(tmp_path / "imgs", 6)
     with FakeVLM(lambda seen: Reply(content=json.dumps(answer(seen.image)), delay=0.3)) as server:
-        result = run_cli(
+        result = vlm_cli(
             annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv", "--concurrency", str(concurrency))
         )
     assert result.exit_code == 0, result.output
@@ -198,10 +194,8 @@ def test_resume_after_kill_sends_no_duplicate_requests(tmp_path: Path) -> None:
 
     with FakeVLM(behaviour) as server:
         args = annotate_args(server, [str(tmp_path / "imgs")], out, "--concurrency", "1")
-        env = {**os.environ, "PYTHONPATH": str(SRC), "OPENAI_API_KEY": KEY}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "emonet_face", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        env = subprocess_env(OPENAI_API_KEY=KEY)
+        proc = subprocess.Popen(emonet_command(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             assert wait_until(lambda: len(server.seen) >= 4 and len(image_records(log)) >= 3, timeout=60)
         finally:
@@ -212,20 +206,20 @@ def test_resume_after_kill_sends_no_duplicate_requests(tmp_path: Path) -> None:
         first_run = len(server.seen)
 
         state["block_after"] = None
-        result = run_cli(args)
+        result = vlm_cli(args)
         assert result.exit_code == 0, result.output
         second = server.seen[first_run:]
         asked_again = {f"img_{s.image:03d}.png" for s in second}
         assert len(second) == 5 and not asked_again & done_first
         assert "skipped 3 already done" in result.output
 
-        again = run_cli(args)  # a third run has nothing left to do
+        again = vlm_cli(args)  # a third run has nothing left to do
         assert again.exit_code == 0 and len(server.seen) == first_run + 5
         assert "skipped 8 already done" in again.output
 
         # Another prompt means another hash: nothing is skipped for it.
         before = len(server.seen)
-        other = run_cli([("multi-shot" if a == "zero-shot" else a) for a in args])
+        other = vlm_cli([("multi-shot" if a == "zero-shot" else a) for a in args])
         assert other.exit_code == 0 and len(server.seen) == before + 8
 
     frame = pd.read_csv(out)
@@ -239,13 +233,13 @@ def test_torn_log_line_from_a_kill_is_survived(tmp_path: Path) -> None:
     out, log = tmp_path / "vlm.csv", tmp_path / "vlm.log.jsonl"
     with FakeVLM(lambda seen: ok(seen.image)) as server:
         args = annotate_args(server, [str(tmp_path / "imgs" / "img_000.png")], out)
-        assert run_cli(args).exit_code == 0
+        assert vlm_cli(args).exit_code == 0
         with log.open("a") as handle:
             handle.write('{"type": "image", "status": "ok", "ima')  # killed mid-write
         with out.open("a") as handle:
             handle.write("img_9")
         args = annotate_args(server, [str(tmp_path / "imgs")], out)
-        assert run_cli(args).exit_code == 0
+        assert vlm_cli(args).exit_code == 0
     assert len(server.seen) == 2
     assert sorted(pd.read_csv(out)["image"]) == ["img_000.png", "img_001.png"]
     assert len(image_records(log)) == 2
@@ -254,7 +248,7 @@ def test_torn_log_line_from_a_kill_is_survived(tmp_path: Path) -> None:
 def test_fatal_endpoint_error_stops_the_run(tmp_path: Path) -> None:
     make_images(tmp_path / "imgs", 5)
     with FakeVLM(lambda seen: Reply(status=401, content="invalid api key")) as server:
-        result = run_cli(annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv", "--concurrency", "1"))
+        result = vlm_cli(annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv", "--concurrency", "1"))
     assert result.exit_code == 2
     assert "error:" in result.output and "HTTP 401" in result.output
     assert len(server.seen) == 1
@@ -266,7 +260,7 @@ def test_bad_image_gets_a_log_row_and_the_batch_goes_on(tmp_path: Path) -> None:
     (tmp_path / "imgs" / "broken.png").write_bytes(b"not an image")
     (tmp_path / "imgs" / "clip.mp4").write_bytes(b"\x00" * 64)  # folders give images only: videos are skipped
     with FakeVLM(lambda seen: ok(seen.image)) as server:
-        result = run_cli(annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv"))
+        result = vlm_cli(annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv"))
     assert result.exit_code == 1
     assert len(server.seen) == 2
     (bad,) = [r for r in image_records(tmp_path / "o.log.jsonl") if r["status"] == "error"]
@@ -280,12 +274,12 @@ def test_input_errors_are_one_line(tmp_path: Path) -> None:
     make_images(tmp_path / "a", 1)
     make_images(tmp_path / "b", 1)
     with FakeVLM(lambda seen: ok(0)) as server:
-        dup = run_cli(annotate_args(server, [str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "o.csv"))
-        missing = run_cli(annotate_args(server, [str(tmp_path / "nope")], tmp_path / "o.csv"))
+        dup = vlm_cli(annotate_args(server, [str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "o.csv"))
+        missing = vlm_cli(annotate_args(server, [str(tmp_path / "nope")], tmp_path / "o.csv"))
     assert dup.exit_code == 2 and "share the file name 'img_000.png'" in dup.output
     assert missing.exit_code == 2 and "no such file or folder" in missing.output
     assert server.seen == []
-    no_url = run_cli(["vlm", "annotate", str(tmp_path / "a"), "--model", "m", "--out", str(tmp_path / "x.csv")])
+    no_url = vlm_cli(["vlm", "annotate", str(tmp_path / "a"), "--model", "m", "--out", str(tmp_path / "x.csv")])
     assert no_url.exit_code == 2 and "--base-url is required" in no_url.output
 
 
@@ -304,8 +298,8 @@ def test_faces_crops_are_annotated_one_by_one(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(faces, "face_regions", face_regions)
     with FakeVLM(lambda seen: ok(seen.image)) as server:
         args = annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv", "--faces", "auto")
-        assert run_cli(args).exit_code == 0
-        assert run_cli(args).exit_code == 0  # resumed: no new requests
+        assert vlm_cli(args).exit_code == 0
+        assert vlm_cli(args).exit_code == 0  # resumed: no new requests
     assert calls == ["auto"] * 4 and len(server.seen) == 3
     assert sorted(pd.read_csv(tmp_path / "o.csv")["image"]) == ["img_000.png", "img_001.png#face0", "img_001.png#face1"]
 
@@ -313,7 +307,7 @@ def test_faces_crops_are_annotated_one_by_one(tmp_path: Path, monkeypatch: pytes
 def test_without_a_key_no_authorization_header_is_sent(tmp_path: Path) -> None:
     make_images(tmp_path / "imgs", 1)
     with FakeVLM(lambda seen: ok(0)) as server:
-        result = run_cli(annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv"), key=None)
+        result = vlm_cli(annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv"), key=None)
     assert result.exit_code == 0 and "OPENAI_API_KEY is not set" in result.output
     assert "Authorization" not in server.seen[0].headers
 
@@ -327,7 +321,7 @@ def test_multi_shot_enforces_top5_with_a_repair(tmp_path: Path) -> None:
     with FakeVLM(behaviour) as server:
         args = annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv")
         args[args.index("zero-shot")] = "multi-shot"
-        result = run_cli(args)
+        result = vlm_cli(args)
     assert result.exit_code == 0, result.output
     assert len(server.seen) == 2
     assert "25 emotions are non-zero but at most 5" in server.seen[1].body["messages"][2]["content"]
@@ -348,7 +342,7 @@ def test_faces_through_face_regions_logs_the_box(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(faces, "get_detector", lambda spec=None, **options: "stub-detector")
     monkeypatch.setattr(faces, "face_regions", face_regions)
     with FakeVLM(lambda seen: ok(1)) as server:
-        result = run_cli(annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv", "--faces", "detect"))
+        result = vlm_cli(annotate_args(server, [str(tmp_path / "imgs")], tmp_path / "o.csv", "--faces", "detect"))
     assert result.exit_code == 1 and len(server.seen) == 1
     records = {r["image"]: r for r in image_records(tmp_path / "o.log.jsonl")}
     assert records["img_000.png"]["error"].endswith("no face found")
@@ -370,7 +364,7 @@ def test_bench_hq_reads_vlm_output_with_human_rows(tmp_path: Path) -> None:
     make_images(tmp_path / "imgs", n_images)
     out = tmp_path / "vlm.csv"
     with FakeVLM(lambda seen: ok(seen.image, nonzero=3)) as server:
-        assert run_cli(annotate_args(server, [str(tmp_path / "imgs")], out, "--name", "My VLM")).exit_code == 0
+        assert vlm_cli(annotate_args(server, [str(tmp_path / "imgs")], out, "--name", "My VLM")).exit_code == 0
     rng = np.random.default_rng(0)
     human_rows = [
         {
@@ -384,7 +378,7 @@ def test_bench_hq_reads_vlm_output_with_human_rows(tmp_path: Path) -> None:
     ]
     both = tmp_path / "hq.csv"
     pd.concat([pd.DataFrame(human_rows), pd.read_csv(out)]).to_csv(both, index=False)
-    result = run_cli(["bench", "hq", str(both), "--out", str(tmp_path / "bench"), "--no-figures", "--n-boot", "20"])
+    result = vlm_cli(["bench", "hq", str(both), "--out", str(tmp_path / "bench"), "--no-figures", "--n-boot", "20"])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "bench" / "summary.json").read_text())
     assert set(summary["kappa_mean"]) == {"expert-0", "expert-1", "expert-2", "My VLM"}

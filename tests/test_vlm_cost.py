@@ -7,11 +7,10 @@ import math
 from pathlib import Path
 
 from PIL import Image
-from typer.testing import CliRunner
 
-from emonet_face.cli.main import app
 from emonet_face.vlm.cost import estimate_cost, image_tokens, text_tokens
 from emonet_face.vlm.prompts import build_prompt
+from helpers_cli import run_cli
 from vlm_fakes import FakeVLM, make_images, ok
 
 
@@ -56,18 +55,17 @@ def test_multi_shot_prompt_costs_more_input(tmp_path: Path) -> None:
 def test_cost_cli_and_dry_run_skip_what_is_done(tmp_path: Path) -> None:
     make_images(tmp_path / "imgs", 4)
     out = tmp_path / "o.csv"
-    runner = CliRunner()
-    cost = runner.invoke(app, ["vlm", "cost", str(tmp_path / "imgs"), "--json"])
+    cost = run_cli("vlm", "cost", str(tmp_path / "imgs"), "--json")
     assert cost.exit_code == 0, cost.output
     assert json.loads(cost.stdout)["requests_min"] == 4
     with FakeVLM(lambda seen: ok(seen.image)) as server:
         common = ["--model", "m", "--base-url", server.url, "--out", str(out), "--quiet"]
-        first = runner.invoke(app, ["vlm", "annotate", str(tmp_path / "imgs" / "img_000.png"), *common])
+        first = run_cli("vlm", "annotate", str(tmp_path / "imgs" / "img_000.png"), *common)
         assert first.exit_code == 0, first.output
-        dry = runner.invoke(app, ["vlm", "annotate", str(tmp_path / "imgs"), *common, "--dry-run"])
+        dry = run_cli("vlm", "annotate", str(tmp_path / "imgs"), *common, "--dry-run")
         assert len(server.seen) == 1  # the dry run sent nothing
     assert dry.exit_code == 0 and "images to send: 3 (skipped 1 already done" in dry.stdout
-    left = runner.invoke(app, ["vlm", "cost", str(tmp_path / "imgs"), "--model", "m", "--out", str(out), "--json"])
+    left = run_cli("vlm", "cost", str(tmp_path / "imgs"), "--model", "m", "--out", str(out), "--json")
     assert json.loads(left.stdout)["skipped"] == 1
-    priced = runner.invoke(app, ["vlm", "cost", str(tmp_path / "imgs"), "--price-input", "2.5", "--price-output", "10"])
+    priced = run_cli("vlm", "cost", str(tmp_path / "imgs"), "--price-input", "2.5", "--price-output", "10")
     assert priced.exit_code == 0 and "cost: about $" in priced.stdout
