@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
 from emonet_face.cli.main import app
 from emonet_face.errors import InputError
 from emonet_face.options import FaceOptions, MediaOptions, ModelOptions
+from helpers_cli import run_cli
 
 MODEL_OPTIONS = (
     "--model", "--encoder", "--heads", "--revision", "--cache-dir", "--device", "--backend", "--dtype", "--no-normalize",
@@ -298,6 +298,6 @@ def test_a_bad_value_gives_the_same_one_line_error_everywhere(option, value, opt
         if isinstance(next(iter(fields.values())), float | int):
             assert not _advertises(param, float(value)), f"`{name}` {option}: the help's range accepts {value}"
         args = [*name.split(), *_required_args(COMMANDS[name], tmp_path), option, value]
-        result = CliRunner().invoke(app, args)
+        result = run_cli(*args)
         assert result.exit_code == 2, (name, result.output)
         assert result.stderr.strip().splitlines() == [expected], (name, result.stderr)

@@ -8,9 +8,10 @@ from emonet_face.export import export_model
 from emonet_face.heads import FusedHeads, load_heads, postprocess_scores, save_heads
 from emonet_face.hub import MODELS, resolve_model_dir
 from emonet_face.inputs import ImageSource
+from emonet_face.options import FaceOptions, MediaOptions, ModelOptions
 from emonet_face.outputs import build_score_table, open_writer, read_table
-from emonet_face.pipeline import EmoNetFace
-from emonet_face.runtime import CompiledEncoder, ExportedGraph, ImageEncoder, load_encoder
+from emonet_face.pipeline import EmoNetFace, RunOptions, RunSummary, Scorer
+from emonet_face.runtime import CompiledEncoder, Encoder, ExportedGraph, ImageEncoder, load_encoder, register_backend
 from emonet_face.taxonomy import (
     EMOTION_KEYS,
     EMOTIONS,
@@ -32,12 +33,19 @@ __all__ = [
     "CompiledEncoder",
     "EmoNetError",
     "EmoNetFace",
+    "Encoder",
     "ExportedGraph",
+    "FaceOptions",
     "FusedHeads",
     "ImageEncoder",
     "ImageSource",
     "InputError",
+    "MediaOptions",
     "ModelLoadError",
+    "ModelOptions",
+    "RunOptions",
+    "RunSummary",
+    "Scorer",
     "__version__",
     "build_score_table",
     "export_model",
@@ -46,6 +54,7 @@ __all__ = [
     "open_writer",
     "postprocess_scores",
     "read_table",
+    "register_backend",
     "resolve_emotion",
     "resolve_model_dir",
     "save_heads",
