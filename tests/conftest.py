@@ -245,3 +245,19 @@ def browser():
 
     with chromium(*FAKE_CAMERA) as launched:
         yield launched
+
+
+@pytest.fixture(scope="module")
+def ray_local(tmp_path_factory):
+    """One small local Ray for a module: 2 CPUs, a 256 MB object store, its own short temp folder (Ray's
+    socket paths must fit 107 bytes). Skips where Ray is missing (it is in the test extra; CI has it)."""
+    ray = pytest.importorskip("ray", reason="Ray is in the test extra; CI installs it")
+    ray.init(
+        num_cpus=2,
+        object_store_memory=256 * 1024**2,
+        _temp_dir=str(tmp_path_factory.mktemp("ray")),
+        include_dashboard=False,
+        log_to_driver=False,
+    )
+    yield ray
+    ray.shutdown()

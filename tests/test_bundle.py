@@ -218,24 +218,13 @@ def test_stored_openvino_encoder_is_used_without_converting(bundles, hub, cache,
     assert [p.name.startswith("ov-blobs-") for p in converted.iterdir()] == [True]  # OpenVINO's blobs, no conversion
     with online(hub):  # the same encoder converted from the Hub checkpoint
         ref = EmoNetFace.from_pretrained("large", cache_dir=cache, backend="openvino", dtype="float32", device="cpu")
-    assert_same_rows(net.predict(images, faces="none", num_workers=0), ref.predict(images, num_workers=0), atol=1e-6)
+    assert_same_rows(net.predict(images, faces="none", num_workers=0), ref.predict(images, faces="none", num_workers=0), atol=1e-6)
 
 
-def test_ray_engine_runs_a_bundle(bundles, hub_rows, images, tmp_path, tmp_path_factory):
-    ray = pytest.importorskip("ray", reason="Ray is in the test extra; CI installs it")
-    ray.init(
-        num_cpus=2,
-        object_store_memory=256 * 1024**2,
-        _temp_dir=str(tmp_path_factory.mktemp("ray")),  # short: Ray's socket paths must fit 107 bytes
-        include_dashboard=False,
-        log_to_driver=False,
-    )
-    try:
-        args = ["predict", *map(str, images), "--model", str(bundles["large"]), "--engine", "ray"]
-        args += ["--out", str(tmp_path / "parts"), "--faces", "none", "--device", "cpu"]
-        result = run_cli(*args)
-    finally:
-        ray.shutdown()
+def test_ray_engine_runs_a_bundle(bundles, hub_rows, images, tmp_path, ray_local):
+    args = ["predict", *map(str, images), "--model", str(bundles["large"]), "--engine", "ray"]
+    args += ["--out", str(tmp_path / "parts"), "--faces", "none", "--device", "cpu"]
+    result = run_cli(*args)
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(tmp_path / "parts").sort_values("path").reset_index(drop=True)
     expected = hub_rows["large"].sort_values("path").reset_index(drop=True)

@@ -131,7 +131,7 @@ def test_small_layout_and_encoder_download(online, hub, images, tmp_path):
         "preprocessor_config.json",
     ]
     local = EmoNetFace.from_pretrained(encoder=str(hub.encoder), heads=str(hub.small), device="cpu")
-    assert_same_rows(net.predict(images, faces="none", num_workers=0), local.predict(images, num_workers=0))
+    assert_same_rows(net.predict(images, faces="none", num_workers=0), local.predict(images, faces="none", num_workers=0))
 
 
 @pytest.mark.parametrize(

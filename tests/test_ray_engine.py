@@ -23,18 +23,7 @@ ray = pytest.importorskip("ray", reason="Ray is in the test extra; CI installs i
 NUMERIC = [*tx.HEAD_KEYS, *(f"raw.{k}" for k in tx.HEAD_KEYS), *(f"prob.{k}" for k in tx.EMOTION_KEYS)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_local(tmp_path_factory):
-    """One small local Ray for the module: 2 CPUs, 256 MB object store, its own temp folder."""
-    ray.init(
-        num_cpus=2,
-        object_store_memory=256 * 1024**2,
-        _temp_dir=str(tmp_path_factory.mktemp("ray")),
-        include_dashboard=False,
-        log_to_driver=False,
-    )
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_local")
 
 
 @pytest.fixture(scope="module")

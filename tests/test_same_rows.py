@@ -47,20 +47,6 @@ def frames(tmp_path_factory, photos, astronaut) -> list[Path]:
     return [*paths, photos["astronaut"], photos["group"], photos["landscape"], photos["portrait"]]
 
 
-@pytest.fixture(scope="module")
-def ray_local(tmp_path_factory):
-    """One small local Ray (2 CPUs), as tests/test_ray_engine.py starts it."""
-    ray.init(
-        num_cpus=2,
-        object_store_memory=256 * 1024**2,
-        _temp_dir=str(tmp_path_factory.mktemp("ray")),
-        include_dashboard=False,
-        log_to_driver=False,
-    )
-    yield
-    ray.shutdown()
-
-
 def by_frame(rows: list[dict], names: list[str]) -> dict[tuple[int, int | None], dict]:
     """Rows keyed by (the frame's position, face number), without ``path`` (each way names it its own way)."""
     keyed = {}
