@@ -9,7 +9,6 @@ import os
 import stat
 import sys
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -120,25 +119,71 @@ def test_openvino_blob_cache_keeps_precisions_apart(tiny_encoder_dir, cache):
     encoder = load_encoder(tiny_encoder_dir, backend="openvino", device="cpu", dtype="float32", compiled_dir=cache)
     path, blobs = encoder.cache_entry / "encoder.xml", encoder.cache_entry / "ov-blobs"
     pixels = np.random.default_rng(1).uniform(-1, 1, (3, 3, 32, 32)).astype(np.float32)
-    runs = {p: backends.GraphRuntime(path, "openvino", p, blob_cache=blobs).run(pixels)["embedding"] for p in ("float32", "bfloat16")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bf16 on a CPU without it: float32 or emulated, warned about
+        runs = {
+            p: backends.GraphRuntime(path, "openvino", p, blob_cache=blobs).run(pixels)["embedding"]
+            for p in ("float32", "bfloat16")
+        }
     assert np.isfinite(runs["bfloat16"]).all()
     np.testing.assert_allclose(runs["bfloat16"], runs["float32"], atol=0.05)
 
 
+def _openvino_capabilities() -> list[str]:
+    import openvino as ov
+
+    return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def _load_bf16(backend: str, encoder_dir, heads_dir, cache) -> tuple[EmoNetFace, list[str]]:
+    """``--dtype bfloat16`` on ``backend``, with the warnings it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        net = EmoNetFace.from_pretrained(
+            encoder=encoder_dir, heads=heads_dir, device="cpu", dtype="bfloat16", backend=backend, compiled_dir=cache
+        )
+    return net, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
 def test_bf16_within_documented_bound(tiny_encoder_dir, tiny_heads_dir, cache, torch_table):
-    for backend in ("torch", "openvino"):
-        with pytest.warns(UserWarning, match="emulated") if not device.cpu_has_bf16() else nullcontext():
-            net = EmoNetFace.from_pretrained(
-                encoder=tiny_encoder_dir,
-                heads=tiny_heads_dir,
-                device="cpu",
-                dtype="bfloat16",
-                backend=backend,
-                compiled_dir=cache,
-            )
-        assert net.encoder.describe()["precision"] == "bfloat16"
-        drift = np.abs(_centred(_table(net)) - _centred(torch_table)).max()
-        assert drift < BF16_TOL, (backend, drift)
+    """``--dtype bfloat16`` gives what each CPU computes, and says so. PyTorch computes bf16 on every
+    CPU (emulated, with a warning, without AVX512_BF16/AMX): within the bf16 bound. OpenVINO computes
+    bf16 where its capabilities list ``BF16`` (within the bound, no warning); on an AVX2-only CPU it
+    has no bf16 and runs float32: a warning says so, the outputs say float32 and the scores are
+    float32's; on an AVX-512 CPU without AVX512_BF16 it emulates bf16 (a warning says so)."""
+    torch_net, said = _load_bf16("torch", tiny_encoder_dir, tiny_heads_dir, cache)
+    assert torch_net.encoder.describe()["precision"] == "bfloat16"
+    assert any("PyTorch emulates" in m for m in said) == (not device.cpu_has_bf16()), said
+    drift = np.abs(_centred(_table(torch_net)) - _centred(torch_table)).max()
+    assert drift < BF16_TOL, ("torch", drift)
+
+    capabilities = _openvino_capabilities()
+    net, said = _load_bf16("openvino", tiny_encoder_dir, tiny_heads_dir, cache)
+    runs = net.encoder.describe()["precision"]
+    assert net.describe()["encoder"]["precision"] == runs  # what the outputs' metadata records
+    centred = _centred(_table(net))
+    openvino_said = [m for m in said if "OpenVINO" in m]
+    if "BF16" in capabilities:  # native bf16 (AVX512_BF16, AMX, AVX2-VNNI-2)
+        assert runs == "bfloat16" and openvino_said == [], (runs, said)
+        assert np.abs(centred - _centred(torch_table)).max() < BF16_TOL
+    elif runs == "float32":  # no bf16 kernels at all (AVX2 only): the hint is dropped
+        assert any("runs float32 instead" in m for m in openvino_said), said
+        np.testing.assert_allclose(centred, _centred(torch_table), atol=FP32_TOL, rtol=0)
+    else:  # AVX-512 without AVX512_BF16: emulated
+        assert runs == "bfloat16" and any("OpenVINO emulates" in m for m in openvino_said), (runs, said)
+        assert np.abs(centred - _centred(torch_table)).max() < BF16_TOL
+
+
+def test_openvino_precision_warnings_say_what_runs():
+    """The warning for each answer OpenVINO can give to a bf16 hint (whatever this CPU is)."""
+    avx2 = ["FP32", "INT8", "BIN", "EXPORT_IMPORT"]  # an AMD EPYC with AVX2 only, OpenVINO 2026.4
+    with pytest.warns(UserWarning, match="no bfloat16 on this CPU .*runs float32 instead"):
+        backends._say_openvino_precision("bfloat16", "float32", avx2)
+    with pytest.warns(UserWarning, match="OpenVINO emulates it"):
+        backends._say_openvino_precision("bfloat16", "bfloat16", ["WINOGRAD", *avx2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        backends._say_openvino_precision("bfloat16", "bfloat16", ["BF16", "WINOGRAD", *avx2])
 
 
 def test_second_load_reuses_the_cache_without_converting(tiny_encoder_dir, cache, monkeypatch):
@@ -158,7 +203,7 @@ def test_second_load_reuses_the_cache_without_converting(tiny_encoder_dir, cache
     torch.testing.assert_close(first(pixels), second(pixels))
     # a different precision is a runtime choice: the same converted entry serves it
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # bf16 on a CPU without it: emulated, warned about
+        warnings.simplefilter("ignore")  # bf16 on a CPU without it: float32 or emulated, warned about
         assert load_encoder(tiny_encoder_dir, backend="openvino", dtype="bfloat16", compiled_dir=cache).cache_hit
 
 
@@ -203,9 +248,30 @@ def test_auto_choices(monkeypatch):
 
 
 @pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="CPU flags are read from /proc/cpuinfo (Linux)")
-def test_cpu_bf16_detection_agrees_with_the_cpu_flags():
+def test_cpu_bf16_detection_agrees_with_the_cpu_flags(monkeypatch):
     flags = Path("/proc/cpuinfo").read_text()
-    assert device.cpu_has_bf16() == (" avx512_bf16" in flags or " amx_bf16" in flags)
+    assert device.detect_cpu_bf16() == (" avx512_bf16" in flags or " amx_bf16" in flags)
+    monkeypatch.delenv(device.CPU_BF16_ENV, raising=False)
+    assert device.cpu_has_bf16() == device.detect_cpu_bf16()
+
+
+def test_cpu_bf16_switch(monkeypatch):
+    """$EMONET_FACE_CPU_BF16: 0 hides bf16 (auto = float32, as on an AVX2-only CPU), 1 claims it,
+    empty detects; anything else is refused. An explicit bfloat16 on PyTorch then warns, naming it."""
+    monkeypatch.delenv(device.DTYPE_ENV, raising=False)
+    for value, has, auto in (("0", False, "float32"), ("1", True, "bfloat16"), (" 1 ", True, "bfloat16")):
+        monkeypatch.setenv(device.CPU_BF16_ENV, value)
+        assert device.cpu_has_bf16() is has
+        assert resolve_precision(None, CPU, "openvino") == auto == resolve_precision("auto", CPU, "torch")
+        assert resolve_precision(None, CPU, "onnx") == "float32"
+    monkeypatch.setenv(device.CPU_BF16_ENV, "0")
+    with pytest.warns(UserWarning, match=r"\(AVX512_BF16/AMX; \$EMONET_FACE_CPU_BF16=0\): PyTorch emulates"):
+        assert resolve_precision("bfloat16", CPU, "torch") == "bfloat16"
+    monkeypatch.setenv(device.CPU_BF16_ENV, "")
+    assert device.cpu_has_bf16() == device.detect_cpu_bf16()
+    monkeypatch.setenv(device.CPU_BF16_ENV, "yes")
+    with pytest.raises(InputError, match="EMONET_FACE_CPU_BF16=yes: use 0"):
+        device.cpu_has_bf16()
 
 
 @pytest.fixture(scope="module")

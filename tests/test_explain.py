@@ -87,7 +87,7 @@ def peak(saliency: np.ndarray) -> tuple[int, int]:
 
 def test_the_toy_model_has_learned_its_cue(toy):
     """The premise of every test below: the head really fires on the red square."""
-    assert toy.accuracy >= 0.95
+    assert toy.accuracy >= 0.95  # measured 0.973–0.996 over 20 seeds (AVX2-only CPU)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -98,6 +98,7 @@ def test_peak_lies_on_the_planted_square(net, method):
     maps = net.explainer(method).explain(batch, [[key]] * len(batch))
     assert all(m.shape == (1, GRID, GRID) for m in maps)
     hits = sum(peak(m[0]) == cell for m, (_, cell) in zip(maps, pictures))
+    # measured 31–32 of 32 (both methods, 20 toy seeds, AVX2-only CPU)
     assert hits >= 0.9 * len(pictures), f"{method}: peak on the square in {hits} of {len(pictures)}"
     # positive = raises the score: the square's patch is positive wherever it is the peak
     assert all(m[0][cell] > 0 for m, (_, cell) in zip(maps, pictures) if peak(m[0]) == cell)
@@ -116,46 +117,73 @@ def test_a_square_cut_by_a_patch_border_lights_both_patches(net, method):
         for m, (_, cells), fired in zip(maps, pictures, fires)
         if fired
     ]
+    # measured over 20 toy seeds on an AVX2-only CPU: the model fires on 31–32 of 32 cut squares;
+    # both halves on top in all of them for occlusion, in 30 of 31 at worst for integrated gradients
+    # (a map with only its peak kept gets 2 of 31, one shifted by a patch none; see explain_toy.build_toy)
     assert len(both) >= 0.8 * len(pictures)  # the model sees the cut square
     assert sum(both) >= 0.9 * len(both), f"{method}: both halves on top in {sum(both)} of {len(both)}"
 
 
-def randomised(heads: FusedHeads, key: str, seed: int = 123) -> FusedHeads:
-    """The same heads with ``key``'s weights drawn again (nn.Linear's initialisation)."""
+def randomised(heads: FusedHeads, seed: int = 123) -> FusedHeads:
+    """The same heads with every head's weights drawn again (nn.Linear's initialisation): as many
+    random readouts of the trained encoder as there are heads, all explained in the same passes."""
     out = FusedHeads(heads.keys, heads.arch, heads.neutral_mean.tolist()).eval()
-    out.load_state_dict(heads.state_dict())
     torch.manual_seed(seed)
     fresh = FusedHeads(heads.keys, heads.arch)
-    h = heads.keys.index(key)
     with torch.no_grad():
         for target, source in zip([*out.weights, *out.biases], [*fresh.weights, *fresh.biases]):
-            target[h] = source[h]
+            target.copy_(source)
     return out
+
+
+RANDOM_ENCODERS = (7, 8, 9)
+"""Seeds of the re-drawn encoders."""
 
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("part", ["head", "encoder"])
 def test_maps_change_when_the_weights_are_randomised(net, method, part):
     """Adebayo et al.'s model-randomisation check: a map that survives randomising the weights
-    explains the picture, not the model. Randomising only the head leaves the trained encoder's
-    strong response to red, so a random readout still reacts to the square, with a random sign:
-    the signed maps must differ (rank correlation), and their peaks must leave the square."""
+    explains the picture, not the model. The statistic is a mean over many random draws, not one:
+    randomising only the head leaves the trained encoder's strong response to red, so a random
+    readout still reacts to the square, with a random sign, and one re-drawn head is a coin flip:
+    its signed Spearman with the trained map ranged -0.96..+0.94 over 20 toy seeds (AVX2-only CPU),
+    so which toy a CPU trains decided the outcome (0.58 for occlusion on one such CPU, where < 0.3
+    is asked). So all 44 heads are re-drawn and explained in the same passes, and 3 encoders. Over
+    all of them the signed maps must not agree with the trained one (mean rank correlation) and
+    their peaks must leave the square about as often as a random sign makes them; a map that
+    ignores the weights scores 1.0 on both."""
     pictures = cue_pictures(21, 16)
     batch = pixels(net, [im for im, _ in pictures])
     key = net.keys.index(TOY_KEY)
     trained = net.explainer(method).explain(batch, [[key]] * len(batch))
     if part == "head":
-        other = Explainer(net.encoder, randomised(net.heads, TOY_KEY), method=method)
+        explainer = Explainer(net.encoder, randomised(net.heads), method=method)
+        draws = [explainer.explain(batch, [list(range(len(net.keys)))] * len(batch))]
     else:
-        torch.manual_seed(7)
-        vision = type(net.encoder.vision_model)(net.encoder.vision_model.config).eval()
-        other = Explainer(ImageEncoder(vision, net.encoder.processor), net.heads, method=method)
-    shuffled = other.explain(batch, [[key]] * len(batch))
-    rho = [spearmanr(a[0].reshape(-1), b[0].reshape(-1))[0] for a, b in zip(trained, shuffled)]
-    assert np.nanmean(rho) < 0.3, f"{method}, random {part}: Spearman trained vs randomised {np.nanmean(rho):.2f}"
+        draws = []
+        for seed in RANDOM_ENCODERS:
+            torch.manual_seed(seed)
+            vision = type(net.encoder.vision_model)(net.encoder.vision_model.config).eval()
+            draws.append(Explainer(ImageEncoder(vision, net.encoder.processor), net.heads, method=method).explain(
+                batch, [[key]] * len(batch)
+            ))
+    rho = [
+        spearmanr(a[0].reshape(-1), m.reshape(-1))[0]
+        for maps in draws
+        for a, shuffled in zip(trained, maps)
+        for m in shuffled
+    ]
+    on_square = np.mean([peak(m) == cell for maps in draws for s, (_, cell) in zip(maps, pictures) for m in s])
     hits_trained = sum(peak(m[0]) == cell for m, (_, cell) in zip(trained, pictures))
-    hits_random = sum(peak(m[0]) == cell for m, (_, cell) in zip(shuffled, pictures))
-    assert hits_trained >= 14 and hits_random <= 8, (hits_trained, hits_random)
+    assert hits_trained >= 14, hits_trained  # measured 16 of 16 (20 toy seeds, AVX2-only CPU)
+    # mean Spearman over 20 toy seeds (AVX2-only CPU, both methods): head -0.25..+0.12, encoder
+    # -0.07..+0.10; a map blind to the weights: 1.0
+    assert np.nanmean(rho) < 0.3, f"{method}, random {part}: Spearman trained vs randomised {np.nanmean(rho):.2f}"
+    # peaks on the square, measured likewise: head 0.32–0.60 (a random sign keeps about half of them
+    # there), encoder 0.00–0.23; trained, weight-blind and image-only (redness) maps: 1.0
+    bar = {"head": 0.75, "encoder": 0.5}[part]
+    assert on_square <= bar, f"{method}, random {part}: peak on the square in {on_square:.0%}"
 
 
 def test_integrated_gradients_add_up_to_the_score_difference(net):

@@ -20,7 +20,7 @@ the same thing for both:
 Plain gradient × input (the gradient at the crop itself, :meth:`Explainer.path_gradients` with
 ``alphas=[1.0]``) costs as much as one integrated-gradients step but is not offered: where a score
 saturates its gradient vanishes, and on trained toy models it missed the cue on up to 23 % of the
-pictures (see ``benchmarks/bench_explain.py``).
+pictures (62 % on one toy trained with grey patches; see ``benchmarks/bench_explain.py``).
 """
 
 from __future__ import annotations
@@ -53,9 +53,10 @@ DEFAULT_STEPS = 2
 """Chosen with ``benchmarks/bench_explain.py`` (figures in docs/explain.md). On the trained toy models,
 occlusion and integrated gradients with 2 or more steps found the square on every picture; 1 step
 missed it on about a quarter of the pictures of 2 of 4 toys (its one gradient sits where the score
-has saturated). At real size on a 2-core AVX512_BF16/AMX CPU, 3 emotions cost 6.9 s per face with
-2 steps (12.7 s while the machine was busier), 4.2–6.5 s with 1 step, 25–29 s with 4; 1-patch
-occlusion several minutes. So the default is the most faithful setting within 10 s among those that
+has saturated), and on the toys trained with grey patches since on up to 4 % (it passes the
+validation there, less faithful than 2 steps). At real size on a 2-core AVX512_BF16/AMX CPU, 3
+emotions cost 6.9 s per face with 2 steps (12.7 s while the machine was busier), 4.2–6.5 s with 1
+step, 25–29 s with 4; 1-patch occlusion several minutes. So the default is the most faithful setting within 10 s among those that
 pass the validation, and the cheapest that passes it when the machine is slower."""
 
 

@@ -256,6 +256,29 @@ def _keep_signal_stack() -> Iterator[None]:
             libc.sigaltstack(ctypes.byref(previous), None)
 
 
+OV_CAPABILITY = {"bfloat16": "BF16", "float16": "FP16"}
+"""Our precision names → the OpenVINO CPU capability that says it is native."""
+
+
+def _say_openvino_precision(asked: str, runs: str, capabilities: Sequence[str]) -> None:
+    """Warn where OpenVINO does not compute what was asked: it drops a bf16/f16 hint the CPU has no
+    kernels for (an AVX2-only CPU runs float32) and emulates bf16 on AVX-512 CPUs without
+    AVX512_BF16/AMX (its capabilities then lack ``BF16``)."""
+    listed = ", ".join(capabilities)
+    if runs != asked:
+        warnings.warn(
+            f"{asked}: OpenVINO has no {asked} on this CPU (capabilities {listed}) and runs {runs} instead; "
+            f"the scores are {runs} (and say so); --dtype {runs} asks for that without this warning",
+            stacklevel=4,
+        )
+    elif OV_CAPABILITY.get(asked) not in capabilities:
+        warnings.warn(
+            f"{asked}: OpenVINO emulates it on this CPU (no {OV_CAPABILITY.get(asked)} among its capabilities "
+            f"{listed}): slower and less precise than float32",
+            stacklevel=4,
+        )
+
+
 class GraphRuntime:
     """A compiled graph on OpenVINO or ONNX Runtime: ``run(pixels) -> {output name: array}``."""
 
@@ -281,12 +304,15 @@ class GraphRuntime:
                 # one folder per precision: OpenVINO 2026.4 reuses an f32 blob for a later bf16 compile
                 # of the same graph in one process and returns NaN (measured on an AMX CPU)
                 config["CACHE_DIR"] = str(blob_cache / precision)
+            core = ov.Core()
             with _keep_signal_stack():
-                self._compiled = ov.Core().compile_model(str(path), "CPU", config)
+                self._compiled = core.compile_model(str(path), "CPU", config)
                 self.streams = int(self._compiled.get_property("NUM_STREAMS"))
                 self._queue = ov.AsyncInferQueue(self._compiled, self.streams)
             actual = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
             self.precision = {name: p for p, name in OV_PRECISION.items()}.get(actual, precision)
+            if precision != "float32":
+                _say_openvino_precision(precision, self.precision, core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
             self.output_names = [o.get_any_name() for o in self._compiled.outputs]
         else:
             import onnxruntime as ort

@@ -19,6 +19,7 @@ from emonet_face.runtime.base import get_backend
 
 __all__ = [
     "BACKENDS",
+    "CPU_BF16_ENV",
     "PRECISIONS",
     "cpu_has_bf16",
     "resolve_backend",
@@ -37,6 +38,7 @@ INT8_WARNING = (
 )
 BACKEND_ENV = "EMONET_FACE_BACKEND"  # what "auto" means, e.g. torch for a test suite that compares with torch
 DTYPE_ENV = "EMONET_FACE_DTYPE"
+CPU_BF16_ENV = "EMONET_FACE_CPU_BF16"  # 0: behave as a CPU without bf16 (auto = float32); 1: claim it; unset: detect
 OV_PRECISION = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 """Our precision names → OpenVINO's ``INFERENCE_PRECISION_HINT`` values."""
 
@@ -60,10 +62,29 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, backend
     return getattr(torch, resolve_precision(dtype, device, backend))
 
 
-@cache
 def cpu_has_bf16() -> bool:
     """True when this CPU computes bfloat16 natively (AVX512_BF16 or AMX): there bf16 is ~2x faster
-    than float32; elsewhere it is emulated and slower, so ``auto`` precision stays float32."""
+    than float32; elsewhere it is emulated and slower, so ``auto`` precision stays float32.
+
+    ``$EMONET_FACE_CPU_BF16`` replaces the detection: ``0`` hides bf16 (``auto`` means float32, as
+    on an AVX2-only CPU), ``1`` claims it (``auto`` means bfloat16), unset or empty detects it. With
+    ``0``, and ``ONEDNN_MAX_CPU_ISA=AVX2`` to cap the kernels oneDNN dispatches to, a bf16/AMX
+    machine chooses as an AVX2-only one does (e.g. to reproduce that machine's results). It does not
+    change what OpenVINO computes for an explicit ``bfloat16``: OpenVINO decides that from the CPU
+    and :class:`~emonet_face.runtime.backends.GraphRuntime` reports it."""
+    claim = os.environ.get(CPU_BF16_ENV, "").strip()
+    if claim:
+        if claim not in ("0", "1"):
+            raise InputError(
+                f"${CPU_BF16_ENV}={claim}: use 0 (no bf16: auto means float32), 1 (bf16) or leave it unset (detect)"
+            )
+        return claim == "1"
+    return detect_cpu_bf16()
+
+
+@cache
+def detect_cpu_bf16() -> bool:
+    """What the CPU itself says (AVX512_BF16 or AMX tiles), whatever ``$EMONET_FACE_CPU_BF16`` says."""
     cpu = getattr(torch, "cpu", None)
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         check = getattr(cpu, probe, None)
@@ -105,8 +126,11 @@ def resolve_precision(dtype: str | torch.dtype | None, device: torch.device, bac
     """The encoder precision as a name: ``float32``, ``bfloat16`` or ``float16``.
 
     ``None``/``"auto"``: bfloat16 where the hardware computes it natively (CPU with AVX512_BF16 or
-    AMX, CUDA GPUs with bf16), float32 elsewhere; ONNX Runtime always float32 on CPU (it has no fast
-    bf16 kernels). An explicit ``float32`` is exact float32 on every backend. ``int8`` (experimental,
+    AMX, see :func:`cpu_has_bf16`; CUDA GPUs with bf16), float32 elsewhere; ONNX Runtime always
+    float32 on CPU (it has no fast bf16 kernels). An explicit ``float32`` is exact float32 on every
+    backend. An explicit ``bfloat16`` on a CPU without native bf16: PyTorch emulates it (warns);
+    OpenVINO decides what it computes (float32 on an AVX2-only CPU), which
+    :class:`~emonet_face.runtime.backends.GraphRuntime` reports (and warns about). ``int8`` (experimental,
     ONNX Runtime only, warns) is dynamic quantisation (:func:`quantize_int8`); never chosen by ``auto``.
     ``$EMONET_FACE_DTYPE`` (when set) replaces ``auto``.
     """
@@ -130,12 +154,16 @@ def resolve_precision(dtype: str | torch.dtype | None, device: torch.device, bac
         return precision
     if backend == "onnx" and precision != "float32":
         raise InputError(f"--dtype {dtype}: ONNX Runtime runs float32 on CPU; use --backend openvino for {precision}")
-    if precision != "float32" and device.type == "cpu" and not (precision == "bfloat16" and cpu_has_bf16()):
+    native = precision == "bfloat16" and cpu_has_bf16()
+    if backend == "torch" and precision != "float32" and device.type == "cpu" and not native:
+        hidden = f"; ${CPU_BF16_ENV}=0" if os.environ.get(CPU_BF16_ENV, "").strip() == "0" else ""
         warnings.warn(
-            f"{precision} on a CPU without native support (AVX512_BF16/AMX) is emulated: slower and less precise "
-            "than float32",
+            f"--dtype {precision} on a CPU without native support (AVX512_BF16/AMX{hidden}): PyTorch emulates "
+            "it, slower and less precise than float32",
             stacklevel=3,
         )
+    # OpenVINO decides for itself what it computes in (float32 on a CPU without bf16): GraphRuntime
+    # reports that and warns where it is not what was asked
     return precision
 
 
