@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
 from emonet_face import taxonomy as tx
 from emonet_face.errors import InputError, ModelLoadError
@@ -25,6 +24,7 @@ from emonet_face.pipeline import EmoNetFace
 from emonet_face.runtime import CompiledEncoder, ExportedGraph, ImageEncoder, backends, device, load_encoder
 from emonet_face.runtime import exported as exported_module
 from emonet_face.runtime.device import resolve_backend, resolve_precision
+from helpers_cli import run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -277,11 +277,10 @@ def test_cpu_bf16_switch(monkeypatch):
 @pytest.fixture(scope="module")
 def exported(tiny_encoder_dir, tiny_heads_dir, tmp_path_factory):
     """The ONNX folder through the CLI, the OpenVINO one through the Python API."""
-    from emonet_face.cli.main import app
 
     root = tmp_path_factory.mktemp("exported")
     command = ["export", "--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--format", "onnx"]
-    result = CliRunner().invoke(app, [*command, "--out", str(root / "onnx")])
+    result = run_cli(*command, "--out", str(root / "onnx"))
     assert result.exit_code == 0, result.output
     return {
         "onnx": root / "onnx",
@@ -342,25 +341,23 @@ def test_export_refuses_a_used_folder_and_bad_options(tiny_encoder_dir, tiny_hea
 
 
 def test_cli_predict_records_backend_and_runs_exports(tiny_encoder_dir, tiny_heads_dir, exported, tmp_path, cache):
-    from emonet_face.cli.main import app
     from emonet_face.outputs import read_metadata
 
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i, image in enumerate(_images()):
         image.save(folder / f"{i}.png")
-    runner = CliRunner()
     common = [str(folder), "--faces", "none", "--num-workers", "0", "--quiet"]
     out_torch, out_ov, out_graph = tmp_path / "torch.parquet", tmp_path / "ov.parquet", tmp_path / "graph.parquet"
     env = {"EMONET_FACE_CACHE": str(cache)}
     source = ["--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir)]
-    result = runner.invoke(app, ["predict", *common, *source, "--backend", "torch", "--out", str(out_torch)], env=env)
+    result = run_cli("predict", *common, *source, "--backend", "torch", "--out", str(out_torch), env=env)
     assert result.exit_code == 0, result.output
-    result = runner.invoke(
-        app, ["predict", *common, *source, "--backend", "openvino", "--dtype", "float32", "--out", str(out_ov)], env=env
+    result = run_cli(
+        "predict", *common, *source, "--backend", "openvino", "--dtype", "float32", "--out", str(out_ov), env=env
     )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["predict", *common, "--model", str(exported["onnx"]), "--out", str(out_graph)])
+    result = run_cli("predict", *common, "--model", str(exported["onnx"]), "--out", str(out_graph))
     assert result.exit_code == 0, result.output
     meta = read_metadata(out_ov)["encoder"]
     assert (meta["backend"], meta["precision"], meta["device"]) == ("openvino", "float32", "cpu")
@@ -376,7 +373,6 @@ def test_serve_runs_an_exported_folder_with_the_rows_of_predict(exported, tmp_pa
     pytest.importorskip("fastapi", reason="serve needs the [serve] extra")
     import httpx
 
-    from emonet_face.cli.main import app
     from emonet_face.outputs import read_table
     from emonet_face.serve import ServeConfig, create_app
     from serve_helpers import running_server
@@ -387,7 +383,7 @@ def test_serve_runs_an_exported_folder_with_the_rows_of_predict(exported, tmp_pa
         image.save(paths[-1])
     out = tmp_path / "graph.csv"
     command = ["predict", *map(str, paths), "--model", str(exported["onnx"]), "--faces", "none", "--out", str(out)]
-    result = CliRunner().invoke(app, [*command, "--num-workers", "0", "--quiet"])
+    result = run_cli(*command, "--num-workers", "0", "--quiet")
     assert result.exit_code == 0, result.output
     expected = read_table(out)
     with running_server(create_app(ServeConfig(model=str(exported["onnx"]), faces="none", workers=1))) as url:
@@ -409,54 +405,56 @@ def test_exported_folder_has_normal_permissions(exported):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask, folder
 
 
-def test_export_without_onnx_installed_is_one_line_naming_the_extra(tiny_encoder_dir, tiny_heads_dir, tmp_path, monkeypatch):
+def test_export_without_onnx_installed_is_one_line_naming_the_extra(
+    tiny_encoder_dir, tiny_heads_dir, tmp_path, monkeypatch
+):
     """The default --format onnx without the onnx package ended in OnnxExporterError's traceback."""
-    from emonet_face.cli.main import app
 
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx fails, find_spec says absent
-    command = ["export", "--encoder", str(tiny_encoder_dir), "--heads", str(tiny_heads_dir), "--out", str(tmp_path / "x")]
-    result = CliRunner().invoke(app, command)
+    command = [
+        "export",
+        "--encoder",
+        str(tiny_encoder_dir),
+        "--heads",
+        str(tiny_heads_dir),
+        "--out",
+        str(tmp_path / "x"),
+    ]
+    result = run_cli(*command)
     assert result.exit_code == 2, result.output
     assert result.output.count("\n") == 1 and "pip install 'emonet-face[onnx]'" in result.output
     assert not (tmp_path / "x").exists() and not list(tmp_path.iterdir())
 
 
 def test_cli_export_and_help(exported, tmp_path):
-    from emonet_face.cli.main import app
 
-    runner = CliRunner()
     assert (exported["onnx"] / "model.onnx").is_file() and (exported["onnx"] / "preprocessor_config.json").is_file()
-    result = runner.invoke(app, ["export", "--format", "tflite", "--out", str(tmp_path / "z")])
+    result = run_cli("export", "--format", "tflite", "--out", str(tmp_path / "z"))
     assert result.exit_code == 2 and "--format tflite" in result.output
-    help_text = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "200"}).output
+    help_text = run_cli("predict", "--help", env={"COLUMNS": "200"}).output
     assert "--backend" in help_text and "OpenVINO" in help_text and "precision" in help_text
 
 
 def test_embed_store_manifest_names_backend(tiny_encoder_dir, tmp_path, cache):
-    from emonet_face.cli.main import app
     from emonet_face.data.store import read_manifest
 
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i, image in enumerate(_images()):
         image.save(folder / f"{i}.png")
-    runner = CliRunner()
     store = tmp_path / "store"
-    result = runner.invoke(
-        app,
-        [
-            "embed",
-            str(folder),
-            "--out",
-            str(store),
-            "--encoder",
-            str(tiny_encoder_dir),
-            "--backend",
-            "onnx",
-            "--num-workers",
-            "0",
-            "--no-progress",
-        ],
+    result = run_cli(
+        "embed",
+        str(folder),
+        "--out",
+        str(store),
+        "--encoder",
+        str(tiny_encoder_dir),
+        "--backend",
+        "onnx",
+        "--num-workers",
+        "0",
+        "--no-progress",
         env={"EMONET_FACE_CACHE": str(cache)},
     )
     assert result.exit_code == 0, result.output
