@@ -219,8 +219,10 @@ class EmoNetFace(nn.Module):
         )
 
     def _scored_batches(
-        self, refs: list[Ref], *, faces: Faces, media: MediaOptions | None, batch_size: int, num_workers: int | None,
-        progress: bool | None, source: ImageSource | None, expand: Expand | None, skip: Any, annotate: Annotate | None,
+        self, refs: list[Ref], *, faces: Faces = None, media: MediaOptions | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int | None = None, progress: bool | None = None,
+        source: ImageSource | None = None, expand: Expand | None = None, skip: Any = frozenset(),
+        annotate: Annotate | None = None,
     ) -> Iterator[pd.DataFrame]:
         source, expand = _stages(refs, faces, media, source, expand)
         encoder = self.scorer.require_encoder()
@@ -245,11 +247,9 @@ class EmoNetFace(nn.Module):
         run = RunOptions(**run_fields) if run is None else run
         face_options = _face_options(faces)
         refs = input_refs(images)
-        stream = {"faces": face_options, "media": None, "batch_size": DEFAULT_BATCH_SIZE, "num_workers": None,
-                  "progress": None, "source": None, "expand": None, **options}  # fmt: skip
 
         def batches(skip: set[tuple], annotate: Annotate | None) -> Iterator[pd.DataFrame]:
-            return self._scored_batches(refs, skip=skip, annotate=annotate, **stream)
+            return self._scored_batches(refs, faces=face_options, skip=skip, annotate=annotate, **options)
 
         return execute_run(
             batches, [ref for _, ref in refs], run, keys=self.keys, faces=face_options, metadata=self.describe()
