@@ -48,6 +48,7 @@ __all__ = [
     "ParquetWriter",
     "ScoreWriter",
     "build_score_table",
+    "check_output_suffix",
     "done_keys",
     "iter_written",
     "open_writer",
@@ -402,13 +403,20 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 _WRITERS: dict[str, type[ScoreWriter]] = {".csv": CsvWriter, ".jsonl": JsonlWriter, ".parquet": ParquetWriter}
 
 
+def check_output_suffix(path: str | Path) -> Path:
+    """``path`` as a :class:`Path` when its suffix names a score-table format, else the one-line error
+    (every command checks ``--out`` with this before any work starts)."""
+    path = Path(path)
+    if path.suffix.lower() not in _WRITERS:
+        raise InputError(f"{path}: unknown output format {path.suffix!r}; use one of {', '.join(OUTPUT_SUFFIXES)}")
+    return path
+
+
 def open_writer(path: str | Path, *, resume: bool = False, metadata: Mapping[str, Any] | None = None) -> ScoreWriter:
     """A writer chosen by the file suffix (``.csv``, ``.parquet``, ``.jsonl``). ``metadata`` is
     kept where the format has room for it (Parquet schema metadata)."""
-    path = Path(path)
-    writer = _WRITERS.get(path.suffix.lower())
-    if writer is None:
-        raise InputError(f"{path}: unknown output format {path.suffix!r}; use one of {', '.join(OUTPUT_SUFFIXES)}")
+    path = check_output_suffix(path)
+    writer = _WRITERS[path.suffix.lower()]
     if writer is ParquetWriter:
         return ParquetWriter(path, resume=resume, metadata=metadata)
     return writer(path, resume=resume)

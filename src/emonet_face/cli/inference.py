@@ -176,8 +176,10 @@ def _predict_ray(
 
 def check_engine(engine: str, out: Path | None) -> None:
     """``--engine`` is local or ray; ray writes a folder, so it needs ``--out``."""
-    if engine not in ("local", "ray"):
-        fail(f"--engine {engine}: use local or ray")
+    from emonet_face.engines import ENGINES
+
+    if engine not in ENGINES:
+        fail(f"--engine {engine}: use {' or '.join(ENGINES)}")
     if engine == "ray" and out is None:
         fail("--engine ray needs --out (a folder for the Parquet part files)")
 
@@ -199,11 +201,11 @@ def score(
 ) -> None:
     """Score cached image embeddings with the heads only (no encoder is loaded)."""
     with user_errors():
-        from emonet_face.outputs import write_table
+        from emonet_face.outputs import check_output_suffix, write_table
         from emonet_face.pipeline import EmoNetFace
 
         if out is not None:
-            _check_suffix(out)
+            check_output_suffix(out)
         matrix, ids = load_embeddings(embeddings)
         net = EmoNetFace.from_pretrained(
             model, heads=heads, revision=revision, cache_dir=cache_dir, device=device, with_encoder=False
@@ -255,14 +257,6 @@ def load_embeddings(path: Path) -> tuple[np.ndarray, pd.DataFrame | None]:
     if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.number):
         raise InputError(f"{path}: expected a 2-D numeric array (N×D), got shape {matrix.shape} {matrix.dtype}")
     return matrix.astype(np.float32, copy=False), ids
-
-
-def _check_suffix(out: Path) -> None:
-    from emonet_face.errors import InputError
-    from emonet_face.outputs import OUTPUT_SUFFIXES
-
-    if out.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise InputError(f"{out}: unknown output format {out.suffix!r}; use one of {', '.join(OUTPUT_SUFFIXES)}")
 
 
 def _print_table(table: pd.DataFrame) -> None:

@@ -26,7 +26,7 @@ from emonet_face.faces import get_detector
 from emonet_face.live.scorer import FrameScorer, LiveStats, live_tables
 from emonet_face.live.sources import FrameSource, open_source
 from emonet_face.options import FaceOptions, ModelOptions, check_fps
-from emonet_face.outputs import OUTPUT_SUFFIXES, open_writer
+from emonet_face.outputs import check_output_suffix, open_writer
 from emonet_face.pipeline import EmoNetFace
 
 __all__ = ["PARQUET_FLUSH_S", "BufferedWriter", "LiveOptions", "LiveRun", "LiveSummary", "stop_on_signals"]
@@ -53,11 +53,7 @@ class LiveOptions:
         if self.fps is not None:
             check_fps(self.fps)
         if self.out is not None:
-            object.__setattr__(self, "out", Path(self.out))
-            if self.out.suffix.lower() not in OUTPUT_SUFFIXES:
-                raise InputError(
-                    f"{self.out}: unknown output format {self.out.suffix!r}; use one of {', '.join(OUTPUT_SUFFIXES)}"
-                )
+            object.__setattr__(self, "out", check_output_suffix(self.out))
         if self.max_seconds is not None and self.max_seconds < 0:
             raise InputError(f"--max-seconds {self.max_seconds:g}: must be 0 or more")
 

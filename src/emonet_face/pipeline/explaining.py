@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from emonet_face.explain.runs import ExplainOptions, ExplainSummary, write_explanations
-from emonet_face.media import media_stages
 from emonet_face.options import FaceOptions, MediaOptions
 from emonet_face.pipeline.model import EmoNetFace
 
@@ -32,6 +31,5 @@ def explain_run(
     :class:`~emonet_face.options.FaceOptions`, :class:`~emonet_face.options.MediaOptions`).
     Returns the maps, errors and pictures written; a bad input is an error row, never the end of the run."""
     faces = faces or FaceOptions()
-    source, expand = media_stages(list(paths), faces, media)
-    explained = net.explain_images(paths, source=source, expand=expand, progress=progress, **options.explainer_options)
+    explained = net.explain_images(paths, faces=faces, media=media, progress=progress, **options.explainer_options)
     return write_explanations(explained, options, metadata=net.describe(), margin=faces.margin, align=faces.align)

@@ -301,6 +301,7 @@ class EmoNetFace(nn.Module):
         method: str = DEFAULT_METHOD,
         batch_size: int = 8,
         faces: Faces = None,
+        media: MediaOptions | None = None,
         source: ImageSource | None = None,
         expand: Expand | None = None,
         progress: bool | None = None,
@@ -314,11 +315,12 @@ class EmoNetFace(nn.Module):
         :meth:`predict` ranks them). ``method``: ``integrated-gradients`` (the PyTorch encoder, loaded
         beside a compiled one when needed) or ``occlusion`` (every backend). ``batch_size``: crops per
         forward pass. ``options``: ``steps`` (integrated gradients), ``window``/``stride`` (occlusion).
-        ``explainer``: a ready one (then ``method``, ``batch_size`` and ``options`` are its own).
+        ``faces``/``media``/``source``/``expand`` as for :meth:`predict_batches`. ``explainer``: a ready
+        one (then ``method``, ``batch_size`` and ``options`` are its own).
         """
         explainer = explainer or self.explainer(method, batch_size=batch_size, **options)
         refs = input_refs(inputs)
-        source, expand = _stages(refs, faces, None, source, expand)
+        source, expand = _stages(refs, faces, media, source, expand)
         yield from explain_refs(
             refs, source=source, expand=expand, explainer=explainer, keys=self.keys, emotions=emotions, top=top,
             progress=progress,

@@ -21,7 +21,7 @@ from emonet_face.errors import InputError
 from emonet_face.inputs import load_image
 from emonet_face.inputs.video import is_video
 from emonet_face.options import FaceOptions
-from emonet_face.outputs import OUTPUT_SUFFIXES, done_keys, open_writer, read_table, write_table
+from emonet_face.outputs import check_output_suffix, done_keys, open_writer, read_table, write_table
 from emonet_face.pipeline.scorer import Annotate
 from emonet_face.tracking import FaceTracker, TrackSummary
 from emonet_face.viz import PictureWriter
@@ -49,10 +49,8 @@ class RunOptions:
         if self.resume and self.out is None:
             raise InputError("--resume needs --out (the file to continue)")
         for target in (self.out, self.tracks_out):
-            if target is not None and target.suffix.lower() not in OUTPUT_SUFFIXES:
-                raise InputError(
-                    f"{target}: unknown output format {target.suffix!r}; use one of {', '.join(OUTPUT_SUFFIXES)}"
-                )
+            if target is not None:
+                check_output_suffix(target)
         if self.smooth < 0:
             raise InputError(f"--smooth {self.smooth:g}: must be 0 or more (seconds)")
 
