@@ -1,17 +1,34 @@
-"""Time the real-size SigLIP2 so400m-patch16-384 encoder (random weights: timing does not depend
-on them) on every backend, side by side: seconds per image at batch 1 and 8 for torch fp32, torch
-bf16, OpenVINO f32 / bf16, ONNX Runtime fp32 / int8 (experimental) and exported one-graph folders
-(ONNX, OpenVINO, ONNX int8); cosine and max |delta centred score| against torch fp32; peak memory;
-conversion and first-start times (cold vs warm cache); end-to-end ``emonet-face predict`` on face
-photos, today's torch fp32 vs the default.
+"""Encoder speed on every backend and precision, through the code path ``predict`` runs, held against
+the CPU's peak, beside whole ``predict`` processes.
 
-    python benchmarks/bench_encoder.py                      # CPU, every way, one round
-    python benchmarks/bench_encoder.py --device cuda        # GPU: torch fp32 vs bf16 (SDPA)
-    python benchmarks/bench_encoder.py --device cuda --compile
+    python benchmarks/bench_encoder.py                      # tiny random model: proves it runs (seconds)
+    python benchmarks/bench_encoder.py --real-size --ways torch-float32,openvino-float32,int8 --batch-sizes 8
+    python benchmarks/bench_encoder.py --encoder DIR --heads DIR   # your own checkpoint and heads
 
-Each way runs in its own fresh process (clean peak memory, real first-start time). The random full
-checkpoint (text + vision, ~4.5 GB, the real architecture) and 44 random Large heads are written
-once to ``--workdir`` and reused by later runs.
+Each way is named backend-precision (``torch-float32``, ``openvino-bfloat16``, ``onnx-int8``...);
+``int8`` is whatever ``--dtype int8`` selects without a backend, ``default`` what ``predict`` runs with
+no option, ``exported-*`` an ``emonet-face export`` folder (``--model DIR``). For every way, two rows:
+
+* **encoder only**, in a fresh process: the model is loaded as ``predict`` loads it
+  (``EmoNetFace.from_pretrained`` with the same ``ModelOptions``), the photos are decoded and
+  preprocessed by the model's own stages (``EmoNetFace.prepare``, whole images), and the timed call
+  is ``Scorer.encode`` (the encoder interface, inference mode, the heads included: what ``predict``
+  calls per batch). Best and median of ``--repeats`` timed calls per batch size after a batch-1
+  warm-up; GFLOP/s from the encoder's FLOP count (:mod:`emonet_face.bench.flops`) and its share
+  of the CPU's nominal peak (:mod:`emonet_face.bench.hardware`: cores, clock, vector width; the
+  header says which clock and flags); cosine of the features and max |delta| of the centred scores
+  against ``torch-float32`` (when it is among the ways).
+* **end to end**: ``python -m emonet_face predict PHOTOS --faces none --batch-size B`` as a whole
+  process on ``--images`` photos (warm conversion cache), its wall time and seconds per image, and
+  the same less the way's start-up (imports, load, first call: measured in the encoder-only
+  process). The encoder-only time at batch B should be within 10 % of that per-image time: the
+  last column says whether it is.
+
+Why the earlier version disagreed with ``predict`` (6.94 s/image for torch float32 at batch 8
+against ~4.4 end to end): it timed one call on ``torch.rand`` pixels straight into the encoder,
+one sample per batch size on a shared machine, and compared it with ``predict`` runs made at another
+time with the default face detector. Now both rows run the same loader, preprocessing and
+``Scorer.encode``, several timed calls each, side by side in one run.
 """
 
 from __future__ import annotations
@@ -19,426 +36,254 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+START = time.perf_counter()  # the way's start-up counts from here (imports included)
 
-SO400M = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16}
+import numpy as np  # noqa: E402
 
+from encoder_models import build_models, face_photos, run_env, run_predict  # noqa: E402
 
-def build_checkpoint(folder: Path) -> Path:
-    """google/siglip2-so400m-patch16-384's architecture (a ``siglip`` model), random weights."""
-    if (folder / "config.json").is_file():
-        return folder
-    from transformers import SiglipConfig, SiglipModel
-
-    from emonet_face.runtime.encoder import siglip2_preprocessor_config
-
-    config = SiglipConfig(
-        text_config={**SO400M, "vocab_size": 256000, "max_position_embeddings": 64},
-        vision_config={**SO400M, "patch_size": 16, "image_size": 384},
-    )
-    start = time.perf_counter()
-    torch.manual_seed(0)
-    with torch.device("meta"):
-        model = SiglipModel(config)
-    model = model.to_empty(device="cpu")
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("bias"):
-                param.zero_()
-            elif "norm" in name:
-                param.fill_(1.0)
-            else:
-                param.normal_(0.0, 0.02)
-        for buffer_name, buffer in model.named_buffers():
-            if "position_ids" in buffer_name:
-                buffer.copy_(torch.arange(buffer.shape[-1]).expand_as(buffer))
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    (folder / "preprocessor_config.json").write_text(json.dumps(siglip2_preprocessor_config(384)))
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"built random so400m checkpoint ({n_params / 1e9:.2f} B params) in {time.perf_counter() - start:.0f} s")
-    return folder
-
-
-def load_probe(kind: str, folder: str) -> None:
-    """Run in a fresh process: print load seconds and peak RSS (so earlier allocations do not count)."""
-    import transformers  # noqa: F401  (import cost is not load cost)
-
-    from emonet_face.runtime.encoder import ImageEncoder
-
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    if kind == "vision":
-        model = ImageEncoder.from_pretrained(folder)
-    else:
-        from transformers import SiglipModel
-
-        model = SiglipModel.from_pretrained(folder)
-    seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Weights may still be lazily memory-mapped: read every tensor once so the resident size is
-    # what a running model holds.
-    with torch.no_grad():
-        n_params = sum(int(p.numel()) for p in model.parameters() if p.sum() is not None)
-    touched = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(
-        json.dumps(
-            {
-                "seconds": seconds,
-                "peak_rss_mb": peak / 1024,
-                "touched_rss_mb": touched / 1024,
-                "base_rss_mb": base / 1024,
-                "params": n_params,
-            }
-        )
-    )
-
-
-def probe(kind: str, folder: Path) -> dict:
-    """Measure in a fresh interpreter (import baseline is about 300 MB RSS for torch + transformers)."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--probe", kind, "--workdir", str(folder)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def write_jpegs(folder: Path, n: int) -> list[Path]:
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(n):
-        path = folder / f"face{i:03d}.jpg"
-        if not path.is_file():
-            small = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)  # smooth-ish photo-sized JPEG
-            Image.fromarray(small).resize((640, 480), Image.BICUBIC).save(path, quality=90)
-        paths.append(path)
-    return paths
-
-
-# --- backends, side by side ----------------------------------------------------------------------
-WAYS = {
-    # name: (backend, dtype) for load_encoder; "exported-FORMAT" runs an `emonet-face export` folder
-    # (written on the first run: its conversion time is the cold start minus the warm start)
-    "torch-fp32": ("torch", "float32"),
-    "torch-bf16": ("torch", "bfloat16"),
-    "openvino-f32": ("openvino", "float32"),
-    "openvino-bf16": ("openvino", "bfloat16"),
-    "onnx-fp32": ("onnx", "float32"),
-    "onnx-int8": ("onnx", "int8"),  # experimental: ONNX Runtime dynamic quantisation
-    "exported-onnx": ("exported-onnx", "float32"),
-    "exported-openvino": ("exported-openvino", "float32"),
-    "exported-onnx-int8": ("exported-onnx", "int8"),  # experimental
+WAYS: dict[str, tuple[str, str | None]] = {
+    # name: (--backend, --dtype); None: the default ("auto")
+    "default": ("auto", None),
+    "torch-float32": ("torch", "float32"),
+    "torch-bfloat16": ("torch", "bfloat16"),
+    "openvino-float32": ("openvino", "float32"),
+    "openvino-bfloat16": ("openvino", "bfloat16"),
+    "onnx-float32": ("onnx", "float32"),
+    "onnx-int8": ("onnx", "int8"),
+    "int8": ("auto", "int8"),  # whatever --dtype int8 selects on this CPU
+    "exported-onnx": ("onnx", "float32"),
+    "exported-openvino": ("openvino", "float32"),
+    "exported-onnx-int8": ("onnx", "int8"),
 }
+REFERENCE = "torch-float32"
 
 
-def build_heads(folder: Path) -> Path:
-    """44 random Large-size heads (1152 → 1024 → 512 → 256 → 1) in the released layout."""
-    if (folder / "neutral_stats.json").is_file() or any(folder.glob("*neutral*")):
-        return folder
-    from emonet_face import taxonomy as tx
-    from emonet_face.heads import FusedHeads, HeadArchitecture, save_heads
+def way_options(way: str, args: argparse.Namespace) -> list[str]:
+    """``predict``'s model options for ``way`` (an exported way names its folder, built on first use)."""
+    backend, dtype = WAYS[way]
+    if way.startswith("exported-"):
+        return ["--model", str(exported_folder(way, args))]
+    options = ["--encoder", str(args.encoder), "--heads", str(args.heads), "--device", args.device]
+    options += [] if backend == "auto" else ["--backend", backend]
+    return options + ([] if dtype is None else ["--dtype", dtype])
 
-    torch.manual_seed(0)
-    heads = FusedHeads(tx.HEAD_KEYS, HeadArchitecture(1152, (1024, 512, 256)), [0.01 * i for i in range(44)])
-    save_heads(heads, folder)
+
+def exported_folder(way: str, args: argparse.Namespace) -> Path:
+    """The ``emonet-face export`` folder of ``way`` (written on the first run; cold start = export)."""
+    folder = args.cache / f"{way}-{args.encoder.name}"
+    if not folder.is_dir():
+        from emonet_face.export import export_model
+
+        fmt = "openvino" if "openvino" in way else "onnx"
+        export_model(folder, encoder=args.encoder, heads=args.heads, fmt=fmt, dtype=WAYS[way][1] or "float32")
     return folder
+
+
+def load_like_predict(way: str, args: argparse.Namespace):
+    """The model as ``predict`` loads it: its CLI options parsed into the same ``ModelOptions``."""
+    from emonet_face.cli.options import model_options
+    from emonet_face.pipeline import EmoNetFace
+
+    given = way_options(way, args)
+    pairs = dict(zip(given[::2], given[1::2]))
+    options = model_options(
+        model=pairs.get("--model", "large"), encoder=pairs.get("--encoder"), heads=pairs.get("--heads"),
+        revision=None, cache_dir=None, device=pairs.get("--device"), backend=pairs.get("--backend", "auto"),
+        dtype=pairs.get("--dtype", "auto"), no_normalize=False,
+    )
+    return EmoNetFace.from_pretrained(options=options)
 
 
 def way_probe(way: str, args: argparse.Namespace) -> None:
-    """Fresh process: load (cold or warm cache), time batch sizes on fixed pixels, save outputs."""
-    from emonet_face.heads import load_heads, postprocess_scores
-    from emonet_face.runtime import ExportedGraph, load_encoder
+    """Fresh process: load, prepare the photos, warm up, time ``Scorer.encode``; print JSON, save outputs."""
+    import torch
 
-    backend, dtype = WAYS[way]
-    workdir = args.workdir
-    start = time.perf_counter()
-    exported = backend.startswith("exported")
-    cache_hit = None
-    if exported:
-        folder = workdir / way
-        cache_hit = folder.is_dir()
-        if not cache_hit:
-            from emonet_face.export import export_model
+    from emonet_face.runtime import quiet_transformers
 
-            fmt = backend.removeprefix("exported-")
-            export_model(folder, encoder=workdir / CHECKPOINT, heads=workdir / "heads-large-random", fmt=fmt, dtype=dtype)
-        encoder = ExportedGraph(folder, dtype=dtype)
-    else:
-        encoder = load_encoder(
-            workdir / CHECKPOINT, backend=backend, device=args.device, dtype=dtype, compiled_dir=workdir / "compiled"
-        )
-    load_s = time.perf_counter() - start
-    heads = None if exported else load_heads(workdir / "heads-large-random")
-    result: dict = {"way": way, "load_s": load_s, "cache_hit": getattr(encoder, "cache_hit", cache_hit), "batches": {}}
-    gen = torch.Generator().manual_seed(0)
-    pixels_all = torch.rand(max(args.sizes), 3, 384, 384, generator=gen) * 2 - 1
+    quiet_transformers()
+    tick = time.perf_counter()
+    net = load_like_predict(way, args)
+    loaded = time.perf_counter()
+    photos = face_photos(args.cache / "photos", max(args.sizes))
+    items = [item for p in photos for item in net.prepare({"path": str(p)}, str(p))]
+    prepare_s = (time.perf_counter() - loaded) / len(photos)
+    scorer = net.scorer
     first = time.perf_counter()
-    encoder(pixel_values=pixels_all[:1])  # warm-up (first inference allocates / specialises)
-    result["first_inference_s"] = time.perf_counter() - first
-    if args.repeats == 0:  # first-start probe only
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps(result))
-        return
-    outputs = None
+    scorer.encode(items[:1], 1)  # warm-up: the first call allocates and specialises
+    first_s = time.perf_counter() - first
+    result = {"way": way, "load_s": loaded - tick, "first_call_s": first_s, "startup_s": loaded - START + first_s}
+    result |= {"prepare_s_per_image": prepare_s, "runs_as": net.describe()["encoder"], "threads": torch.get_num_threads()}
+    result["cache_hit"] = getattr(net.encoder, "cache_hit", None)
+    result["batches"] = {}
+    scored = []
     for size in args.sizes:
-        pixels = pixels_all[:size]
-        best = float("inf")
+        times = []
         for _ in range(args.repeats):
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
             tick = time.perf_counter()
-            out = encoder(pixel_values=pixels)
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - tick)
-        result["batches"][size] = best
-        outputs = out
-    if isinstance(outputs, dict):  # exported one graph: embedding + raw
-        embedding, raw = outputs["embedding"], outputs["raw"]
-        means = encoder.neutral_mean.numpy()
-    else:
-        embedding = outputs.float().cpu()
-        with torch.no_grad():
-            raw = heads(embedding)
-        means = heads.neutral_mean.numpy()
-    centred, _ = postprocess_scores(raw, means, list(range(40)))
-    np.save(workdir / f"out-{way}-embedding.npy", embedding.float().numpy())
-    np.save(workdir / f"out-{way}-centred.npy", centred)
+            scored = scorer.encode(items[:size], size)
+            times.append(time.perf_counter() - tick)
+        result["batches"][str(size)] = times
+    table = scorer.table(items[: len(scored)], scored)
+    np.save(args.cache / f"out-{way}-features.npy", np.stack([f.float().numpy() for f, _ in scored]))
+    np.save(args.cache / f"out-{way}-centred.npy", table[list(scorer.keys)].to_numpy(np.float64))
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if args.device.startswith("cuda"):
-        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    print(json.dumps(result))
+    print(json.dumps(result, default=str))
 
 
 def run_way(way: str, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--way-probe", way, "--workdir", str(args.workdir), "--device", args.device]
-    command += ["--batch-sizes", args.batch_sizes, "--repeats", str(args.repeats)]
-    out = subprocess.run(command, capture_output=True, text=True)
-    if out.returncode != 0:
-        print(f"{way} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+    """``way_probe`` in a fresh interpreter (clean memory, true start-up)."""
+    command = [sys.executable, __file__, "--way-probe", way, *args.passed]
+    done = subprocess.run(command, capture_output=True, text=True, env=run_env(args.cache / "compiled"))
+    if done.returncode != 0:
+        print(f"{way} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
         return {"way": way, "failed": True}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def face_photos(folder: Path, n: int) -> list[Path]:
-    """``n`` photos with one real face each, made from scikit-image's astronaut picture (shipped in the
-    package: no download) by crop, flip, scale and brightness changes."""
-    from PIL import Image, ImageEnhance
-    from skimage import data
+def header(args: argparse.Namespace) -> tuple[float, object]:
+    """Print the machine, the CPU's peak and its assumptions; return (FLOP per image, CpuPeak or None)."""
+    import torch
 
-    folder.mkdir(parents=True, exist_ok=True)
-    base = Image.fromarray(data.astronaut())  # 512x512, one frontal face
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(n):
-        path = folder / f"photo{i:03d}.jpg"
-        if not path.is_file():
-            left, top = (int(v) for v in rng.integers(0, 60, 2))
-            image = base.crop((left, top, left + 420, top + 420))
-            if i % 2:
-                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            image = image.resize((int(rng.integers(480, 800)),) * 2, Image.BICUBIC)
-            image = ImageEnhance.Brightness(image).enhance(float(rng.uniform(0.7, 1.3)))
-            image.save(path, quality=90)
-        paths.append(path)
-    return paths
+    from emonet_face.bench.flops import siglip_vision_flops
+    from emonet_face.bench.hardware import detect_cpu_peak
+    from emonet_face.runtime import EncoderCheckpoint, cpu_has_bf16
+    from emonet_face.runtime.backends import pixel_size
 
-
-def end_to_end(args: argparse.Namespace, extra: list[str], label: str, env: dict) -> dict:
-    """Wall time of the `emonet-face predict` command on the face photos (model load included)."""
-    import os
-
-    photos = face_photos(args.workdir / "faces", args.images)
-    out = args.workdir / f"e2e-{label}.csv"
-    command = [sys.executable, "-m", "emonet_face.cli.main", "predict", str(photos[0].parent), "--out", str(out)]
-    command += ["--encoder", str(args.workdir / CHECKPOINT), "--heads", str(args.workdir / "heads-large-random")]
-    command += ["--quiet", *extra]
-    tick = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env})
-    seconds = time.perf_counter() - tick
-    if done.returncode not in (0, 1):
-        print(f"end-to-end {label} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
-        return {"label": label, "failed": True}
-    import pandas as pd
-
-    table = pd.read_csv(out)
-    return {"label": label, "seconds": seconds, "rows": len(table), "faces": int(table["error"].isna().sum())}
+    checkpoint = EncoderCheckpoint.resolve(args.encoder)
+    side = pixel_size(checkpoint.processor())[0]
+    flops = siglip_vision_flops(checkpoint.vision_config, image_size=side)
+    peak = detect_cpu_peak()
+    print(f"encoder {args.encoder.name}: {flops / 1e9:.3f} GFLOP per {side} px image (matrix products)")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; native bf16 (auto picks it): {cpu_has_bf16()}")
+    if peak is None:
+        print("CPU peak unknown (no /proc/cpuinfo): share of peak not printed")
+    else:
+        print(f"CPU: {peak.describe()}")
+        print("peak assumptions: " + "; ".join(peak.assumptions))
+    print(f"batch sizes {args.sizes}, {args.repeats} timed call(s) each after a batch-1 warm-up; ways {args.ways}")
+    return flops, peak
 
 
-CHECKPOINT = "siglip2-so400m-patch16-384-random"
+def encoder_table(runs: dict[str, dict], flops: float, peak, args: argparse.Namespace) -> None:
+    """The encoder-only rows: s/image (best, median), GFLOP/s, share of peak, drift from torch float32."""
+    big = str(args.sizes[-1])
+    ref_ok = REFERENCE in runs and not runs[REFERENCE].get("failed")
+    ref = {k: np.load(args.cache / f"out-{REFERENCE}-{k}.npy") for k in ("features", "centred")} if ref_ok else {}
+    print(f"\n| way | runs as | s/img batch {args.sizes[0]} (best) | s/img batch {big} best / median | GFLOP/s "
+          "| % fp32 peak | % peak of its precision | min cosine | max abs delta centred | load s | peak RSS MB |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for way, run in runs.items():
+        if run.get("failed"):
+            print(f"| {way} | failed | | | | | | | | | |")
+            continue
+        small = min(run["batches"][str(args.sizes[0])]) / args.sizes[0]
+        best, median = min(run["batches"][big]) / int(big), statistics.median(run["batches"][big]) / int(big)
+        gflops = flops / median / 1e9
+        precision = run["runs_as"].get("precision", "float32")
+        shares = ("", "") if peak is None else (
+            f"{100 * gflops / peak.peak_gflops('float32'):.0f} %", f"{100 * gflops / peak.peak_gflops(precision):.0f} %"
+        )
+        drift = ("", "")
+        if ref:
+            out = {k: np.load(args.cache / f"out-{way}-{k}.npy") for k in ("features", "centred")}
+            a, b = out["features"], ref["features"]
+            cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+            drift = (f"{cos.min():.6f}", f"{np.abs(out['centred'] - ref['centred']).max():.2e}")
+        runs_as = f"{run['runs_as'].get('backend')} {precision}"
+        print(f"| {way} | {runs_as} | {small:.3f} | {best:.3f} / {median:.3f} | {gflops:.1f} | {shares[0]} | {shares[1]} "
+              f"| {drift[0]} | {drift[1]} | {run['load_s']:.1f} | {run['peak_rss_mb']:.0f} |")
+    print("\n(GFLOP/s and shares from the median at the largest batch; int8 ways counted in int8 ops against the "
+          "int8 peak, although only the matrix products with weights are int8; random weights cannot judge "
+          "int8's accuracy on faces, only its drift from float32 here)")
+
+
+def end_to_end(runs: dict[str, dict], args: argparse.Namespace) -> None:
+    """Whole ``predict`` processes per way, beside the encoder-only time: are they the same path?
+
+    Each way runs ``predict`` on ``--images`` photos and on one batch of them; the difference over the
+    difference in photos is ``predict``'s own time per image, start-up cancelled."""
+    big = args.sizes[-1]
+    env = run_env(args.cache / "compiled")
+    folders = {n: face_photos(args.cache / f"photos-{n}", n)[0].parent for n in (args.images, big)}
+    print(f"\n| way | predict {args.images} photos, s | s/img | predict {big} photos, s | predict s/img, start-up "
+          f"cancelled | encoder only s/img (batch {big}, median) | encoder / predict | within 10 % |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for way, run in runs.items():
+        done = {n: run_predict(folder, args.cache / f"e2e-{way}-{n}.csv", [], way_options(way, args), env, big)
+                for n, folder in folders.items()}
+        failed = [d["failed"] for d in done.values() if "failed" in d] + (["encoder-only run failed"] if run.get("failed") else [])
+        if failed:
+            print(f"| {way} | failed: {failed[0][-200:]!r} | | | | | | |")
+            continue
+        whole, one = done[args.images]["seconds"], done[big]["seconds"]
+        steady = (whole - one) / (args.images - big)
+        encoder = statistics.median(run["batches"][str(big)]) / big
+        ratio = encoder / steady
+        print(f"| {way} | {whole:.1f} | {whole / args.images:.3f} | {one:.1f} | {steady:.3f} | {encoder:.3f} "
+              f"| {ratio:.2f} | {'yes' if 0.9 <= ratio <= 1.1 else 'NO'} |")
+    print("\n(predict: `python -m emonet_face predict PHOTOS --faces none --batch-size B` with the way's model "
+          "options, warm conversion cache, one process after the other; it decodes photos in a worker process "
+          "beside the encoder. Start-up cancelled = (time for all photos - time for one batch) / the difference "
+          "in photos. A tiny model is all start-up: compare at real size)")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/emonet-face-bench-encoder"),
+                        help="random models, photos, converted encoders and outputs (kept between runs)")
+    parser.add_argument("--real-size", action="store_true", help="the so400m/16-384 architecture (built once)")
+    parser.add_argument("--encoder", type=Path, help="a checkpoint folder instead of a random one")
+    parser.add_argument("--heads", type=Path, help="a heads folder instead of random ones")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--ways", default="torch-float32,openvino-float32,onnx-float32,int8",
+                        help=f"comma list of {', '.join(WAYS)}")
+    parser.add_argument("--batch-sizes", default="1,8")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per batch size (best and median kept)")
+    parser.add_argument("--images", type=int, default=24, help="photos for the end-to-end predict runs")
+    parser.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end predict runs")
+    parser.add_argument("--cold", action="store_true", help="clear converted encoders and exports first")
+    parser.add_argument("--way-probe", choices=list(WAYS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.passed = [a for a in sys.argv[1:] if a != "--cold"]
+    args.sizes = [int(b) for b in args.batch_sizes.split(",")]
+    args.ways = [w for w in args.ways.split(",") if w]
+    if not args.skip_e2e and args.images <= args.sizes[-1]:
+        parser.error(f"--images {args.images}: more than the largest batch size ({args.sizes[-1]}) for the end-to-end rows")
+    unknown = sorted(set(args.ways) - set(WAYS))
+    if unknown:
+        parser.error(f"unknown ways {', '.join(unknown)}; choose from {', '.join(WAYS)}")
+    if args.encoder is None or args.heads is None:
+        encoder, heads = build_models(args.cache, real_size=args.real_size)
+        args.encoder, args.heads = args.encoder or encoder, args.heads or heads
+    return args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/emonet-face-bench-encoder"))
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--ways", default=",".join(WAYS), help=f"comma list of {', '.join(WAYS)}")
-    parser.add_argument("--batch-sizes", default="1,8")
-    parser.add_argument("--repeats", type=int, default=1, help="timed runs per batch size (best is kept)")
-    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds over all ways")
-    parser.add_argument("--images", type=int, default=30, help="face photos for the end-to-end predict runs")
-    parser.add_argument("--skip-load", action="store_true", help="skip the vision-vs-full load probes")
-    parser.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end predict runs")
-    parser.add_argument("--keep-cache", action="store_true", help="do not clear converted models first")
-    parser.add_argument("--compile", action="store_true", help="GPU: torch.compile the vision tower")
-    parser.add_argument("--probe", choices=["vision", "full"], help=argparse.SUPPRESS)
-    parser.add_argument("--way-probe", choices=list(WAYS), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    args.sizes = [int(b) for b in args.batch_sizes.split(",")]
-    checkpoint = args.workdir / CHECKPOINT
-    if args.probe:
-        load_probe(args.probe, str(checkpoint))
-        return
+    args = parse_args()
     if args.way_probe:
         way_probe(args.way_probe, args)
         return
-    if args.device.startswith("cuda"):
-        gpu_run(args)
-        return
-
-    import shutil
-
-    build_checkpoint(checkpoint)
-    build_heads(args.workdir / "heads-large-random")
-    if not args.keep_cache:
-        for folder in ("compiled", *(w for w in WAYS if w.startswith("exported"))):
-            shutil.rmtree(args.workdir / folder, ignore_errors=True)
-    from emonet_face.runtime import cpu_has_bf16
-
-    print(
-        f"CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_bf16()}; "
-        f"batch sizes {args.sizes}, {args.repeats} timed run(s) each, {args.rounds} round(s)"
-    )
-    if not args.skip_load:
-        print("\n| load (fresh process) | seconds | peak RSS after load, MB | peak RSS, weights read, MB | params |")
-        print("| --- | ---: | ---: | ---: | ---: |")
-        for kind, label in (("vision", "ImageEncoder (vision tower)"), ("full", "SiglipModel (text + vision)")):
-            result = probe(kind, args.workdir)
-            print(
-                f"| {label} | {result['seconds']:.1f} | {result['peak_rss_mb']:.0f} | "
-                f"{result['touched_rss_mb']:.0f} | {result['params'] / 1e6:.0f} M |"
-            )
-
-    ways = [w for w in args.ways.split(",") if w]
-    if ways:
-        compare_ways(ways, args)
-
+    if args.cold:
+        shutil.rmtree(args.cache / "compiled", ignore_errors=True)
+        for folder in args.cache.glob("exported-*"):
+            shutil.rmtree(folder, ignore_errors=True)
+    flops, peak = header(args)
+    peak = peak if args.device == "cpu" else None  # a GPU run: no CPU share of peak
+    runs = {}
+    for way in args.ways:
+        runs[way] = run_way(way, args)
+        print(f"  {way}: {json.dumps(runs[way], default=str)}", flush=True)
+    encoder_table(runs, flops, peak, args)
     if not args.skip_e2e:
-        today = end_to_end(args, ["--backend", "torch", "--dtype", "float32"], "torch-fp32", {})
-        default = end_to_end(args, [], "default", {"EMONET_FACE_CACHE": str(args.workdir / "compiled")})
-        print(f"\n| end to end: predict {args.images} face photos (default detector) | seconds | rows | images/s |")
-        print("| --- | ---: | ---: | ---: |")
-        for res, label in (
-            (today, "today: --backend torch --dtype float32"),
-            (default, "default command (warm cache)"),
-        ):
-            if res.get("failed"):
-                print(f"| {label} | failed | | |")
-            else:
-                print(f"| {label} | {res['seconds']:.1f} | {res['rows']} | {args.images / res['seconds']:.3f} |")
-        if not today.get("failed") and not default.get("failed"):
-            print(f"\nend-to-end speed-up of the default command: {today['seconds'] / default['seconds']:.2f}x")
-
-
-def compare_ways(ways: list[str], args: argparse.Namespace) -> None:
-    """Every way in a fresh process, interleaved over rounds; the table against torch fp32."""
-    runs: dict[str, list[dict]] = {w: [] for w in ways}
-    for round_ in range(args.rounds):
-        for way in ways:
-            result = run_way(way, args)
-            result["round"] = round_
-            runs[way].append(result)
-            print(f"  round {round_ + 1} {way}: {json.dumps(result)}", flush=True)
-    # a second, warm start of the converted ways: no conversion
-    warm_args = argparse.Namespace(**{**vars(args), "batch_sizes": "1", "repeats": 0})
-    warm = {w: run_way(w, warm_args) for w in ways if not w.startswith("torch")}
-    for way, result in warm.items():
-        print(f"  warm start {way}: {json.dumps(result)}", flush=True)
-
-    base = "torch-fp32"
-    ref_emb = np.load(args.workdir / f"out-{base}-embedding.npy")
-    ref_cen = np.load(args.workdir / f"out-{base}-centred.npy")
-    print(
-        f"\n| way | s/img batch {args.sizes[0]} | s/img batch {args.sizes[-1]} | vs torch fp32 (batch {args.sizes[-1]}) "
-        "| min cosine | max abs delta centred | peak RSS cold, MB | peak RSS warm, MB | first start cold, s | warm, s "
-        "| conversion, s |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    base_t = min(r["batches"][str(args.sizes[-1])] for r in runs[base] if not r.get("failed")) / args.sizes[-1]
-    for way in ways:
-        ok = [r for r in runs[way] if not r.get("failed")]
-        if not ok:
-            print(f"| {way} | failed | | | | | | | | | |")
-            continue
-        per = {b: min(r["batches"][str(b)] for r in ok) / b for b in (args.sizes[0], args.sizes[-1])}
-        emb = np.load(args.workdir / f"out-{way}-embedding.npy")
-        cen = np.load(args.workdir / f"out-{way}-centred.npy")
-        cos = (emb * ref_emb).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(ref_emb, axis=1))
-        cold = ok[0]["load_s"] + ok[0]["first_inference_s"]
-        hot = warm.get(way, {"failed": True})
-        hot_s = hot["load_s"] + hot["first_inference_s"] if not hot.get("failed") else float("nan")
-        hot_rss = hot["peak_rss_mb"] if not hot.get("failed") else float("nan")
-        convert_s = ok[0]["load_s"] - hot["load_s"] if ok[0].get("cache_hit") is not True and not hot.get("failed") else 0
-        print(
-            f"| {way} | {per[args.sizes[0]]:.2f} | {per[args.sizes[-1]]:.2f} | {base_t / per[args.sizes[-1]]:.2f}x "
-            f"| {cos.min():.6f} | {np.abs(cen - ref_cen).max():.2e} | {max(r['peak_rss_mb'] for r in ok):.0f} "
-            f"| {hot_rss:.0f} | {cold:.1f} | {hot_s:.1f} | {convert_s:.0f} |"
-        )
-    print(
-        "\n(first start = load, incl. conversion on a cold cache, + first inference; warm = the same with the "
-        "converted model cached; conversion = cold load - warm load; peak RSS cold = the timed run, incl. "
-        "conversion on a cold cache; warm = load + batch 1; torch has no conversion. int8 rows are EXPERIMENTAL: "
-        "random weights cannot judge their accuracy on real faces, only their drift from float32 here)"
-    )
-
-
-def gpu_run(args: argparse.Namespace) -> None:
-    """CUDA: torch fp32 vs bf16 (SDPA attention), optionally torch.compile, pinned-memory transfers."""
-    from emonet_face.runtime import load_encoder
-
-    build_checkpoint(args.workdir / CHECKPOINT)
-    name = torch.cuda.get_device_name(0)
-    print(f"device {name}, torch {torch.__version__}; ceiling: about 519 GFLOP per 384x384 image")
-    print("\n| way | batch | s / image | images / s | TFLOP/s achieved |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    reference = None
-    for dtype in ("float32", "bfloat16"):
-        encoder = load_encoder(args.workdir / CHECKPOINT, backend="torch", device=args.device, dtype=dtype)
-        if args.compile:
-            encoder.vision_model = torch.compile(encoder.vision_model, dynamic=True)
-        for size in args.sizes:
-            pixels = torch.rand(size, 3, 384, 384).pin_memory()
-            encoder(pixel_values=pixels)  # warm-up / compile
-            best = float("inf")
-            for _ in range(max(args.repeats, 3)):
-                torch.cuda.synchronize()
-                tick = time.perf_counter()
-                out = encoder(pixel_values=pixels.to(args.device, non_blocking=True))
-                torch.cuda.synchronize()
-                best = min(best, time.perf_counter() - tick)
-            per = best / size
-            print(
-                f"| torch {dtype}{' compiled' if args.compile else ''} | {size} | {per:.4f} | {1 / per:.1f} | {0.519 / per:.1f} |"
-            )
-        if reference is None:
-            reference = out.float().cpu()
-        else:
-            cos = torch.nn.functional.cosine_similarity(out.float().cpu(), reference).min()
-            print(f"\nmin cosine bf16 vs fp32: {cos:.6f}")
-        del encoder
-        torch.cuda.empty_cache()
-    print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
+        end_to_end(runs, args)
 
 
 if __name__ == "__main__":
