@@ -19,16 +19,21 @@ no option, ``exported-*`` an ``emonet-face export`` folder (``--model DIR``). Fo
   header says which clock and flags); cosine of the features and max |delta| of the centred scores
   against ``torch-float32`` (when it is among the ways).
 * **end to end**: ``python -m emonet_face predict PHOTOS --faces none --batch-size B`` as a whole
-  process on ``--images`` photos (warm conversion cache), its wall time and seconds per image, and
-  the same less the way's start-up (imports, load, first call: measured in the encoder-only
-  process). The encoder-only time at batch B should be within 10 % of that per-image time: the
-  last column says whether it is.
+  process with the way's options (warm conversion cache), on ``--images`` photos and on one batch of
+  them: wall time, seconds per image, and ``predict``'s own time per image with start-up cancelled
+  (the difference of the two runs over the difference in photos). The encoder-only median at batch
+  B should be within 10 % of that: the last column says whether it is.
 
-Why the earlier version disagreed with ``predict`` (6.94 s/image for torch float32 at batch 8
-against ~4.4 end to end): it timed one call on ``torch.rand`` pixels straight into the encoder,
-one sample per batch size on a shared machine, and compared it with ``predict`` runs made at another
-time with the default face detector. Now both rows run the same loader, preprocessing and
-``Scorer.encode``, several timed calls each, side by side in one run.
+Why the earlier version disagreed with ``predict`` (torch float32 6.94 s/image at batch 8 against
+~4.4 end to end on one AVX2 machine): the encoder call itself was the same (``load_encoder`` →
+the SDPA vision tower, ``ImageEncoder.forward`` under inference mode, PyTorch's default threads in
+both processes, no thread or denormal setting anywhere in the package), but the measurement was not:
+one timed call per batch size (the first at batch 8, after a batch-1 warm-up) on ``torch.rand``
+pixels fed straight to the encoder, against ``predict`` runs made at another time (its own
+end-to-end rows used the default face detector) on a machine shared with other jobs. The earlier
+real-size tables show PyTorch's first batch-8 call slower per image than batch 1 in every run
+(3.35 → 5.05, 4.00 → 6.02 s) while OpenVINO's was not. Now both rows run the same loader,
+preprocessing and ``Scorer.encode``, several timed calls each, side by side in one run.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The EmoNet-Face benchmark: HQ agreement protocol, transfer evaluation and BINARY vote analysis.
+"""The EmoNet-Face benchmark: HQ agreement protocol, transfer evaluation and BINARY vote analysis;
+and the yardsticks of the speed benchmarks (:mod:`~emonet_face.bench.flops`: an encoder's FLOPs per
+image, :mod:`~emonet_face.bench.hardware`: the CPU's nominal peak).
 
 Each module is small and importable on its own; the CLI (`emonet-face bench ...`) wires them together.
 """

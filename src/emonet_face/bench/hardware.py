@@ -110,7 +110,8 @@ def parse_cpuinfo(text: str, allowed: set[int] | None = None) -> tuple[str, str,
     """``/proc/cpuinfo`` → (model name, vendor, CPU family, flags, physical cores among ``allowed``
     logical CPUs (all when ``None``), ``cpu MHz`` of the first CPU or ``None``)."""
     cores: set[tuple[str, str]] = set()
-    model, vendor, family, flags, mhz = "unknown CPU", "", 0, set(), None
+    model, vendor, family, mhz = "unknown CPU", "", 0, None
+    flags: set[str] = set()
     for block in text.strip().split("\n\n"):
         fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in block.splitlines())}
         if "processor" not in fields:
