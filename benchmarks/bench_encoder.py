@@ -47,12 +47,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 START = time.perf_counter()  # the way's start-up counts from here (imports included)
 
 import numpy as np  # noqa: E402
 
 from encoder_models import build_models, face_photos, run_env, run_predict  # noqa: E402
+
+if TYPE_CHECKING:
+    from emonet_face.bench.hardware import CpuPeak
 
 WAYS: dict[str, tuple[str, str | None]] = {
     # name: (--backend, --dtype); None: the default ("auto")
@@ -153,7 +157,7 @@ def run_way(way: str, args: argparse.Namespace) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def header(args: argparse.Namespace) -> tuple[float, object]:
+def header(args: argparse.Namespace) -> tuple[float, CpuPeak | None]:
     """Print the machine, the CPU's peak and its assumptions; return (FLOP per image, CpuPeak or None)."""
     import torch
 
@@ -177,7 +181,7 @@ def header(args: argparse.Namespace) -> tuple[float, object]:
     return flops, peak
 
 
-def encoder_table(runs: dict[str, dict], flops: float, peak, args: argparse.Namespace) -> None:
+def encoder_table(runs: dict[str, dict], flops: float, peak: CpuPeak | None, args: argparse.Namespace) -> None:
     """The encoder-only rows: s/image (best, median), GFLOP/s, share of peak, drift from torch float32."""
     big = str(args.sizes[-1])
     ref_ok = REFERENCE in runs and not runs[REFERENCE].get("failed")
