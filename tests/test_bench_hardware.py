@@ -88,5 +88,7 @@ def test_base_frequency_is_preferred_over_cpu_mhz(tmp_path):
     assert peak is not None and peak.clock_ghz == 3.5 and "max" in peak.clock_source
 
 
-def test_unreadable_cpuinfo_means_unknown(tmp_path: Path):
+def test_unreadable_or_non_x86_cpuinfo_means_unknown(tmp_path: Path):
     assert detect_cpu_peak(tmp_path / "absent") is None
+    (tmp_path / "arm").write_text("processor\t: 0\nFeatures\t: fp asimd sve\n")
+    assert detect_cpu_peak(tmp_path / "arm") is None

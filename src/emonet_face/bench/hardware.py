@@ -1,6 +1,6 @@
 """The CPU's arithmetic peak, so that benchmark figures can be held against the hardware's limit.
 
-How the peak is found (Linux; elsewhere the CPU is "unknown" and no share of peak is printed):
+How the peak is found (Linux on x86; elsewhere the CPU is "unknown" and no share of peak is printed):
 
 * **Cores**: physical cores this process may run on: the distinct ``(physical id, core id)`` pairs of
   ``/proc/cpuinfo`` among the CPUs of ``os.sched_getaffinity`` (SMT siblings share one core's vector
@@ -139,13 +139,16 @@ def _clock(cpuinfo_mhz: float | None, cpufreq: Path) -> tuple[float, str]:
 
 
 def detect_cpu_peak(cpuinfo: Path = Path("/proc/cpuinfo"), cpufreq: Path = CPUFREQ) -> CpuPeak | None:
-    """This machine's :class:`CpuPeak`, or ``None`` where ``/proc/cpuinfo`` cannot be read (not Linux)."""
+    """This machine's :class:`CpuPeak`, or ``None`` where ``/proc/cpuinfo`` cannot be read (not Linux) or
+    lists no x86 flags (ARM and others: not described here)."""
     try:
         text = cpuinfo.read_text()
     except OSError:
         return None
     allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     model, vendor, family, flags, cores, mhz = parse_cpuinfo(text, allowed)
+    if not flags:  # not an x86 CPU (ARM lists "Features"): its vector units are not described here
+        return None
     clock, source = _clock(mhz, cpufreq)
     per_cycle, notes = _per_cycle(flags, vendor, family)
     shown = tuple(f for f in SPEED_FLAGS if f in flags)
