@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import matplotlib.colors as mcolors
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from emonet_face import taxonomy as tx
-from emonet_face.viz import FAMILY_COLOURS, FaceScores, face_bar_chart, image_overview, timeline_chart
+from emonet_face.viz import FAMILY_COLOURS, FaceScores, face_bar_chart, face_scores, image_overview, timeline_chart
 from emonet_face.viz.labels import overlap, place_labels
 
 
@@ -131,3 +132,18 @@ def test_overview_of_a_group_keeps_every_label_inside_and_apart():
         assert inside.x0 - 1 <= bbox.x0 and bbox.x1 <= inside.x1 + 1 and inside.y0 - 1 <= bbox.y0 and bbox.y1 <= inside.y1 + 1
         for other in shown[i + 1 :]:  # label boxes may touch (one block's lines), never cover each other
             assert min(bbox.x1, other.x1) - max(bbox.x0, other.x0) <= 1 or min(bbox.y1, other.y1) - max(bbox.y0, other.y0) <= 1
+
+
+def test_pictures_number_faces_as_the_table_face_column(tmp_path):
+    from emonet_face.viz import PictureWriter
+
+    probs = scores(3).probs
+    rows = pd.DataFrame(  # a table's faces 2 and 4 of a picture (e.g. the rows of a filtered table)
+        [{"path": "group.png", "face": face, "box_x": x, "box_y": 20.0, "box_w": 40.0, "box_h": 40.0, "region": "face",
+          **{f"prob.{k}": p for k, p in probs.items()}} for face, x in ((2, 20.0), (4, 120.0))]
+    )  # fmt: skip
+    written = PictureWriter(tmp_path).image("group.png", rows, Image.new("RGB", (200, 100)))
+    assert sorted(p.name for p in written) == ["group.face2.bars.png", "group.face4.bars.png", "group.png"]
+    faces = [face_scores(row) for _, row in rows.iterrows()]
+    texts = [t.get_text() for t in image_overview(Image.new("RGB", (200, 100)), faces).axes[0].texts]
+    assert [t for t in texts if t.startswith("face")] == ["face 2", "face 4"]
