@@ -9,9 +9,8 @@ go to ``$EMONET_SCREENSHOTS`` when set.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import io
+from pathlib import Path
 
 import httpx
 import pytest

@@ -98,7 +98,7 @@ def test_a_label_by_the_picture_edge_stays_inside_it():
     for box in corners:
         (spot,) = place_labels([box], [[(120, 50)]], width, height)
         x, y, w, h = spot.rect
-        assert 0 <= x and x + w <= width and 0 <= y and y + h <= height, (box, spot)
+        assert x >= 0 and x + w <= width and y >= 0 and y + h <= height, (box, spot)
         assert spot.cost == 0 and overlap(spot.rect, box) == 0, (box, spot)  # beside the face, not over it
 
 

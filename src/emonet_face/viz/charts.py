@@ -114,7 +114,7 @@ def _label_blocks(face: FaceScores) -> list[list[tuple[str, str]]]:
     head = [(face.label, "#333333")] if face.label else []
     emotions = [(f"{emo.name} {_percent(p)}", FAMILY_COLOURS[emo.family]) for emo, p in top_emotions(face.probs)]
     if not emotions:
-        return [head + [("no score", "#333333")]]
+        return [[*head, ("no score", "#333333")]]
     return [head + emotions, head + emotions[:1]] + ([head] if head else [])
 
 
