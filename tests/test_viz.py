@@ -138,12 +138,12 @@ def test_pictures_number_faces_as_the_table_face_column(tmp_path):
     from emonet_face.viz import PictureWriter
 
     probs = scores(3).probs
-    rows = pd.DataFrame(  # a table's faces 2 and 4 of a picture (e.g. the rows of a filtered table)
-        [{"path": "group.png", "face": face, "box_x": x, "box_y": 20.0, "box_w": 40.0, "box_h": 40.0, "region": "face",
-          **{f"prob.{k}": p for k, p in probs.items()}} for face, x in ((2, 20.0), (4, 120.0))]
+    rows = pd.DataFrame(  # face 2 of a picture alone (e.g. the rows of a filtered table): its first row
+        [{"path": "group.png", "face": 2, "box_x": 20.0, "box_y": 20.0, "box_w": 40.0, "box_h": 40.0, "region": "face",
+          **{f"prob.{k}": p for k, p in probs.items()}}]
     )  # fmt: skip
     written = PictureWriter(tmp_path).image("group.png", rows, Image.new("RGB", (200, 100)))
-    assert sorted(p.name for p in written) == ["group.face2.bars.png", "group.face4.bars.png", "group.png"]
+    assert sorted(p.name for p in written) == ["group.face2.bars.png", "group.png"]
     faces = [face_scores(row) for _, row in rows.iterrows()]
     texts = [t.get_text() for t in image_overview(Image.new("RGB", (200, 100)), faces).axes[0].texts]
-    assert [t for t in texts if t.startswith("face")] == ["face 2", "face 4"]
+    assert [t for t in texts if t.startswith("face")] == ["face 2"]
