@@ -62,8 +62,8 @@ def top_emotions(probs: Mapping[str, float], k: int = 3) -> list[tuple[tx.Emotio
 def image_overview(image: Image.Image, faces: Sequence[FaceScores], title: str = "") -> Figure:
     """The photo with each face's box (coloured by its top emotion's family) and its label (the
     face's number, its top-3 emotions), placed by :func:`~emonet_face.viz.labels.place_labels`:
-    inside the picture, over no other label and no face where there is room (else the top emotion
-    alone, then the spot covering least)."""
+    inside the picture, over no other label and no face where there is room (else a shorter label:
+    the number and top emotion, the number alone; then the spot covering least)."""
     width, height = image.size
     scale = 9.0 / max(width, height)
     fig_w, fig_h = max(4.0, width * scale), max(3.0, height * scale) + 0.4

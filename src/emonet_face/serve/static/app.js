@@ -11,9 +11,10 @@
 //   picture; `picture` is {file, name, bitmap, canvas, scale} (canvas: the picture as drawn, in a
 //   .stage that add-ons may draw over; scale: its pixels per picture pixel). The card's bars are
 //   <rect class="bar" data-key=KEY>.
+// - hooks.rows: functions (rows) called with every batch of rows added to the table.
+//
 // Faces are numbered as the table's `face` column (0-based, left to right) on the picture, in the
 // cards and in every caption: one number per face everywhere (faceNumber).
-// - hooks.rows: functions (rows) called with every batch of rows added to the table.
 "use strict";
 
 const $ = (id) => document.getElementById(id);

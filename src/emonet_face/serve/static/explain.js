@@ -135,7 +135,7 @@ window.emonetExplain = (() => {
 
   function caption(row, key, map) {
     // both numbers named: the centred score the map explains and the probability the bar shows
-    const number = typeof faceNumber === "function" ? faceNumber(row) : null;
+    const number = faceNumber(row);
     const p = row[`prob.${key}`];
     const probability = p == null ? "" : ` · probability ${percent(p)}`;
     return `${number != null ? `Face ${number} · ` : ""}${emotionName(key)}: centred score ` +
