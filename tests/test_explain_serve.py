@@ -86,8 +86,9 @@ def test_page_click_on_an_emotion_draws_its_map_over_the_face(browser, url, cue,
     page.click(f"svg.chart rect.bar[data-key='{TOY_KEY}']")
     page.wait_for_selector(".face .explain canvas.explain-map", timeout=60_000)
     assert page.locator(".face .explain").get_attribute("data-emotion") == TOY_KEY
-    caption = page.locator(".face .explain p").inner_text()
-    assert "score +" in caption and "integrated-gradients" in caption
+    caption = page.locator(".face .explain p.explain-caption").inner_text()
+    shown = page.evaluate(f"percent(state.rows[0]['prob.{TOY_KEY}'])")  # what the bar says
+    assert "centred score +" in caption and f"probability {shown}" in caption and "integrated-gradients" in caption
     assert page.locator(".explain-scale i").count() == 1  # the colour scale is shown
     # the square's cell is drawn red over the face; a cell far from it is not
     cells = page.evaluate(
@@ -101,6 +102,26 @@ def test_page_click_on_an_emotion_draws_its_map_over_the_face(browser, url, cue,
     red, green, blue, _ = cells["square"]
     assert red > 100 and red > green + 60 and red > blue + 60, cells
     assert not (cells["far"][0] > cells["far"][1] + 60 and cells["far"][0] > cells["far"][2] + 60), cells
+    # …and over the face in the photo, on a see-through layer as large as the picture, which the
+    # card's "on the photo" box hides and shows again
+    layer = page.evaluate(
+        """([row, col, grid]) => {
+          const c = document.querySelector('.picture .stage canvas.explain-layer'), g = c.getContext('2d');
+          const picture = document.querySelector('.picture .stage canvas'), r = picture.getBoundingClientRect();
+          const at = (r, k) => Array.from(g.getImageData((k + 0.5) * c.width / grid, (r + 0.5) * c.height / grid, 1, 1).data);
+          const l = c.getBoundingClientRect();
+          return {square: at(row, col), size: [c.width, c.height, picture.width, picture.height],
+                  same: [l.left - r.left, l.top - r.top, l.width - r.width, l.height - r.height]};
+        }""",
+        [row, col, GRID],
+    )
+    red, green, blue, alpha = layer["square"]
+    assert red > green + 60 and red > blue + 60 and 0 < alpha < 255, layer  # red, and the face shows through
+    assert layer["size"][:2] == layer["size"][2:] and all(abs(d) < 1 for d in layer["same"]), layer
+    page.uncheck(".face .explain input.on-photo")
+    assert page.locator("canvas.explain-layer").is_hidden()
+    page.check(".face .explain input.on-photo")
+    assert page.locator("canvas.explain-layer").is_visible()
     # the label of the emotion is clickable too, and dimension markers are charted as before
     assert page.locator("svg.chart circle.dimension").count() == 4
     assert not errors, errors

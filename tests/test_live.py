@@ -103,6 +103,56 @@ def test_live_tables_fps_bounds_the_rate_and_stop_ends_the_run(net):
         next(live_tables(endless(), scorer, fps=0))
 
 
+def test_every_frame_read_is_scored_or_skipped_when_the_run_stops(net):
+    picture = np.zeros((64, 64, 3), np.uint8)
+    stop = threading.Event()
+
+    def endless():  # frames faster than the model: one is always waiting when the run stops
+        i = 0
+        while True:
+            time.sleep(0.002)
+            yield Frame(i, i * 0.002, picture)
+            i += 1
+
+    def slow(items):
+        time.sleep(0.05)  # scoring takes 50 ms, frames come every 2 ms
+        return encode_and_score(net, items)
+
+    stats = LiveStats()
+    tables = live_tables(endless(), FrameScorer(net, faces="none"), stop=stop, stats=stats, encode=slow)
+    for n, _ in enumerate(tables, 1):
+        if n == 3:
+            stop.set()
+    assert stats.scored == 3 and stats.received > 3
+    assert stats.scored + stats.skipped == stats.received, stats  # the frame left waiting counts as skipped
+
+
+def test_the_terminal_table_fits_120_columns_with_whole_headers_and_display_names():
+    from rich.console import Console
+
+    from emonet_face import taxonomy as tx
+    from emonet_face.live.board import LiveBoard
+
+    longest = max(tx.EMOTIONS, key=lambda e: len(e.name))  # "Intoxication/Altered States of Consciousness"
+    row = {"frame": 47, "time": 4.7, "face": 0, "track": 0, "top1": "jealousy_&_envy", "top2": longest.key,
+           "top3": "contentment", "prob.jealousy_&_envy": 0.35, f"prob.{longest.key}": 0.2, "prob.contentment": 0.1,
+           **{f"raw.{d.key}": 0.5 for d in tx.EXTRA_DIMENSIONS}}  # fmt: skip
+    board = LiveBoard(tuple(tx.HEAD_KEYS))
+    board.add(pd.DataFrame([row, {**row, "track": 1}]))
+    stats = LiveStats(received=48, scored=25, skipped=23)
+    console = Console(width=120, record=True, color_system=None)
+    console.print(board.render(stats))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 120
+    assert "…" not in text, text  # nothing cut
+    for header in ("track", "time", "frames", "top emotions", "Arousal", "Valence", "Dominance", "Vulnerability"):
+        assert header in text, (header, text)
+    assert "Emotional" in text and " 35% Jealousy & Envy" in text and "jealousy_&_envy" not in text, text
+    words = " ".join(text.replace("│", " ").split())  # a long name may wrap onto a second line, never cut
+    assert all(word in words for word in longest.name.split()), text
+    assert "25 scored" in text and "23 skipped" in text
+
+
 def test_open_source_refuses_clearly(tmp_path):
     from emonet_face.errors import InputError
 

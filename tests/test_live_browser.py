@@ -90,7 +90,7 @@ def test_live_draws_boxes_over_the_video_and_the_timeline_grows(browser, tiny_se
     assert edge["w"] == edge["video"] == 640 and edge["h"] == 360
     assert edge["pixel"] == edge["colour"] and edge["alpha"] == 255, edge  # the box is drawn over the video
     assert 100 < edge["box"]["x"] < 400 and 30 < edge["box"]["y"] < 160  # where the head is in the clip
-    assert "#0 · " in edge["label"] and "…" not in edge["label"]  # the track id and an uncut top emotion
+    assert edge["label"].startswith("track 0 · ") and "…" not in edge["label"]  # the track column, an uncut top emotion
     assert page.locator("#live-status").inner_text().startswith("live · ")
 
     first = page.evaluate("state.live.tracks.get(0).points.length")

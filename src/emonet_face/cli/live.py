@@ -13,7 +13,6 @@ load.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -45,9 +44,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from emonet_face.live import LiveStats, LiveSummary
-
-TRACK_SHOWN_S = 10.0
-"""Tracks unseen for this long leave the terminal table."""
 
 SourceArg = Annotated[
     str,
@@ -113,15 +109,13 @@ def live(
 
 
 class _Board:
-    """A small live table per track in the terminal (rich), refreshed as frames are scored."""
+    """The live table (:class:`emonet_face.live.board.LiveBoard`) in the terminal, refreshed as frames are scored."""
 
     def __init__(self, keys: tuple[str, ...], *, show: bool) -> None:
-        from emonet_face import taxonomy as tx
+        from emonet_face.live.board import LiveBoard
 
         self.show = show
-        self.dimensions = [k for k in tx.EXTRA_KEYS if k in keys]
-        self.tracks: dict[Any, dict[str, Any]] = {}
-        self.last_frame: int | None = None
+        self.board = LiveBoard(keys)
         self._live: Any = None
 
     def __enter__(self) -> _Board:
@@ -129,8 +123,9 @@ class _Board:
             from rich.console import Console
             from rich.live import Live
 
-            self._live = Live(self._render(None), console=Console(stderr=True), refresh_per_second=4, transient=False)
-            self._live.__enter__()
+            live = Live(self.board.render(None), console=Console(stderr=True), refresh_per_second=4, transient=False)
+            self._live = live
+            live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -138,41 +133,9 @@ class _Board:
             self._live.__exit__(*exc)
 
     def update(self, table: pd.DataFrame, stats: LiveStats) -> None:
-        if not self.show:
-            return
-        now = time.monotonic()
-        for row in table.to_dict("records"):
-            if row.get("error") or row.get("top1") is None or row.get("top1") != row.get("top1"):
-                continue
-            key = row.get("track")
-            key = "-" if key is None or key != key else int(key)
-            entry = self.tracks.setdefault(key, {"frames": 0})
-            entry.update(row=row, seen=now, frames=entry["frames"] + 1)
-        self.tracks = {k: v for k, v in self.tracks.items() if now - v["seen"] <= TRACK_SHOWN_S}
-        self.last_frame = int(table["frame"].iloc[0]) if len(table) else self.last_frame
-        self._live.update(self._render(stats))
-
-    def _render(self, stats: LiveStats | None) -> Any:
-        from rich.table import Table
-
-        caption = "waiting for the first frame…"
-        if stats is not None:
-            caption = (
-                f"frame {self.last_frame} · {stats.scored} scored ({stats.scored_per_second:.1f}/s) · "
-                f"{stats.skipped} skipped · latency p50 {stats.latency_p50_ms:.0f} ms · Ctrl-C ends"
-            )
-        view = Table(title="emonet-face live", caption=caption, title_justify="left", caption_justify="left")
-        for column in ("track", "time", "frames", "top 1", "top 2", "top 3", *self.dimensions):
-            view.add_column(column.replace("emotional_", "emo. "), no_wrap=True)
-        for track, entry in sorted(self.tracks.items(), key=lambda kv: str(kv[0])):
-            row = entry["row"]
-            tops = [
-                f"{row[c]} {row.get(f'prob.{row[c]}', float('nan')):.0%}" if row.get(c) else ""
-                for c in ("top1", "top2", "top3")
-            ]
-            dims = [f"{row.get(f'raw.{k}', float('nan')):+.2f}" for k in self.dimensions]
-            view.add_row(str(track), f"{row.get('time', 0):.1f}s", str(entry["frames"]), *tops, *dims)
-        return view
+        if self.show:
+            self.board.add(table)
+            self._live.update(self.board.render(stats))
 
 
 def _summary(summary: LiveSummary) -> None:

@@ -199,6 +199,7 @@ class LiveStats:
     received: int = 0
     scored: int = 0
     skipped: int = 0
+    """Frames received and not scored; once the run ends, ``scored + skipped == received``."""
     rows: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     """Seconds from a frame's arrival to its table (the last 10,000 scored frames)."""
@@ -281,9 +282,12 @@ def live_tables(
             stats.latencies.append(time.monotonic() - frame.arrived)
             stats.received, stats.skipped = mailbox.received, mailbox.skipped
             yield table
-        stats.received, stats.skipped = mailbox.received, mailbox.skipped
         if failure:
             raise failure[0]
     finally:
         stop.set()
         reader.join(timeout=5)
+        # every frame read and not scored is skipped: replaced while one was scored, left waiting when
+        # the run ended (a frame the mailbox's own count misses), or dropped by a second Ctrl-C
+        stats.received = mailbox.received
+        stats.skipped = stats.received - stats.scored

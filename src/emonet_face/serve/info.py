@@ -1,5 +1,6 @@
 """The service routes: ``GET /health`` (never needs the key), ``GET /v1/info`` (model, limits and
-taxonomy, for the page and for clients) and the page at ``/`` with its files under ``/static``."""
+taxonomy, for the page and for clients) and the page at ``/`` with its files under ``/static`` (and
+its icon at ``/favicon.ico``)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ def info(service: ServiceDep) -> dict[str, Any]:
 @router.get("/", include_in_schema=False)
 def page() -> FileResponse:
     return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> FileResponse:
+    """The page's icon where browsers look for it first (no 404 in the log on every page load)."""
+    return FileResponse(str(STATIC / "favicon.ico"), media_type="image/vnd.microsoft.icon")
 
 
 def _info(net: EmoNetFace, config: ServeConfig, service: Service, version: str) -> dict[str, Any]:

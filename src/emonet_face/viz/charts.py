@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from emonet_face import taxonomy as tx
+from emonet_face.viz.labels import place_labels
 
 __all__ = [
     "FAMILY_COLOURS",
@@ -59,48 +60,88 @@ def top_emotions(probs: Mapping[str, float], k: int = 3) -> list[tuple[tx.Emotio
 
 
 def image_overview(image: Image.Image, faces: Sequence[FaceScores], title: str = "") -> Figure:
-    """The photo with each face's box (coloured by its top emotion's family) and its top-3 emotions."""
+    """The photo with each face's box (coloured by its top emotion's family) and its label (the
+    face's number, its top-3 emotions), placed by :func:`~emonet_face.viz.labels.place_labels`:
+    inside the picture, over no other label and no face where there is room (else a shorter label:
+    the number and top emotion, the number alone; then the spot covering least)."""
     width, height = image.size
     scale = 9.0 / max(width, height)
-    fig = plt.figure(figsize=(max(4.0, width * scale), max(3.0, height * scale) + 0.4), dpi=110)
-    ax = fig.add_axes((0.0, 0.0, 1.0, 0.94 if title else 1.0))
+    fig_w, fig_h = max(4.0, width * scale), max(3.0, height * scale) + 0.4
+    fig = plt.figure(figsize=(fig_w, fig_h), dpi=110)
+    share = 0.94 if title else 1.0
+    ax = fig.add_axes((0.0, 0.0, 1.0, share))
     ax.imshow(image)
     ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=10, y=0.99)
-    font = 9 if len(faces) < 6 else 7
+    boxes = [face.box for face in faces]
     for face in faces:
         top = top_emotions(face.probs)
-        colour = FAMILY_COLOURS[top[0][0].family] if top else "#ffffff"
         x, y, w, h = face.box or (0.0, 0.0, float(width), float(height))
+        colour = FAMILY_COLOURS[top[0][0].family] if top else "#ffffff"
         ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, edgecolor=colour, linewidth=2.5))
-        entries = [(face.label, "#333333")] if face.label else []
-        entries += [(f"{emo.name} {_percent(p)}", FAMILY_COLOURS[emo.family]) for emo, p in top] or [
-            ("no score", "#333333")
-        ]
-        line_h = font * 1.7 / 72 / scale  # one text line in image pixels
-        block = len(entries) * line_h
-        # labels under the box, else above it, else inside its top (a whole-image score)
-        if y + h + 3 + block < height:
-            top_y = y + h + 3
-        elif y - 3 - block >= 0:
-            top_y = y - 3 - block
-        else:
-            top_y = y + 3
-        for i, (text, box_colour) in enumerate(entries):
-            ty = top_y + i * line_h
+    font = 9 if len(faces) < 6 else 7
+    blocks = [_label_blocks(face) for face in faces]
+    px = 1 / 72 / min(fig_w / width, fig_h * share / height)  # image pixels per point, as the photo is shown
+    measure = _TextWidth(fig)
+    fonts = [_fitting_font(block[0], font, width / px, measure) for block in blocks]
+    sizes = [[_block_size(lines, fonts[i], px, measure) for lines in block] for i, block in enumerate(blocks)]
+    for i, spot in enumerate(place_labels(boxes, sizes, width, height)):
+        lines, pad = blocks[i][spot.choice], _PAD * fonts[i] * px
+        x, y, w, _ = spot.rect
+        # lines start on the side nearer the face: a label pushed left by the picture's edge, or set
+        # left of its face, ends under the face rather than beginning under its neighbour
+        box = boxes[i]
+        right = box is not None and abs(x + w - box[0] - box[2]) < abs(x - box[0])
+        for k, (text, box_colour) in enumerate(lines):
             ax.text(
-                x,
-                ty,
-                text,
-                fontsize=font,
-                color="white",
-                va="top",
-                ha="left",
-                bbox={"boxstyle": "round,pad=0.2", "facecolor": box_colour, "edgecolor": "none", "alpha": 0.92},
-                clip_on=True,
-            )
+                x + w - pad if right else x + pad, y + pad + k * _LINE * fonts[i] * px, text, fontsize=fonts[i],
+                color="white", va="top", ha="right" if right else "left", clip_on=True,
+                bbox={"boxstyle": f"round,pad={_PAD}", "facecolor": box_colour, "edgecolor": "none", "alpha": 0.92},
+            )  # fmt: skip
     return fig
+
+
+_LINE = 1.7
+"""A label line's height, in font sizes (the text and its box's padding, and a small gap)."""
+_PAD = 0.2
+"""A label box's padding on each side, in font sizes."""
+
+
+def _label_blocks(face: FaceScores) -> list[list[tuple[str, str]]]:
+    """A face's label as lines ``(text, box colour)``, fullest first: its number and top-3 emotions,
+    its number and top emotion, its number alone (a crowded picture: the bar charts name the rest)."""
+    head = [(face.label, "#333333")] if face.label else []
+    emotions = [(f"{emo.name} {_percent(p)}", FAMILY_COLOURS[emo.family]) for emo, p in top_emotions(face.probs)]
+    if not emotions:
+        return [[*head, ("no score", "#333333")]]
+    return [head + emotions, head + emotions[:1]] + ([head] if head else [])
+
+
+class _TextWidth:
+    """Text widths in points as ``fig``'s renderer draws them (Agg: the same widths as the PNG)."""
+
+    def __init__(self, fig: Figure) -> None:
+        self.renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+        self.dpi = fig.dpi
+
+    def __call__(self, text: str, size: float) -> float:
+        from matplotlib.font_manager import FontProperties
+
+        width = self.renderer.get_text_width_height_descent(text, FontProperties(size=size), ismath=False)[0]
+        return width * 72 / self.dpi
+
+
+def _fitting_font(lines: list[tuple[str, str]], font: float, picture_pt: float, measure: _TextWidth) -> float:
+    """``font``, or the size at which the widest line (with its padding) fits the picture's width."""
+    widest = max(measure(text, font) for text, _ in lines) + 2 * _PAD * font
+    return font if widest <= picture_pt else font * picture_pt / widest
+
+
+def _block_size(lines: list[tuple[str, str]], font: float, px: float, measure: _TextWidth) -> tuple[float, float]:
+    """A label block's ``(w, h)`` in image pixels (``px``: image pixels per point)."""
+    widest = max(measure(text, font) for text, _ in lines)
+    return (widest + 2 * _PAD * font) * px, len(lines) * _LINE * font * px
 
 
 def face_bar_chart(face: FaceScores, title: str = "") -> Figure:

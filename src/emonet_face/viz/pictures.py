@@ -141,7 +141,8 @@ class PictureWriter:
         stem = self.name_for(path) + (f".frame{int(frame):06d}" if frame is not None else "")
         seconds = _number(first.get("time")) if frame is not None else None
         when = f" t={seconds:.2f}s" if seconds is not None else ""
-        faces = [(i, fs) for i, (_, row) in enumerate(rows.iterrows()) if (fs := face_scores(row)) is not None]
+        # (the row's `face` number, its picture data): file names and labels use the table's numbers
+        faces = [(_number(row.get("face")), fs) for _, row in rows.iterrows() if (fs := face_scores(row)) is not None]
         out: list[Path] = []
         if image is _NO_IMAGE:
             image = None
@@ -153,8 +154,8 @@ class PictureWriter:
         if image is not None:
             title = f"{Path(path).name}{when}" + ("" if faces else " — no face found")
             out.append(self._save(image_overview(image, [fs for _, fs in faces], title), stem))
-        for i, fs in faces:
-            suffix = f".face{i}" if fs.label.startswith("face") else ""
+        for face, fs in faces:
+            suffix = f".face{int(face)}" if face is not None and fs.label.startswith("face") else ""
             title = f"{Path(path).name}{when}" + (f" — {fs.label}" if fs.label else "")
             out.append(self._save(face_bar_chart(fs, title), f"{stem}{suffix}.bars"))
         return out

@@ -8,8 +8,13 @@
 //
 // Extension points, for additions that live in their own file and do not edit this one:
 // - hooks.faceCard: functions (card, row, picture) called for every face card drawn for a still
-//   picture; `picture` is {file, name, bitmap}. The card's bars are <rect class="bar" data-key=KEY>.
+//   picture; `picture` is {file, name, bitmap, canvas, scale} (canvas: the picture as drawn, in a
+//   .stage that add-ons may draw over; scale: its pixels per picture pixel). The card's bars are
+//   <rect class="bar" data-key=KEY>.
 // - hooks.rows: functions (rows) called with every batch of rows added to the table.
+//
+// Faces are numbered as the table's `face` column (0-based, left to right) on the picture, in the
+// cards and in every caption: one number per face everywhere (faceNumber).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -75,6 +80,7 @@ async function loadInfo() {
     `model: ${info.heads} · encoder: ${info.encoder} · ${info.precision} on ${info.device} · backend ${info.backend} · ` +
     `emonet-face ${info.package_version}`;
   $("faces").value = info.settings.faces;
+  showFacesHint();
   $("legend").replaceChildren(
     ...info.families.map((f) => {
       const span = document.createElement("span");
@@ -175,22 +181,31 @@ async function drawPicture(file, name, rows) {
     p.textContent = "No face found in this picture (try Faces: none for an already cropped face).";
     box.append(p);
   }
-  const picture = { file, name, bitmap: null };
+  const picture = { file, name, bitmap: null, canvas: null, scale: 1 };
   if (file.type.startsWith("image/") || !file.type) {
     try {
       picture.bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
-      box.append(pictureCanvas(picture.bitmap, scored));
+      Object.assign(picture, pictureCanvas(picture.bitmap, scored));
+      const stage = Object.assign(document.createElement("div"), { className: "stage" });
+      stage.append(picture.canvas);
+      box.append(stage);
     } catch (_) {
       // a format the browser cannot show (e.g. HEIC): the scores below are still right
     }
   }
   const faces = document.createElement("div");
   faces.className = "faces";
-  scored.forEach((row, i) => faces.append(faceCard(row, i, scored.length, picture)));
+  scored.forEach((row) => faces.append(faceCard(row, picture)));
   box.append(faces);
 }
 
+function faceNumber(row) {
+  // the table's `face` value (0-based); a whole-picture row has none
+  return row.face == null || row.face === "" ? null : Number(row.face);
+}
+
 function pictureCanvas(bitmap, rows) {
+  // the picture with its faces' boxes and labels: {canvas, scale} (canvas pixels per picture pixel)
   const scale = Math.min(1, 900 / bitmap.width);
   const canvas = document.createElement("canvas");
   canvas.width = Math.round(bitmap.width * scale);
@@ -198,9 +213,9 @@ function pictureCanvas(bitmap, rows) {
   const ctx = canvas.getContext("2d");
   ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
   const shown = Math.min(canvas.width, $("pictures").clientWidth || canvas.width);
-  const faces = rows.map((row, i) => ({ row, label: rows.length > 1 ? `${i + 1}` : "" }));
-  canvas.labels = drawFaces(ctx, faces, scale, labelFont(canvas.width, shown));
-  return canvas;
+  const faces = rows.map((row) => ({ row, label: rows.length > 1 && faceNumber(row) != null ? `${faceNumber(row)}` : "" }));
+  canvas.labels = drawFaces(ctx, faces, scale, labelFont(canvas.width, shown), { badges: true });
+  return { canvas, scale };
 }
 
 function labelFont(width, shownWidth) {
@@ -208,12 +223,16 @@ function labelFont(width, shownWidth) {
   return Math.round(Math.max(12, width / 55, (13 * width) / Math.max(1, shownWidth)));
 }
 
-function drawFaces(ctx, faces, scale, font) {
+function drawFaces(ctx, faces, scale, font, { badges = false } = {}) {
   // Boxes and top-3 labels for `faces` ([{row, label}], boxes in the row's pixels × scale). Labels
   // are never cut to the box: each block goes where it covers no other label and no face (below the
   // box, above it, beside it; a thin line joins a label to its face), and shows the top emotion alone
-  // where three lines find no free place. Returns the labels drawn: [{text, key, x, y, w, h, face}],
-  // and keeps the boxes drawn in ctx.canvas.boxes: [{x, y, w, h, key}] (tests and add-ons read both).
+  // where three lines find no free place. With `badges` (still pictures, whose cards name every
+  // emotion), a crowded picture where even one line per face would cover another label or a face
+  // (a group photo on a phone) shows each face's number alone instead: a small badge by its box.
+  // Returns the labels drawn: [{text, key, x, y, w, h, face, font, fits, badge}] (face: its index in
+  // `faces`), and keeps the boxes drawn in ctx.canvas.boxes: [{x, y, w, h, key}] (tests and add-ons
+  // read both).
   const W = ctx.canvas.width, H = ctx.canvas.height;
   ctx.font = `600 ${font}px system-ui, sans-serif`;
   ctx.textBaseline = "top";
@@ -262,8 +281,17 @@ function drawFaces(ctx, faces, scale, font) {
     blocks[i] = lines.slice(0, 1);
     spots[i] = spotFor(i, blocks[i], spots.filter(Boolean));
   });
+  const crowded = badges && faces.filter(({ label }) => label).length > 1 && spots.some((s) => s && s.cost > 0);
+  if (crowded) {
+    spots.length = 0;
+    faces.forEach(({ row, label }, i) => {
+      if (!texts[i].length) return;
+      blocks[i] = [{ key: row.top1, text: label, badge: true }];
+      spots[i] = spotFor(i, blocks[i], spots.filter(Boolean));
+    });
+  }
   texts.forEach((lines, i) => {
-    if (lines.length < 2) return;
+    if (crowded || lines.length < 2) return;
     const full = spotFor(i, lines, spots.filter((r, j) => r && j !== i));
     if (full.cost === 0) [blocks[i], spots[i]] = [lines, full];
   });
@@ -281,7 +309,7 @@ function drawFaces(ctx, faces, scale, font) {
       ctx.fillStyle = "white";
       ctx.fillText(l.text, spot.x + 4, y + 3);
       drawn.push({ text: l.text, key: l.key, x: spot.x, y, w: spot.w, h: spot.lh, face: i, font: spot.size,
-                   fits: ctx.measureText(l.text).width + 8 <= spot.w + 0.5 });
+                   fits: ctx.measureText(l.text).width + 8 <= spot.w + 0.5, badge: Boolean(l.badge) });
     });
   });
   ctx.font = `600 ${font}px system-ui, sans-serif`;
@@ -317,13 +345,15 @@ function svg(tag, attrs, text) {
   return el;
 }
 
-function faceCard(row, index, count, picture) {
+function faceCard(row, picture) {
   const card = document.createElement("div");
   card.className = "face";
   const h = document.createElement("h4");
   const where = row.region === "whole_image" ? " (whole picture)" : "";
   const frame = row.frame != null ? ` · frame ${row.frame} (${Number(row.time).toFixed(2)} s)` : "";
-  h.textContent = `${count > 1 ? `Face ${index + 1}` : "Face"}${where}${frame}`;
+  const number = faceNumber(row);
+  h.textContent = `${number != null && row.region !== "whole_image" ? `Face ${number}` : "Face"}${where}${frame}`;
+  card.dataset.face = number ?? "";
   card.append(h);
   card.append(barChart(row));
   hooks.faceCard.forEach((fn) => fn(card, row, picture));
@@ -447,6 +477,12 @@ drop.addEventListener("drop", (e) => {
 });
 $("picker").addEventListener("change", (e) => { score(e.target.files); e.target.value = ""; });
 $("api-key").addEventListener("change", loadInfo);
+function showFacesHint() {
+  // the select shows a short word (never cut on a phone); what it means is written beside it
+  $("faces-hint").textContent = $("faces").selectedOptions[0]?.dataset.hint || "";
+}
+$("faces").addEventListener("change", showFacesHint);
+showFacesHint();
 
 let stream = null;
 function closeCamera() {

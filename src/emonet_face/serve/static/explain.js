@@ -1,8 +1,10 @@
 // Explanation maps on the page: click an emotion (its bar or its name) in a face's chart and the
 // picture is sent to /v1/explain for that face and emotion; the map comes back over the encoder's
-// patch grid of the face crop and is drawn over the crop, red where a patch raises the emotion's
-// score, blue where it lowers it, with the colour scale. Self-contained: it registers itself on
-// app.js's hooks.faceCard (loaded after app.js) and uses its globals state and authHeaders.
+// patch grid of the face crop and is drawn over the crop under the chart, and over the face in the
+// photo (a see-through layer on the picture, one map per face, shown or hidden with the card's
+// "on the photo" box), red where a patch raises the emotion's centred score, blue where it lowers
+// it, with the colour scale. Self-contained: it registers itself on app.js's hooks.faceCard (loaded
+// after app.js) and uses its globals state, authHeaders, percent and faceNumber.
 "use strict";
 
 window.emonetExplain = (() => {
@@ -66,17 +68,80 @@ window.emonetExplain = (() => {
       ctx.fillStyle = "#ddd";
       ctx.fillRect(0, 0, w, h);
     }
+    paintCells(ctx, map, 0, 0, w, h, (a) => 0.15 + 0.65 * a);
+    return { canvas, limit: Math.max(1e-9, ...map.saliency.map(Math.abs)) };
+  }
+
+  function paintCells(ctx, map, x0, y0, w, h, alpha) {
+    // the map's patches over the rectangle (x0, y0, w, h), each cell's opacity alpha(|value| / limit)
     const limit = Math.max(1e-9, ...map.saliency.map(Math.abs));
     const cw = w / map.grid_cols;
     const ch = h / map.grid_rows;
     map.saliency.forEach((value, i) => {
-      const r = Math.floor(i / map.grid_cols);
-      const c = i % map.grid_cols;
       const [red, green, blue] = colour(value / limit);
-      ctx.fillStyle = `rgba(${red}, ${green}, ${blue}, ${0.15 + 0.65 * Math.min(1, Math.abs(value) / limit)})`;
-      ctx.fillRect(c * cw, r * ch, cw, ch);
+      ctx.fillStyle = `rgba(${red}, ${green}, ${blue}, ${alpha(Math.min(1, Math.abs(value) / limit))})`;
+      ctx.fillRect(x0 + (i % map.grid_cols) * cw, y0 + Math.floor(i / map.grid_cols) * ch, cw, ch);
     });
-    return { canvas, limit };
+  }
+
+  function photoLayer(picture) {
+    // the see-through canvas over the picture (made once per picture, as large as its canvas)
+    if (!picture.layer) {
+      const { canvas } = picture;
+      picture.layer = Object.assign(document.createElement("canvas"), {
+        width: canvas.width, height: canvas.height, className: "explain-layer" });
+      picture.layer.setAttribute("aria-hidden", "true");
+      picture.maps = new Map();
+      canvas.parentElement.append(picture.layer);
+    }
+    return picture.layer;
+  }
+
+  function drawLayer(picture) {
+    // every face's shown map, each inside its crop: the crop's centre, size and turn in the picture
+    const layer = photoLayer(picture);
+    const ctx = layer.getContext("2d");
+    ctx.clearRect(0, 0, layer.width, layer.height);
+    for (const { map, shown } of picture.maps.values()) {
+      const { cx, cy, width, height, angle } = map.crop;
+      if (!shown) continue;
+      ctx.save();
+      ctx.translate(cx * picture.scale, cy * picture.scale);
+      ctx.scale(picture.scale, picture.scale);
+      ctx.rotate(((angle || 0) * Math.PI) / 180); // back from the crop (turned by -angle) to the picture
+      paintCells(ctx, map, -width / 2, -height / 2, width, height, (a) => 0.65 * a);
+      ctx.restore();
+    }
+    layer.hidden = ![...picture.maps.values()].some((m) => m.shown);
+  }
+
+  function onPhoto(picture, row, map) {
+    // the map over the face in the photo, with a box that shows or hides it; null without a picture
+    if (!picture.canvas || !map.crop?.width) return null;
+    photoLayer(picture);
+    const face = String(row.face ?? "whole");
+    picture.maps.set(face, { map, shown: picture.maps.get(face)?.shown ?? true });
+    drawLayer(picture);
+    const toggle = Object.assign(document.createElement("input"), {
+      type: "checkbox", checked: picture.maps.get(face).shown, className: "on-photo" });
+    toggle.addEventListener("change", () => {
+      picture.maps.get(face).shown = toggle.checked;
+      drawLayer(picture);
+    });
+    const label = Object.assign(document.createElement("label"), { className: "explain-toggle" });
+    label.append(toggle, " on the photo");
+    return label;
+  }
+
+  function caption(row, key, map) {
+    // both numbers named: the centred score the map explains and the probability the bar shows
+    const number = faceNumber(row);
+    const p = row[`prob.${key}`];
+    const probability = p == null ? "" : ` · probability ${percent(p)}`;
+    return `${number != null ? `Face ${number} · ` : ""}${emotionName(key)}: centred score ` +
+      `${map.score >= 0 ? "+" : ""}${map.score.toFixed(2)}${probability} · ${map.method} · ` +
+      `${map.grid_rows}×${map.grid_cols} patches of the crop the model saw. ` +
+      "A map shows what moves this model's score, not why a person feels anything.";
   }
 
   function scale(limit) {
@@ -106,12 +171,10 @@ window.emonetExplain = (() => {
     }
     if (panel.token !== token) return; // another emotion was clicked meanwhile
     const { canvas, limit } = drawMap(picture.bitmap, map);
-    const caption = Object.assign(document.createElement("p"), { className: "muted" });
-    caption.textContent = `${emotionName(key)} (score ${map.score >= 0 ? "+" : ""}${map.score.toFixed(2)}) · ` +
-      `${map.method} · ${map.grid_rows}×${map.grid_cols} patches of the crop the model saw. ` +
-      "A map shows what moves this model's score, not why a person feels anything.";
+    const text = Object.assign(document.createElement("p"), { className: "muted explain-caption",
+                                                              textContent: caption(row, key, map) });
     panel.dataset.emotion = key;
-    panel.replaceChildren(canvas, scale(limit), caption);
+    panel.replaceChildren(...[canvas, scale(limit), onPhoto(picture, row, map), text].filter(Boolean));
   }
 
   // Make the emotions (bars and names) in `card`'s chart clickable; still pictures only: /v1/explain

@@ -182,7 +182,9 @@ function drawOverlay(rows, scale) {
   }
   const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, canvas.width, canvas.height);
-  const faces = rows.filter((r) => r.top1).map((row) => ({ row, label: row.track != null ? `#${row.track}` : "" }));
+  // a person is labelled by the rows' `track` column, named as such (the timelines' "Track N"): a
+  // face's number (`face`) changes from frame to frame as people move, its track does not
+  const faces = rows.filter((r) => r.top1).map((row) => ({ row, label: row.track != null ? `track ${row.track}` : "" }));
   canvas.labels = drawFaces(ctx, faces, 1 / scale, labelFont(canvas.width, canvas.clientWidth || canvas.width));
 }
 
