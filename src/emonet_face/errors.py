@@ -42,27 +42,35 @@ _WHAT_TO_DO = {
 }
 
 
-def os_error_code(exc: OSError) -> int | None:
-    """The errno of ``exc``; pyarrow's ``OSError`` carries it only in its text (``[errno 28]``)."""
-    if exc.errno:
+def os_error_code(exc: BaseException) -> int | None:
+    """The errno of ``exc``: an ``OSError``'s own, or the one in the text of a library's error that
+    wraps one (pyarrow: ``[errno 28]``; safetensors, written in Rust: ``(os error 28)``)."""
+    if isinstance(exc, OSError) and exc.errno:
         return exc.errno
-    found = re.search(r"\[errno (\d+)\]", str(exc), flags=re.IGNORECASE)
-    return int(found.group(1)) if found else None
+    found = re.search(r"\[errno (\d+)\]|\(os error (\d+)\)", str(exc), flags=re.IGNORECASE)
+    return int(found.group(1) or found.group(2)) if found else None
 
 
-def os_error_cause(exc: OSError) -> str:
+def is_os_error(exc: BaseException) -> bool:
+    """True for an ``OSError``, and for another library's error that carries one (see :func:`os_error_code`);
+    never for our own errors, which say what they are."""
+    return not isinstance(exc, EmoNetError) and (isinstance(exc, OSError) or os_error_code(exc) is not None)
+
+
+def os_error_cause(exc: BaseException) -> str:
     """What went wrong, said plainly: ``disk full (No space left on device)``, ``permission denied``…"""
     code = os_error_code(exc)
     text = str(exc).strip()
+    strerror = exc.strerror if isinstance(exc, OSError) else None
     # the system's own words for the errno: pyarrow's strerror is a paragraph ("Error writing bytes…")
-    detail = os.strerror(code) if code else (exc.strerror or (text.splitlines()[0] if text else ""))
+    detail = os.strerror(code) if code else (strerror or (text.splitlines()[0] if text else ""))
     plain = _PLAIN_CAUSES.get(code) if code else None
     if plain is None:
         return detail or type(exc).__name__
     return plain if not detail or detail.lower() == plain else f"{plain} ({detail})"
 
 
-def os_error_advice(exc: OSError, default: str = "check the path and permissions") -> str:
+def os_error_advice(exc: BaseException, default: str = "check the path and permissions") -> str:
     """What the user can do about ``exc`` (free space, fix permissions…), else ``default``."""
     code = os_error_code(exc)
     return _WHAT_TO_DO.get(code, default) if code else default

@@ -223,7 +223,8 @@ class ScoreWriter:
 
     The file is claimed (:func:`~emonet_face.runfolder.claim_output`) while the writer is open; an
     ``OSError`` in opening, writing or closing it becomes an :class:`~emonet_face.errors.OutputError`
-    naming it and ending with ``then`` (what to do next). Subclasses implement :meth:`_open`, :meth:`_write` and :meth:`_close`.
+    naming it and ending with ``then`` (what to do next). Subclasses implement :meth:`_open`,
+    :meth:`_write` and :meth:`_close`.
     """
 
     def __init__(self, path: str | Path, *, resume: bool = False, then: str = RESUME_HINT) -> None:
@@ -341,6 +342,8 @@ class _AppendWriter(ScoreWriter):
         except OSError:  # disk full mid-batch: take the batch back whole (truncating frees, so it works)
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, end)
+            if header:
+                self.columns = None  # the header went with it
             raise
 
     def _close(self) -> None:

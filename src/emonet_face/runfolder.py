@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from emonet_face._version import __version__
-from emonet_face.errors import EmoNetError, InputError, OutputError, os_error_advice, os_error_cause
+from emonet_face.errors import EmoNetError, InputError, OutputError, is_os_error, os_error_advice, os_error_cause
 
 __all__ = [
     "CORE_PACKAGES",
@@ -194,7 +194,7 @@ LOCK_SUFFIX = ".lock"
 RESUME_HINT = "rows written so far are kept: rerun with --resume to finish"
 """What a resumable output's write error ends with (the default of :func:`claim_output`)."""
 STAGED_HINT = "nothing half-written was left behind: run again"
-
+"""What a folder built beside its place (:func:`staged_folder`: bundles, exports) says after a write error."""
 
 
 @dataclass
@@ -378,16 +378,20 @@ class OutputClaim:
         if held.sigterm is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, held.sigterm)
 
-    def write_error(self, exc: OSError) -> OutputError:
+    def write_error(self, exc: BaseException) -> OutputError:
         """``exc`` raised while writing, as one line naming the output, the cause and what to do."""
-        return OutputError(f"{self.out}: cannot write: {os_error_cause(exc)}; {os_error_advice(exc, 'check the output location')}; {self.then}")
+        advice = os_error_advice(exc, "check the output location")
+        return OutputError(f"{self.out}: cannot write: {os_error_cause(exc)}; {advice}; {self.then}")
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
-        """Turn an ``OSError`` raised in the block into :meth:`write_error`."""
+        """Turn an ``OSError`` raised in the block (or a library's error wrapping one, see
+        :func:`~emonet_face.errors.is_os_error`) into :meth:`write_error`."""
         try:
             yield
-        except OSError as exc:
+        except Exception as exc:
+            if not is_os_error(exc):
+                raise
             raise self.write_error(exc) from exc
 
     def __enter__(self) -> OutputClaim:
@@ -395,7 +399,7 @@ class OutputClaim:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         try:
-            if isinstance(exc, OSError):
+            if exc is not None and is_os_error(exc):
                 raise self.write_error(exc) from exc
         finally:
             self.release()

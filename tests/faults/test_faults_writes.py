@@ -124,6 +124,15 @@ def test_embed_on_a_full_disk_names_the_store_and_resumes(small_disk, pictures, 
     assert len(embeddings) == PICTURES and ids["id"].nunique() == PICTURES and np.isfinite(embeddings).all()
 
 
+def test_download_on_a_full_disk_leaves_no_half_bundle(small_disk, tiny_encoder_dir, tiny_heads_dir):
+    (small_disk / "filler").write_bytes(b"\0" * 120_000)
+    bundle = small_disk / "bundle"
+    result = run_cli("download", "--out", bundle, "--encoder", tiny_encoder_dir, "--heads", tiny_heads_dir)
+    line = one_line_error(result)
+    assert str(bundle) in line and "disk full" in line and "nothing half-written" in line, line
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # no bundle, no temporary, no lock
+
+
 def test_a_read_only_disk_is_said_plainly(small_disk, pictures, model_args):
     _remount(small_disk, "ro")
     out = small_disk / "scores.csv"
