@@ -27,7 +27,7 @@ EXPLANATIONS_FILE = "explanations.parquet"
 PICTURES_FOLDER = "pictures"
 ROWS_PER_PART = 64
 """Rows per Parquet part written while the run goes on (a killed run keeps the parts)."""
-RERUN_HINT = "run the command again once fixed (it starts the folder over)"
+RERUN_HINT = "run the command again once fixed"
 """The end of a write error's message: an explanation run has no --resume."""
 
 
