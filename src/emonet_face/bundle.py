@@ -47,6 +47,7 @@ from emonet_face.hub import (
 from emonet_face.runfolder import (
     ManifestFormat,
     atomic_write_json,
+    refuse_if_in_use,
     require_new_folder,
     staged_folder,
     utc_timestamp,
@@ -359,6 +360,7 @@ def write_bundle(
     """
     say = log or (lambda _: None)
     out = require_new_folder(out)
+    refuse_if_in_use(out)  # before fetching; staged_folder holds out while it is built
     enc_ref, enc_rev, heads_ref, heads_rev = release_refs(model, encoder, heads, revision)
     heads_src, fused, checkpoint = _fetch_parts(
         (enc_ref, enc_rev, heads_ref, heads_rev), cache_dir=cache_dir, local_files_only=local_files_only, say=say

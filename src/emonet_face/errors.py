@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+
 
 class EmoNetError(Exception):
     """Base class: the message names the input and says what to do."""
@@ -13,6 +17,63 @@ class InputError(EmoNetError):
 
 class ModelLoadError(EmoNetError):
     """Weights or configs are missing, malformed or unsafe to load."""
+
+
+class OutputError(EmoNetError):
+    """An output cannot be written (disk full, no permission, read-only disk) or another run is writing it."""
+
+
+_PLAIN_CAUSES = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENOENT: "no such file or folder",
+    errno.EIO: "input/output error (a failing disk or a lost network share)",
+    errno.EFBIG: "file too large for this file system",
+}
+_WHAT_TO_DO = {
+    errno.ENOSPC: "free some space or choose another output",
+    errno.EDQUOT: "free some space or choose another output",
+    errno.EACCES: "fix the permissions or choose another output",
+    errno.EPERM: "fix the permissions or choose another output",
+    errno.EROFS: "choose an output on a writable disk",
+}
+
+
+def os_error_code(exc: BaseException) -> int | None:
+    """The errno of ``exc``: an ``OSError``'s own, or the one in the text of a library's error that
+    wraps one (pyarrow: ``[errno 28]``; safetensors, written in Rust: ``(os error 28)``)."""
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    found = re.search(r"\[errno (\d+)\]|\(os error (\d+)\)", str(exc), flags=re.IGNORECASE)
+    return int(found.group(1) or found.group(2)) if found else None
+
+
+def is_os_error(exc: BaseException) -> bool:
+    """True for an ``OSError``, and for another library's error that carries one (see :func:`os_error_code`);
+    never for our own errors, which say what they are."""
+    return not isinstance(exc, EmoNetError) and (isinstance(exc, OSError) or os_error_code(exc) is not None)
+
+
+def os_error_cause(exc: BaseException) -> str:
+    """What went wrong, said plainly: ``disk full (No space left on device)``, ``permission denied``…"""
+    code = os_error_code(exc)
+    text = str(exc).strip()
+    strerror = exc.strerror if isinstance(exc, OSError) else None
+    # the system's own words for the errno: pyarrow's strerror is a paragraph ("Error writing bytes…")
+    detail = os.strerror(code) if code else (strerror or (text.splitlines()[0] if text else ""))
+    plain = _PLAIN_CAUSES.get(code) if code else None
+    if plain is None:
+        return detail or type(exc).__name__
+    return plain if not detail or detail.lower() == plain else f"{plain} ({detail})"
+
+
+def os_error_advice(exc: BaseException, default: str = "check the path and permissions") -> str:
+    """What the user can do about ``exc`` (free space, fix permissions…), else ``default``."""
+    code = os_error_code(exc)
+    return _WHAT_TO_DO.get(code, default) if code else default
 
 
 def error_text(ids: dict, exc: BaseException) -> str:

@@ -9,9 +9,7 @@ display names, preprocessing, sources, versions, licences).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from torch import nn
 from emonet_face.errors import InputError, ModelLoadError
 from emonet_face.heads import FusedHeads
 from emonet_face.hub import MODELS, fetch_heads, release_refs
-from emonet_face.runfolder import require_new_folder
+from emonet_face.runfolder import refuse_if_in_use, require_new_folder, staged_folder
 from emonet_face.runtime.backends import (
     VisionTower,
     convert_onnx,
@@ -104,6 +102,7 @@ def export_model(
             "--format onnx needs the onnx package: pip install 'emonet-face[onnx]' (or export --format openvino)"
         )
     out = require_new_folder(out)
+    refuse_if_in_use(out)  # before the model loads; staged_folder holds out while it is built
     enc_ref, enc_rev, heads_ref, heads_rev = release_refs(model, encoder, heads, revision)
     checkpoint = EncoderCheckpoint.resolve(
         enc_ref, revision=enc_rev, cache_dir=cache_dir, local_files_only=local_files_only
@@ -117,12 +116,7 @@ def export_model(
     graph = OneGraph(VisionTower(checkpoint.load_vision_model(dtype=torch.float32), normalize=True), fused).eval()
     example = torch.zeros(1, 3, *pixel_size(processor))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # A plain mkdir, not tempfile.mkdtemp: the folder keeps its mode after the rename, and mkdtemp's
-    # is drwx------; this one honours the umask like any folder the user makes.
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
+    with staged_folder(out) as tmp:  # built beside out, renamed into place; out is claimed meanwhile
         graph_path = tmp / GRAPH_FILES[fmt]
         if dtype == "int8":
             warnings.warn(INT8_WARNING, stacklevel=2)
@@ -137,11 +131,6 @@ def export_model(
         processor.save_pretrained(str(tmp))  # preprocessor_config.json: the same PIL preprocessing
         config = _config(fmt, dtype, processor, fused, enc_ref, enc_rev, heads_ref, heads_rev, checkpoint.dim)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False))
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -18,10 +18,16 @@ Writers append batch by batch so that a killed run keeps everything already writ
   picks both up. ``metadata`` (what produced the scores: encoder, backend, precision, device,
   heads) goes into the Parquet schema metadata under the key ``emonet_face`` (JSON); read it with
   :func:`read_metadata`.
+
+Every writer holds its output (:func:`emonet_face.runfolder.claim_output`) from the moment it is
+opened until it is closed: a second run on the same file is refused, and a write that fails (disk
+full, permission denied) is one line naming the file; the batch being written when it failed is
+taken back whole, so the rows before it stay readable and ``--resume`` finishes the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -37,7 +43,7 @@ import pandas as pd
 
 from emonet_face.errors import InputError
 from emonet_face.heads import postprocess_scores
-from emonet_face.runfolder import atomic_path
+from emonet_face.runfolder import RESUME_HINT, atomic_path, claim_output
 from emonet_face.taxonomy import EMOTION_KEYS, EXTRA_KEYS
 
 __all__ = [
@@ -213,15 +219,31 @@ def done_keys(path: str | Path) -> set[tuple]:
 
 # --- writers -------------------------------------------------------------------------------------
 class ScoreWriter:
-    """Append batches of rows to one output file. Use as a context manager; ``close`` finalises."""
+    """Append batches of rows to one output file. Use as a context manager; ``close`` finalises.
 
-    def __init__(self, path: str | Path, *, resume: bool = False) -> None:
+    The file is claimed (:func:`~emonet_face.runfolder.claim_output`) while the writer is open; an
+    ``OSError`` in opening, writing or closing it becomes an :class:`~emonet_face.errors.OutputError`
+    naming it and ending with ``then`` (what to do next). Subclasses implement :meth:`_open`,
+    :meth:`_write` and :meth:`_close`.
+    """
+
+    def __init__(self, path: str | Path, *, resume: bool = False, then: str = RESUME_HINT) -> None:
         self.path = Path(path)
         self.resume = resume
         self.columns: list[str] | None = None
         self.columns_from_file = False  # set where --resume took the columns from an existing output
         self.rows_written = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.claim = claim_output(self.path, then=then).acquire()  # before anything touches the file
+        try:
+            with self.claim.errors():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._open()
+        except BaseException:
+            self.claim.release()
+            raise
+
+    def _open(self) -> None:
+        """Prepare the file for the first batch (the output is claimed already)."""
 
     def _align(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The first batch (or the existing file) fixes the columns; later batches are aligned to them."""
@@ -241,9 +263,23 @@ class ScoreWriter:
         return frame.reindex(columns=self.columns)
 
     def write(self, frame: pd.DataFrame) -> None:
+        """Append the rows of ``frame``: all of them or, when writing fails, none."""
+        with self.claim.errors():
+            self._write(frame)
+        self.rows_written += len(frame)
+
+    def _write(self, frame: pd.DataFrame) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
+        """Finalise the file and release it (safe to call twice)."""
+        try:
+            with self.claim.errors():
+                self._close()
+        finally:
+            self.claim.release()
+
+    def _close(self) -> None:
         """Finalise the file (no-op for append-only formats)."""
 
     def __enter__(self) -> ScoreWriter:
@@ -277,13 +313,12 @@ def _cut_partial_last_line(path: Path) -> None:
 
 
 class _AppendWriter(ScoreWriter):
-    def __init__(self, path: str | Path, *, resume: bool = False) -> None:
-        super().__init__(path, resume=resume)
-        if resume and self.path.is_file():
+    def _open(self) -> None:
+        if self.resume and self.path.is_file():
             _cut_partial_last_line(self.path)
             self.columns = self._existing_columns()
             self.columns_from_file = self.columns is not None
-        self._fh = self.path.open("a" if resume else "w", encoding="utf-8", newline="")
+        self._fh = self.path.open("a" if self.resume else "w", encoding="utf-8", newline="")
 
     def _existing_columns(self) -> list[str] | None:
         raise NotImplementedError
@@ -291,7 +326,7 @@ class _AppendWriter(ScoreWriter):
     def _format(self, frame: pd.DataFrame, header: bool) -> str:
         raise NotImplementedError
 
-    def write(self, frame: pd.DataFrame) -> None:
+    def _write(self, frame: pd.DataFrame) -> None:
         header = self.columns is None
         frame = self._align(frame)
         # One write() call per batch: a killed process never stops inside it, so a batch (all faces
@@ -299,12 +334,19 @@ class _AppendWriter(ScoreWriter):
         data = self._format(frame, header).encode("utf-8")
         self._fh.flush()
         fd = self._fh.fileno()
-        while data:
-            data = data[os.write(fd, data) :]
-        os.fsync(fd)
-        self.rows_written += len(frame)
+        end = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        except OSError:  # disk full mid-batch: take the batch back whole (truncating frees, so it works)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, end)
+            if header:
+                self.columns = None  # the header went with it
+            raise
 
-    def close(self) -> None:
+    def _close(self) -> None:
         if not self._fh.closed:
             self._fh.close()
 
@@ -333,13 +375,17 @@ class JsonlWriter(_AppendWriter):
 class ParquetWriter(ScoreWriter):
     """Parquet via complete part files, finalised atomically on :meth:`close` (see module doc)."""
 
-    def __init__(self, path: str | Path, *, resume: bool = False, metadata: Mapping[str, Any] | None = None) -> None:
-        super().__init__(path, resume=resume)
+    def __init__(
+        self, path: str | Path, *, resume: bool = False, metadata: Mapping[str, Any] | None = None, then: str = RESUME_HINT
+    ) -> None:
         self.metadata = metadata
-        self.parts_dir = self.parts_dir_for(self.path)
-        if not resume:
+        self.parts_dir = self.parts_dir_for(Path(path))
+        super().__init__(path, resume=resume, then=then)
+
+    def _open(self) -> None:
+        if not self.resume:
             shutil.rmtree(self.parts_dir, ignore_errors=True)
-        existing = read_table(self.path) if resume else pd.DataFrame()
+        existing = read_table(self.path) if self.resume else pd.DataFrame()
         if len(existing.columns):
             self.columns = list(existing.columns)
             self.columns_from_file = True
@@ -356,14 +402,13 @@ class ParquetWriter(ScoreWriter):
         folder = cls.parts_dir_for(Path(path))
         return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
 
-    def write(self, frame: pd.DataFrame) -> None:
+    def _write(self, frame: pd.DataFrame) -> None:
         frame = self._align(frame)
         with atomic_path(self.parts_dir / f"part-{self._next:06d}.parquet") as tmp:
             frame.to_parquet(tmp, index=False)
         self._next += 1
-        self.rows_written += len(frame)
 
-    def close(self) -> None:
+    def _close(self) -> None:
         if self._closed:
             return
         self._closed = True
@@ -412,14 +457,17 @@ def check_output_suffix(path: str | Path) -> Path:
     return path
 
 
-def open_writer(path: str | Path, *, resume: bool = False, metadata: Mapping[str, Any] | None = None) -> ScoreWriter:
+def open_writer(
+    path: str | Path, *, resume: bool = False, metadata: Mapping[str, Any] | None = None, then: str = RESUME_HINT
+) -> ScoreWriter:
     """A writer chosen by the file suffix (``.csv``, ``.parquet``, ``.jsonl``). ``metadata`` is
-    kept where the format has room for it (Parquet schema metadata)."""
+    kept where the format has room for it (Parquet schema metadata); ``then`` ends a write error's
+    message (what to do next: by default, rerun with ``--resume``)."""
     path = check_output_suffix(path)
     writer = _WRITERS[path.suffix.lower()]
     if writer is ParquetWriter:
-        return ParquetWriter(path, resume=resume, metadata=metadata)
-    return writer(path, resume=resume)
+        return ParquetWriter(path, resume=resume, metadata=metadata, then=then)
+    return writer(path, resume=resume, then=then)
 
 
 def write_table(table: pd.DataFrame, path: str | Path) -> None:

@@ -16,6 +16,11 @@ refuse to write into a folder that holds something else. This module is that, on
   written by a newer version; written atomically.
 * **The resume check** (:func:`check_out_folder`): a non-empty output folder is continued only with
   ``--resume``; :func:`require_new_folder` for outputs that cannot be continued.
+* **One writer per output** (:func:`claim_output`): a run holds ``<out>.lock`` beside its output
+  (file or folder) while it writes; another run is refused at once with a message naming the holder
+  (pid, host, start time), a lock left by a run that died is taken over with a warning, and an
+  ``OSError`` raised while writing (disk full, permission denied, read-only disk) becomes one
+  :class:`~emonet_face.errors.OutputError` line naming the output and the cause.
 * **Provenance** (:func:`versions`, :func:`utc_timestamp`, :func:`provenance`): library versions,
   the host and the time, as the manifests record them.
 """
@@ -26,26 +31,38 @@ import contextlib
 import json
 import os
 import platform
+import shlex
 import shutil
+import signal
+import sys
+import threading
 import uuid
+import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from emonet_face._version import __version__
-from emonet_face.errors import EmoNetError, InputError
+from emonet_face.errors import EmoNetError, InputError, OutputError, is_os_error, os_error_advice, os_error_cause
 
 __all__ = [
     "CORE_PACKAGES",
+    "LOCK_SUFFIX",
+    "RESUME_HINT",
+    "LockHolder",
     "ManifestFormat",
+    "OutputClaim",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "check_out_folder",
+    "claim_output",
+    "lock_path",
     "provenance",
+    "refuse_if_in_use",
     "remove_temporaries",
     "require_new_folder",
     "staged_folder",
@@ -125,20 +142,23 @@ def remove_temporaries(folder: str | Path) -> None:
 def staged_folder(out: str | Path) -> Iterator[Path]:
     """Build the new folder ``out`` under a hidden temporary name beside it and rename it into place
     when the block ends normally, so an interrupted build leaves no half folder (the temporary one is
-    removed either way). ``out`` must not exist or be an empty folder (see :func:`require_new_folder`)."""
+    removed either way). ``out`` must not exist or be an empty folder (see :func:`require_new_folder`);
+    it is claimed (:func:`claim_output`) while it is built."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # A plain mkdir, not tempfile.mkdtemp: the folder keeps its mode after the rename, and mkdtemp's
-    # is drwx------; this one honours the umask like any folder the user makes.
-    tmp = out.parent / f".{out.name}{TMP_SUFFIX}-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with claim_output(out, then=STAGED_HINT):
+        require_new_folder(out)  # again under the lock: a run that finished meanwhile left its folder
+        # A plain mkdir, not tempfile.mkdtemp: the folder keeps its mode after the rename, and mkdtemp's
+        # is drwx------; this one honours the umask like any folder the user makes.
+        tmp = out.parent / f".{out.name}{TMP_SUFFIX}-{uuid.uuid4().hex[:12]}"
+        tmp.mkdir()
+        try:
+            yield tmp
+            if out.exists():
+                out.rmdir()
+            os.replace(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- the resume check -----------------------------------------------------------------------------
@@ -167,6 +187,238 @@ def require_new_folder(out: str | Path) -> Path:
     if _in_use(out):
         raise InputError(f"{out}: already exists and is not empty; choose a new --out folder")
     return out
+
+
+# --- one writer per output ----------------------------------------------------------------------
+LOCK_SUFFIX = ".lock"
+RESUME_HINT = "rows written so far are kept: rerun with --resume to finish"
+"""What a resumable output's write error ends with (the default of :func:`claim_output`)."""
+STAGED_HINT = "nothing half-written was left behind: run again"
+"""What a folder built beside its place (:func:`staged_folder`: bundles, exports) says after a write error."""
+
+
+@dataclass
+class _Hold:
+    fd: int
+    depth: int = 1
+    sigterm: Any = None
+    """The SIGTERM handler to restore when the hold ends (see :func:`_interrupt_on_sigterm`)."""
+
+
+_HELD: dict[Path, _Hold] = {}
+"""Locks this process holds, by lock path (a claim inside a claim of the same output, e.g. a run and
+its writer, is the same hold, counted in ``depth``)."""
+_HELD_GUARD = threading.Lock()
+
+
+def lock_path(out: str | Path) -> Path:
+    """The lock file of the output ``out`` (a file or a folder): ``<out>.lock`` beside it, never inside
+    a folder (a folder built elsewhere and renamed into place, and readers of the folder, never see it)."""
+    out = Path(out)
+    return out.with_name(out.name + LOCK_SUFFIX)
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """The run holding a lock, as its lock file records it (JSON)."""
+
+    pid: int
+    host: str
+    started: str
+    command: str
+
+    @classmethod
+    def this_run(cls) -> LockHolder:
+        return cls(os.getpid(), platform.node(), utc_timestamp(), shlex.join(sys.argv))
+
+    @classmethod
+    def parse(cls, data: bytes) -> LockHolder | None:
+        """The holder recorded in a lock file's bytes; ``None`` when they are empty or not ours."""
+        try:
+            fields = json.loads(data.decode("utf-8"))
+            return cls(int(fields["pid"]), str(fields["host"]), str(fields["started"]), str(fields.get("command", "")))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on host {self.host}, started {self.started}"
+
+
+def _try_lock(fd: int) -> bool:
+    """Lock the open lock file ``fd`` for this process without waiting; False when another process holds
+    it. A kernel lock (``flock``; ``msvcrt`` on Windows): it ends with its process, however it ends."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _read_holder(fd: int) -> LockHolder | None:
+    return LockHolder.parse(os.pread(fd, 1 << 16, 0) if hasattr(os, "pread") else b"")
+
+
+def _in_use_error(out: Path, holder: LockHolder | None) -> OutputError:
+    who = f"another run ({holder.describe()})" if holder else "another run"
+    return OutputError(f"{out}: is being written by {who}; wait for it or use another --out")
+
+
+def refuse_if_in_use(out: str | Path) -> None:
+    """Refuse at once (:class:`~emonet_face.errors.OutputError`) an output that another run holds, before
+    any slow work (loading a model); the claim itself (:func:`claim_output`) decides when writing starts."""
+    out = Path(out)
+    lock = lock_path(out)
+    with _HELD_GUARD:
+        if lock in _HELD:
+            return
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return  # no lock file (or none we may open): nobody holds it, or the claim will say why
+    try:
+        if not _try_lock(fd):
+            raise _in_use_error(out, _read_holder(fd))
+    finally:
+        os.close(fd)  # closing drops a lock taken just now
+
+
+def _take_lock(out: Path, lock: Path) -> int:
+    """Open and lock ``lock``, record this run in it and return its descriptor; refuse an output held by
+    another run, warn when taking over the lock of a run that died without releasing it."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if not _try_lock(fd):
+                raise _in_use_error(out, _read_holder(fd))
+            with contextlib.suppress(FileNotFoundError):
+                on_disk, opened = os.stat(lock), os.fstat(fd)
+                if (on_disk.st_dev, on_disk.st_ino) == (opened.st_dev, opened.st_ino):
+                    break  # else the holder before us removed the file between our open and lock: again
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
+        stale = _read_holder(fd)
+        if stale is not None:
+            warnings.warn(
+                f"{out}: taking over the lock {lock.name} left by a run that is no longer running ({stale.describe()})",
+                stacklevel=1,
+            )
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(asdict(LockHolder.this_run())).encode("utf-8"))
+    except BaseException:
+        _drop_lock(lock, fd)
+        raise
+    return fd
+
+
+def _drop_lock(lock: Path, fd: int) -> None:
+    with contextlib.suppress(OSError):
+        lock.unlink()  # while still locked: a run waiting on this file retries on the new one
+    os.close(fd)
+
+
+def _interrupt_on_sigterm() -> Any:
+    """SIGTERM ends the run as Ctrl-C does (writers finish their output, locks are released), where it
+    still has Python's default (death without cleanup); returns what to restore, or ``None``."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
+class OutputClaim:
+    """One run's hold on an output (see :func:`claim_output`): a context manager, or
+    :meth:`acquire` / :meth:`release` for a writer object that lives across calls."""
+
+    def __init__(self, out: str | Path, *, then: str = RESUME_HINT) -> None:
+        self.out = Path(out)
+        self.lock = lock_path(self.out)
+        self.then = then
+        self._acquired = False
+
+    def acquire(self) -> OutputClaim:
+        """Take the output's lock (again, if this process holds it already); refuse one held by another run."""
+        with self.errors(), _HELD_GUARD:
+            held = _HELD.get(self.lock)
+            if held is not None:
+                held.depth += 1
+            else:
+                self.lock.parent.mkdir(parents=True, exist_ok=True)
+                _HELD[self.lock] = _Hold(_take_lock(self.out, self.lock), sigterm=_interrupt_on_sigterm())
+        self._acquired = True
+        return self
+
+    def release(self) -> None:
+        """Let go of the lock (the file is removed when the outermost claim ends); safe to call twice."""
+        if not self._acquired:
+            return
+        self._acquired = False
+        with _HELD_GUARD:
+            held = _HELD[self.lock]
+            held.depth -= 1
+            if held.depth:
+                return
+            del _HELD[self.lock]
+            _drop_lock(self.lock, held.fd)
+        if held.sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, held.sigterm)
+
+    def write_error(self, exc: BaseException) -> OutputError:
+        """``exc`` raised while writing, as one line naming the output, the cause and what to do."""
+        advice = os_error_advice(exc, "check the output location")
+        return OutputError(f"{self.out}: cannot write: {os_error_cause(exc)}; {advice}; {self.then}")
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Turn an ``OSError`` raised in the block (or a library's error wrapping one, see
+        :func:`~emonet_face.errors.is_os_error`) into :meth:`write_error`."""
+        try:
+            yield
+        except Exception as exc:
+            if not is_os_error(exc):
+                raise
+            raise self.write_error(exc) from exc
+
+    def __enter__(self) -> OutputClaim:
+        return self.acquire()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        try:
+            if exc is not None and is_os_error(exc):
+                raise self.write_error(exc) from exc
+        finally:
+            self.release()
+
+
+def claim_output(out: str | Path, *, then: str = RESUME_HINT) -> OutputClaim:
+    """Hold the output ``out`` (a file or a folder) while this run writes it: ``with claim_output(out):``.
+
+    * One writer per output: the lock file ``<out>.lock`` (JSON: pid, host, start time, command) is
+      taken before anything is written and removed on every way out (an error, Ctrl-C; SIGTERM is
+      turned into Ctrl-C while it is held). Another run on ``out`` is refused at once with an
+      :class:`~emonet_face.errors.OutputError` naming the holder. The lock is a kernel lock on that
+      file, so it ends with its process however it ends: a lock file left by a run that died is
+      taken over with a warning. A claim inside a claim of the same output in one process is the same hold.
+    * Write errors said plainly: an ``OSError`` leaving the block becomes one line naming ``out``, the
+      cause ("disk full", "permission denied", "read-only file system") and what to do, ending with
+      ``then`` (by default: rows written so far are kept, rerun with ``--resume``).
+    """
+    return OutputClaim(out, then=then)
 
 
 # --- versioned manifests --------------------------------------------------------------------------

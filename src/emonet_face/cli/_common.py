@@ -13,7 +13,7 @@ from typing import NoReturn
 
 import typer
 
-from emonet_face.errors import EmoNetError
+from emonet_face.errors import EmoNetError, os_error_advice, os_error_cause
 
 EXIT_OK = 0
 EXIT_ROW_ERRORS = 1
@@ -30,16 +30,25 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn :class:`EmoNetError` (and unreadable files) into a one-line message + exit 2, Ctrl-C into exit 130."""
+    """Turn :class:`EmoNetError` (and unreadable files) into a one-line message + exit 2, Ctrl-C into exit 130.
+
+    Outputs say their own write errors (:func:`emonet_face.runfolder.claim_output`: the file and "disk
+    full"); an ``OSError`` that reaches here is said the same way, naming its file where it has one."""
     try:
         yield
     except EmoNetError as exc:
         fail(str(exc))
     except OSError as exc:
-        fail(f"{exc.filename or ''}: {exc.strerror or exc}; check the path and permissions")
+        fail(os_error_text(exc))
     except KeyboardInterrupt:
         typer.echo("interrupted; rows written so far are kept (rerun with --resume)", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def os_error_text(exc: OSError) -> str:
+    """``<file>: <cause said plainly>; <what to do>`` (the file left out where the error names none)."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{os_error_cause(exc)}; {os_error_advice(exc)}"
 
 
 def progress_enabled(quiet: bool) -> bool:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from emonet_face.cli._common import fail
+from emonet_face.cli._common import fail, os_error_text
 from emonet_face.cli.options import (
     ActorsOpt,
     BackendOpt,
@@ -82,6 +82,8 @@ def embed(
         )
     except EmoNetError as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(os_error_text(exc))
     except KeyboardInterrupt:
         saved = read_manifest(out)["count"] if is_store(out) else 0
         typer.echo(f"interrupted: {saved} rows are safe in finished shards of {out}; re-run with --resume", err=True)

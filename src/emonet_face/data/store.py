@@ -35,6 +35,7 @@ from emonet_face.runfolder import (
     ManifestFormat,
     atomic_path,
     check_out_folder,
+    claim_output,
     remove_temporaries,
     require_new_folder,
     versions,
@@ -278,23 +279,24 @@ def write_store(
     out = Path(out)
     description = json.loads(json.dumps(encoder.describe(), default=_jsonable))
     fields = tuple(f for f in dataset.metadata_fields if f not in RESERVED)
-    shards, done_ids, fields = _resume_state(out, resume, description, fields)
-    out.mkdir(parents=True, exist_ok=True)
-    dim = int(description.get("dim") or encoder.dim)
-    manifest = _store_manifest(description, dim, {"source": dataset.name, "kind": dataset.kind}, fields, shards)
-    total = len(dataset) if hasattr(dataset, "__len__") else None
-    bar = tqdm(total=total, desc=f"embed → {out.name}", unit="img", disable=not progress)
-    store = _StoreWriter(out, manifest, shard_size, bar, on_batch)
-    try:
-        if embedder is not None:
-            for good, features, errors in embedder(done_ids, _unique_ids, bar.update):
-                store.absorb(good, features, errors)
-        else:
-            _embed_locally(dataset, encoder, store, done_ids, batch_size, num_workers)
-        store.flush()
-    finally:
-        bar.close()
-    return store.finish()
+    with claim_output(out):  # one writer per store; a write error (disk full) names the store
+        shards, done_ids, fields = _resume_state(out, resume, description, fields)
+        out.mkdir(parents=True, exist_ok=True)
+        dim = int(description.get("dim") or encoder.dim)
+        manifest = _store_manifest(description, dim, {"source": dataset.name, "kind": dataset.kind}, fields, shards)
+        total = len(dataset) if hasattr(dataset, "__len__") else None
+        bar = tqdm(total=total, desc=f"embed → {out.name}", unit="img", disable=not progress)
+        store = _StoreWriter(out, manifest, shard_size, bar, on_batch)
+        try:
+            if embedder is not None:
+                for good, features, errors in embedder(done_ids, _unique_ids, bar.update):
+                    store.absorb(good, features, errors)
+            else:
+                _embed_locally(dataset, encoder, store, done_ids, batch_size, num_workers)
+            store.flush()
+        finally:
+            bar.close()
+        return store.finish()
 
 
 def _resume_state(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from emonet_face.engines import ENGINES, RayOptions
 from emonet_face.errors import InputError
 from emonet_face.options import ModelOptions
+from emonet_face.runfolder import refuse_if_in_use
 
 if TYPE_CHECKING:
     from emonet_face.engines.ray_engine import DescribedEncoder
@@ -86,6 +87,7 @@ def embed_dataset(
 
     if engine not in ENGINES:
         raise InputError(f"--engine {engine}: use {' or '.join(ENGINES)}")
+    refuse_if_in_use(out)  # before loading anything; write_store holds the store while it writes
     data = open_dataset(dataset, **dataset_options)
     with contextlib.ExitStack() as stack, warnings.catch_warnings(record=True) as caught:
         embedder = None

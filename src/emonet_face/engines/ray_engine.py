@@ -42,7 +42,14 @@ from emonet_face.inputs.shards import is_shard
 from emonet_face.media import prepare_ref
 from emonet_face.options import ModelOptions
 from emonet_face.pipeline import EmoNetFace
-from emonet_face.runfolder import ManifestFormat, atomic_path, check_out_folder, remove_temporaries, versions
+from emonet_face.runfolder import (
+    ManifestFormat,
+    atomic_path,
+    check_out_folder,
+    claim_output,
+    remove_temporaries,
+    versions,
+)
 from emonet_face.runtime import load_encoder, quiet_transformers
 
 __all__ = [
@@ -257,29 +264,30 @@ def ray_predict(
 
     options = options or RayOptions()
     out = Path(out)
-    previous = _open_folder(out, model, resume)
-    todo = _units_to_do(plan_units(paths, source), previous, out)
-    manifest = _start_manifest(previous, todo, model, options)
-    schema = _schema_of(out, manifest)
-    _FORMAT.write(out, manifest)
-    entries = {tuple(u["inputs"]): u for u in manifest["shards"]}
-    rows = [
-        {"unit": u, "seq": s, "ref": pickle.dumps(ref, protocol=5)}
-        for u, unit in enumerate(todo)
-        for s, ref in enumerate(unit.refs)
-    ]
-    if rows:
-        parts = _Parts(out, schema)
-        with ray_session(options) as ray, _user_errors():
-            results = _run(ray, rows, model, source, expand, options, progress, tqdm)
-            for finished, (unit, frame, info) in enumerate(results, start=1):
-                _unit_done(manifest, entries[tuple(todo[unit].inputs)], parts.write, frame, info)
-                _FORMAT.write(out, manifest)
-                if on_unit is not None:
-                    on_unit(finished)
-    manifest["complete"] = all(u.get("complete") for u in manifest["shards"])
-    _FORMAT.write(out, manifest)
-    return manifest
+    with claim_output(out):  # one run per folder; a write error (disk full) names the folder
+        previous = _open_folder(out, model, resume)
+        todo = _units_to_do(plan_units(paths, source), previous, out)
+        manifest = _start_manifest(previous, todo, model, options)
+        schema = _schema_of(out, manifest)
+        _FORMAT.write(out, manifest)
+        entries = {tuple(u["inputs"]): u for u in manifest["shards"]}
+        rows = [
+            {"unit": u, "seq": s, "ref": pickle.dumps(ref, protocol=5)}
+            for u, unit in enumerate(todo)
+            for s, ref in enumerate(unit.refs)
+        ]
+        if rows:
+            parts = _Parts(out, schema)
+            with ray_session(options) as ray, _user_errors():
+                results = _run(ray, rows, model, source, expand, options, progress, tqdm)
+                for finished, (unit, frame, info) in enumerate(results, start=1):
+                    _unit_done(manifest, entries[tuple(todo[unit].inputs)], parts.write, frame, info)
+                    _FORMAT.write(out, manifest)
+                    if on_unit is not None:
+                        on_unit(finished)
+        manifest["complete"] = all(u.get("complete") for u in manifest["shards"])
+        _FORMAT.write(out, manifest)
+        return manifest
 
 
 def _open_folder(out: Path, model: ModelOptions, resume: bool) -> dict[str, Any] | None:

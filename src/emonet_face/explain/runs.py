@@ -19,6 +19,7 @@ from emonet_face.explain.methods import DEFAULT_METHOD, DEFAULT_STEPS, METHODS
 from emonet_face.explain.table import ExplainedImage, explanation_table
 from emonet_face.faces import DEFAULT_MARGIN
 from emonet_face.outputs import open_writer
+from emonet_face.runfolder import claim_output, refuse_if_in_use
 
 __all__ = ["EXPLANATIONS_FILE", "PICTURES_FOLDER", "ROWS_PER_PART", "ExplainOptions", "ExplainSummary", "write_explanations"]
 
@@ -26,6 +27,8 @@ EXPLANATIONS_FILE = "explanations.parquet"
 PICTURES_FOLDER = "pictures"
 ROWS_PER_PART = 64
 """Rows per Parquet part written while the run goes on (a killed run keeps the parts)."""
+RERUN_HINT = "run the command again once fixed"
+"""The end of a write error's message: an explanation run has no --resume."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class ExplainOptions:
             raise InputError(f"--out {self.out}: is a file; give a folder for explanations.parquet and pictures/")
         if self.method not in METHODS:
             raise InputError(f"--method {self.method}: use one of {', '.join(METHODS)}")
+        refuse_if_in_use(self.out)  # before the model loads; the run holds the folder while it writes
 
     @property
     def explainer_options(self) -> dict[str, Any]:
@@ -100,9 +104,11 @@ def write_explanations(
 
         pictures = MapPictureWriter(options.out / PICTURES_FOLDER, margin=margin, align=align)
     summary = ExplainSummary(out=options.out)
-    options.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
-    with open_writer(options.out / EXPLANATIONS_FILE, metadata={**(metadata or {}), "explain": options.settings}) as writer:
+    table = options.out / EXPLANATIONS_FILE
+    with claim_output(options.out, then=RERUN_HINT), open_writer(
+        table, metadata={**(metadata or {}), "explain": options.settings}, then=RERUN_HINT
+    ) as writer:
         for image in explained:
             rows.extend(image.rows())
             if pictures is not None:

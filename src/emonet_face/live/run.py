@@ -28,11 +28,14 @@ from emonet_face.live.sources import FrameSource, open_source
 from emonet_face.options import FaceOptions, ModelOptions, check_fps
 from emonet_face.outputs import check_output_suffix, open_writer
 from emonet_face.pipeline import EmoNetFace
+from emonet_face.runfolder import refuse_if_in_use
 
 __all__ = ["PARQUET_FLUSH_S", "BufferedWriter", "LiveOptions", "LiveRun", "LiveSummary", "stop_on_signals"]
 
 PARQUET_FLUSH_S = 2.0
 """A Parquet output gets one part file per this many seconds of rows (CSV/JSONL: every frame)."""
+KEPT_HINT = "the rows written before it are kept"
+"""The end of a write error's message (a live run is not resumed: the next one starts a new file)."""
 
 OnTable = Callable[[pd.DataFrame, LiveStats], None]
 """Called with each frame's table (and the counts so far) once its rows are handed to the writer."""
@@ -54,6 +57,7 @@ class LiveOptions:
             check_fps(self.fps)
         if self.out is not None:
             object.__setattr__(self, "out", check_output_suffix(self.out))
+            refuse_if_in_use(self.out)  # before the camera and the model open; the writer holds it
         if self.max_seconds is not None and self.max_seconds < 0:
             raise InputError(f"--max-seconds {self.max_seconds:g}: must be 0 or more")
 
@@ -163,7 +167,7 @@ class LiveRun:
         stop = stop or threading.Event()
         summary = LiveSummary(LiveStats(), self.frames.kind, self.options.out)
         out = self.options.out
-        writer = open_writer(out, metadata=self.net.describe()) if out is not None else None
+        writer = open_writer(out, metadata=self.net.describe(), then=KEPT_HINT) if out is not None else None
         buffered = BufferedWriter(writer, self.options.flush_s)
         tables = live_tables(
             self.frames, self.scorer, stop=stop, max_seconds=self.options.max_seconds, stats=summary.stats,

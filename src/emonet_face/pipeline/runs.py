@@ -23,6 +23,7 @@ from emonet_face.inputs.video import is_video
 from emonet_face.options import FaceOptions
 from emonet_face.outputs import check_output_suffix, done_keys, open_writer, read_table, write_table
 from emonet_face.pipeline.scorer import Annotate
+from emonet_face.runfolder import refuse_if_in_use
 from emonet_face.tracking import FaceTracker, TrackSummary
 from emonet_face.viz import PictureWriter
 
@@ -51,6 +52,7 @@ class RunOptions:
         for target in (self.out, self.tracks_out):
             if target is not None:
                 check_output_suffix(target)
+                refuse_if_in_use(target)  # before the model loads; the writer holds it from its first row
         if self.smooth < 0:
             raise InputError(f"--smooth {self.smooth:g}: must be 0 or more (seconds)")
 

@@ -28,7 +28,7 @@ from emonet_face.errors import EmoNetError, InputError
 from emonet_face.faces.regions import FaceMode
 from emonet_face.inputs import IMAGE_SUFFIXES, discover_inputs, load_image
 from emonet_face.options import FaceOptions
-from emonet_face.runfolder import atomic_path, provenance, utc_timestamp
+from emonet_face.runfolder import atomic_path, claim_output, provenance, utc_timestamp
 from emonet_face.vlm.client import ChatClient, FatalRequestError, RequestError, RetryPolicy, image_data_url
 from emonet_face.vlm.parse import Annotation, ParseError, parse_answer
 from emonet_face.vlm.prompts import Prompt
@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 HQ_COLUMNS = ("image", "annotator", "human", "annotations")
+RERUN_HINT = "the answers received so far are kept in the log: rerun the same command to finish"
+"""The end of a write error's message (an annotation run resumes when the same command runs again)."""
 FACE_MODES = tuple(m.value for m in FaceMode)
 
 
@@ -388,9 +390,10 @@ def run_annotation(inputs: list[str], options: AnnotateOptions, api_key: str | N
             f"{options.out} exists but its log {log_path} does not, so finished images cannot be told apart; "
             "pass --log with the original log or choose a new --out"
         )
-    done = done_items(log_path, options.model, options.prompt.sha256)
-    summary = RunSummary(inputs=len(paths))
-    return asyncio.run(_AnnotationRun(options, api_key, cropper, done, summary).run(paths))
+    with claim_output(options.out, then=RERUN_HINT):  # one run per --out; a write error names it
+        done = done_items(log_path, options.model, options.prompt.sha256)
+        summary = RunSummary(inputs=len(paths))
+        return asyncio.run(_AnnotationRun(options, api_key, cropper, done, summary).run(paths))
 
 
 class _AnnotationRun:
