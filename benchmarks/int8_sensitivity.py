@@ -29,7 +29,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from PIL import Image
 
 from emonet_face.runtime import load_encoder
-from emonet_face.runtime.int8 import FLOAT32_NODES
+from emonet_face.runtime.int8 import FLOAT32_NODES, int8_scheme
 
 GROUP = re.compile(r"(layers\.\d+/(?:self_attn/(?:[qkv]_proj|out_proj)|mlp/fc[12])|head/mlp/fc[12])/MatMul$")
 
@@ -76,7 +76,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, nodes in trials.items():
             target = Path(tmp) / "q.onnx"
-            quantize_dynamic(source, target, op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=True,
+            quantize_dynamic(source, target, op_types_to_quantize=["MatMul"], per_channel=True,
+                             reduce_range=int8_scheme()["reduce_range"],
                              weight_type=QuantType.QInt8, nodes_to_quantize=nodes)  # fmt: skip
             out = features(target, pixels)
             cosine = (out * reference).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(reference, axis=1)

@@ -63,7 +63,7 @@ from emonet_face.runtime.backends import (
 )
 from emonet_face.runtime.device import resolve_backend, resolve_device
 from emonet_face.runtime.encoder import EncoderCheckpoint
-from emonet_face.runtime.int8 import INT8_SCHEME, quantize_int8
+from emonet_face.runtime.int8 import int8_scheme, quantize_int8
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -531,7 +531,7 @@ def _write_int8(encoder_dir: Path, target: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         convert_onnx(tower, example, Path(scratch) / INT8_GRAPH, ["embedding"])
         quantize_int8(Path(scratch) / INT8_GRAPH, target / INT8_GRAPH)
-    return {"folder": INT8_DIR, "graph": INT8_GRAPH, "quantisation": INT8_SCHEME, "onnxruntime": _version("onnxruntime")}
+    return {"folder": INT8_DIR, "graph": INT8_GRAPH, "quantisation": int8_scheme(), "onnxruntime": _version("onnxruntime")}
 
 
 def _write_openvino(encoder_dir: Path, target: Path) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from emonet_face.runtime.backends import VisionTower, convert_onnx, convert_open
 from emonet_face.runtime.device import installed
 from emonet_face.runtime.encoder import EncoderCheckpoint, ImageEncoder
 from emonet_face.runtime.exported import CONFIG_FILE, EXPORT_FORMAT, GRAPH_FILES, OUTPUTS, ExportedGraph, is_exported
-from emonet_face.runtime.int8 import INT8_SCHEME, quantize_int8
+from emonet_face.runtime.int8 import int8_scheme, quantize_int8
 from emonet_face.taxonomy import EMOTIONS, EXTRA_DIMENSIONS, Emotion, ExtraDimension
 
 __all__ = ["EXPORT_FORMAT", "ExportedGraph", "export_model", "is_exported"]
@@ -158,7 +158,7 @@ def _config(
         "format": EXPORT_FORMAT,
         "version": 1,
         "graph": {"format": fmt, "file": GRAPH_FILES[fmt], "precision": dtype}
-        | ({"quantisation": INT8_SCHEME} if dtype == "int8" else {}),
+        | ({"quantisation": int8_scheme()} if dtype == "int8" else {}),
         "inputs": {"pixel_values": ["batch", 3, height, width]},
         "outputs": {
             "embedding": ["batch", dim],

@@ -40,7 +40,7 @@ from emonet_face.hub import DEFAULT_ENCODER
 from emonet_face.runtime.base import Backend, BackendRequest, Encoded, Encoder, get_backend, register_backend
 from emonet_face.runtime.device import OV_PRECISION, installed, resolve_backend, resolve_device, resolve_precision
 from emonet_face.runtime.encoder import EncoderCheckpoint, ImageEncoder, ImagePreprocessor, describe_encoder_run
-from emonet_face.runtime.int8 import INT8_SCHEME, int8_backend, precision_gate, quantize_int8, record_check
+from emonet_face.runtime.int8 import int8_backend, int8_scheme, precision_gate, quantize_int8, record_check
 
 __all__ = [
     "CACHE_ENV",
@@ -103,7 +103,7 @@ def cache_key(folder: Path, *, name: str, revision: str | None, backend: str, no
     """Everything that decides the converted graph (the entry name is its hash). The graph is stored
     in float32 with a dynamic batch axis; bf16/fp32 are compile-time choices of the runtime, so one
     entry serves both precisions. The int8 graph is its own entry (``stored_precision`` ``int8``
-    and the quantisation scheme, :data:`~emonet_face.runtime.int8.INT8_SCHEME`), quantised from the
+    and the quantisation scheme, :func:`~emonet_face.runtime.int8.int8_scheme`), quantised from the
     float32 one."""
     return {
         "format": CACHE_FORMAT,
@@ -570,7 +570,7 @@ def _converted_graph(request: BackendRequest, backend: str) -> tuple[Path, Path,
             raise ModelLoadError(f"{request.converted}: int8 encoder graph not found")
         return request.converted, request.converted.parent, True, None
     if request.precision == "int8":
-        int8_key = {**key, "stored_precision": "int8", "quantisation": INT8_SCHEME}
+        int8_key = {**key, "stored_precision": "int8", "quantisation": int8_scheme()}
         entry, hit = cached_convert(request.compiled_dir, int8_key, quantize)
     else:
         entry, hit = cached_convert(request.compiled_dir, key, convert)

@@ -6,14 +6,15 @@ graph. Only ``MatMul`` nodes with constant weights are quantised (int8 weights p
 7-bit range; activations quantised per call from their observed range, no calibration data). What
 stays float32, where it costs little: the patch embedding (a ``Conv``), every layer norm, softmax and
 the attention score products (not ``MatMul`` x constant), and the MatMuls of the attention-pooling head
-and of the emotion heads (:data:`FLOAT32_NODES`: the pooling head's MLP runs on one token per image,
-under 0.1 % of the encoder's work; its attention projections are not constant MatMuls in the traced
-graph). ``benchmarks/int8_sensitivity.py`` sweeps the quantisation layer group by layer group.
+and of the emotion heads (:data:`FLOAT32_NODES`: the pooling head's MLP and attention output run on
+one token per image, under 0.1 % of the encoder's work; its key/value projections are not constant
+MatMuls in the traced graph, so they stay float32 anyway). ``benchmarks/int8_sensitivity.py`` sweeps the quantisation layer group by layer group.
 
 **Runtime** (:func:`int8_backend`): ONNX Runtime on every CPU. Measured on an AVX2-only AMD EPYC
 (field notes): its dynamic int8 ran the so400m encoder 1.94x faster than OpenVINO float32, where
-OpenVINO with NNCF static int8 gave 1.02x; with VNNI or AMX (AVX512_VNNI, AVX_VNNI, AMX_INT8) ONNX
-Runtime's u8 x s8 kernels are faster still. NNCF is not offered: no CPU measured here gained from it.
+OpenVINO with NNCF static int8 gave 1.02x. ONNX Runtime has int8 kernels for VNNI and AMX CPUs too
+(not measured here). NNCF is not offered: it needs calibration images of real faces, and no CPU
+measured here gained from it.
 
 **Records** (:func:`record_check`, :func:`precision_gate`): ``emonet-face check-precision`` scores
 the user's photos in float32 and in int8 and stores the verdict in the conversion cache, in
@@ -44,10 +45,10 @@ from emonet_face.runfolder import atomic_write_json, utc_timestamp
 
 __all__ = [
     "FLOAT32_NODES",
-    "INT8_SCHEME",
     "cpu_identity",
     "float32_nodes",
     "int8_backend",
+    "int8_scheme",
     "precision_gate",
     "quantize_int8",
     "read_check",
@@ -58,16 +59,6 @@ __all__ = [
 FLOAT32_NODES = ("/head/", "/heads/")
 """Name fragments of MatMul / Gemm nodes kept float32: SigLIP's attention-pooling head (``vision_model/head``)
 and, in an exported one-graph model, the emotion heads (``heads``)."""
-INT8_SCHEME = {
-    "method": "onnxruntime.quantize_dynamic",
-    "op_types": ["MatMul"],
-    "per_channel": True,
-    "reduce_range": True,
-    "weight_type": "QInt8",
-    "float32_nodes": list(FLOAT32_NODES),
-}
-"""What :func:`quantize_int8` does, as data: part of the int8 graph's cache key (a new scheme is a
-new entry, and so needs a new check)."""
 INT8_CPU_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "amx_tile", "avx512_bf16")
 """The CPU flags that decide which int8 kernels ONNX Runtime runs: part of a record's key."""
 RECORDS_DIR = "precision-checks"
@@ -76,6 +67,26 @@ CHECK_COMMAND = "emonet-face check-precision YOUR_PHOTOS --dtype int8"
 
 
 # --- quantisation --------------------------------------------------------------------------------
+def has_vnni() -> bool:
+    """This CPU has int8 dot-product instructions (AVX512_VNNI, AVX_VNNI or AMX_INT8)."""
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(cpu_identity()["flags"]))
+
+
+def int8_scheme() -> dict[str, Any]:
+    """What :func:`quantize_int8` does on this CPU, as data: part of the int8 graph's cache key (a new
+    scheme is a new entry, and so needs a new check). Weights use the full 8-bit range on CPUs with
+    VNNI/AMX and 7 bits elsewhere (``reduce_range``: the u8 x s8 kernels of CPUs without VNNI add
+    pairs of products in 16 bits, which 8-bit weights can saturate; ONNX Runtime's quantisation guide)."""
+    return {
+        "method": "onnxruntime.quantize_dynamic",
+        "op_types": ["MatMul"],
+        "per_channel": True,
+        "reduce_range": not has_vnni(),
+        "weight_type": "QInt8",
+        "float32_nodes": list(FLOAT32_NODES),
+    }
+
+
 def float32_nodes(graph: Any, keep: tuple[str, ...] = FLOAT32_NODES) -> list[str]:
     """Names of the ``MatMul`` and ``Gemm`` nodes of an ONNX ``graph`` (a ``ModelProto``) that stay
     float32. ``quantize_dynamic`` first replaces each ``Gemm`` (e.g. the pooling head's attention output)
@@ -85,13 +96,13 @@ def float32_nodes(graph: Any, keep: tuple[str, ...] = FLOAT32_NODES) -> list[str
 
 
 def quantize_int8(source: Path, target: Path, *, keep: tuple[str, ...] = FLOAT32_NODES) -> None:
-    """ONNX Runtime dynamic quantisation of the float32 ONNX graph ``source`` into ``target``.
+    """ONNX Runtime dynamic quantisation of the float32 ONNX graph ``source`` into ``target``, with
+    :func:`int8_scheme`.
 
     Only the MatMuls with constant weights are quantised (int8 weights, per output channel, 7-bit
-    range; activations quantised per call at run time): no calibration data is needed. MatMuls whose
-    name holds one of ``keep`` stay float32 (see the module docstring), as do the patch embedding,
-    layer norms, softmax and attention score products. ``reduce_range`` avoids the u8 x s8 saturation
-    of the AVX2/AVX-512 kernels on CPUs without VNNI (ONNX Runtime's quantisation guide)."""
+    range without VNNI; activations quantised per call at run time): no calibration data is needed.
+    MatMuls whose name holds one of ``keep`` stay float32 (see the module docstring), as do the patch
+    embedding, layer norms, softmax and attention score products."""
     try:
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -107,7 +118,7 @@ def quantize_int8(source: Path, target: Path, *, keep: tuple[str, ...] = FLOAT32
             target,
             op_types_to_quantize=["MatMul"],
             per_channel=True,
-            reduce_range=True,
+            reduce_range=bool(int8_scheme()["reduce_range"]),
             weight_type=QuantType.QInt8,
             nodes_to_exclude=excluded,
         )
