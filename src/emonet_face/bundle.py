@@ -61,7 +61,7 @@ from emonet_face.runtime.backends import (
     load_encoder,
     pixel_size,
 )
-from emonet_face.runtime.device import resolve_backend, resolve_device
+from emonet_face.runtime.device import asks_int8, resolve_backend, resolve_device
 from emonet_face.runtime.encoder import EncoderCheckpoint
 from emonet_face.runtime.int8 import int8_scheme, quantize_int8
 
@@ -156,7 +156,7 @@ class Bundle:
         """:func:`~emonet_face.runtime.load_encoder` arguments that load this bundle's encoder (and use its
         stored OpenVINO graph, or for ``dtype="int8"`` its int8 graph, if any, instead of converting),
         for callers that pass them on (Ray actors); check the files first (:meth:`verify`)."""
-        int8 = str(dtype).lower() == "int8" and self.int8_graph is not None
+        int8 = asks_int8(dtype) and self.int8_graph is not None
         return {"ref": self.encoder_dir, "revision": None, "converted": self.int8_graph if int8 else self.openvino_graph}
 
     def describe(self) -> dict[str, Any]:
@@ -330,7 +330,7 @@ def load_bundle_encoder(
     graph = bundle.openvino_graph
     if graph is not None and not _runs_stored_graph(bundle, backend, device, dtype, normalize):
         graph = None
-    if str(dtype).lower() == "int8" and normalize and bundle.int8_graph is not None:
+    if asks_int8(dtype) and normalize and bundle.int8_graph is not None:
         graph = bundle.int8_graph
     if graph is not None:
         bundle.verify(ENCODER_DIR, skip=(f"{ENCODER_DIR}/model",))  # configs and processor only
@@ -355,7 +355,7 @@ def _runs_stored_graph(
     """Whether :func:`~emonet_face.runtime.load_encoder` will run the stored OpenVINO graph: the backend
     resolves to OpenVINO, features are L2-normalised (inside the graph), the precision is not the int8
     path (ONNX Runtime) and the tower takes pixels only (not SigLIP2 NaFlex, which runs on PyTorch)."""
-    if not normalize or str(dtype).lower() == "int8":
+    if not normalize or asks_int8(dtype):
         return False
     if str(bundle.manifest["encoder"].get("model_type", "")).startswith("siglip2"):
         return False

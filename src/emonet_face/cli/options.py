@@ -53,8 +53,8 @@ BackendOpt = Annotated[str, typer.Option("--backend", help=BACKEND_HELP)]
 DTYPE_HELP = (
     "Encoder precision: auto (bfloat16 on CPUs with AVX512_BF16/AMX and on bf16 GPUs, float32 elsewhere; "
     "ONNX Runtime float32; never int8), float32 (exact float32 on every backend), bfloat16, float16, or int8 "
-    "(CPU: ONNX Runtime dynamic quantisation, about 1.9x float32's speed on AVX2 CPUs; check it on your photos "
-    "first with `emonet-face check-precision PHOTOS --dtype int8`)."
+    "(CPU: ONNX Runtime dynamic quantisation, the encoder up to ~1.9x float32's speed on AVX2 CPUs; check it on "
+    "your photos first with `emonet-face check-precision PHOTOS --dtype int8`)."
 )
 DtypeOpt = Annotated[str, typer.Option("--dtype", help=DTYPE_HELP)]
 ForcePrecisionOpt = Annotated[

@@ -11,7 +11,8 @@ Thresholds (:class:`PrecisionThresholds`), chosen so that a pass means "the same
 near-ties":
 
 * Pearson of the centred scores, all heads and rows pooled, at least 0.999 (the figure the issue
-  holds int8 to), and per head at least 0.99 where there are enough rows (5) to measure one;
+  holds int8 to), and per head at least 0.99 where there are enough rows (5) and the head's float32
+  scores spread enough (a tenth of the median head's spread) for a correlation to mean something;
 * the largest change of an emotion probability at most 0.02 (two percentage points);
 * a changed top-1 (or top-3 set) only between near-ties: the emotion int8 ranks in is at most
   0.01 below the one it displaces *in float32's own probabilities*. A swap of two emotions whose
@@ -56,6 +57,10 @@ class PrecisionThresholds:
     pearson: float = 0.999
     head_pearson: float = 0.99
     head_min_rows: int = 5
+    head_min_spread: float = 0.1
+    """Per-head Pearson is judged only for heads whose float32 scores spread (standard deviation over the
+    rows) at least this fraction of the median head's: a head that barely moves on these photos has a
+    correlation that measures the precision's noise, not its scores (its changes still count below)."""
     max_prob_delta: float = 0.02
     tie_margin: float = 0.01
 
@@ -122,6 +127,7 @@ def _head_figures(ref: pd.DataFrame, can: pd.DataFrame, keys: list[str]) -> pd.D
             "family": family.get(key, EXTRA_FAMILY),
             "pearson": pearson,
             "spearman": spearman,
+            "float32_std": float(ref[key].std(ddof=0)),
             "max_abs_centred": float(np.abs(ref[key] - can[key]).max()),
             "max_abs_prob": float(np.abs(ref[prob] - can[prob]).max()) if prob in ref else float("nan"),
         })
@@ -190,7 +196,9 @@ def _failures(report: PrecisionReport) -> list[str]:
     if not o["pearson"] >= t.pearson and not np.isnan(o["pearson"]):
         failures.append(f"Pearson {o['pearson']:.5f} < {t.pearson}")
     if report.rows >= t.head_min_rows:
-        low = report.heads[report.heads["pearson"] < t.head_pearson]
+        heads = report.heads
+        judged = heads[heads["float32_std"] >= t.head_min_spread * heads["float32_std"].median()]
+        low = judged[judged["pearson"] < t.head_pearson]
         if len(low):
             worst = low.sort_values("pearson").iloc[0]
             failures.append(f"{len(low)} head(s) with Pearson < {t.head_pearson} (worst {worst['key']} {worst['pearson']:.4f})")

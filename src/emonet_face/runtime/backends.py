@@ -38,7 +38,14 @@ from PIL import Image
 from emonet_face.errors import InputError, ModelLoadError
 from emonet_face.hub import DEFAULT_ENCODER
 from emonet_face.runtime.base import Backend, BackendRequest, Encoded, Encoder, get_backend, register_backend
-from emonet_face.runtime.device import OV_PRECISION, installed, resolve_backend, resolve_device, resolve_precision
+from emonet_face.runtime.device import (
+    OV_PRECISION,
+    asks_int8,
+    installed,
+    resolve_backend,
+    resolve_device,
+    resolve_precision,
+)
 from emonet_face.runtime.encoder import EncoderCheckpoint, ImageEncoder, ImagePreprocessor, describe_encoder_run
 from emonet_face.runtime.int8 import int8_backend, int8_scheme, precision_gate, quantize_int8, record_check
 
@@ -453,7 +460,7 @@ def load_encoder(
     """
     dev = resolve_device(device)
     checkpoint = EncoderCheckpoint.resolve(ref, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
-    if str(dtype).lower() == "int8" and (backend or "auto").lower() == "auto":
+    if asks_int8(dtype) and (backend or "auto").lower() == "auto":
         backend = int8_backend(dev)  # the int8 runtime for this CPU (auto itself never picks int8)
     name = resolve_backend(backend, dev)
     if checkpoint.takes_extra_inputs and not get_backend(name).takes_extra_inputs:

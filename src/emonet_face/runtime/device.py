@@ -21,6 +21,7 @@ __all__ = [
     "BACKENDS",
     "CPU_BF16_ENV",
     "PRECISIONS",
+    "asks_int8",
     "cpu_has_bf16",
     "resolve_backend",
     "resolve_device",
@@ -115,6 +116,14 @@ def resolve_backend(backend: str | None, device: torch.device) -> str:
         extra = f" ({spec.install_hint})" if spec.install_hint else ""
         raise ModelLoadError(f"--backend {name}: the {spec.module} package is not installed{extra}; or use --backend torch")
     return spec.name
+
+
+def asks_int8(dtype: str | torch.dtype | None) -> bool:
+    """Whether ``dtype`` asks for int8: ``"int8"`` itself, or ``None``/``"auto"`` with
+    ``$EMONET_FACE_DTYPE=int8`` (what ``auto`` resolves to on its own is never int8)."""
+    if dtype is None or str(dtype) == "auto":
+        dtype = os.environ.get(DTYPE_ENV) or None
+    return str(dtype).lower() == "int8"
 
 
 def resolve_precision(dtype: str | torch.dtype | None, device: torch.device, backend: str) -> str:
