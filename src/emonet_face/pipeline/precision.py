@@ -19,6 +19,10 @@ near-ties":
   float32 probabilities differ by less than one percentage point is noise any precision may flip;
   one across a wider margin means int8 changed an answer a user would read.
 
+The pooled Pearson is dominated by the differences between heads (their offsets after centring);
+the per-head figure is what sees a drift within a head: on the planted-outlier model of
+tests/test_precision.py the pooled Pearson is still 0.998 while the heads' fall below 0.
+
 Spearman's rho and the largest change of a centred score are reported, not judged: the first adds
 little to Pearson on these scores, the second has each model's own scale.
 """
