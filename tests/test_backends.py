@@ -493,9 +493,9 @@ def test_compiled_models_leave_the_signal_stack_valid():
         assert current() == before
 
 
-# --- int8 (experimental) -------------------------------------------------------------------------
+# --- int8 (tests/test_precision.py: check-precision and its records) ---------------------------------
 INT8_TOL = 0.01
-"""Loose bound for the experimental int8 path on the tiny random model (int8 weights per channel,
+"""Loose bound for the int8 path on the tiny random model (int8 weights per channel,
 7-bit range, activations quantised per batch): centred scores within 0.01 of torch float32 (measured
 1.1e-3; the scores' own spread across images is 2.4e-2, so a broken graph cannot pass). It only
 proves the plumbing: random weights cannot judge int8 accuracy on real faces."""
@@ -507,15 +507,17 @@ def _quantised_ops(path: Path) -> set[str]:
     return {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
 
 
-def test_int8_is_experimental_quantised_and_near_float32(tiny_encoder_dir, tiny_heads_dir, cache, torch_table):
-    """--dtype int8 with backend auto runs ONNX Runtime on a really quantised graph, warns, and stays near fp32."""
-    with pytest.warns(UserWarning, match="EXPERIMENTAL"):
+def test_int8_is_quantised_and_near_float32(tiny_encoder_dir, tiny_heads_dir, cache, torch_table):
+    """--dtype int8 with backend auto runs ONNX Runtime on a really quantised graph, warns that it is not
+    checked yet, and stays near fp32."""
+    with pytest.warns(UserWarning, match="has not been checked on this CPU"):
         net = EmoNetFace.from_pretrained(
             encoder=tiny_encoder_dir, heads=tiny_heads_dir, device="cpu", dtype="int8", compiled_dir=cache
         )
     encoder = net.encoder
     assert isinstance(encoder, CompiledEncoder) and (encoder.backend, encoder.precision) == ("onnx", "int8")
-    assert json.loads((encoder.cache_entry / "key.json").read_text())["stored_precision"] == "int8"
+    key = json.loads((encoder.cache_entry / "key.json").read_text())
+    assert key["stored_precision"] == "int8" and key["quantisation"]["float32_nodes"]
     assert {"MatMulInteger", "DynamicQuantizeLinear"} <= _quantised_ops(encoder.cache_entry / "encoder.onnx")
     float32 = load_encoder(tiny_encoder_dir, backend="onnx", dtype="float32", compiled_dir=cache)
     assert float32.cache_entry != encoder.cache_entry and "MatMulInteger" not in _quantised_ops(
@@ -528,9 +530,9 @@ def test_int8_is_experimental_quantised_and_near_float32(tiny_encoder_dir, tiny_
 
 def test_int8_refuses_other_backends_and_a_missing_runtime(tiny_encoder_dir, cache, monkeypatch):
     for backend in ("torch", "openvino"):
-        with pytest.raises(InputError, match="ONNX Runtime only"):
+        with pytest.raises(InputError, match="int8 runs on ONNX Runtime on the CPU"):
             resolve_precision("int8", CPU, backend)
-    with pytest.raises(InputError, match="ONNX Runtime only"):
+    with pytest.raises(InputError, match="int8 runs on ONNX Runtime on the CPU"):
         load_encoder(tiny_encoder_dir, backend="openvino", dtype="int8", compiled_dir=cache)
     # onnxruntime absent: a one-line error naming the extra, before any conversion
     monkeypatch.setattr(device, "installed", lambda module: module != "onnxruntime")
@@ -545,10 +547,9 @@ def test_int8_refuses_other_backends_and_a_missing_runtime(tiny_encoder_dir, cac
 def test_int8_export_runs_with_a_warning_near_float32(tiny_encoder_dir, tiny_heads_dir, tmp_path, torch_table):
     with pytest.raises(InputError, match="--format onnx"):
         export_model(tmp_path / "ov", encoder=tiny_encoder_dir, heads=tiny_heads_dir, fmt="openvino", dtype="int8")
-    with pytest.warns(UserWarning, match="EXPERIMENTAL"):
-        folder = export_model(tmp_path / "int8", encoder=tiny_encoder_dir, heads=tiny_heads_dir, dtype="int8")
+    folder = export_model(tmp_path / "int8", encoder=tiny_encoder_dir, heads=tiny_heads_dir, dtype="int8")
     config = json.loads((folder / "config.json").read_text())
-    assert config["graph"]["precision"] == "int8" and "experimental" in config["graph"]
+    assert config["graph"]["precision"] == "int8" and config["graph"]["quantisation"]["method"].startswith("onnxruntime")
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.onnx", "preprocessor_config.json"]
     assert "MatMulInteger" in _quantised_ops(folder / "model.onnx")
     with pytest.raises(InputError, match="int8"):
@@ -556,7 +557,7 @@ def test_int8_export_runs_with_a_warning_near_float32(tiny_encoder_dir, tiny_hea
     for backend in ("onnx", "openvino"):  # a float32 folder is not quantised on the fly
         with pytest.raises(InputError, match="--format onnx --dtype int8"):
             exported_module._exported_precision("int8", backend)
-    with pytest.warns(UserWarning, match="EXPERIMENTAL"):
+    with pytest.warns(UserWarning, match="check-precision cannot compare"):
         net = EmoNetFace.from_pretrained(str(folder))
     assert net.encoder.describe()["precision"] == "int8" and net.encoder.backend == "onnx"
     drift = np.abs(_centred(_table(net)) - _centred(torch_table)).max()

@@ -29,6 +29,7 @@ from helpers_cli import run_cli
 
 MODEL_OPTIONS = (
     "--model", "--encoder", "--heads", "--revision", "--cache-dir", "--device", "--backend", "--dtype", "--no-normalize",
+    "--force-precision",
 )  # fmt: skip
 FACE_OPTIONS = ("--faces", "--detector", "--min-face-score", "--align", "--margin")
 LOADS_A_MODEL = ("--encoder", "--heads", "--backend", "--no-normalize")
@@ -118,20 +119,25 @@ The command ``"*"`` stands for every command."""
 
 NOT_TAKEN: dict[str, tuple[frozenset[str], str]] = {
     "score": (
-        frozenset({"--encoder", "--backend", "--dtype", "--no-normalize"}),
+        frozenset({"--encoder", "--backend", "--dtype", "--no-normalize", "--force-precision"}),
         "scores cached embeddings with the heads only: no encoder is loaded",
     ),
     "export": (
-        frozenset({"--device", "--backend", "--no-normalize"}),
-        "writes a graph and runs nothing (no device, no backend); the graph normalises as the released model does",
+        frozenset({"--device", "--backend", "--no-normalize", "--force-precision"}),
+        "writes a graph and runs nothing (no device, no backend, no precision check to obey); the graph normalises "
+        "as the released model does",
     ),
     "embed": (
         frozenset({"--model", "--heads"}),
         "embeds with the encoder alone; any heads score the store later (emonet-face score)",
     ),
     "download": (
-        frozenset({"--model", "--device", "--backend", "--dtype", "--no-normalize"}),
+        frozenset({"--model", "--device", "--backend", "--dtype", "--no-normalize", "--force-precision"}),
         "fetches files into a bundle and runs nothing; the model is its MODEL argument",
+    ),
+    "check-precision": (
+        frozenset({"--force-precision"}),
+        "measures the precision and records the verdict; a failing earlier record does not stop a new check",
     ),
 }
 """Model options a command that loads part of a model does not take, and why."""

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,9 +54,17 @@ from emonet_face.runfolder import (
     utc_timestamp,
     versions,
 )
-from emonet_face.runtime.backends import VisionTower, compiled_cache_dir, convert_openvino, load_encoder, pixel_size
-from emonet_face.runtime.device import resolve_backend, resolve_device
+from emonet_face.runtime.backends import (
+    VisionTower,
+    compiled_cache_dir,
+    convert_onnx,
+    convert_openvino,
+    load_encoder,
+    pixel_size,
+)
+from emonet_face.runtime.device import asks_int8, resolve_backend, resolve_device
 from emonet_face.runtime.encoder import EncoderCheckpoint
+from emonet_face.runtime.int8 import int8_scheme, quantize_int8
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -72,8 +81,10 @@ BUNDLE_FORMAT = "emonet-face-bundle"
 FORMAT_VERSION = 1
 """Bump when a reader of the previous version would misread a new bundle; readers refuse newer ones."""
 MANIFEST_FILE = "bundle.json"
-ENCODER_DIR, HEADS_DIR, OPENVINO_DIR = "encoder", "heads", "openvino"
+ENCODER_DIR, HEADS_DIR, OPENVINO_DIR, INT8_DIR = "encoder", "heads", "openvino", "onnx-int8"
 OPENVINO_GRAPH = "encoder.xml"
+INT8_GRAPH = "encoder.onnx"
+PARTS = (ENCODER_DIR, HEADS_DIR, OPENVINO_DIR, INT8_DIR)
 _CHUNK = 8 * 1024 * 1024
 
 
@@ -127,8 +138,13 @@ class Bundle:
         """The stored OpenVINO encoder (L2 normalisation inside), if the bundle has one."""
         return self.folder / OPENVINO_DIR / OPENVINO_GRAPH if self.manifest.get("openvino") else None
 
+    @property
+    def int8_graph(self) -> Path | None:
+        """The stored int8 encoder (ONNX Runtime dynamic quantisation, ``download --with-int8``), if any."""
+        return self.folder / INT8_DIR / INT8_GRAPH if self.manifest.get("int8") else None
+
     def verify(self, part: str | None = None, *, skip: tuple[str, ...] = ()) -> None:
-        """Check the files of ``part`` (a folder: ``"encoder"``, ``"heads"``, ``"openvino"``; ``None``:
+        """Check the files of ``part`` (a folder: ``"encoder"``, ``"heads"``, ``"openvino"``, ``"onnx-int8"``; ``None``:
         all) against the manifest, except those under the ``skip`` prefixes (see :func:`verify_bundle`)."""
         verify_bundle(self, part, skip=skip)
 
@@ -137,11 +153,12 @@ class Bundle:
         self.verify(HEADS_DIR)
         return load_heads(self.heads_dir)
 
-    def encoder_kwargs(self) -> dict[str, Any]:
+    def encoder_kwargs(self, dtype: str | None = None) -> dict[str, Any]:
         """:func:`~emonet_face.runtime.load_encoder` arguments that load this bundle's encoder (and use its
-        stored OpenVINO graph, if any, instead of converting), for callers that pass them on (Ray actors);
-        check the files first (:meth:`verify`)."""
-        return {"ref": self.encoder_dir, "revision": None, "converted": self.openvino_graph}
+        stored OpenVINO graph, or for ``dtype="int8"`` its int8 graph, if any, instead of converting),
+        for callers that pass them on (Ray actors); check the files first (:meth:`verify`)."""
+        int8 = asks_int8(dtype) and self.int8_graph is not None
+        return {"ref": self.encoder_dir, "revision": None, "converted": self.int8_graph if int8 else self.openvino_graph}
 
     def describe(self) -> dict[str, Any]:
         """Provenance for output metadata: where the bundle is and what it was made from."""
@@ -155,7 +172,7 @@ class Bundle:
     def summary(self) -> list[str]:
         """What the bundle holds, one line per part, then every file (for ``download --check``)."""
         m = self.manifest
-        enc, heads, ov = m["encoder"], m["heads"], m.get("openvino")
+        enc, heads, ov, int8 = m["encoder"], m["heads"], m.get("openvino"), m.get("int8")
         files = m["files"]
         total = sum(f["size"] for f in files.values())
         lines = [
@@ -167,6 +184,7 @@ class Bundle:
             f"  heads     {_ref(heads)}  licence: {heads.get('license')}  "
             f"({heads.get('count')} heads, {' > '.join(map(str, heads.get('widths', [])))})",
             f"  openvino  {'stored: ' + ov['folder'] + '/' + ov['graph'] + ' (OpenVINO ' + str(ov.get('openvino')) + ')' if ov else 'not stored (the first CPU run converts)'}",
+            f"  int8      {'stored: ' + int8['folder'] + '/' + int8['graph'] if int8 else 'not stored (the first --dtype int8 run quantises)'}",
             f"  files     {len(files)} files, {_human(total)}, all SHA-256 checksums match",
         ]
         lines += [f"    {f['sha256'][:16]}  {_human(f['size']):>10}  {name}" for name, f in sorted(files.items())]
@@ -223,7 +241,7 @@ def _refuse_unlisted(bundle: Bundle) -> None:
     for name in listed:
         if Path(name).is_absolute() or ".." in Path(name).parts:
             raise BundleError(f"{bundle.folder / MANIFEST_FILE}: file entry {name!r} points outside the bundle")
-    for part in (ENCODER_DIR, HEADS_DIR, OPENVINO_DIR):
+    for part in PARTS:
         root = bundle.folder / part
         if not root.is_dir():
             continue
@@ -304,16 +322,20 @@ def load_bundle_encoder(
     dtype: str | torch.dtype | None = None,
     normalize: bool = True,
     compiled_dir: str | Path | None = None,
+    force_precision: bool = False,
 ) -> Any:
     """The bundle's encoder on the requested backend, after checking the files it reads: OpenVINO runs
     the stored graph when there is one (the PyTorch weights are then neither read nor hashed), other
-    runtimes the weights in ``encoder/`` (the stored graph is then not hashed)."""
+    runtimes the weights in ``encoder/`` (the stored graph is then not hashed); ``--dtype int8`` runs
+    the stored int8 graph when there is one (``download --with-int8``)."""
     graph = bundle.openvino_graph
     if graph is not None and not _runs_stored_graph(bundle, backend, device, dtype, normalize):
         graph = None
+    if asks_int8(dtype) and normalize and bundle.int8_graph is not None:
+        graph = bundle.int8_graph
     if graph is not None:
         bundle.verify(ENCODER_DIR, skip=(f"{ENCODER_DIR}/model",))  # configs and processor only
-        bundle.verify(OPENVINO_DIR)
+        bundle.verify(graph.parent.name)
     else:
         bundle.verify(ENCODER_DIR)
     return load_encoder(
@@ -324,6 +346,7 @@ def load_bundle_encoder(
         local_files_only=True,
         normalize=normalize,
         compiled_dir=compiled_dir,
+        force_precision=force_precision,
     )
 
 
@@ -333,7 +356,7 @@ def _runs_stored_graph(
     """Whether :func:`~emonet_face.runtime.load_encoder` will run the stored OpenVINO graph: the backend
     resolves to OpenVINO, features are L2-normalised (inside the graph), the precision is not the int8
     path (ONNX Runtime) and the tower takes pixels only (not SigLIP2 NaFlex, which runs on PyTorch)."""
-    if not normalize or str(dtype).lower() == "int8":
+    if not normalize or asks_int8(dtype):
         return False
     if str(bundle.manifest["encoder"].get("model_type", "")).startswith("siglip2"):
         return False
@@ -351,6 +374,7 @@ def write_bundle(
     cache_dir: str | Path | None = None,
     local_files_only: bool | None = None,
     with_openvino: bool = False,
+    with_int8: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> Bundle:
     """Fetch (or take from the cache / local folders) ``model``'s encoder and heads and write a bundle
@@ -373,6 +397,10 @@ def write_bundle(
         if with_openvino:
             say("converting the encoder for OpenVINO")
             openvino = _write_openvino(tmp / ENCODER_DIR, tmp / OPENVINO_DIR)
+        int8 = None
+        if with_int8:
+            say("quantising the encoder to int8 (ONNX Runtime dynamic)")
+            int8 = _write_int8(tmp / ENCODER_DIR, tmp / INT8_DIR)
         manifest = {
             **_FORMAT.header(),
             "created": utc_timestamp(zulu=True),
@@ -386,6 +414,7 @@ def write_bundle(
                 "neutral_means": "heads/config.json",
             },
             "openvino": openvino,
+            "int8": int8,
             "normalize": True,
             "versions": versions("openvino", "safetensors", missing=True),
             "license_notes": "The encoder and heads keep their own licences (released model: Apache-2.0 SigLIP2 "
@@ -492,6 +521,19 @@ def _write_encoder(checkpoint: EncoderCheckpoint, target: Path) -> dict[str, Any
         "image_size": list(pixel_size(written.processor())),
         "weights_dtype": str(next(iter(tensors.values())).dtype).removeprefix("torch.") if tensors else "float32",
     }
+
+
+def _write_int8(encoder_dir: Path, target: Path) -> dict[str, Any]:
+    """The encoder as the int8 runtime builds it: float32 ONNX (dynamic batch, L2 norm inside),
+    quantised by :func:`~emonet_face.runtime.int8.quantize_int8` into one file."""
+    checkpoint = EncoderCheckpoint.resolve(encoder_dir)
+    target.mkdir(parents=True)
+    tower = VisionTower(checkpoint.load_vision_model(dtype=torch.float32), normalize=True)
+    example = torch.zeros(1, 3, *pixel_size(checkpoint.processor()))
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        convert_onnx(tower, example, Path(scratch) / INT8_GRAPH, ["embedding"])
+        quantize_int8(Path(scratch) / INT8_GRAPH, target / INT8_GRAPH)
+    return {"folder": INT8_DIR, "graph": INT8_GRAPH, "quantisation": int8_scheme(), "onnxruntime": _version("onnxruntime")}
 
 
 def _write_openvino(encoder_dir: Path, target: Path) -> dict[str, Any]:

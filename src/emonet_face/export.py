@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +20,11 @@ from emonet_face.errors import InputError, ModelLoadError
 from emonet_face.heads import FusedHeads
 from emonet_face.hub import MODELS, fetch_heads, release_refs
 from emonet_face.runfolder import refuse_if_in_use, require_new_folder, staged_folder
-from emonet_face.runtime.backends import (
-    VisionTower,
-    convert_onnx,
-    convert_openvino,
-    library_versions,
-    pixel_size,
-    quantize_int8,
-)
-from emonet_face.runtime.device import INT8_WARNING, installed
+from emonet_face.runtime.backends import VisionTower, convert_onnx, convert_openvino, library_versions, pixel_size
+from emonet_face.runtime.device import installed
 from emonet_face.runtime.encoder import EncoderCheckpoint, ImageEncoder
 from emonet_face.runtime.exported import CONFIG_FILE, EXPORT_FORMAT, GRAPH_FILES, OUTPUTS, ExportedGraph, is_exported
+from emonet_face.runtime.int8 import int8_scheme, quantize_int8
 from emonet_face.taxonomy import EMOTIONS, EXTRA_DIMENSIONS, Emotion, ExtraDimension
 
 __all__ = ["EXPORT_FORMAT", "ExportedGraph", "export_model", "is_exported"]
@@ -83,20 +76,21 @@ def export_model(
     keeps float32 weights; float16 / bfloat16 store float16-compressed weights, half the size). The
     compute precision is chosen when the folder is run, as for the encoder backends (bf16 where the
     CPU has it natively, else float32; ``dtype="float32"`` forces exact float32). ``dtype="int8"``
-    (``fmt="onnx"`` only) is EXPERIMENTAL: the float32 graph dynamically quantised by ONNX Runtime
-    (:func:`~emonet_face.runtime.backends.quantize_int8`), run on ONNX Runtime, with a warning at every load.
+    (``fmt="onnx"`` only): the float32 graph dynamically quantised by ONNX Runtime
+    (:func:`~emonet_face.runtime.int8.quantize_int8`; the emotion heads and the pooling head stay
+    float32), run on ONNX Runtime; check the source model with ``check-precision`` first.
     The folder is written beside ``out`` and renamed into place.
     """
     if fmt not in GRAPH_FILES:
         raise InputError(f"--format {fmt}: use onnx or openvino")
     if dtype not in ("float32", "float16", "bfloat16", "int8"):
-        raise InputError(f"--dtype {dtype}: use float32, float16, bfloat16 or int8 (experimental)")
+        raise InputError(f"--dtype {dtype}: use float32, float16, bfloat16 or int8")
     if fmt == "onnx" and dtype not in ("float32", "int8"):
         raise InputError(
             f"--dtype {dtype}: ONNX Runtime has no fast reduced-precision CPU kernels; export --format openvino for {dtype}"
         )
     if fmt == "openvino" and dtype == "int8":
-        raise InputError("--dtype int8 (experimental) is ONNX Runtime dynamic quantisation: use --format onnx")
+        raise InputError("--dtype int8 is ONNX Runtime dynamic quantisation: use --format onnx")
     if fmt == "onnx" and not installed("onnx"):  # before loading a model that cannot be exported
         raise InputError(
             "--format onnx needs the onnx package: pip install 'emonet-face[onnx]' (or export --format openvino)"
@@ -119,7 +113,6 @@ def export_model(
     with staged_folder(out) as tmp:  # built beside out, renamed into place; out is claimed meanwhile
         graph_path = tmp / GRAPH_FILES[fmt]
         if dtype == "int8":
-            warnings.warn(INT8_WARNING, stacklevel=2)
             (tmp / "float32").mkdir()
             convert_onnx(graph, example, tmp / "float32" / graph_path.name, OUTPUTS)
             quantize_int8(tmp / "float32" / graph_path.name, graph_path)
@@ -154,7 +147,7 @@ def _config(
         "format": EXPORT_FORMAT,
         "version": 1,
         "graph": {"format": fmt, "file": GRAPH_FILES[fmt], "precision": dtype}
-        | ({"experimental": "int8 dynamic quantisation; drift on real weights unmeasured"} if dtype == "int8" else {}),
+        | ({"quantisation": int8_scheme()} if dtype == "int8" else {}),
         "inputs": {"pixel_values": ["batch", 3, height, width]},
         "outputs": {
             "embedding": ["batch", dim],

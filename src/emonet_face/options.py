@@ -58,6 +58,8 @@ class ModelOptions:
     """``None`` or ``"auto"``: what the hardware computes natively (see :mod:`emonet_face.runtime.device`)."""
     normalize: bool = True
     compiled_dir: str | Path | None = None
+    force_precision: bool = False
+    """Run ``--dtype int8`` even where this CPU's check-precision record failed (``--force-precision``)."""
 
     def __post_init__(self) -> None:
         if self.dtype is not None and not isinstance(self.dtype, str):
@@ -65,7 +67,7 @@ class ModelOptions:
         if self.dtype == "auto":
             object.__setattr__(self, "dtype", None)
         if self.dtype is not None and self.dtype.lower() not in PRECISIONS:
-            _refuse("dtype", self.dtype, "use auto, float32, bfloat16, float16 or int8 (experimental)")
+            _refuse("dtype", self.dtype, "use auto, float32, bfloat16, float16 or int8")
         backends = ("auto", *available_backends())
         if str(self.backend).lower() not in backends:
             _refuse("backend", self.backend, f"use one of {', '.join(backends)}")

@@ -35,6 +35,13 @@ def download(
             "--with-openvino", help="Also store the encoder converted for OpenVINO: the first CPU run does not convert."
         ),
     ] = False,
+    with_int8: Annotated[
+        bool,
+        typer.Option(
+            "--with-int8",
+            help="Also store the encoder quantised to int8 (ONNX Runtime dynamic): --dtype int8 runs do not quantise.",
+        ),
+    ] = False,
     check: Annotated[
         Path | None,
         typer.Option("--check", help="Verify a bundle's files against its manifest and print what it holds."),
@@ -67,6 +74,7 @@ def download(
             revision=revision,
             cache_dir=cache_dir,
             with_openvino=with_openvino,
+            with_int8=with_int8,
             log=lambda line: typer.echo(line, err=True),
         )
         size = sum(f["size"] for f in bundle.manifest["files"].values())

@@ -18,6 +18,7 @@ from emonet_face.cli.options import (
     DtypeOpt,
     EncoderOpt,
     EngineOpt,
+    ForcePrecisionOpt,
     GpusPerActorOpt,
     NoNormalizeOpt,
     NumWorkersOpt,
@@ -44,6 +45,7 @@ def embed(
     backend: BackendOpt = "auto",
     dtype: DtypeOpt = "auto",
     no_normalize: NoNormalizeOpt = False,
+    force_precision: ForcePrecisionOpt = False,
     num_workers: NumWorkersOpt = None,
     resume: ResumeOpt = False,
     shard_size: Annotated[int, typer.Option(min=1, help="Rows per Parquet shard (the resume granularity).")] = 4096,
@@ -73,7 +75,7 @@ def embed(
             encoder=encoder_kwargs(
                 model_options(
                     encoder=encoder, revision=revision, cache_dir=cache_dir, device=device, backend=backend, dtype=dtype,
-                    no_normalize=no_normalize,
+                    no_normalize=no_normalize, force_precision=force_precision,
                 )
             ),
             engine=engine, ray=RayOptions(ray_address, actors, gpus_per_actor, cpus_per_actor), batch_size=batch_size,

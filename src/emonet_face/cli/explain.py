@@ -26,6 +26,7 @@ from emonet_face.cli.options import (
     DtypeOpt,
     EncoderOpt,
     FacesOpt,
+    ForcePrecisionOpt,
     FpsOpt,
     HeadsOpt,
     ImageColumnOpt,
@@ -115,6 +116,7 @@ def explain(
     backend: BackendOpt = "auto",
     dtype: DtypeOpt = "auto",
     no_normalize: NoNormalizeOpt = False,
+    force_precision: ForcePrecisionOpt = False,
     faces: FacesOpt = "auto",
     detector: DetectorOpt = None,
     min_face_score: MinFaceScoreOpt = None,
@@ -138,7 +140,7 @@ def explain(
         )
         model_opts = model_options(
             model=model, encoder=encoder, heads=heads, revision=revision, cache_dir=cache_dir, device=device,
-            backend=backend, dtype=dtype, no_normalize=no_normalize,
+            backend=backend, dtype=dtype, no_normalize=no_normalize, force_precision=force_precision,
         )
         face_opts = face_options(faces=faces, detector=detector, min_face_score=min_face_score, align=align, margin=margin)
         media_opts = media_options(fps=fps, max_frames=max_frames, image_column=image_column, carry_json=carry_json)

@@ -23,8 +23,8 @@ def export(
         typer.Option(
             "--dtype",
             help="float32; or (openvino) float16 / bfloat16: float16-compressed weights (half the size), the compute "
-            "precision is chosen at run time (predict --dtype); or (onnx) int8: EXPERIMENTAL ONNX Runtime dynamic "
-            "quantisation, never the default, drift on the real weights unmeasured.",
+            "precision is chosen at run time (predict --dtype); or (onnx) int8: ONNX Runtime dynamic quantisation "
+            "(check the source model first: emonet-face check-precision PHOTOS --dtype int8).",
         ),
     ] = "float32",
     model: Annotated[

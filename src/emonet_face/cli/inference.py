@@ -25,6 +25,7 @@ from emonet_face.cli.options import (
     EncoderOpt,
     EngineOpt,
     FacesOpt,
+    ForcePrecisionOpt,
     FpsOpt,
     GpusPerActorOpt,
     HeadsOpt,
@@ -92,6 +93,7 @@ def predict(
     backend: BackendOpt = "auto",
     dtype: DtypeOpt = "auto",
     no_normalize: NoNormalizeOpt = False,
+    force_precision: ForcePrecisionOpt = False,
     resume: ResumeOpt = False,
     quiet: QuietOpt = False,
     faces: FacesOpt = "auto",
@@ -119,7 +121,7 @@ def predict(
 
         model_opts = model_options(
             model=model, encoder=encoder, heads=heads, revision=revision, cache_dir=cache_dir, device=device,
-            backend=backend, dtype=dtype, no_normalize=no_normalize,
+            backend=backend, dtype=dtype, no_normalize=no_normalize, force_precision=force_precision,
         )
         face_opts = face_options(faces=faces, detector=detector, min_face_score=min_face_score, align=align, margin=margin)
         media_opts = media_options(fps=fps, max_frames=max_frames, image_column=image_column, carry_json=carry_json)

@@ -28,6 +28,7 @@ from emonet_face.cli.options import (
     DtypeOpt,
     EncoderOpt,
     FacesOpt,
+    ForcePrecisionOpt,
     HeadsOpt,
     LiveFpsOpt,
     MarginOpt,
@@ -80,6 +81,7 @@ def live(
     device: DeviceOpt = None,
     dtype: DtypeOpt = "auto",
     no_normalize: NoNormalizeOpt = False,
+    force_precision: ForcePrecisionOpt = False,
     detector: DetectorOpt = None,
     min_face_score: MinFaceScoreOpt = None,
     align: AlignOpt = False,
@@ -96,7 +98,7 @@ def live(
         options = LiveOptions(out=out, max_seconds=max_seconds, fps=fps)
         model_opts = model_options(
             model=model, encoder=encoder, heads=heads, revision=revision, cache_dir=cache_dir, device=device,
-            backend=backend, dtype=dtype, no_normalize=no_normalize,
+            backend=backend, dtype=dtype, no_normalize=no_normalize, force_precision=force_precision,
         )
         face_opts = face_options(faces=faces, detector=detector, min_face_score=min_face_score, align=align, margin=margin)
         run = LiveRun.open(source, options, model=model_opts, faces=face_opts)  # a wrong source fails first

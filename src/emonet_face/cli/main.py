@@ -8,7 +8,21 @@ from pathlib import Path
 
 import typer
 
-from emonet_face.cli import bench, download, embed, explain, export, inference, live, plot, serve, stats, train, vlm
+from emonet_face.cli import (
+    bench,
+    download,
+    embed,
+    explain,
+    export,
+    inference,
+    live,
+    plot,
+    precision,
+    serve,
+    stats,
+    train,
+    vlm,
+)
 
 _PACKAGE = str(Path(__file__).resolve().parents[1])
 _default_format = warnings.formatwarning
@@ -43,6 +57,7 @@ train.register(app)
 stats.register(app)
 serve.register(app)
 live.register(app)
+precision.register(app)
 app.add_typer(bench.app, name="bench")
 app.add_typer(vlm.app, name="vlm")
 

@@ -25,6 +25,7 @@ from emonet_face.cli.options import (
     DtypeOpt,
     EncoderOpt,
     FacesOpt,
+    ForcePrecisionOpt,
     HeadsOpt,
     MarginOpt,
     MinFaceScoreOpt,
@@ -95,6 +96,7 @@ def serve(
     device: DeviceOpt = None,
     dtype: DtypeOpt = "auto",
     no_normalize: NoNormalizeOpt = False,
+    force_precision: ForcePrecisionOpt = False,
     faces: FacesOpt = "auto",
     detector: DetectorOpt = None,
     margin: MarginOpt = 0.4,
@@ -119,7 +121,7 @@ def serve(
             fail(f"serve needs FastAPI and uvicorn ({exc.name} is missing); pip install 'emonet-face[serve]'")
         config = ServeConfig(
             model=model, encoder=encoder, heads=heads, revision=revision, backend=backend, device=device, dtype=dtype,
-            normalize=not no_normalize, cache_dir=str(cache_dir) if isinstance(cache_dir, Path) else cache_dir,
+            normalize=not no_normalize, force_precision=force_precision, cache_dir=str(cache_dir) if isinstance(cache_dir, Path) else cache_dir,
             faces=faces, detector=detector, margin=margin, min_face_score=min_face_score, align=align,
             max_batch_size=max_batch_size, batch_timeout_ms=batch_timeout_ms, max_queue=max_queue,
             max_upload_mb=max_upload_mb, workers=workers or _default_workers(), max_streams=max_streams,

@@ -53,11 +53,12 @@ def encoder_kwargs(model: ModelOptions) -> dict[str, Any]:
         "revision": model.revision,
         "cache_dir": model.cache_dir,
         "normalize": model.normalize,
+        "force_precision": model.force_precision,
     }
     if model.encoder and is_bundle(model.encoder):
         if model.revision is not None:
             raise InputError(f"--revision {model.revision}: a bundle holds a fixed encoder revision; drop --revision")
-        kwargs |= open_bundle(model.encoder).encoder_kwargs()
+        kwargs |= open_bundle(model.encoder).encoder_kwargs(model.dtype)
     return kwargs
 
 

@@ -365,8 +365,10 @@ def _unit_done(
 
 
 def _identity(model: dict[str, Any]) -> dict[str, Any]:
-    """What must not change between a run and its resumption (the device and caches may)."""
-    return {k: v for k, v in model.items() if k not in ("device", "cache_dir", "compiled_dir", "local_files_only")}
+    """What must not change between a run and its resumption (the device, caches and --force-precision,
+    which changes whether an int8 run starts, not its scores, may)."""
+    ignored = ("device", "cache_dir", "compiled_dir", "local_files_only", "force_precision")
+    return {k: v for k, v in model.items() if k not in ignored}
 
 
 def _summarise(manifest: dict[str, Any]) -> None:

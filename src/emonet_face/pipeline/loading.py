@@ -81,6 +81,7 @@ def _load_bundle(options: ModelOptions, *, given: bool, with_encoder: bool) -> L
             dtype=options.dtype,
             normalize=options.normalize,
             compiled_dir=options.compiled_dir,
+            force_precision=options.force_precision,
         )
     return LoadedModel(bundle.load_heads(), encoder, str(bundle.heads_dir), bundle, options)
 
@@ -109,6 +110,7 @@ def _load_released(
             local_files_only=options.local_files_only,
             normalize=options.normalize,
             compiled_dir=options.compiled_dir,
+            force_precision=options.force_precision,
         )
     return LoadedModel(heads, encoder, str(heads_ref), options=options)
 

@@ -5,6 +5,8 @@
   processor (:class:`ImageEncoder`), loaded from a Hub id or a local folder.
 * :mod:`~emonet_face.runtime.backends`: the same tower on OpenVINO or ONNX Runtime
   (:class:`CompiledEncoder`), the on-disk conversion cache, and :func:`load_encoder`, the one factory.
+* :mod:`~emonet_face.runtime.int8`: int8 on the CPU: the quantisation scheme, the runtime chosen
+  for it, and the check-precision records an int8 load reads.
 * :mod:`~emonet_face.runtime.exported`: a folder written by ``emonet-face export`` run behind the
   same interface (:class:`ExportedGraph`).
 
@@ -13,7 +15,13 @@
   backend registry (:func:`register_backend`). The scorer, the server and the Ray engine call only that.
 """
 
-from emonet_face.runtime.backends import CompiledEncoder, compiled_cache_dir, differentiable_encoder, load_encoder
+from emonet_face.runtime.backends import (
+    CompiledEncoder,
+    compiled_cache_dir,
+    differentiable_encoder,
+    load_encoder,
+    record_precision_check,
+)
 from emonet_face.runtime.base import (
     Backend,
     BackendRequest,
@@ -56,6 +64,7 @@ __all__ = [
     "is_exported",
     "load_encoder",
     "quiet_transformers",
+    "record_precision_check",
     "register_backend",
     "resolve_backend",
     "resolve_device",

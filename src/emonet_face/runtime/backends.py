@@ -21,7 +21,6 @@ import contextlib
 import ctypes
 import hashlib
 import json
-import logging
 import os
 import shutil
 import sys
@@ -39,8 +38,16 @@ from PIL import Image
 from emonet_face.errors import InputError, ModelLoadError
 from emonet_face.hub import DEFAULT_ENCODER
 from emonet_face.runtime.base import Backend, BackendRequest, Encoded, Encoder, get_backend, register_backend
-from emonet_face.runtime.device import OV_PRECISION, installed, resolve_backend, resolve_device, resolve_precision
+from emonet_face.runtime.device import (
+    OV_PRECISION,
+    asks_int8,
+    installed,
+    resolve_backend,
+    resolve_device,
+    resolve_precision,
+)
 from emonet_face.runtime.encoder import EncoderCheckpoint, ImageEncoder, ImagePreprocessor, describe_encoder_run
+from emonet_face.runtime.int8 import int8_backend, int8_scheme, precision_gate, quantize_int8, record_check
 
 __all__ = [
     "CACHE_ENV",
@@ -57,10 +64,12 @@ __all__ = [
     "load_encoder",
     "pixel_size",
     "quantize_int8",
+    "record_precision_check",
 ]
 
 CACHE_ENV = "EMONET_FACE_CACHE"
 OV_HINT_ENV = "EMONET_FACE_OPENVINO_HINT"  # LATENCY (default: one request per batch) or THROUGHPUT (streams)
+ORT_SPINNING_ENV = "EMONET_FACE_ORT_SPINNING"  # 1: ONNX Runtime's intra-op threads spin between operators (its default)
 CACHE_FORMAT = 1  # bump when the converted graph changes meaning
 
 
@@ -100,8 +109,9 @@ def library_versions(backend: str) -> dict[str, str | None]:
 def cache_key(folder: Path, *, name: str, revision: str | None, backend: str, normalize: bool) -> dict[str, Any]:
     """Everything that decides the converted graph (the entry name is its hash). The graph is stored
     in float32 with a dynamic batch axis; bf16/fp32 are compile-time choices of the runtime, so one
-    entry serves both precisions. The experimental int8 graph is its own entry (``stored_precision``
-    ``int8``), quantised from the float32 one."""
+    entry serves both precisions. The int8 graph is its own entry (``stored_precision`` ``int8``
+    and the quantisation scheme, :func:`~emonet_face.runtime.int8.int8_scheme`), quantised from the
+    float32 one."""
     return {
         "format": CACHE_FORMAT,
         "encoder": name,
@@ -200,34 +210,6 @@ def convert_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, out
         )
 
 
-def quantize_int8(source: Path, target: Path) -> None:
-    """Experimental int8: ONNX Runtime dynamic quantisation of a float32 ONNX graph into ``target``.
-
-    Only the MatMuls with constant weights are quantised (int8 weights, per output channel, 7-bit
-    range; activations quantised per batch at run time): no calibration data is needed. The patch
-    embedding (a Conv), layer norms, softmax, attention score products and the heads' first layer
-    (whose constant is on the left) stay float32. ``reduce_range`` avoids the u8 x s8 saturation of
-    the AVX2/AVX-512 kernels on CPUs without VNNI (ONNX Runtime's quantisation guide)."""
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError:
-        raise ModelLoadError(
-            "--dtype int8 needs onnxruntime and onnx: pip install 'emonet-face[onnx]'; or use --dtype float32"
-        ) from None
-    logging.disable(logging.WARNING)  # its root-logger advice to pre-process (shape inference) is noise here
-    try:
-        quantize_dynamic(
-            source,
-            target,
-            op_types_to_quantize=["MatMul"],
-            per_channel=True,
-            reduce_range=True,
-            weight_type=QuantType.QInt8,
-        )
-    finally:
-        logging.disable(logging.NOTSET)
-
-
 # --- runtimes ------------------------------------------------------------------------------------
 class _stack_t(ctypes.Structure):
     _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
@@ -279,6 +261,22 @@ def _say_openvino_precision(asked: str, runs: str, capabilities: Sequence[str]) 
         )
 
 
+def _onnx_session(path: Path, threads: int) -> Any:
+    """An ONNX Runtime CPU session: one intra-op thread per core PyTorch counts (its default is the
+    physical cores), every graph optimisation (the int8 graph's quantise + integer MatMul pairs are
+    fused into one kernel each), and intra-op threads that sleep between operators instead of spinning
+    (``$EMONET_FACE_ORT_SPINNING=1`` restores ONNX Runtime's spinning): a run's decoding workers share
+    the same cores, and a batch's operators are large enough (tens of ms) that a wake-up costs nothing."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", os.environ.get(ORT_SPINNING_ENV, "0"))
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class GraphRuntime:
     """A compiled graph on OpenVINO or ONNX Runtime: ``run(pixels) -> {output name: array}``."""
 
@@ -315,12 +313,7 @@ class GraphRuntime:
                 _say_openvino_precision(precision, self.precision, core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
             self.output_names = [o.get_any_name() for o in self._compiled.outputs]
         else:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.log_severity_level = 3
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._session = _onnx_session(path, threads)
             self.output_names = [o.name for o in self._session.get_outputs()]
 
     def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
@@ -376,8 +369,11 @@ class CompiledEncoder:
         cache_entry: Path | None = None,
         cache_hit: bool = False,
         patch_size: int | None = None,
+        compiled_dir: Path | None = None,
     ) -> None:
         self.runtime = runtime
+        self.compiled_dir = compiled_dir
+        """The conversion cache's root: where check-precision records live (:mod:`~emonet_face.runtime.int8`)."""
         self.patch_size = patch_size
         """Patch side in pixels (explanation maps are drawn over the patch grid)."""
         self.processor = processor
@@ -423,6 +419,7 @@ def load_encoder(
     normalize: bool = True,
     compiled_dir: str | Path | None = None,
     converted: str | Path | None = None,
+    force_precision: bool = False,
 ) -> Encoder:
     """Load a SigLIP/SigLIP2 image encoder on the fastest available backend.
 
@@ -436,8 +433,10 @@ def load_encoder(
         dtype: ``None``/``"auto"`` (bfloat16 on CPUs with AVX512_BF16/AMX and on bf16 GPUs, float32
             elsewhere; ONNX Runtime float32), ``"float32"`` (exact float32 everywhere, also forcing
             OpenVINO's ``INFERENCE_PRECISION_HINT``), ``"bfloat16"``, ``"float16"``, or ``"int8"``
-            (EXPERIMENTAL, warns: ONNX Runtime dynamic quantisation, see :func:`quantize_int8`;
-            ``backend="auto"`` then means ONNX Runtime).
+            (CPU only, never chosen by ``auto``: ONNX Runtime dynamic quantisation, see
+            :mod:`~emonet_face.runtime.int8`; ``backend="auto"`` then means the int8 runtime for this
+            CPU). An int8 load reads this CPU's ``check-precision`` record: none warns, a failing one
+            refuses (:class:`ModelLoadError`) unless ``force_precision``.
         revision: Hub revision of the encoder.
         cache_dir: Hugging Face cache folder (also hosts converted models when ``$EMONET_FACE_CACHE``
             is unset).
@@ -446,7 +445,9 @@ def load_encoder(
         compiled_dir: where converted models are cached (default :func:`compiled_cache_dir`).
         converted: an OpenVINO IR of this checkpoint's tower converted ahead of time (L2 normalisation
             inside, as :func:`convert_openvino` writes it; a bundle's ``openvino/encoder.xml``): used
-            instead of the conversion cache when the backend is OpenVINO with ``normalize`` on.
+            instead of the conversion cache when the backend is OpenVINO with ``normalize`` on; or an
+            int8 ONNX graph (a bundle's ``onnx-int8/encoder.onnx``) used for ``dtype="int8"``.
+        force_precision: run int8 even where this CPU's check-precision record failed (warns).
 
     Returns:
         An :class:`~emonet_face.runtime.base.Encoder`: :class:`ImageEncoder` (PyTorch) or
@@ -458,11 +459,9 @@ def load_encoder(
         InputError: unknown backend or dtype, or a CPU-only backend asked for CUDA.
     """
     dev = resolve_device(device)
-    checkpoint = EncoderCheckpoint.resolve(
-        ref, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
-    )
-    if str(dtype).lower() == "int8" and (backend or "auto").lower() == "auto":
-        backend = "onnx"  # the only backend with the experimental int8 path
+    checkpoint = EncoderCheckpoint.resolve(ref, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+    if asks_int8(dtype) and (backend or "auto").lower() == "auto":
+        backend = int8_backend(dev)  # the int8 runtime for this CPU (auto itself never picks int8)
     name = resolve_backend(backend, dev)
     if checkpoint.takes_extra_inputs and not get_backend(name).takes_extra_inputs:
         if backend != "auto":
@@ -482,7 +481,29 @@ def load_encoder(
         compiled_dir=Path(compiled_dir) if compiled_dir else compiled_cache_dir(cache_dir),
         converted=Path(converted) if converted is not None else None,
     )
-    return get_backend(name).load(request)
+    encoder = get_backend(name).load(request)
+    if request.precision == "int8" and isinstance(encoder, CompiledEncoder) and encoder.cache_entry is not None:
+        graph = int8_graph(encoder.cache_entry)
+        precision_gate(request.compiled_dir, graph, name=str(ref), backend=name, force=force_precision)
+    return encoder
+
+
+def int8_graph(entry: Path) -> Path:
+    """The int8 graph file of a cache entry (or of a bundle's ``onnx-int8`` folder)."""
+    return entry / "encoder.onnx"
+
+
+def record_precision_check(encoder: Encoder, result: dict[str, Any]) -> Path | None:
+    """Record a check-precision verdict for ``encoder`` when it is an int8 graph from the conversion
+    cache or a bundle (:func:`~emonet_face.runtime.int8.record_check`); returns the record file, or
+    ``None`` for encoders whose precision needs no record (float32, bfloat16, exported folders)."""
+    if not isinstance(encoder, CompiledEncoder) or encoder.precision != "int8":
+        return None
+    if encoder.cache_entry is None or encoder.compiled_dir is None:
+        return None
+    return record_check(
+        encoder.compiled_dir, int8_graph(encoder.cache_entry), precision="int8", backend=encoder.backend, result=result
+    )
 
 
 def differentiable_encoder(
@@ -551,8 +572,13 @@ def _converted_graph(request: BackendRequest, backend: str) -> tuple[Path, Path,
             raise ModelLoadError(f"{request.converted}: converted encoder graph not found")
         blobs = _blob_cache(request.compiled_dir, request.converted)
         return request.converted, request.converted.parent, True, blobs
+    if request.precision == "int8" and request.converted is not None and request.converted.suffix == ".onnx":
+        if not request.converted.is_file():
+            raise ModelLoadError(f"{request.converted}: int8 encoder graph not found")
+        return request.converted, request.converted.parent, True, None
     if request.precision == "int8":
-        entry, hit = cached_convert(request.compiled_dir, {**key, "stored_precision": "int8"}, quantize)
+        int8_key = {**key, "stored_precision": "int8", "quantisation": int8_scheme()}
+        entry, hit = cached_convert(request.compiled_dir, int8_key, quantize)
     else:
         entry, hit = cached_convert(request.compiled_dir, key, convert)
     return entry / graph_file, entry, hit, entry / "ov-blobs"
@@ -574,6 +600,7 @@ def _load_compiled(backend: str) -> Callable[[BackendRequest], CompiledEncoder]:
             cache_entry=entry,
             cache_hit=hit,
             patch_size=request.checkpoint.vision_config.get("patch_size"),
+            compiled_dir=request.compiled_dir,
         )
 
     return load

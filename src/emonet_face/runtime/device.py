@@ -21,6 +21,7 @@ __all__ = [
     "BACKENDS",
     "CPU_BF16_ENV",
     "PRECISIONS",
+    "asks_int8",
     "cpu_has_bf16",
     "resolve_backend",
     "resolve_device",
@@ -31,11 +32,6 @@ __all__ = [
 BACKENDS = ("auto", "torch", "openvino", "onnx")
 PRECISIONS = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 PRECISIONS |= {"float16": "float16", "fp16": "float16", "half": "float16", "int8": "int8"}
-INT8_WARNING = (
-    "--dtype int8 is EXPERIMENTAL: ONNX Runtime dynamic quantisation (int8 weights, activations quantised per "
-    "batch) of the encoder's matrix products. SigLIP-family encoders have activation outliers that hurt int8, and "
-    "its drift on the real weights has not been measured: check the scores against --dtype float32 before use."
-)
 BACKEND_ENV = "EMONET_FACE_BACKEND"  # what "auto" means, e.g. torch for a test suite that compares with torch
 DTYPE_ENV = "EMONET_FACE_DTYPE"
 CPU_BF16_ENV = "EMONET_FACE_CPU_BF16"  # 0: behave as a CPU without bf16 (auto = float32); 1: claim it; unset: detect
@@ -122,6 +118,14 @@ def resolve_backend(backend: str | None, device: torch.device) -> str:
     return spec.name
 
 
+def asks_int8(dtype: str | torch.dtype | None) -> bool:
+    """Whether ``dtype`` asks for int8: ``"int8"`` itself, or ``None``/``"auto"`` with
+    ``$EMONET_FACE_DTYPE=int8`` (what ``auto`` resolves to on its own is never int8)."""
+    if dtype is None or str(dtype) == "auto":
+        dtype = os.environ.get(DTYPE_ENV) or None
+    return str(dtype).lower() == "int8"
+
+
 def resolve_precision(dtype: str | torch.dtype | None, device: torch.device, backend: str) -> str:
     """The encoder precision as a name: ``float32``, ``bfloat16`` or ``float16``.
 
@@ -130,8 +134,9 @@ def resolve_precision(dtype: str | torch.dtype | None, device: torch.device, bac
     float32 on CPU (it has no fast bf16 kernels). An explicit ``float32`` is exact float32 on every
     backend. An explicit ``bfloat16`` on a CPU without native bf16: PyTorch emulates it (warns);
     OpenVINO decides what it computes (float32 on an AVX2-only CPU), which
-    :class:`~emonet_face.runtime.backends.GraphRuntime` reports (and warns about). ``int8`` (experimental,
-    ONNX Runtime only, warns) is dynamic quantisation (:func:`quantize_int8`); never chosen by ``auto``.
+    :class:`~emonet_face.runtime.backends.GraphRuntime` reports (and warns about). ``int8`` (CPU, ONNX
+    Runtime dynamic quantisation, :mod:`~emonet_face.runtime.int8`) is never chosen by ``auto``: only
+    an explicit ``int8`` (or ``$EMONET_FACE_DTYPE=int8``) asks for it.
     ``$EMONET_FACE_DTYPE`` (when set) replaces ``auto``.
     """
     if isinstance(dtype, torch.dtype):
@@ -146,11 +151,12 @@ def resolve_precision(dtype: str | torch.dtype | None, device: torch.device, bac
         return "bfloat16" if device.type == "cpu" and cpu_has_bf16() else "float32"
     precision = PRECISIONS.get(dtype.lower())
     if precision is None:
-        raise InputError(f"--dtype {dtype}: use auto, float32, bfloat16, float16 or int8 (experimental)")
+        raise InputError(f"--dtype {dtype}: use auto, float32, bfloat16, float16 or int8")
     if precision == "int8":
-        if backend != "onnx":
-            raise InputError(f"--dtype int8 (experimental) runs on ONNX Runtime only; use --backend onnx, not {backend}")
-        warnings.warn(INT8_WARNING, stacklevel=3)
+        if backend != "onnx" or device.type != "cpu":
+            raise InputError(
+                f"--dtype int8 runs on ONNX Runtime on the CPU; use --backend auto (or onnx), not {backend} on {device}"
+            )
         return precision
     if backend == "onnx" and precision != "float32":
         raise InputError(f"--dtype {dtype}: ONNX Runtime runs float32 on CPU; use --backend openvino for {precision}")

@@ -22,7 +22,7 @@ from PIL import Image
 from emonet_face.errors import InputError, ModelLoadError
 from emonet_face.runtime.backends import GraphRuntime
 from emonet_face.runtime.base import Encoded, GraphHeads
-from emonet_face.runtime.device import INT8_WARNING, PRECISIONS, cpu_has_bf16
+from emonet_face.runtime.device import PRECISIONS, cpu_has_bf16
 from emonet_face.runtime.encoder import ImagePreprocessor, describe_encoder_run, load_image_processor
 
 __all__ = ["CONFIG_FILE", "EXPORT_FORMAT", "GRAPH_FILES", "OUTPUTS", "ExportedGraph", "is_exported"]
@@ -133,13 +133,18 @@ def _exported_backend(backend: str | None, fmt: str, folder: Path) -> str:
 
 def _exported_precision(dtype: str | None, backend: str, stored: str = "float32") -> str:
     """The runtime precision: ``auto`` as for the encoder backends; ``float32`` is exact. An int8
-    export runs as int8 only (on ONNX Runtime), with the experimental warning."""
+    export runs as int8 only (on ONNX Runtime), with a one-line warning: the folder has no float32
+    graph to check it against, so the check is made on the source model."""
     if stored == "int8":
         if dtype not in (None, "auto", "int8"):
-            raise InputError(f"--dtype {dtype}: this folder holds an int8 (experimental) graph; use --dtype auto")
+            raise InputError(f"--dtype {dtype}: this folder holds an int8 graph; use --dtype auto (or int8)")
         if backend != "onnx":
-            raise InputError("an int8 (experimental) export runs on ONNX Runtime only; use --backend onnx (or auto)")
-        warnings.warn(INT8_WARNING, stacklevel=4)
+            raise InputError("an int8 export runs on ONNX Runtime only; use --backend onnx (or auto)")
+        warnings.warn(
+            "this folder holds an int8 graph, which check-precision cannot compare with float32 by itself: check the "
+            "source model with `emonet-face check-precision YOUR_PHOTOS --dtype int8 --encoder ... --heads ...`",
+            stacklevel=4,
+        )
         return "int8"
     if dtype in (None, "auto"):
         # float16-compressed weights are decompressed: compute in bf16 where native, else float32

@@ -29,6 +29,7 @@ class ServeConfig:
     device: str | None = None
     dtype: str = "auto"
     normalize: bool = True
+    force_precision: bool = False
     cache_dir: str | None = None
     faces: str = "auto"
     detector: str | None = None
@@ -50,6 +51,7 @@ class ServeConfig:
         return ModelOptions(
             model=self.model, encoder=self.encoder, heads=self.heads, revision=self.revision, cache_dir=self.cache_dir,
             device=self.device, backend=self.backend, dtype=self.dtype, normalize=self.normalize,
+            force_precision=self.force_precision,
         )
 
     def face_options(self, faces: str | None = None, detector: Any = None) -> FaceOptions:
