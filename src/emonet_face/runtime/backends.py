@@ -626,7 +626,7 @@ def _load_compiled(backend: str) -> Callable[[BackendRequest], CompiledEncoder]:
         except Exception as exc:  # a cached graph of ours the runtime cannot read: build it again, once
             if not hit or request.converted is not None:
                 raise
-            _discard_entry(entry, f"{graph.name} does not load: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}")
+            _discard_entry(entry, f"{graph.name} does not load: {(str(exc).strip().splitlines() or [repr(exc)])[0]}")
             graph, entry, hit, blobs = _converted_graph(request, backend)
             runtime = GraphRuntime(graph, backend, request.precision, blob_cache=blobs)
         return CompiledEncoder(

@@ -66,7 +66,7 @@ def _check_json(path: Path) -> None:
         raise damaged_file(path, exc) from None
 
 
-def check_safetensors(folder: Path) -> None:
+def _check_safetensors(folder: Path) -> None:
     """Read the header of every ``*.safetensors`` file of ``folder`` (a few KB each): a file cut short
     or overwritten is named before transformers fails on it with a traceback that names none."""
     from safetensors import safe_open
@@ -142,11 +142,12 @@ class EncoderCheckpoint:
             what="encoder",
         )
         config_path = folder / "config.json"
-        _check_json(config_path)
         try:
-            config = json.loads(config_path.read_text())
+            config = json.loads(config_path.read_bytes())
             model_type = config["model_type"]
-        except (OSError, json.JSONDecodeError, KeyError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # cut short or overwritten
+            raise damaged_file(config_path, exc) from None
+        except (OSError, KeyError, TypeError) as exc:
             raise ModelLoadError(
                 f"{config_path}: missing or invalid encoder config ({exc!r}); expected a SigLIP/SigLIP2 checkpoint"
             ) from None
@@ -181,7 +182,7 @@ class EncoderCheckpoint:
         vision_cls = getattr(transformers, _VISION_CLASSES[self.model_type])
         logger = logging.getLogger("transformers.modeling_utils")
         previous = logger.level
-        check_safetensors(self.folder)
+        _check_safetensors(self.folder)
         logger.setLevel(logging.ERROR)  # "text weights not used" is expected, not a user problem
         try:
             return vision_cls.from_pretrained(str(self.folder), dtype=dtype, attn_implementation=attn_implementation)
