@@ -144,7 +144,8 @@ def test_killed_ray_workers_cost_a_retry_and_resume_ends_what_retries_cannot(
     with pytest.raises(EmoNetError) as failed:
         ray_predict(paths, out, **kwargs, options=RayOptions(batch_size=4, cpus_per_actor=0, retries=0), on_unit=killer)
     message = str(failed.value)
-    assert "\n" not in message and str(out) in message and "--resume" in message, message
+    assert "\n" not in message and str(out) in message and "a Ray worker was lost" in message, message
+    assert message.endswith("run the same command with --resume to finish")
     assert len(killer.killed) == 1
     first = pd.read_parquet(out)
     assert 1 <= len(first.drop_duplicates("path")) < SHARDS and len(first) % PER_SHARD == 0  # whole shards
@@ -271,3 +272,19 @@ def test_damaged_conversion_cache_is_rebuilt_with_a_warning(backend, tiny_encode
         assert len(messages) == 1 and messages[0].startswith(f"{fresh.cache_entry}: damaged conversion cache entry (")
         assert not rebuilt.cache_hit and graph.read_bytes() == original
         np.testing.assert_allclose(rebuilt.embed(images).numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["heads/model.safetensors", "bundle.json"])
+def test_damaged_bundle_file_is_one_line_naming_it(name, tiny_encoder_dir, tiny_heads_dir, photos, tmp_path):
+    """A bundle file cut short (the weights, checked against the manifest's sizes and SHA-256, or the
+    manifest itself): one line naming the file and saying to copy the bundle again."""
+    from emonet_face.bundle import write_bundle
+    from helpers_cli import one_line_error, run_cli
+
+    bundle = tmp_path / "bundle"
+    write_bundle(bundle, encoder=tiny_encoder_dir, heads=tiny_heads_dir)
+    data = (bundle / name).read_bytes()
+    (bundle / name).write_bytes(data[: len(data) // 2])
+    result = run_cli("predict", photos["portrait"], "--model", bundle, "--device", "cpu", "--faces", "none")
+    line = one_line_error(result)
+    assert line.startswith(f"error: {bundle / name}: ") and line.endswith(("copy the bundle again", "write the bundle again")), line
