@@ -70,6 +70,7 @@ class Killer:
     def __init__(self, gate: Path, *, actor: bool) -> None:
         self.gate, self.actor = gate, actor
         self.killed: list[str] = []
+        self.earlier = {p.pid for p in ray_workers("MapBatches(_Scorer)")}  # an earlier run's, still shutting down
 
     def __call__(self, finished: int) -> None:
         if self.gate.exists():
@@ -81,8 +82,8 @@ class Killer:
         victims = [p for p in ray_workers("") if p.pid in waiting]  # the gated decode task's own worker
         assert len(victims) == 1, f"the decode task of the gated shard is not among this process's Ray workers: {waiting}"
         if self.actor:
-            victims += ray_workers("MapBatches(_Scorer)")
-            assert len(victims) == 2, "no encoder actor among this process's children"
+            victims += [p for p in ray_workers("MapBatches(_Scorer)") if p.pid not in self.earlier]
+            assert len(victims) == 2, f"not one encoder actor of this run among this process's children: {victims}"
         for victim in victims:
             self.killed.append(" ".join(victim.cmdline()))
             victim.send_signal(signal.SIGKILL)
