@@ -106,8 +106,18 @@ _FORMAT = ManifestFormat(
 
 
 def is_bundle(path: str | Path) -> bool:
-    """True for a folder with a bundle manifest (whatever its version: :func:`open_bundle` judges that)."""
-    return _FORMAT.is_in(path)
+    """True for a folder with a bundle manifest (whatever its version: :func:`open_bundle` judges that),
+    and for one whose manifest no longer parses (cut short, overwritten): :func:`open_bundle` then names
+    the damaged file, where the folder would otherwise pass for an unknown model."""
+    if _FORMAT.is_in(path):
+        return True
+    try:
+        json.loads((Path(path) / MANIFEST_FILE).read_bytes())
+    except OSError:
+        return False
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        return True
+    return False
 
 
 def sha256_file(path: Path) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emonet_face.errors import ModelLoadError
+from emonet_face.errors import ModelLoadError, damaged_file
 from emonet_face.taxonomy import (
     EMOTION_KEYS,
     HEAD_KEYS,
@@ -122,6 +122,8 @@ def load_head_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(f"{path}: head file not found") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Weights only load failed" not in str(exc):  # not a refusal: a file cut short or overwritten
+            raise damaged_file(path, first) from None
         raise ModelLoadError(
             f"{path}: refused to load: not a plain tensor state dict loadable with weights_only=True ({first}); "
             "use the released head files or re-export them as state dicts"
@@ -144,7 +146,7 @@ def _read_neutral_stats(folder: str | Path) -> dict[str, object] | None:
             try:
                 stats = json.loads(candidate.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ModelLoadError(f"{candidate}: neutral stats file is not valid JSON ({exc})") from None
+                raise damaged_file(candidate, f"neutral stats file is not valid JSON: {exc}") from None
             if not isinstance(stats, Mapping):
                 raise ModelLoadError(f"{candidate}: neutral stats file holds a {type(stats).__name__}, not an object")
             return dict(stats)
@@ -402,15 +404,21 @@ def _load_safetensors(folder: Path, chunk_size: int) -> FusedHeads:
     from safetensors.torch import load_file
 
     try:
-        config = json.loads((folder / CONFIG_FILE).read_text())
+        config = json.loads((folder / CONFIG_FILE).read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise damaged_file(folder / CONFIG_FILE, exc) from None
+    try:
         if config.get("format") != FORMAT_NAME:
             raise KeyError("format")
         arch = HeadArchitecture(in_dim=int(config["in_dim"]), hidden=tuple(int(h) for h in config["hidden"]))
         keys = list(config["keys"])
         means = [float(config.get("neutral_mean", {}).get(k, 0.0)) for k in keys]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ModelLoadError(f"{folder / CONFIG_FILE}: not an emonet-face heads config ({exc!r})") from None
-    tensors = load_file(str(folder / SAFETENSORS_FILE))
+    try:
+        tensors = load_file(str(folder / SAFETENSORS_FILE))
+    except Exception as exc:  # SafetensorError (no common base): a file cut short or overwritten
+        raise damaged_file(folder / SAFETENSORS_FILE, exc) from None
     fused = FusedHeads(keys, arch, means, chunk_size=chunk_size)
     try:
         fused.load_state_dict({**tensors, "neutral_mean": torch.tensor(means)})

@@ -97,7 +97,7 @@ def embed_dataset(
 
             options = dataclasses.replace(ray or RayOptions(), batch_size=batch_size)
             stack.enter_context(ray_session(options))
-            embedder = ray_embedder(data, encoder, options)
+            embedder = ray_embedder(data, encoder, options, Path(out))
             model: DescribedEncoder | Encoder = describe_encoder(encoder)
         else:
             model = load_encoder(**encoder)

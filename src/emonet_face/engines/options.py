@@ -18,3 +18,7 @@ class RayOptions:
     """Images per encoder call in an actor."""
     init_kwargs: dict[str, Any] | None = None
     """Extra ``ray.init`` arguments for a local Ray (e.g. ``num_cpus``, ``object_store_memory``)."""
+    retries: int = 3
+    """Times one batch (or one decode task) is run again after the worker running it died (killed,
+    out of memory, its node lost). A dead encoder actor is always restarted; a batch that kills its
+    worker more often than this ends the run, and ``--resume`` continues it."""

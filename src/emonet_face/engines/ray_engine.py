@@ -25,6 +25,7 @@ import contextlib
 import json
 import pickle
 import re
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +83,30 @@ PART_ROWS = 8192
 DECODE_TASK = {"num_cpus": 1, "memory": 256 * 1024**2}
 """Resources of a decode task (one segment: 16 decoded images and their crops). Declaring them also
 keeps Ray Data from fusing decoding into the encoder actors, where it would run serially."""
+
+
+def _retry_args(options: RayOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Ray's remote arguments for a worker that dies mid-run (``SIGKILL``, out of memory, a lost
+    node): ``(decode tasks, encoder actors)``. A dead actor is restarted (it holds nothing but the
+    model) and the batches it held are sent again, each at most ``options.retries`` times, like a
+    decode task; a batch that kills its worker every time then ends the run instead of looping.
+    Set here rather than left to Ray Data's defaults (unbounded retries), which differ between versions."""
+    retries = max(0, int(options.retries))
+    return {"max_retries": retries}, {"max_restarts": -1, "max_task_retries": retries}
+
+
+def _with_retries(transform: Callable[..., Any], retries: dict[str, Any], **kwargs: Any) -> Any:
+    """``transform(**kwargs)`` (a Ray Data ``map`` / ``flat_map`` / ``map_batches``) with the bounds of
+    :func:`_retry_args`. Ray Data takes them only as the remote arguments it deprecates since 2.60 (no
+    named parameter replaces them yet); one that no longer takes them keeps its own, unbounded, retries."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return transform(**kwargs, **retries)
+        except TypeError:
+            return transform(**kwargs)
+
+
 _NUMERIC_IDS = ("frame", "time", "face", "box_x", "box_y", "box_w", "box_h", "det_score", *EYE_COLUMNS)
 
 
@@ -138,26 +163,55 @@ class ray_session:
             require_ray().shutdown()
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: ``__cause__`` and the ``cause`` of Ray's task errors."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        yield cause
+        seen.add(id(cause))
+        cause = getattr(cause, "cause", None) or cause.__cause__
+
+
+def _lost_worker(exc: BaseException) -> BaseException | None:
+    """The Ray system error in ``exc`` when a worker, an actor, a node or an object was lost (and
+    Ray's retries ran out), else ``None``: the run's fault, not its inputs'."""
+    import ray.exceptions as rx
+
+    kinds = tuple(
+        getattr(rx, name)
+        for name in (
+            "WorkerCrashedError", "RayActorError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError",
+            "LocalRayletDiedError", "RaySystemError",
+        )
+        if hasattr(rx, name)
+    )
+    return next((cause for cause in _causes(exc) if isinstance(cause, kinds)), None)
+
+
 @contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
+def _user_errors(out: Path | None = None) -> Iterator[None]:
     """A one-line error raised in a Ray worker (e.g. a missing model folder in an actor) reaches the
-    user as itself, not wrapped in Ray's task/actor exceptions and remote tracebacks."""
+    user as itself, not wrapped in Ray's task/actor exceptions and remote tracebacks; a worker lost
+    for good (its retries spent) becomes one line saying that ``--resume`` continues ``out``."""
 
     try:
         yield
     except Exception as exc:
-        seen: set[int]
-        cause: BaseException | None
-        seen, cause = set(), exc
-        while cause is not None and id(cause) not in seen:
+        for cause in _causes(exc):
             if isinstance(cause, EmoNetError):
                 raise type(cause)(str(cause).splitlines()[0]) from None
-            seen.add(id(cause))
-            cause = getattr(cause, "cause", None) or cause.__cause__
         # an actor that failed in its constructor carries the remote error as text only
         found = re.findall(r"emonet_face\.errors\.\w+: (.+)", str(exc))
         if found:
             raise EmoNetError(found[-1].strip()) from None
+        lost = _lost_worker(exc)
+        if lost is not None and out is not None:
+            detail = (str(lost).strip().splitlines() or [""])[0]
+            raise EmoNetError(
+                f"{out}: a Ray worker was lost and its retries ran out ({type(lost).__name__}: {detail}); "
+                "what is written is kept: run the same command with --resume to finish"
+            ) from None
         raise
 
 
@@ -278,7 +332,7 @@ def ray_predict(
         ]
         if rows:
             parts = _Parts(out, schema)
-            with ray_session(options) as ray, _user_errors():
+            with ray_session(options) as ray, _user_errors(out):
                 results = _run(ray, rows, model, source, expand, options, progress, tqdm)
                 for finished, (unit, frame, info) in enumerate(results, start=1):
                     _unit_done(manifest, entries[tuple(todo[unit].inputs)], parts.write, frame, info)
@@ -386,6 +440,33 @@ def _schema_of(out: Path, manifest: dict[str, Any]) -> pa.Schema | None:
     return None
 
 
+def _scoring_dataset(
+    ray: Any, rows: list[dict[str, Any]], model: ModelOptions, source: Any, expand: Any, options: RayOptions
+) -> Any:
+    """The Ray Data pipeline of a run: decode tasks, then the encoder actors (with bounded retries)."""
+    from functools import partial
+
+    decode_retries, actor_retries = _retry_args(options)
+    decoded = _with_retries(
+        ray.data.from_items(rows).map, decode_retries,
+        fn=partial(_prepare_row, source=source, expand=expand), **DECODE_TASK,
+    )
+    return _with_retries(
+        decoded.map_batches, actor_retries,
+        fn=_Scorer,
+        fn_constructor_kwargs={
+            "model": model,
+            "batch_size": options.batch_size,
+            "threads": max(1, int(options.cpus_per_actor)),
+        },
+        batch_size=max(1, options.batch_size // 16),  # refs per actor call
+        compute=ray.data.ActorPoolStrategy(size=options.actors),
+        num_gpus=options.gpus_per_actor or None,
+        num_cpus=options.cpus_per_actor,
+        batch_format="numpy",
+    )
+
+
 def _run(
     ray: Any,
     rows: list[dict[str, Any]],
@@ -396,45 +477,30 @@ def _run(
     progress: bool,
     tqdm: Any,
 ) -> Iterator[tuple[int, pd.DataFrame, str]]:
-    """Yield ``(unit index, rows, model info)`` per unit as soon as all its refs are scored."""
-    from functools import partial
-
+    """Yield ``(unit index, rows, model info)`` per unit as soon as all its refs are scored, each unit
+    once (a ref scored twice, e.g. by a retried batch, counts once)."""
     expected: dict[int, int] = {}
     for row in rows:
         expected[row["unit"]] = expected.get(row["unit"], 0) + 1
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # units complete in order: few held in memory
     context.enable_progress_bars = progress
-    refs_per_batch = max(1, options.batch_size // 16)
-    ds = (
-        ray.data.from_items(rows)
-        .map(partial(_prepare_row, source=source, expand=expand), **DECODE_TASK)
-        .map_batches(
-            _Scorer,
-            fn_constructor_kwargs={
-                "model": model,
-                "batch_size": options.batch_size,
-                "threads": max(1, int(options.cpus_per_actor)),
-            },
-            batch_size=refs_per_batch,
-            compute=ray.data.ActorPoolStrategy(size=options.actors),
-            num_gpus=options.gpus_per_actor or None,
-            num_cpus=options.cpus_per_actor,
-            batch_format="numpy",
-        )
-    )
+    ds = _scoring_dataset(ray, rows, model, source, expand, options)
     pending: dict[int, dict[int, pd.DataFrame]] = {}
+    finished: set[int] = set()
     bar = tqdm(total=len(rows), disable=not progress, unit="ref", desc="scoring (ray)")
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for unit, seq, payload, info in zip(batch["unit"], batch["seq"], batch["table"], batch["info"]):
                 unit, seq = int(unit), int(seq)
+                if unit in finished or seq in pending.get(unit, {}):
+                    continue
                 pending.setdefault(unit, {})[seq] = pickle.loads(payload)
                 bar.update(1)
                 if len(pending[unit]) == expected[unit]:
                     done = pending.pop(unit)
-                    frames = [done[s] for s in range(expected[unit])]
-                    yield unit, pd.concat(frames, ignore_index=True), str(info)
+                    finished.add(unit)
+                    yield unit, pd.concat([done[s] for s in range(expected[unit])], ignore_index=True), str(info)
     finally:
         bar.close()
 
@@ -481,9 +547,33 @@ class _Embedder:
         return {"shard": batch["shard"], "sample": batch["sample"], "error": batch["error"], "embedding": features}
 
 
-def ray_embedder(dataset: Any, encoder_kwargs: dict[str, Any], options: RayOptions) -> Callable[..., Iterator]:
+def _embedding_dataset(ray: Any, dataset: Any, done: Any, encoder_kwargs: dict[str, Any], options: RayOptions) -> Any:
+    """The Ray Data pipeline of ``embed``: shard-reading tasks, then the encoder actors (bounded retries)."""
+    from functools import partial
+
+    decode_retries, actor_retries = _retry_args(options)
+    read = _with_retries(
+        ray.data.from_items([{"shard": i} for i in range(len(dataset.shards))]).flat_map, decode_retries,
+        fn=partial(_read_shard, dataset=dataset, done=done), **DECODE_TASK,
+    )
+    return _with_retries(
+        read.map_batches, actor_retries,
+        fn=_Embedder,
+        fn_constructor_kwargs={"encoder_kwargs": encoder_kwargs},
+        batch_size=options.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=options.actors),
+        num_gpus=options.gpus_per_actor or None,
+        num_cpus=options.cpus_per_actor,
+        batch_format="numpy",
+    )
+
+
+def ray_embedder(
+    dataset: Any, encoder_kwargs: dict[str, Any], options: RayOptions, out: Path | None = None
+) -> Callable[..., Iterator]:
     """An :data:`~emonet_face.data.store.Embedder` for :func:`~emonet_face.data.store.write_store`:
-    shards are read and decoded in Ray tasks, encoded in an actor pool, returned in dataset order."""
+    shards are read and decoded in Ray tasks, encoded in an actor pool, returned in dataset order
+    (``out``, the store, is named when a lost worker ends the run)."""
     if not hasattr(dataset, "iter_shard"):
         raise InputError(
             f"{dataset.name}: --engine ray embeds sharded datasets (Parquet or WebDataset .tar shards); "
@@ -491,25 +581,11 @@ def ray_embedder(dataset: Any, encoder_kwargs: dict[str, Any], options: RayOptio
         )
 
     def run(done_ids: set[str], unique: Callable, progress: Callable[[int], None]) -> Iterator:
-        from functools import partial
-
-        with ray_session(options) as ray, _user_errors():
+        with ray_session(options) as ray, _user_errors(out):
             context = ray.data.DataContext.get_current()
             context.execution_options.preserve_order = True  # the store keeps the dataset order
             done = ray.put(done_ids) if done_ids else None
-            ds = (
-                ray.data.from_items([{"shard": i} for i in range(len(dataset.shards))])
-                .flat_map(partial(_read_shard, dataset=dataset, done=done), **DECODE_TASK)
-                .map_batches(
-                    _Embedder,
-                    fn_constructor_kwargs={"encoder_kwargs": encoder_kwargs},
-                    batch_size=options.batch_size,
-                    compute=ray.data.ActorPoolStrategy(size=options.actors),
-                    num_gpus=options.gpus_per_actor or None,
-                    num_cpus=options.cpus_per_actor,
-                    batch_format="numpy",
-                )
-            )
+            ds = _embedding_dataset(ray, dataset, done, encoder_kwargs, options)
             arriving: deque[Any] = deque()
             renamed = unique(iter(arriving.popleft, None))  # one de-duplication over the whole stream
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):

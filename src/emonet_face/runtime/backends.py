@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from emonet_face.errors import InputError, ModelLoadError
+from emonet_face.errors import EmoNetError, InputError, ModelLoadError
 from emonet_face.hub import DEFAULT_ENCODER
 from emonet_face.runtime.base import Backend, BackendRequest, Encoded, Encoder, get_backend, register_backend
 from emonet_face.runtime.device import (
@@ -126,17 +126,72 @@ def cache_key(folder: Path, *, name: str, revision: str | None, backend: str, no
     }
 
 
+ENTRY_FILES = "files.json"
+"""In a conversion cache entry: size, modification time and SHA-256 of each file the conversion wrote."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(8 * 1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _record_files(folder: Path) -> None:
+    """Write :data:`ENTRY_FILES` for the files a conversion left in ``folder``."""
+    records = {}
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        stat = path.stat()
+        records[path.name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _sha256(path)}
+    (folder / ENTRY_FILES).write_text(json.dumps(records, indent=2))
+
+
+def _entry_damage(entry: Path) -> str | None:
+    """What is wrong with the files of a conversion cache entry, or ``None``: a file missing, of another
+    size, or with other bytes (hashed only when its size or time differ from the record, so an
+    untouched entry costs a ``stat`` per file). An entry from before :data:`ENTRY_FILES` is not checked
+    here (a graph that does not load is still rebuilt, see :func:`_load_compiled`)."""
+    try:
+        records = json.loads((entry / ENTRY_FILES).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return f"{ENTRY_FILES} unreadable: {exc}"
+    for name, record in records.items():
+        path = entry / name
+        if not path.is_file():
+            return f"{name} is missing"
+        stat = path.stat()
+        if stat.st_size != record["size"]:
+            return f"{name} holds {stat.st_size} bytes, {record['size']} were written"
+        if stat.st_mtime_ns != record["mtime_ns"] and _sha256(path) != record["sha256"]:
+            return f"{name} changed since it was written"
+    return None
+
+
+def _discard_entry(entry: Path, why: str) -> None:
+    """Warn (one line) and delete a conversion cache entry that cannot be trusted; the caller rebuilds it."""
+    warnings.warn(f"{entry}: damaged conversion cache entry ({why}); deleted, converting again", stacklevel=3)
+    shutil.rmtree(entry, ignore_errors=True)
+
+
 def cached_convert(root: Path, key: dict[str, Any], build: Callable[[Path], None]) -> tuple[Path, bool]:
     """The cache entry for ``key``, building it with ``build(tmp_dir)`` on a miss.
 
     Returns ``(folder, hit)``. The entry is built in a temporary folder beside it and renamed into
     place, so a killed conversion leaves no half-written entry (only a ``.tmp-*`` folder, removed by
-    the next build that finds it older than a day).
+    the next build that finds it older than a day); ``key.json``, written last, marks it complete and
+    :data:`ENTRY_FILES` records its files. An entry whose files changed since (cut short, overwritten:
+    :func:`_entry_damage`) is deleted with a warning and built again.
     """
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     entry = root / f"{key['backend']}-{digest}"
     if (entry / "key.json").is_file():
-        return entry, True
+        damage = _entry_damage(entry)
+        if damage is None:
+            return entry, True
+        _discard_entry(entry, damage)
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):
         if time.time() - stale.stat().st_mtime > 86400:
@@ -144,6 +199,7 @@ def cached_convert(root: Path, key: dict[str, Any], build: Callable[[Path], None
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
         build(tmp)
+        _record_files(tmp)
         (tmp / "key.json").write_text(json.dumps(key, indent=2))  # written last: marks a complete entry
         try:
             os.replace(tmp, entry)
@@ -589,8 +645,18 @@ def _load_compiled(backend: str) -> Callable[[BackendRequest], CompiledEncoder]:
 
     def load(request: BackendRequest) -> CompiledEncoder:
         graph, entry, hit, blobs = _converted_graph(request, backend)
+        try:
+            runtime = GraphRuntime(graph, backend, request.precision, blob_cache=blobs)
+        except EmoNetError:
+            raise
+        except Exception as exc:  # a cached graph of ours the runtime cannot read: build it again, once
+            if not hit or request.converted is not None:
+                raise
+            _discard_entry(entry, f"{graph.name} does not load: {(str(exc).strip().splitlines() or [repr(exc)])[0]}")
+            graph, entry, hit, blobs = _converted_graph(request, backend)
+            runtime = GraphRuntime(graph, backend, request.precision, blob_cache=blobs)
         return CompiledEncoder(
-            GraphRuntime(graph, backend, request.precision, blob_cache=blobs),
+            runtime,
             request.processor,
             dim=request.checkpoint.dim,
             precision=request.precision,

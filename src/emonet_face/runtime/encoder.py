@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from emonet_face.errors import ModelLoadError
+from emonet_face.errors import ModelLoadError, damaged_file
 from emonet_face.hub import DEFAULT_ENCODER, ENCODER_PATTERNS, resolve_model_dir
 from emonet_face.runtime.base import Encoded
 
@@ -55,6 +55,30 @@ def siglip2_preprocessor_config(image_size: int = 384) -> dict[str, Any]:
     }
 
 
+def _check_json(path: Path) -> None:
+    """A JSON file of a checkpoint that exists but does not parse (cut short, overwritten) is a damaged
+    file, named with how to get it again (not "no usable processor")."""
+    if not path.is_file():
+        return
+    try:
+        json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise damaged_file(path, exc) from None
+
+
+def _check_safetensors(folder: Path) -> None:
+    """Read the header of every ``*.safetensors`` file of ``folder`` (a few KB each): a file cut short
+    or overwritten is named before transformers fails on it with a traceback that names none."""
+    from safetensors import safe_open
+
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as exc:  # SafetensorError (no common base), OSError
+            raise damaged_file(path, exc) from None
+
+
 # model_type in config.json -> (module, vision model class)
 _VISION_CLASSES = {
     "siglip": "SiglipVisionModel",
@@ -71,6 +95,7 @@ def load_image_processor(folder: Path) -> Any:
 
     major = int(transformers.__version__.split(".")[0])
     kwargs = {"backend": "pil"} if major >= 5 else {"use_fast": False}
+    _check_json(folder / "preprocessor_config.json")
     try:
         return AutoImageProcessor.from_pretrained(str(folder), **kwargs)
     except (OSError, ValueError, KeyError) as exc:
@@ -118,9 +143,11 @@ class EncoderCheckpoint:
         )
         config_path = folder / "config.json"
         try:
-            config = json.loads(config_path.read_text())
+            config = json.loads(config_path.read_bytes())
             model_type = config["model_type"]
-        except (OSError, json.JSONDecodeError, KeyError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # cut short or overwritten
+            raise damaged_file(config_path, exc) from None
+        except (OSError, KeyError, TypeError) as exc:
             raise ModelLoadError(
                 f"{config_path}: missing or invalid encoder config ({exc!r}); expected a SigLIP/SigLIP2 checkpoint"
             ) from None
@@ -155,6 +182,7 @@ class EncoderCheckpoint:
         vision_cls = getattr(transformers, _VISION_CLASSES[self.model_type])
         logger = logging.getLogger("transformers.modeling_utils")
         previous = logger.level
+        _check_safetensors(self.folder)
         logger.setLevel(logging.ERROR)  # "text weights not used" is expected, not a user problem
         try:
             return vision_cls.from_pretrained(str(self.folder), dtype=dtype, attn_implementation=attn_implementation)
