@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from emonet_face.errors import InputError, ModelLoadError
+from emonet_face.errors import InputError, ModelLoadError, require_extra
 from emonet_face.heads import FusedHeads
 from emonet_face.hub import MODELS, fetch_heads, release_refs
 from emonet_face.runfolder import require_new_folder
@@ -31,7 +31,7 @@ from emonet_face.runtime.backends import (
     pixel_size,
     quantize_int8,
 )
-from emonet_face.runtime.device import INT8_WARNING, installed
+from emonet_face.runtime.device import INT8_WARNING
 from emonet_face.runtime.encoder import EncoderCheckpoint, ImageEncoder
 from emonet_face.runtime.exported import CONFIG_FILE, EXPORT_FORMAT, GRAPH_FILES, OUTPUTS, ExportedGraph, is_exported
 from emonet_face.taxonomy import EMOTIONS, EXTRA_DIMENSIONS, Emotion, ExtraDimension
@@ -99,10 +99,8 @@ def export_model(
         )
     if fmt == "openvino" and dtype == "int8":
         raise InputError("--dtype int8 (experimental) is ONNX Runtime dynamic quantisation: use --format onnx")
-    if fmt == "onnx" and not installed("onnx"):  # before loading a model that cannot be exported
-        raise InputError(
-            "--format onnx needs the onnx package: pip install 'emonet-face[onnx]' (or export --format openvino)"
-        )
+    if fmt == "onnx":  # before loading a model that cannot be exported
+        require_extra("onnx", feature="--format onnx", extra="onnx", error=InputError, otherwise="or export --format openvino")
     out = require_new_folder(out)
     enc_ref, enc_rev, heads_ref, heads_rev = release_refs(model, encoder, heads, revision)
     checkpoint = EncoderCheckpoint.resolve(
