@@ -449,8 +449,8 @@ def load_encoder(
             instead of the conversion cache when the backend is OpenVINO with ``normalize`` on.
 
     Returns:
-        An :class:`~emonet_face.runtime.base.Encoder`: :class:`ImageEncoder` (PyTorch) or
-        :class:`CompiledEncoder`; ``describe()`` names backend, precision and device.
+        The encoder, an ImageEncoder (PyTorch) or a CompiledEncoder (OpenVINO, ONNX Runtime), both
+        :class:`~emonet_face.runtime.base.Encoder`; ``describe()`` names backend, precision and device.
 
     Raises:
         ModelLoadError: missing weights, a non-SigLIP checkpoint, an absent runtime package, or a
