@@ -48,7 +48,7 @@ def check_rows(path: Path) -> None:
     missing = [key for key in HEAD_KEYS if key not in table.columns]
     if faces.empty or missing or ("error" in table and table["error"].notna().any()):
         sys.exit(f"smoke: {path}: expected a face row with 44 scores and no error, got\n{table.head()}")
-    print(f"smoke: {len(faces)} face row(s), box {faces.iloc[0][['box_x', 'box_y', 'box_w', 'box_h']].tolist()}")
+    print(f"smoke: {len(faces)} face row(s), box {[float(faces.iloc[0][c]) for c in ('box_x', 'box_y', 'box_w', 'box_h')]}")
 
 
 def get(url: str) -> tuple[int, bytes]:

@@ -10,6 +10,7 @@ set -euo pipefail
 CHECKOUT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${1:-$(mktemp -d)}"
 KEEP_WORK=$#
+mkdir -p "$WORK"
 SERVER_PID=""
 cleanup() {
     if [ -n "$SERVER_PID" ]; then kill -INT "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" || true; fi
@@ -38,8 +39,11 @@ say "wheel $(basename "$WHEEL") and sdist hold the licence and the package data"
 
 VENV="$WORK/venv"
 python -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q "torch==2.13.0"  # the CPU build, as .ci/run and the README install it
-"$VENV/bin/python" -m pip install -q "$WHEEL"
+pip_install() {  # quietly; pip's output is shown when it fails
+    "$VENV/bin/python" -m pip install -q "$@" >"$WORK/pip.log" 2>&1 || { tail -30 "$WORK/pip.log"; fail "pip install $*"; }
+}
+pip_install "torch==2.13.0"  # the CPU build, as .ci/run and the README install it
+pip_install "$WHEEL"
 cd "$WORK"  # outside the checkout: nothing of src/ or tests/ on the path
 export HF_HUB_OFFLINE=1 EMONET_FACE_CACHE="$WORK/cache" MPLBACKEND=Agg
 unset PYTHONPATH
@@ -65,7 +69,7 @@ expect_extra() {  # EXTRA COMMAND...
 expect_extra dlib "$EMONET" predict astronaut.jpg "${MODEL[@]}" --detector dlib --out dlib.csv
 expect_extra serve "$EMONET" serve "${MODEL[@]}"
 
-"$VENV/bin/python" -m pip install -q "$WHEEL[serve]"
+pip_install "$WHEEL[serve]"
 PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 "$EMONET" serve "${MODEL[@]}" --port "$PORT" >"$WORK/serve.log" 2>&1 &
 SERVER_PID=$!
@@ -74,4 +78,4 @@ kill -INT "$SERVER_PID"
 rc=0; wait "$SERVER_PID" || rc=$?
 SERVER_PID=""
 [ "$rc" = 0 ] || { cat "$WORK/serve.log"; fail "serve exited $rc after SIGINT"; }
-say "serve stopped cleanly; all passed"
+say "serve stopped cleanly; all passed in ${SECONDS} s"
