@@ -77,3 +77,18 @@ def test_serve_without_fastapi(monkeypatch):
     hide(monkeypatch, "fastapi")
     line = one_line_error(run_cli("serve", "--encoder", "enc", "--heads", "heads"))
     assert line == "error: emonet-face serve needs fastapi: pip install 'emonet-face[serve]'"
+
+
+def test_every_extra_a_message_names_is_defined_and_all_pulls_them():
+    """A message that names an extra the package does not define would send users to a failing pip."""
+    import re
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11+")
+    root = Path(__file__).resolve().parents[1]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pattern = re.compile(r"emonet-face\[(\w+)\]|extra=\"(\w+)\"")
+    named = {name for path in (root / "src").rglob("*.py") for pair in pattern.findall(path.read_text()) for name in pair if name}
+    assert named and named <= set(extras), sorted(named - set(extras))
+    in_all = set(re.findall(r"\w+", extras["all"][0].split("[", 1)[1]))
+    assert named <= in_all and "emonet-face[all]" in extras["test"]
