@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from emonet_face import __version__
 from emonet_face import taxonomy as tx
 from emonet_face.bundle import FORMAT_VERSION, MANIFEST_FILE, BundleError, open_bundle, sha256_file
 from emonet_face.data.store import read_store
@@ -334,7 +335,7 @@ def test_a_newer_bundle_format_is_refused(bundles, tmp_path):
     (bundle / MANIFEST_FILE).write_text(json.dumps(manifest))
     expected = (
         f"{bundle}: written by a newer emonet-face (9.0.0, bundle format {FORMAT_VERSION + 1}); this emonet-face "
-        f"(0.1.0) reads bundle format {FORMAT_VERSION}: upgrade emonet-face, or write the bundle again with this version"
+        f"({__version__}) reads bundle format {FORMAT_VERSION}: upgrade emonet-face, or write the bundle again with this version"
     )
     with pytest.raises(BundleError) as info:
         EmoNetFace.from_pretrained(str(bundle), device="cpu")

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import typer
 
+from emonet_face import __version__
 from emonet_face.cli.main import app
 
 REST_MARKUP = re.compile(r"``|:(?:class|func|meth|mod|attr|data):`")
@@ -26,6 +27,26 @@ def test_help_texts_are_plain_text_without_rest_markup():
         texts = {"": command.help or ""} | {p.name: getattr(p, "help", None) or "" for p in command.params}
         found += [f"{name} {param}".strip() for param, text in texts.items() if REST_MARKUP.search(text)]
     assert not found, f"reST markup in the help of: {found}"
+
+
+def test_every_command_lists_a_whole_sentence_as_its_summary():
+    """The command lists (``--help``, the CLI reference) show click's short help, cut at 45 characters
+    with "...": each command's first docstring line is a whole sentence that fits."""
+    cut = {}
+    for name, command in walk(typer.main.get_command(app)):
+        summary = command.get_short_help_str(45)
+        if name != "emonet-face" and (summary.endswith("...") or not summary.endswith(".")):
+            cut[name] = summary
+    assert not cut, f"summaries cut mid-sentence: {cut}"
+
+
+def test_version_option_prints_the_package_version():
+    from helpers_cli import run_cli
+
+    result = run_cli("--version")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"emonet-face {__version__}\n"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", __version__)
 
 
 def test_fps_help_and_check_agree():

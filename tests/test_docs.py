@@ -8,6 +8,7 @@ CI installs it (``.ci/run``).
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -54,7 +55,11 @@ def search_index(tmp_path_factory) -> list[dict]:
     for module in ("mkdocs", "material", "mkdocstrings_handlers.python", "mkdocs_typer2"):
         pytest.importorskip(module, reason="the docs extra is not installed (pip install '.[docs]')")
     site = tmp_path_factory.mktemp("site")
-    env = subprocess_env(NO_MKDOCS_2_WARNING="1")
+    # As the docs say to run it: without the virtualenv's bin on PATH (mkdocs-typer2 runs `typer`
+    # from PATH; docs/hooks.py puts this Python's folder first).
+    scripts = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != scripts)
+    env = subprocess_env(NO_MKDOCS_2_WARNING="1", PATH=path)
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
@@ -94,3 +99,15 @@ def test_site_search_finds_every_public_name(search_index):
     assert not missing, f"not in the site's API reference: {missing}"
     documented = [name for name in emonet_face.__all__ if name in titles]
     assert len(documented) >= len(emonet_face.__all__) - 1  # all but __version__ have their own section
+
+
+def test_site_search_finds_the_cli_reference_by_an_option_name(search_index):
+    """The site's search splits "tracks-out" into tracks* OR out*, which ranked pages with "output" in a
+    heading first; every option is a search tag of the CLI reference (tags outweigh titles)."""
+    cli = [entry for entry in search_index if entry["location"].startswith("reference/cli/")]
+    tags = set(cli[0].get("tags", [])) if cli else set()
+    options = {opt for _, command in _commands(typer.main.get_command(app)) for param in command.params
+               for opt in param.opts if opt.startswith("--")}  # fmt: skip
+    assert options and options <= tags, f"options not tagged: {sorted(options - tags)[:10]}"
+    assert all(set(entry.get("tags", [])) == tags for entry in cli)
+    assert not [entry["location"] for entry in search_index if entry.get("tags") and entry not in cli]

@@ -1,3 +1,3 @@
 """The package version: one definition, read by the package, the server, bundle manifests and the build."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import re
 from pathlib import Path
+from types import ModuleType
 
 
 class EmoNetError(Exception):
@@ -101,3 +103,40 @@ def damaged_file(path: str | Path, detail: object) -> ModelLoadError:
             "and run again with network access to download it again"
         )
     return ModelLoadError(f"{path}: damaged or incomplete file ({text}); replace it with a complete copy")
+
+
+def require_extra(
+    module: str,
+    *,
+    feature: str,
+    extra: str,
+    package: str | None = None,
+    error: type[EmoNetError] | None = None,
+    otherwise: str = "",
+) -> ModuleType:
+    """``import module``, or a one-line error naming what needs it and the extra that installs it.
+
+    The optional features (a detector, a backend, a command) import their packages only when used; a
+    user without the extra gets ``--detector dlib needs dlib: pip install 'emonet-face[dlib]'`` instead
+    of a traceback. The one place that says how to install what is missing, so every message agrees.
+
+    Args:
+        module: The module to import (``"dlib"``, ``"sklearn.metrics"``).
+        feature: What needs it, as the user typed it (``"--detector dlib"``, ``"emonet-face vlm annotate"``).
+        extra: The ``emonet-face[...]`` extra that installs it.
+        package: The name to show (``"scikit-learn"``); by default the top-level module that is missing.
+        error: The exception class to raise (an :class:`EmoNetError`; the base class by default).
+        otherwise: An alternative to offer after the install command (``"or choose another --detector"``).
+
+    Returns:
+        The imported module.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        missing = exc.name or module
+        if missing.split(".")[0] == "emonet_face":
+            raise  # a module of ours is missing: a broken install or a bug, not an extra
+    name = package or missing.split(".")[0]
+    tail = f"; {otherwise}" if otherwise else ""
+    raise (error or EmoNetError)(f"{feature} needs {name}: pip install 'emonet-face[{extra}]'{tail}") from None

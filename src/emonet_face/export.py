@@ -16,12 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from emonet_face.errors import InputError, ModelLoadError
+from emonet_face.errors import InputError, ModelLoadError, require_extra
 from emonet_face.heads import FusedHeads
 from emonet_face.hub import MODELS, fetch_heads, release_refs
 from emonet_face.runfolder import refuse_if_in_use, require_new_folder, staged_folder
 from emonet_face.runtime.backends import VisionTower, convert_onnx, convert_openvino, library_versions, pixel_size
-from emonet_face.runtime.device import installed
 from emonet_face.runtime.encoder import EncoderCheckpoint, ImageEncoder
 from emonet_face.runtime.exported import CONFIG_FILE, EXPORT_FORMAT, GRAPH_FILES, OUTPUTS, ExportedGraph, is_exported
 from emonet_face.runtime.int8 import int8_scheme, quantize_int8
@@ -91,10 +90,8 @@ def export_model(
         )
     if fmt == "openvino" and dtype == "int8":
         raise InputError("--dtype int8 is ONNX Runtime dynamic quantisation: use --format onnx")
-    if fmt == "onnx" and not installed("onnx"):  # before loading a model that cannot be exported
-        raise InputError(
-            "--format onnx needs the onnx package: pip install 'emonet-face[onnx]' (or export --format openvino)"
-        )
+    if fmt == "onnx":  # before loading a model that cannot be exported
+        require_extra("onnx", feature="--format onnx", extra="onnx", error=InputError, otherwise="or export --format openvino")
     out = require_new_folder(out)
     refuse_if_in_use(out)  # before the model loads; staged_folder holds out while it is built
     enc_ref, enc_rev, heads_ref, heads_rev = release_refs(model, encoder, heads, revision)

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import cohen_kappa_score
 
 from emonet_face.bench.tables import read_input_table, require_columns
-from emonet_face.errors import InputError
+from emonet_face.errors import InputError, require_extra
 from emonet_face.taxonomy import resolve_emotion
 
 _TRUE = {"true", "1", "1.0", "yes", "t", "y"}
@@ -119,6 +118,7 @@ def _vote_shares(groups: pd.DataFrame) -> dict[str, float]:
 
 
 def analyse_binary(path: str | Path) -> BinaryResult:
+    metrics = require_extra("sklearn.metrics", feature="emonet-face bench binary", extra="bench", package="scikit-learn")
     votes, warn = load_votes(path)
     items = votes.groupby(["path", "emotion"], sort=False)["vote"].agg(["size", "sum"]).reset_index()
     items = items[items["size"] >= 2].copy()
@@ -145,7 +145,7 @@ def analyse_binary(path: str | Path) -> BinaryResult:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            kappa = cohen_kappa_score(both[a], both[b])
+            kappa = metrics.cohen_kappa_score(both[a], both[b])
         pair_rows.append(
             {
                 "annotator_a": a,

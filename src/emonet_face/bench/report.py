@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from emonet_face.bench.groups import GROUP_LABELS
+from emonet_face.errors import require_extra
 
 READOUT_TEXT = """\
 **Readouts.** Kappa needs ratings on 0..7. The *published* readout casts every value to int
@@ -54,6 +55,7 @@ def write_report_table(
     paths = [out / f"{stem}.csv"]
     frame.to_csv(paths[0])
     if latex:
+        require_extra("jinja2", feature="the LaTeX tables of emonet-face bench", extra="bench", package="Jinja2")
         paths.append(out / f"{stem}.tex")
         paths[1].write_text(frame.to_latex(float_format=lambda v: float_format % v, na_rep="--"))
     return paths

@@ -17,7 +17,8 @@ from emonet_face.cli.options import FiguresOpt, MetaOpt, NBootOpt, SeedOpt
 from emonet_face.errors import InputError
 
 app = typer.Typer(
-    help="Benchmark models against EmoNet-Face expert ratings (HQ protocol, transfer, BINARY votes).",
+    help="Compare models with the EmoNet-Face experts.\n\n"
+    "Benchmark models against EmoNet-Face expert ratings (HQ protocol, transfer, BINARY votes).",
     no_args_is_help=True,
 )
 
@@ -73,7 +74,9 @@ def hq(
         int, typer.Option("--n-perm", min=19, help="Permutations of the test of agreement differing across groups.")
     ] = 200,
 ) -> None:
-    """Agreement of every annotator with the human experts (kappa, Spearman, alpha, groups)."""
+    """Agreement of each annotator with the experts.
+
+    Agreement of every annotator with the human experts (kappa, Spearman, alpha, groups)."""
 
     def body() -> None:
         from emonet_face.bench.hq import add_predictions, load_hq
@@ -148,7 +151,9 @@ def transfer(
         Path | None, typer.Option("--mappings", help="Head → class maps JSON (default: the release's, shipped).")
     ] = None,
 ) -> None:
-    """Cross-dataset transfer: map the 40 heads to basic classes and score accuracy."""
+    """Accuracy of the heads on other datasets.
+
+    Cross-dataset transfer: map the 40 heads to basic classes and score accuracy."""
 
     def body() -> None:
         from emonet_face.bench.report import write_transfer_outputs
@@ -171,7 +176,9 @@ def binary(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (summary.json, tables, figures).")],
     figures: FiguresOpt = True,
 ) -> None:
-    """Share of unanimous / 2:1 / 1:1 expert votes per emotion, plus annotator statistics."""
+    """How often the experts' BINARY votes agree.
+
+    Share of unanimous / 2:1 / 1:1 expert votes per emotion, plus annotator statistics."""
 
     def body() -> None:
         from emonet_face.bench.binary import analyse_binary

@@ -47,7 +47,9 @@ def download(
         typer.Option("--check", help="Verify a bundle's files against its manifest and print what it holds."),
     ] = None,
 ) -> None:
-    """Write MODEL's encoder and heads into one folder that runs with no network (predict/serve --model DIR)."""
+    """Write a model folder that runs offline.
+
+    Write MODEL's encoder and heads into one folder that runs with no network (predict/serve --model DIR)."""
     if check is not None:
         if out is not None:
             fail("--check verifies an existing bundle; drop --out")

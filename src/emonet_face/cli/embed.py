@@ -63,7 +63,9 @@ def embed(
     gpus_per_actor: GpusPerActorOpt = 0.0,
     cpus_per_actor: CpusPerActorOpt = 1.0,
 ) -> None:
-    """Embed every image of DATASET with the encoder into Parquet shards + manifest.json (resumable)."""
+    """Embed a dataset's images into Parquet shards.
+
+    Embed every image of DATASET with the encoder into Parquet shards + manifest.json (resumable)."""
     from emonet_face.data.store import is_store, read_manifest
     from emonet_face.engines import RayOptions
     from emonet_face.engines.embed import embed_dataset, encoder_kwargs

@@ -128,7 +128,9 @@ def explain(
     carry_json: CarryJsonOpt = True,
     quiet: QuietOpt = False,
 ) -> None:
-    """Explain which parts of each face raise or lower its emotions (maps over the encoder's patch grid)."""
+    """Show which face regions drive each emotion.
+
+    Explain which parts of each face raise or lower its emotions (maps over the encoder's patch grid)."""
     with user_errors():
         from emonet_face.explain import ExplainOptions
         from emonet_face.inputs import discover_inputs

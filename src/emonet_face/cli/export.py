@@ -33,7 +33,9 @@ def export(
     revision: RevisionOpt = None,
     cache_dir: CacheOpt = None,
 ) -> None:
-    """Export one graph: pixels (N,3,H,W) -> embedding, raw, centred, probs; run it with `predict --model DIR`."""
+    """Export encoder and heads as one graph.
+
+    Export one graph: pixels (N,3,H,W) -> embedding, raw, centred, probs; run it with `predict --model DIR`."""
     with user_errors():
         from emonet_face.export import export_model
         from emonet_face.runtime import quiet_transformers

@@ -114,7 +114,9 @@ def predict(
     gpus_per_actor: GpusPerActorOpt = 0.0,
     cpus_per_actor: CpusPerActorOpt = 1.0,
 ) -> None:
-    """Score images and videos with the 40 EmoNet-Face emotions + 4 dimensions (one row per face)."""
+    """Score the faces in images and videos.
+
+    Score images and videos with the 40 EmoNet-Face emotions + 4 dimensions (one row per face)."""
     with user_errors():
         from emonet_face.inputs import discover_inputs
         from emonet_face.pipeline import RunOptions
@@ -201,7 +203,9 @@ def score(
     device: DeviceOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Score cached image embeddings with the heads only (no encoder is loaded)."""
+    """Score cached embeddings with the heads.
+
+    Score cached image embeddings with the heads only (no encoder is loaded)."""
     with user_errors():
         from emonet_face.outputs import check_output_suffix, write_table
         from emonet_face.pipeline import EmoNetFace

@@ -88,7 +88,9 @@ def live(
     margin: MarginOpt = 0.4,
     quiet: QuietOpt = False,
 ) -> None:
-    """Score a camera, a stream or a video as it happens: frames that cannot be scored in time are skipped.
+    """Score a camera, stream or video live.
+
+    Score a camera, a stream or a video as it happens: frames that cannot be scored in time are skipped.
 
     Each face gets a track id that follows the person. Ctrl-C ends the run cleanly.
     """

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from emonet_face._version import __version__
 from emonet_face.cli import (
     bench,
     download,
@@ -46,6 +48,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"emonet-face {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """The options before a command (``emonet-face --version``); the commands are registered below."""
+
 
 inference.register(app)
 explain.register(app)

@@ -23,7 +23,9 @@ def plot(
     smooth: SmoothOpt = 0.0,
     quiet: QuietOpt = False,
 ) -> None:
-    """Draw pictures from a score table: per image the face boxes with top-3 emotions, per face a bar
+    """Draw pictures of a saved score table.
+
+    Draw pictures from a score table: per image the face boxes with top-3 emotions, per face a bar
     chart of the 40 emotions by family and the 4 extra dimensions, per video a timeline for each
     face track (or for the largest face per frame when the table has no track column)."""
     if not scores.is_file():

@@ -33,6 +33,7 @@ from emonet_face.cli.options import (
     NoNormalizeOpt,
     RevisionOpt,
 )
+from emonet_face.errors import require_extra
 
 # --- the server's own options ---------------------------------------------------------------------
 HostOpt = Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")]
@@ -110,15 +111,16 @@ def serve(
     workers: WorkersOpt = None,
     api_key_env: ApiKeyEnvOpt = None,
 ) -> None:
-    """Serve the model over HTTP: POST /v1/predict, the live WebSocket /v1/stream, GET /v1/info, /health, /docs,
-    and a page at /.
+    """Serve the model over HTTP, with a web page.
+
+    Endpoints: POST /v1/predict, the live WebSocket /v1/stream, GET /v1/info, /health, /docs, and a
+    page at /.
 
     --faces is the default face mode; a request may pick its own (faces=...)."""
     with user_errors():
-        try:
-            from emonet_face.serve.run import ServeConfig, run_server
-        except ImportError as exc:
-            fail(f"serve needs FastAPI and uvicorn ({exc.name} is missing); pip install 'emonet-face[serve]'")
+        require_extra("emonet_face.serve.run", feature="emonet-face serve", extra="serve")  # FastAPI, uvicorn, ...
+        from emonet_face.serve.run import ServeConfig, run_server
+
         config = ServeConfig(
             model=model, encoder=encoder, heads=heads, revision=revision, backend=backend, device=device, dtype=dtype,
             normalize=not no_normalize, force_precision=force_precision, cache_dir=str(cache_dir) if isinstance(cache_dir, Path) else cache_dir,

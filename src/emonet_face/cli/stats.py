@@ -37,7 +37,9 @@ def stats(
     n_perm: Annotated[int, typer.Option("--n-perm", min=99, help="Permutations for the gap test.")] = 2000,
     figures: FiguresOpt = True,
 ) -> None:
-    """Demographic balance, per-emotion counts and figures of a dataset, streamed shard by shard."""
+    """Statistics and audit of a dataset.
+
+    Demographic balance, per-emotion counts and figures of a dataset, streamed shard by shard."""
     with user_errors():
         from emonet_face.stats import is_score_table, load_demographic_table
 

@@ -41,7 +41,9 @@ def train(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps …")] = "cpu",
     progress: ProgressOpt = True,
 ) -> None:
-    """Train all heads as one stacked model: pre-train on BIG ratings, fine-tune on BINARY votes, export."""
+    """Train all 44 heads on EmoNet-Face data.
+
+    Train all heads as one stacked model: pre-train on BIG ratings, fine-tune on BINARY votes, export."""
     from emonet_face.errors import EmoNetError
     from emonet_face.train import StageConfig, TrainConfig, train_heads
 

@@ -14,7 +14,8 @@ from emonet_face.cli._common import fail
 from emonet_face.cli.options import AlignOpt, DetectorOpt, FacesOpt, MarginOpt, MinFaceScoreOpt, QuietOpt, face_options
 
 app = typer.Typer(
-    help="Rate the 40 emotions with any VLM behind an OpenAI-compatible chat-completions endpoint.",
+    help="Rate emotions with a VLM as a baseline.\n\n"
+    "Rate the 40 emotions with any VLM behind an OpenAI-compatible chat-completions endpoint.",
     no_args_is_help=True,
 )
 
@@ -95,7 +96,9 @@ def annotate(
     dry_run: DryRunOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Annotate images with a VLM; rerun the same command to resume. Faces are cropped as predict crops
+    """Rate images with a VLM (resumable).
+
+    Annotate images with a VLM; rerun the same command to resume. Faces are cropped as predict crops
     them with --faces detect or auto; the default, none, sends whole images (the EmoNet-Face datasets
     are face crops already)."""
     from emonet_face.errors import EmoNetError
@@ -156,7 +159,9 @@ def cost(
     price_output: Annotated[float | None, typer.Option("--price-output", help="USD per 1M output tokens.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON on stdout.")] = False,
 ) -> None:
-    """Estimate requests and tokens of an annotate run before spending money."""
+    """Estimate the requests and tokens of a run.
+
+    Estimate requests and tokens of an annotate run before spending money."""
     from emonet_face.errors import EmoNetError
     from emonet_face.vlm.annotate import default_log_path, done_sources
     from emonet_face.vlm.cost import estimate_cost

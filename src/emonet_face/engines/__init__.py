@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emonet_face.errors import EmoNetError
+from emonet_face.errors import require_extra
 
 __all__ = ["ENGINES", "RayOptions", "require_ray"]
 
@@ -15,11 +15,9 @@ ENGINES = ("local", "ray")
 
 def require_ray() -> Any:
     """``import ray`` or a one-line error saying how to install it."""
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise EmoNetError("--engine ray needs Ray Data: pip install 'emonet-face[ray]'") from None
+    require_extra("ray.data", feature="--engine ray", extra="ray", package="Ray Data")
+    import ray
+
     return ray
 
 

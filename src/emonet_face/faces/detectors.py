@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from emonet_face.errors import ModelLoadError
+from emonet_face.errors import ModelLoadError, require_extra
 from emonet_face.faces.base import DetectorError, Face, sort_faces
 from emonet_face.hub import resolve_model_file
 
@@ -74,12 +74,9 @@ class DlibHogDetector:
     name = "dlib"
 
     def __init__(self, *, threshold: float = 0.3, upsample: int = 1) -> None:
-        try:
-            import dlib
-        except ImportError:
-            raise DetectorError(
-                "--detector dlib needs the dlib-bin package (pip install dlib-bin); or choose another --detector"
-            ) from None
+        dlib = require_extra(
+            "dlib", feature="--detector dlib", extra="dlib", error=DetectorError, otherwise="or choose another --detector"
+        )
         self._detector = dlib.get_frontal_face_detector()
         self.threshold = threshold
         self.upsample = upsample
@@ -144,11 +141,10 @@ class LbpCascadeDetector:
     name = "lbp"
 
     def __init__(self, *, min_neighbour_number: int = 2, threshold: float | None = None) -> None:
-        try:
-            from skimage import data
-            from skimage.feature import Cascade
-        except ImportError:
-            raise DetectorError("--detector lbp needs scikit-image (pip install scikit-image)") from None
+        require_extra("skimage.feature", feature="--detector lbp", extra="lbp", package="scikit-image", error=DetectorError)
+        from skimage import data
+        from skimage.feature import Cascade
+
         self._cascade = Cascade(data.lbp_frontal_face_cascade_filename())
         self.min_neighbour_number = min_neighbour_number
         self.threshold = threshold

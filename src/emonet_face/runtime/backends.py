@@ -506,8 +506,8 @@ def load_encoder(
         force_precision: run int8 even where this CPU's check-precision record failed (warns).
 
     Returns:
-        An :class:`~emonet_face.runtime.base.Encoder`: :class:`ImageEncoder` (PyTorch) or
-        :class:`CompiledEncoder`; ``describe()`` names backend, precision and device.
+        The encoder, an ImageEncoder (PyTorch) or a CompiledEncoder (OpenVINO, ONNX Runtime), both
+        :class:`~emonet_face.runtime.base.Encoder`; ``describe()`` names backend, precision and device.
 
     Raises:
         ModelLoadError: missing weights, a non-SigLIP checkpoint, an absent runtime package, or a

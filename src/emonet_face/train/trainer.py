@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from emonet_face.data.store import is_store, read_manifest, read_store, read_store_targets
-from emonet_face.errors import InputError
+from emonet_face.errors import InputError, require_extra
 from emonet_face.heads import HEAD_ARCHITECTURES, FusedHeads, HeadArchitecture, save_heads
 from emonet_face.taxonomy import HEAD_KEYS
 from emonet_face.train.report import plot_metrics, validation_report
@@ -253,6 +253,8 @@ def train_heads(
     config = config or TrainConfig()
     if pretrain is None and finetune is None:
         raise InputError("nothing to train: pass --pretrain BIG_STORE and/or --finetune BINARY_STORE")
+    # the validation metrics (ROC-AUC, kappa): fail before hours of training, not at the first report
+    require_extra("sklearn.metrics", feature="emonet-face train", extra="train", package="scikit-learn")
     widths = config.widths  # an unknown --arch fails before any store is read
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

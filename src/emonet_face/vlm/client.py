@@ -18,12 +18,14 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from PIL import Image
 
-from emonet_face.errors import EmoNetError
+from emonet_face.errors import EmoNetError, require_extra
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "ChatClient",
@@ -144,6 +146,7 @@ class ChatClient:
         self.requests_sent = 0
 
     async def __aenter__(self) -> ChatClient:
+        httpx = require_extra("httpx", feature="emonet-face vlm annotate", extra="vlm")
         headers = {"Content-Type": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
@@ -182,6 +185,8 @@ class ChatClient:
         """Send one chat request (with retries); return the assistant's text and token usage."""
         if self._http is None:
             raise RuntimeError("use ChatClient as an async context manager")
+        import httpx  # installed: __aenter__ checked it
+
         started = time.perf_counter()
         waits: list[float] = []
         attempts = 0
