@@ -540,7 +540,7 @@ def test_int8_refuses_other_backends_and_a_missing_runtime(tiny_encoder_dir, cac
         load_encoder(tiny_encoder_dir, dtype="int8", compiled_dir=cache)
     # onnxruntime's quantisation tools (they need the onnx package) absent
     monkeypatch.setitem(__import__("sys").modules, "onnxruntime.quantization", None)
-    with pytest.raises(ModelLoadError, match=r"int8 needs onnxruntime and onnx"):
+    with pytest.raises(ModelLoadError, match=r"--dtype int8 needs onnxruntime: pip install 'emonet-face\[onnx\]'"):
         backends.quantize_int8(Path("in.onnx"), Path("out.onnx"))
 
 

@@ -35,13 +35,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from emonet_face.errors import EmoNetError, InputError, ModelLoadError
+from emonet_face.errors import EmoNetError, InputError, ModelLoadError, require_extra
 from emonet_face.hub import DEFAULT_ENCODER
 from emonet_face.runtime.base import Backend, BackendRequest, Encoded, Encoder, get_backend, register_backend
 from emonet_face.runtime.device import (
     OV_PRECISION,
     asks_int8,
-    installed,
     resolve_backend,
     resolve_device,
     resolve_precision,
@@ -248,8 +247,8 @@ def convert_openvino(
 
 def convert_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, output_names: Sequence[str]) -> None:
     """``module(example)`` → an ONNX graph with a dynamic batch axis (weights as external data)."""
-    if not installed("onnx"):  # torch.onnx.export would end in OnnxExporterError's traceback
-        raise ModelLoadError("converting to ONNX needs the onnx package: pip install 'emonet-face[onnx]'")
+    # before torch.onnx.export, which would end in OnnxExporterError's traceback
+    require_extra("onnx", feature="converting to ONNX", extra="onnx", error=ModelLoadError)
     names = ["pixel_values", *output_names]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from emonet_face.errors import InputError, ModelLoadError
+from emonet_face.errors import InputError, ModelLoadError, require_extra
 from emonet_face.runfolder import atomic_write_json, utc_timestamp
 
 __all__ = [
@@ -103,13 +103,11 @@ def quantize_int8(source: Path, target: Path, *, keep: tuple[str, ...] = FLOAT32
     range without VNNI; activations quantised per call at run time): no calibration data is needed.
     MatMuls whose name holds one of ``keep`` stay float32 (see the module docstring), as do the patch
     embedding, layer norms, softmax and attention score products."""
-    try:
-        import onnx
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError:
-        raise ModelLoadError(
-            "--dtype int8 needs onnxruntime and onnx: pip install 'emonet-face[onnx]'; or use --dtype float32"
-        ) from None
+    onnx = require_extra("onnx", feature="--dtype int8", extra="onnx", error=ModelLoadError, otherwise="or use --dtype float32")
+    quantization = require_extra(
+        "onnxruntime.quantization", feature="--dtype int8", extra="onnx", package="onnxruntime", error=ModelLoadError
+    )
+    QuantType, quantize_dynamic = quantization.QuantType, quantization.quantize_dynamic
     excluded = float32_nodes(onnx.load(str(source), load_external_data=False), keep)
     logging.disable(logging.WARNING)  # its root-logger advice to pre-process (shape inference) is noise here
     try:
