@@ -263,9 +263,10 @@ def load_embeddings(path: Path) -> tuple[np.ndarray, pd.DataFrame | None]:
     return matrix.astype(np.float32, copy=False), ids
 
 
-PLAIN_NUMBERS = {"box_x": "{:.0f}", "box_y": "{:.0f}", "box_w": "{:.0f}", "box_h": "{:.0f}", "det_score": "{:.2f}"}
+PLAIN_NUMBERS = {
+    "box_x": "{:.0f}", "box_y": "{:.0f}", "box_w": "{:.0f}", "box_h": "{:.0f}", "det_score": "{:.2f}", "time": "{:.2f}"
+}  # fmt: skip
 """Terminal formats of id columns that are measurements, not signed scores: boxes in whole pixels."""
-PLAIN_NUMBERS |= {"time": "{:.2f}"}
 
 
 def _print_table(table: pd.DataFrame) -> None:
