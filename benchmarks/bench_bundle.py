@@ -63,9 +63,6 @@ def probe(model: str, backend: str, photo: str) -> None:
     """Fresh process: seconds for import, model load and one photo, as JSON on the last line."""
     start = time.perf_counter()
     from emonet_face.pipeline import EmoNetFace
-    from emonet_face.runtime import quiet_transformers
-
-    quiet_transformers()
     imported = time.perf_counter()
     net = EmoNetFace.from_pretrained(model, backend=backend, device="cpu")
     loaded = time.perf_counter()

@@ -115,9 +115,6 @@ def way_probe(way: str, args: argparse.Namespace) -> None:
     """Fresh process: load, prepare the photos, warm up, time ``Scorer.encode``; print JSON, save outputs."""
     import torch
 
-    from emonet_face.runtime import quiet_transformers
-
-    quiet_transformers()
     tick = time.perf_counter()
     net = load_like_predict(way, args)
     loaded = time.perf_counter()

@@ -114,8 +114,10 @@ def test_cli_missing_repository_is_one_line(hub, tmp_path):
     np.save(emb, np.ones((2, 32), dtype=np.float32))
     result = run_process("score", emb, "--heads", "laion/no-such-heads", env=server.env(HF_HOME=str(tmp_path / "hf")))
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "error: laion/no-such-heads: no such heads repository on the Hub (or it is private); check the id"
+    assert result.stderr.strip().splitlines() == [  # the name reads as a folder too (models/eif-large does)
+        "error: laion/no-such-heads: heads folder not found, and no such heads repository on the Hub (or it is "
+        f"private); for a folder, `hf download {LARGE} --local-dir laion/no-such-heads` makes it; for a Hub id, "
+        "check the id"
     ]
 
 
@@ -171,7 +173,9 @@ def test_at_revision_in_the_id_and_on_the_command_line(online, hub, tmp_path):
 def test_missing_repository_and_revision(online, hub, tmp_path):
     with pytest.raises(ModelLoadError) as info:
         EmoNetFace.from_pretrained(heads="laion/no-such-heads", cache_dir=tmp_path, with_encoder=False)
-    assert one_line(info) == "laion/no-such-heads: no such heads repository on the Hub (or it is private); check the id"
+    assert one_line(info).startswith(
+        "laion/no-such-heads: heads folder not found, and no such heads repository on the Hub (or it is private); "
+    )
     with pytest.raises(ModelLoadError) as info:
         EmoNetFace.from_pretrained(revision="v9.9", cache_dir=tmp_path, with_encoder=False)
     assert one_line(info) == f"{LARGE}: revision 'v9.9' not found; check --revision"

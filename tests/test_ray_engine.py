@@ -106,9 +106,9 @@ def test_embed_engine_ray_writes_the_local_store(shards, tiny_encoder_dir, tiny_
     tars = str(shards[0].parent / "{00000..00001}.tar")
     local, distributed = tmp_path / "local", tmp_path / "ray"
     common = ["--encoder", tiny_encoder_dir, "--no-progress", "--shard-size", "8", "--batch-size", "4"]
-    assert run_cli("embed", tars, "--out", local, *common).exit_code == 0
+    assert run_cli("embed", tars, "--out", local, *common).exit_code == 1  # 1 unreadable sample: skipped
     result = run_cli("embed", tars, "--out", distributed, "--engine", "ray", *common)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     a, ids_a = read_store(local)
     b, ids_b = read_store(distributed)
     assert ids_b["id"].tolist() == ids_a["id"].tolist() and len(ids_b) == 24  # 25 samples, 1 unreadable

@@ -126,6 +126,9 @@ def test_health_info_openapi_docs_and_page(server):
     assert info["backend"] == "torch" and info["precision"] == "float32" and info["device"] == "cpu"
     assert info["settings"]["backend"] == "auto"
     assert info["encoder"].endswith(Path(info["encoder"]).name) and info["heads"]
+    # what is served: the tiny local folders, not the released model --model defaults to
+    assert info["heads_source"] == info["encoder_source"] == "folder"
+    assert info["model"] == f"{Path(info['heads']).name} + {Path(info['encoder']).name}"
     assert "api_key" not in info["settings"]
 
     schema = httpx.get(f"{url}/openapi.json").json()

@@ -121,8 +121,11 @@ def test_brace_patterns_and_img2dataset_folders(tmp_path):
     assert found == [tmp_path / f"{i:05d}.tar" for i in range(3)]
     assert discover_inputs([str(tmp_path / "{00001,00002}.tar")]) == found[1:]
     assert discover_inputs([tmp_path]) == found  # the metadata .parquet beside each .tar is left out
-    with pytest.raises(InputError, match="no such file"):
-        discover_inputs([str(tmp_path / "{00000..00005}.tar")])
+    with pytest.warns(UserWarning, match=r"00003.tar, .*00005.tar: no such file or folder; each gets a row with an `error`"):
+        named = discover_inputs([str(tmp_path / "{00000..00005}.tar")])  # the missing ones become error rows
+    assert named == [tmp_path / f"{i:05d}.tar" for i in range(6)]
+    with pytest.raises(InputError, match="no such file"):  # nothing exists: the run cannot start
+        discover_inputs([str(tmp_path / "{00007..00009}.tar")])
 
 
 def test_resume_key_covers_shard_keys():
@@ -161,7 +164,7 @@ def test_embed_reads_tar_shards(tiny_encoder_dir, tmp_path):
     assert len(data) == 6 and "url" in data.metadata_fields
     out = tmp_path / "store"
     result = run_cli("embed", tmp_path / "shards", "--out", out, "--encoder", tiny_encoder_dir, "--no-progress")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the corrupt sample is skipped: some inputs failed
     embeddings, ids = read_store(out)
     assert ids["id"].tolist() == ["00000#000000000", "00000#000000001", "00000#000000002", "00001#000010000", "00001#000010002"]
     assert embeddings.shape == (5, 32) and ids["url"].iloc[0].endswith("000000000.jpg")

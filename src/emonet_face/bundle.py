@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from emonet_face._version import __version__
-from emonet_face.errors import ModelLoadError
+from emonet_face.errors import ModelLoadError, format_size
 from emonet_face.heads import FusedHeads, load_heads, save_heads
 from emonet_face.hub import (
     DEFAULT_ENCODER,
@@ -195,9 +195,9 @@ class Bundle:
             f"({heads.get('count')} heads, {' > '.join(map(str, heads.get('widths', [])))})",
             f"  openvino  {'stored: ' + ov['folder'] + '/' + ov['graph'] + ' (OpenVINO ' + str(ov.get('openvino')) + ')' if ov else 'not stored (the first CPU run converts)'}",
             f"  int8      {'stored: ' + int8['folder'] + '/' + int8['graph'] if int8 else 'not stored (the first --dtype int8 run quantises)'}",
-            f"  files     {len(files)} files, {_human(total)}, all SHA-256 checksums match",
+            f"  files     {len(files)} files, {format_size(total)}, all SHA-256 checksums match",
         ]
-        lines += [f"    {f['sha256'][:16]}  {_human(f['size']):>10}  {name}" for name, f in sorted(files.items())]
+        lines += [f"    {f['sha256'][:16]}  {format_size(f['size']):>10}  {name}" for name, f in sorted(files.items())]
         return lines
 
 
@@ -210,15 +210,6 @@ def _ref(part: dict[str, Any]) -> str:
 
 def _size(size: Any) -> str:
     return "x".join(map(str, size)) if isinstance(size, (list, tuple)) else "?"
-
-
-def _human(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
-        value /= 1000
-    return f"{n} B"
 
 
 # --- reading --------------------------------------------------------------------------------------

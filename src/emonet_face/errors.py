@@ -1,4 +1,5 @@
-"""Errors users can act on. The CLI prints them as one line (no traceback) and exits non-zero."""
+"""Errors users can act on (the CLI prints them as one line, no traceback, and exits non-zero), and
+how messages show a size."""
 
 from __future__ import annotations
 
@@ -140,3 +141,14 @@ def require_extra(
     name = package or missing.split(".")[0]
     tail = f"; {otherwise}" if otherwise else ""
     raise (error or EmoNetError)(f"{feature} needs {name}: pip install 'emonet-face[{extra}]'{tail}") from None
+
+
+def format_size(n: int) -> str:
+    """A byte count as every message shows it, in SI units (1 MB = 1,000,000 bytes, as
+    ``--max-upload-mb`` counts): ``512 B``, ``1.7 MB``, ``3.5 GB``."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(value) < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"

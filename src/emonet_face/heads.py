@@ -37,6 +37,7 @@ __all__ = [
     "FusedHeads",
     "HeadArchitecture",
     "build_head_module",
+    "is_heads_folder",
     "load_head_state_dict",
     "load_heads",
     "load_neutral_stats",
@@ -366,6 +367,13 @@ def load_heads(folder: str | Path, chunk_size: int = 512, *, subset: bool = Fals
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelLoadError(f"{folder}: heads folder not found; pass a released heads folder or Hub id to --heads")
+    model_type = _transformers_model_type(folder)
+    if model_type is not None:  # e.g. the SigLIP encoder's folder given as --heads
+        what = "a SigLIP encoder" if model_type.startswith("siglip") else "a Hugging Face model"
+        raise ModelLoadError(
+            f"{folder}: holds {what} (config.json model_type {model_type!r}), not emonet-face heads; pass it as "
+            "--encoder, and to --heads the folder with the model_<key>_best.pth files"
+        )
     if (folder / SAFETENSORS_FILE).is_file() and (folder / CONFIG_FILE).is_file():
         return _load_safetensors(folder, chunk_size)
     files = sorted(p for p in folder.glob("model_*_best.pth"))
@@ -382,6 +390,33 @@ def load_heads(folder: str | Path, chunk_size: int = 512, *, subset: bool = Fals
     fused = FusedHeads.from_state_dicts(states, means)
     fused.chunk_size = chunk_size
     return fused.eval()
+
+
+def is_heads_folder(folder: str | Path) -> bool:
+    """True when ``folder`` holds heads: released ``model_<key>_best.pth`` files or our safetensors
+    export (so that a heads folder given as an encoder gets an error that says so)."""
+    folder = Path(folder)
+    if any(folder.glob("model_*_best.pth")):
+        return True
+    config = _read_config(folder)
+    return config is not None and config.get("format") == FORMAT_NAME
+
+
+def _transformers_model_type(folder: Path) -> str | None:
+    """The ``model_type`` of a Hugging Face model folder (its config.json), ``None`` for anything else."""
+    config = _read_config(folder)
+    if config is None or config.get("format") == FORMAT_NAME:
+        return None
+    model_type = config.get("model_type")
+    return model_type if isinstance(model_type, str) else None
+
+
+def _read_config(folder: Path) -> dict | None:
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def _check_complete(folder: Path, keys: Sequence[str]) -> None:

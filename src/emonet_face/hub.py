@@ -45,6 +45,8 @@ MODELS: dict[str, ModelSpec] = {
     "small": ModelSpec(heads="laion/Empathic-Insight-Face-Small"),
 }
 
+RELEASED_REPOS = frozenset({DEFAULT_ENCODER, *(spec.heads for spec in MODELS.values())})
+"""Hub ids that never name a local folder (the released models and their encoder)."""
 HEADS_PATTERNS = ("*.pth", "neutral_stats*", "*.json", "*.safetensors")
 LOCAL_HINTS = {
     "heads": "a local heads folder with --heads DIR",
@@ -53,14 +55,19 @@ LOCAL_HINTS = {
     "YuNet face detector weights": "a local file with --detector yunet:/path/to/model.onnx",
 }
 """How to use local files instead, by what is missing: the end of the offline error."""
+FOLDER_SOURCES = {"heads": MODELS["large"].heads, "encoder": DEFAULT_ENCODER}
+"""Where the local folder a name may have meant comes from (``hf download ID --local-dir NAME``)."""
 ENCODER_PATTERNS = ("config.json", "preprocessor_config.json", "*.safetensors", "*.safetensors.index.json")
 
 
 @contextmanager
 def _hub_errors(
-    text: str, *, what: str, revision: str | None, offline: bool, how_to_get: str, error: type[EmoNetError]
+    text: str, *, what: str, revision: str | None, offline: bool, how_to_get: str, error: type[EmoNetError],
+    folder_too: bool = False,
 ) -> Iterator[None]:
-    """Turn huggingface_hub's exceptions into one-line ``error``s that say what to do."""
+    """Turn huggingface_hub's exceptions into one-line ``error``s that say what to do. ``folder_too``:
+    ``text`` may have meant a local folder as well (see :func:`resolve_model_dir`): where the Hub has
+    no such repository, or cannot be asked, the error names both readings."""
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
@@ -74,6 +81,12 @@ def _hub_errors(
         yield
     except LocalEntryNotFoundError:  # before EntryNotFoundError: it is a subclass
         how = "offline mode is on (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
+        if folder_too:
+            cause = "offline mode is on: HF_HUB_OFFLINE=1" if offline else "the Hub could not be reached"
+            raise _both_readings(
+                text, what, f"the Hub repository is not in the local Hugging Face cache ({cause})",
+                f"run once with network access (or `{how_to_get}`)", error,
+            ) from None
         raise error(
             f"{text}: {what} not in the local Hugging Face cache and {how}; run once with network access "
             f"(or `{how_to_get}`), or pass {LOCAL_HINTS.get(what, 'a local path')}"
@@ -85,6 +98,10 @@ def _hub_errors(
             f"{text}: gated {what} repository; accept its terms on the Hub and log in (`hf auth login`)"
         ) from None
     except RepositoryNotFoundError:
+        if folder_too:
+            raise _both_readings(
+                text, what, f"no such {what} repository on the Hub (or it is private)", "check the id", error
+            ) from None
         raise error(f"{text}: no such {what} repository on the Hub (or it is private); check the id") from None
     except RevisionNotFoundError:
         raise error(f"{text}: revision {revision!r} not found; check --revision") from None
@@ -92,10 +109,22 @@ def _hub_errors(
         if not isinstance(exc, (HfHubHTTPError, OSError, *_transport_errors())):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
+        failed = f"could not download the {what} ({type(exc).__name__}: {first})"
+        if folder_too:
+            raise _both_readings(text, what, f"the Hub {failed}", "retry (a new run resumes from the cache)", error) from None
         raise error(
-            f"{text}: could not download the {what} ({type(exc).__name__}: {first}); retry (a new run resumes "
-            f"from the cache) or pass {LOCAL_HINTS.get(what, 'a local path')}"
+            f"{text}: {failed}; retry (a new run resumes from the cache) or pass {LOCAL_HINTS.get(what, 'a local path')}"
         ) from None
+
+
+def _both_readings(text: str, what: str, hub: str, fix_hub: str, error: type[EmoNetError]) -> EmoNetError:
+    """``text`` is neither a folder here nor a repository the Hub gives: one line naming both readings
+    (``hub``: what the Hub said) and how to get each (``fix_hub``: for the Hub repository)."""
+    parent = Path(text).parent
+    where = f" ({parent}/ has no {Path(text).name})" if parent.is_dir() else ""
+    source = FOLDER_SOURCES.get(what)
+    make = f"`hf download {source} --local-dir {text}` makes it" if source else "check the path"
+    return error(f"{text}: {what} folder not found{where}, and {hub}; for a folder, {make}; for a Hub id, {fix_hub}")
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:
@@ -131,6 +160,12 @@ def resolve_model_dir(
     ``local_files_only=True``) serves from the cache only; a miss is a one-line ``error``
     (:class:`ModelLoadError` by default) saying how to get the files. ``repo_type="dataset"``
     fetches datasets the same way.
+
+    A name that is not an existing folder is a folder path when it starts with ``.``, ``/`` or ``~``
+    or has other than one ``/`` (``folder not found``). ``owner/name`` reads both ways (the docs'
+    ``models/eif-large`` is a folder made by ``hf download --local-dir``): it is tried on the Hub,
+    and when the Hub has no such repository (or cannot be asked) the error names both readings (and
+    how to make the folder). The released models' ids and ``@revision`` names read as Hub ids only.
     """
     path = Path(ref).expanduser()
     if path.is_dir():
@@ -144,7 +179,8 @@ def resolve_model_dir(
     offline = bool(local_files_only) or constants.HF_HUB_OFFLINE
     flag = "" if repo_type == "model" else f" --repo-type {repo_type}"
     with _hub_errors(
-        text, what=what, revision=revision, offline=offline, how_to_get=f"hf download {text}{flag}", error=error
+        text, what=what, revision=revision, offline=offline, how_to_get=f"hf download {text}{flag}", error=error,
+        folder_too=revision is None and text not in RELEASED_REPOS,
     ):
         folder = snapshot_download(
             repo_id=text,

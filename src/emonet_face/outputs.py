@@ -47,6 +47,7 @@ from emonet_face.runfolder import RESUME_HINT, atomic_path, claim_output
 from emonet_face.taxonomy import EMOTION_KEYS, EXTRA_KEYS
 
 __all__ = [
+    "ERRORS_SHOWN",
     "KEY_COLUMNS",
     "OUTPUT_SUFFIXES",
     "CsvWriter",
@@ -57,12 +58,14 @@ __all__ = [
     "check_output_suffix",
     "done_keys",
     "iter_written",
+    "keep_errors",
     "open_writer",
     "read_metadata",
     "read_table",
     "row_key",
     "summary_columns",
     "write_table",
+    "written_errors",
 ]
 
 KEY_COLUMNS = ("path", "key", "frame")
@@ -169,6 +172,29 @@ def summary_columns(table: pd.DataFrame) -> list[str]:
     extras = [k for k in EXTRA_KEYS if k in table.columns]
     return [*ids, "top1", "top2", "top3", *extras, "error"]
 
+
+ERRORS_SHOWN = 5
+"""Failed rows a run's summary names (the rest are in the output's ``error`` column)."""
+
+
+def keep_errors(kept: list[str], table: pd.DataFrame, limit: int = ERRORS_SHOWN) -> int:
+    """Append the ``error`` of ``table``'s failed rows to ``kept`` until it holds ``limit`` (each
+    message names its input: what a summary shows); returns how many rows of ``table`` failed."""
+    if "error" not in table.columns:
+        return 0
+    failed = table["error"].dropna()
+    kept.extend(str(e) for e in failed.iloc[: max(limit - len(kept), 0)])
+    return len(failed)
+
+
+def written_errors(path: str | Path, limit: int = ERRORS_SHOWN) -> list[str]:
+    """The ``error`` of the first ``limit`` failed rows of a written table: a file, or a folder of
+    Parquet part files (``--engine ray``'s output)."""
+    path = Path(path)
+    table = pd.read_parquet(path, columns=["error"]) if path.is_dir() else read_table(path)
+    kept: list[str] = []
+    keep_errors(kept, table, limit)
+    return kept
 
 # --- reading back ------------------------------------------------------------------------------
 def read_table(path: str | Path) -> pd.DataFrame:

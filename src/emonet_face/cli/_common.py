@@ -1,13 +1,15 @@
-"""Shared CLI plumbing: one-line errors and documented exit codes.
+"""Shared CLI plumbing: one-line errors, the names of failed inputs, and the exit codes.
 
-Exit codes: 0 = everything scored; 1 = ran to the end but some rows have an ``error``;
-2 = usage or load error (bad option, missing input, model not found); 130 = interrupted.
+Exit codes (one rule for every command that scores inputs: predict, explain, embed, live, vlm
+annotate): 0 = everything scored; 1 = the run went on to the end but some inputs failed (their rows
+have an ``error``, named on stderr: a missing or unreadable file, a video that ends early);
+2 = the run could not start (bad option, model not found, no input exists at all); 130 = interrupted.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
@@ -49,6 +51,15 @@ def os_error_text(exc: OSError) -> str:
     """``<file>: <cause said plainly>; <what to do>`` (the file left out where the error names none)."""
     where = f"{exc.filename}: " if exc.filename else ""
     return f"{where}{os_error_cause(exc)}; {os_error_advice(exc)}"
+
+
+def report_failures(first_errors: Sequence[str], errors: int, where: str) -> None:
+    """Name the inputs that failed, on stderr: the first errors (each names its input), then how many
+    more there are and where they are (``where``: the output, or "the table above")."""
+    for message in first_errors:
+        typer.echo(f"  {message}", err=True)
+    if errors > len(first_errors):
+        typer.echo(f"  ... and {errors - len(first_errors)} more; see the `error` column in {where}", err=True)
 
 
 def progress_enabled(quiet: bool) -> bool:

@@ -65,20 +65,21 @@ def download(
         fail("--out is required: the bundle folder to create (or --check DIR to verify one)")
     with user_errors():
         from emonet_face.bundle import write_bundle
+        from emonet_face.errors import format_size
         from emonet_face.runtime import quiet_transformers
 
-        quiet_transformers()
-        bundle = write_bundle(
-            out,
-            model=model,
-            encoder=encoder,
-            heads=heads,
-            revision=revision,
-            cache_dir=cache_dir,
-            with_openvino=with_openvino,
-            with_int8=with_int8,
-            log=lambda line: typer.echo(line, err=True),
-        )
+        with quiet_transformers():
+            bundle = write_bundle(
+                out,
+                model=model,
+                encoder=encoder,
+                heads=heads,
+                revision=revision,
+                cache_dir=cache_dir,
+                with_openvino=with_openvino,
+                with_int8=with_int8,
+                log=lambda line: typer.echo(line, err=True),
+            )
         size = sum(f["size"] for f in bundle.manifest["files"].values())
-        typer.echo(f"{out}: bundle written ({len(bundle.manifest['files'])} files, {size / 1e6:.1f} MB)", err=True)
+        typer.echo(f"{out}: bundle written ({len(bundle.manifest['files'])} files, {format_size(size)})", err=True)
         typer.echo(f"run it offline: emonet-face predict PHOTOS --model {out}", err=True)

@@ -1,4 +1,8 @@
-"""`emonet-face embed DATASET --out STORE`: embed a dataset once into a resumable embedding store."""
+"""`emonet-face embed DATASET --out STORE`: embed a dataset once into a resumable embedding store.
+
+Exit codes: 0 every image embedded, 1 some images could not be read (skipped: listed in the store's
+manifest, the first named on stderr), 2 the run could not start, 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from emonet_face.cli._common import fail, os_error_text
+from emonet_face.cli._common import EXIT_INTERRUPTED, EXIT_ROW_ERRORS, fail, os_error_text
 from emonet_face.cli.options import (
     ActorsOpt,
     BackendOpt,
@@ -91,10 +95,12 @@ def embed(
     except KeyboardInterrupt:
         saved = read_manifest(out)["count"] if is_store(out) else 0
         typer.echo(f"interrupted: {saved} rows are safe in finished shards of {out}; re-run with --resume", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     for note in run.notes:
         typer.echo(f"warning: {note}", err=True)
     typer.echo(run.summary())
+    if run.manifest["skipped"]:
+        raise typer.Exit(EXIT_ROW_ERRORS)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,7 +5,8 @@ Writes ``OUT/explanations.parquet`` (one row per input, face and emotion; column
 emotion the map over the crop, per picture the top emotion's map inside each face's crop square.
 The run is :func:`emonet_face.pipeline.explain_run`; this module parses the options and reports.
 
-Exit codes: 0 everything explained, 1 some inputs have an ``error``, 2 usage or load error.
+Exit codes: 0 everything explained, 1 some inputs failed (their rows have an ``error``, the first few
+named on stderr), 2 the run could not start (usage or load error, no input exists).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from emonet_face.cli._common import EXIT_ROW_ERRORS, progress_enabled, user_errors
+from emonet_face.cli._common import EXIT_ROW_ERRORS, progress_enabled, report_failures, user_errors
 from emonet_face.cli.options import (
     AlignOpt,
     BackendOpt,
@@ -133,6 +134,7 @@ def explain(
     Explain which parts of each face raise or lower its emotions (maps over the encoder's patch grid)."""
     with user_errors():
         from emonet_face.explain import ExplainOptions
+        from emonet_face.explain.runs import EXPLANATIONS_FILE
         from emonet_face.inputs import discover_inputs
         from emonet_face.pipeline import EmoNetFace, explain_run
 
@@ -152,5 +154,6 @@ def explain(
     if not quiet:
         drawn = f", {summary.pictures} picture(s)" if summary.pictures is not None else ""
         typer.echo(f"explained {summary.maps} map(s), {summary.errors} error(s){drawn} -> {out}", err=True)
+        report_failures(summary.first_errors, summary.errors, str(out / EXPLANATIONS_FILE))
     if summary.errors:
         raise typer.Exit(EXIT_ROW_ERRORS)

@@ -40,10 +40,11 @@ def export(
         from emonet_face.export import export_model
         from emonet_face.runtime import quiet_transformers
 
-        quiet_transformers()
-        folder = export_model(
-            out, encoder=encoder, heads=heads, model=model, fmt=fmt, dtype=dtype, revision=revision, cache_dir=cache_dir
-        )
+        with quiet_transformers():
+            folder = export_model(
+                out, encoder=encoder, heads=heads, model=model, fmt=fmt, dtype=dtype, revision=revision,
+                cache_dir=cache_dir,
+            )
     typer.echo(
         f"exported {fmt} ({dtype}) -> {folder}; run it with: emonet-face predict IMAGES --model {folder}", err=True
     )

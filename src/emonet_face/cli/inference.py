@@ -1,16 +1,18 @@
 """`emonet-face predict` (images → scores) and `emonet-face score` (cached embeddings → scores).
 
-Exit codes: 0 all rows scored, 1 some rows have an ``error``, 2 usage or load error.
+Exit codes: 0 all rows scored, 1 some inputs failed (their rows have an ``error``, the first few
+named on stderr), 2 the run could not start (usage or load error, no input exists).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from emonet_face.cli._common import EXIT_ROW_ERRORS, fail, progress_enabled, user_errors
+from emonet_face.cli._common import EXIT_ROW_ERRORS, fail, progress_enabled, report_failures, user_errors
 from emonet_face.cli.options import (
     ActorsOpt,
     AlignOpt,
@@ -132,7 +134,8 @@ def predict(
             if save_vis is not None or tracks_out is not None:
                 fail("--save-vis and --tracks-out work with --engine local only")
             ray = (ray_address, actors, gpus_per_actor, cpus_per_actor)
-            _finish(*_predict_ray(inputs, out, model_opts, face_opts, media_opts, ray, batch_size, resume, quiet), out, quiet)
+            rows, errors, first = _predict_ray(inputs, out, model_opts, face_opts, media_opts, ray, batch_size, resume, quiet)
+            _finish(rows, errors, out, quiet, first_errors=first)
             return
         run = RunOptions(out=out, resume=resume, tracks_out=tracks_out, save_vis=save_vis, smooth=smooth)
         run.check_faces(face_opts)
@@ -146,7 +149,7 @@ def predict(
         )
         if summary.table is not None:
             _print_table(summary.table)
-    _finish(summary.rows, summary.errors, out, quiet, skipped=summary.skipped)
+    _finish(summary.rows, summary.errors, out, quiet, skipped=summary.skipped, first_errors=summary.first_errors)
 
 
 def _predict_ray(
@@ -159,12 +162,13 @@ def _predict_ray(
     batch_size: int,
     resume: bool,
     quiet: bool,
-) -> tuple[int, int]:
-    """``--engine ray``: the same stages on Ray Data; returns (rows, errors)."""
+) -> tuple[int, int, list[str]]:
+    """``--engine ray``: the same stages on Ray Data; returns (rows, errors, the first errors)."""
     from emonet_face.engines import RayOptions
     from emonet_face.engines.ray_engine import ray_predict
     from emonet_face.inputs import discover_inputs
     from emonet_face.media import media_stages
+    from emonet_face.outputs import written_errors
 
     assert out is not None, "check_engine refuses --engine ray without --out"
     paths = discover_inputs(inputs)
@@ -175,7 +179,7 @@ def _predict_ray(
         model=model, source=source, expand=expand, options=options, resume=resume,
         progress=progress_enabled(quiet),
     )
-    return manifest["count"], manifest["errors"]
+    return manifest["count"], manifest["errors"], written_errors(out) if manifest["errors"] else []
 
 
 def check_engine(engine: str, out: Path | None) -> None:
@@ -265,10 +269,14 @@ def load_embeddings(path: Path) -> tuple[np.ndarray, pd.DataFrame | None]:
     return matrix.astype(np.float32, copy=False), ids
 
 
+PLAIN_NUMBERS = {
+    "box_x": "{:.0f}", "box_y": "{:.0f}", "box_w": "{:.0f}", "box_h": "{:.0f}", "det_score": "{:.2f}", "time": "{:.2f}"
+}  # fmt: skip
+"""Terminal formats of id columns that are measurements, not signed scores: boxes in whole pixels."""
+
+
 def _print_table(table: pd.DataFrame) -> None:
     """A compact rich table: ids, top-3 emotions with probabilities, the extra dimensions, errors."""
-    import math
-
     from rich.console import Console
     from rich.table import Table
 
@@ -276,20 +284,11 @@ def _print_table(table: pd.DataFrame) -> None:
 
     view = Table(show_lines=False)
     columns = [c for c in summary_columns(table) if c in table.columns]
-    for column in columns:
-        view.add_column(column, overflow="fold")
-    for row in table.to_dict("records"):
-        cells = []
-        for column in columns:
-            value = row.get(column)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                cells.append("")
-            elif column.startswith("top") and f"prob.{value}" in row:
-                cells.append(f"{value} ({row[f'prob.{value}']:.2f})")
-            elif isinstance(value, float):
-                cells.append(f"{value:+.3f}")
-            else:
-                cells.append(str(value))
+    rows = [[_cell(column, row) for column in columns] for row in table.to_dict("records")]
+    for i, column in enumerate(columns):
+        longest = max((len(cells[i]) for cells in rows), default=0)  # paths whole where they fit: others fold
+        view.add_column(column, overflow="fold", min_width=min(longest, 60) if column == "path" else None)
+    for cells in rows:
         view.add_row(*cells)
     console = Console(soft_wrap=False)
     if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
@@ -297,10 +296,32 @@ def _print_table(table: pd.DataFrame) -> None:
     console.print(view)
 
 
-def _finish(n_rows: int, n_errors: int, out: Path | None, quiet: bool, skipped: int = 0) -> None:
+def _cell(column: str, row: dict) -> str:
+    """One value as the terminal shows it: a top emotion with its probability, a box in whole pixels,
+    a score with its sign."""
+    import math
+
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if column.startswith("top") and f"prob.{value}" in row:
+        return f"{value} ({row[f'prob.{value}']:.2f})"
+    if column in PLAIN_NUMBERS and isinstance(value, (int, float)):
+        return PLAIN_NUMBERS[column].format(value)
+    if isinstance(value, float):
+        return f"{value:+.3f}"
+    return str(value)
+
+
+def _finish(
+    n_rows: int, n_errors: int, out: Path | None, quiet: bool, skipped: int = 0, first_errors: Sequence[str] = ()
+) -> None:
+    """The summary line and the inputs that failed (stderr), then exit 1 when any did."""
     if not quiet:
         where = f" -> {out}" if out is not None else ""
         extra = f", {skipped} already done (skipped)" if skipped else ""
         typer.echo(f"scored {n_rows - n_errors} row(s), {n_errors} error(s){extra}{where}", err=True)
+        if n_errors:
+            report_failures(first_errors, n_errors, str(out) if out is not None else "the table above")
     if n_errors:
         raise typer.Exit(EXIT_ROW_ERRORS)

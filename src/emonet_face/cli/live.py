@@ -5,9 +5,10 @@ tracker per run, rows written as they come); this module parses the options, dra
 table and prints the summary.
 
 Exit codes: 0 when the run ends (the source ended, ``--max-seconds``, Ctrl-C or SIGTERM: the frame
-being scored is finished and written first), 130 after a second Ctrl-C (stops at once; every row
-already scored is written), 2 for a bad option, a source that does not open or a model that does not
-load.
+being scored is finished and written first), 1 when it ends but some rows have an ``error`` (a frame
+that cannot be scored, a video file that ends early: named on stderr), 130 after a second Ctrl-C
+(stops at once; every row already scored is written), 2 for a bad option, a source that does not
+open or a model that does not load.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from emonet_face.cli._common import EXIT_INTERRUPTED, user_errors
+from emonet_face.cli._common import EXIT_INTERRUPTED, EXIT_ROW_ERRORS, report_failures, user_errors
 from emonet_face.cli.options import (
     AlignOpt,
     BackendOpt,
@@ -108,8 +109,11 @@ def live(
             summary = run.run(on_table=board.update)
     if not quiet:
         _summary(summary)
+        report_failures(summary.stats.first_errors, summary.stats.errors, str(out) if out else "the rows scored")
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.stats.errors:
+        raise typer.Exit(EXIT_ROW_ERRORS)
 
 
 class _Board:

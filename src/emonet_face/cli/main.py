@@ -41,9 +41,15 @@ def format_warning(message, category, filename, lineno, line=None) -> str:
 
 warnings.formatwarning = format_warning
 
+EXIT_CODES = (
+    "Exit codes: 0 all inputs scored; 1 the run went on but some inputs failed (their rows have an error, "
+    "named on stderr); 2 the run could not start (bad option, model not loaded, no input exists); 130 interrupted."
+)
+
 app = typer.Typer(
     name="emonet-face",
     help="Fine-grained facial emotion recognition on the EmoNet-Face taxonomy (40 emotions + 4 dimensions).",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

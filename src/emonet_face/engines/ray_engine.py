@@ -530,8 +530,8 @@ class _Embedder:
 
     def __init__(self, encoder_kwargs: dict[str, Any]) -> None:
 
-        quiet_transformers()
-        self.encoder = load_encoder(**encoder_kwargs)
+        with quiet_transformers():
+            self.encoder = load_encoder(**encoder_kwargs)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
@@ -620,7 +620,7 @@ def describe_encoder(encoder_kwargs: dict[str, Any]) -> DescribedEncoder:
 
     def describe() -> dict[str, Any]:
 
-        quiet_transformers()
-        return load_encoder(**{**encoder_kwargs, "device": "cpu"}).describe()
+        with quiet_transformers():
+            return load_encoder(**{**encoder_kwargs, "device": "cpu"}).describe()
 
     return DescribedEncoder(ray.get(ray.remote(describe).options(num_cpus=1).remote()))

@@ -10,7 +10,7 @@ a loaded model; a notebook can call either.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from emonet_face.errors import InputError
 from emonet_face.explain.methods import DEFAULT_METHOD, DEFAULT_STEPS, METHODS
 from emonet_face.explain.table import ExplainedImage, explanation_table
 from emonet_face.faces import DEFAULT_MARGIN
-from emonet_face.outputs import open_writer
+from emonet_face.outputs import keep_errors, open_writer
 from emonet_face.runfolder import claim_output, refuse_if_in_use
 
 __all__ = ["EXPLANATIONS_FILE", "PICTURES_FOLDER", "ROWS_PER_PART", "ExplainOptions", "ExplainSummary", "write_explanations"]
@@ -78,13 +78,15 @@ class ExplainOptions:
 
 @dataclass
 class ExplainSummary:
-    """What a run wrote: maps (rows with a saliency map), rows with an error, pictures drawn
-    (``None`` when pictures were not asked for)."""
+    """What a run wrote: maps (rows with a saliency map), rows with an error (the first ones'
+    messages), pictures drawn (``None`` when pictures were not asked for)."""
 
     maps: int = 0
     errors: int = 0
     pictures: int | None = None
     out: Path | None = None
+    first_errors: list[str] = field(default_factory=list)
+    """The ``error`` of the first failed rows (each names its input), for a summary."""
 
 
 def write_explanations(
@@ -127,4 +129,4 @@ def _write_part(writer: Any, rows: list[dict], summary: ExplainSummary) -> None:
     table = explanation_table(rows)
     writer.write(table)
     summary.maps += int(table["saliency"].notna().sum())
-    summary.errors += int(table["error"].notna().sum())
+    summary.errors += keep_errors(summary.first_errors, table)

@@ -198,6 +198,8 @@ def plan_shard(path: str | Path, *, image_column: str | None = None, segment: in
         if path.suffix.lower() == ".parquet":
             return list(_plan_parquet(path, image_column, segment))
         samples, problem = _scan_tar(path)
+    except FileNotFoundError:
+        return [ShardFailure(path, 0, f"{path}: file not found")]  # as a missing image or video says
     except (InputError, OSError) as exc:
         text = str(exc) if isinstance(exc, InputError) else f"{path}: {exc}"
         return [ShardFailure(path, 0, text)]

@@ -3,6 +3,7 @@ times. Memory holds one decoded frame at a time, whatever the video's length; no
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,9 @@ __all__ = ["DEFAULT_FPS", "VideoFrame", "VideoInfo", "is_video", "iter_video_fra
 DEFAULT_FPS = 1.0
 """Frames scored per second of video when ``--fps`` is not given: facial expressions change over
 about a second, and one frame a second keeps long videos affordable."""
+ENDED_EARLY_SECONDS = 1.0
+"""A stream that runs out more than this (or 3 frames, or 1 % of the length) before the end its
+header gives ended early: an error row says so (a truncated download or copy)."""
 
 
 @dataclass(frozen=True)
@@ -51,13 +55,8 @@ def probe_video(path: str | Path) -> VideoInfo:
             if not container.streams.video:
                 raise InputError(f"{path}: no video stream in this file")
             stream = container.streams.video[0]
-            duration = None
-            if stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                duration = container.duration / 1_000_000
             rate = stream.average_rate or stream.guessed_rate
-            return VideoInfo(duration, float(rate) if rate else None)
+            return VideoInfo(_header_duration(stream), float(rate) if rate else None)
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except (av.FFmpegError, OSError, ValueError) as exc:
@@ -115,14 +114,17 @@ def iter_video_frames(
         stop = None if step is None or end_sample is None else end_sample * step
         if begin > 0 and stream.time_base is not None:
             offset = int(begin / stream.time_base) + (stream.start_time or 0)
-            container.seek(offset, stream=stream, backward=True, any_frame=False)
+            with contextlib.suppress(av.FFmpegError):  # no seeking here (e.g. past a truncated end): decode
+                container.seek(offset, stream=stream, backward=True, any_frame=False)  # from the start
         next_time = begin
         sampled = 0
         count = -1
+        last = None
         try:
             for frame in container.decode(stream):
                 count += 1
                 time = _frame_time(frame, count, stream)
+                last = time
                 if time + 1e-6 < next_time:
                     continue
                 if stop is not None and time + 1e-6 >= stop:
@@ -137,7 +139,39 @@ def iter_video_frames(
                 # next grid time after this frame: skips over gaps, never drifts
                 next_time = (int((time + 1e-6) / step) + 1) * step
         except av.FFmpegError as exc:
-            raise InputError(f"{path}: video is corrupt near {next_time:.1f}s ({exc}); re-encode it") from None
+            near = next_time if last is None else last
+            raise InputError(f"{path}: video is corrupt near {near:.1f}s ({exc}); re-encode it") from None
+        if sampled or not begin:  # the segment where the stream ran out (later segments find no frame)
+            _check_ended_early(path, stream, last)
+
+
+def _check_ended_early(path: Path, stream, last: float | None) -> None:
+    """The stream ran out: an :class:`InputError` (an error row after the frames already yielded)
+    when that is well before the end the container's header gives (a truncated or damaged file);
+    ``last`` is the last decoded frame's time."""
+    duration = _header_duration(stream)
+    if duration is None:
+        return
+    rate = stream.average_rate or stream.guessed_rate
+    tolerance = max(ENDED_EARLY_SECONDS, 3 / float(rate) if rate else 0.0, duration / 100)
+    if last is None:
+        raise InputError(
+            f"{path}: no frame could be decoded, though the header says {duration:.1f}s (a truncated or "
+            "damaged file?); re-encode or copy it again"
+        )
+    if duration - last > tolerance:
+        raise InputError(
+            f"{path}: the video ended early, at {last:.1f}s of the {duration:.1f}s its header says (a truncated "
+            f"or damaged file?): frames after {last:.1f}s are not scored; re-encode or copy it again"
+        )
+
+
+def _header_duration(stream) -> float | None:
+    """The stream's duration in seconds from the container's header (``None`` when it does not say)."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    container = stream.container
+    return container.duration / 1_000_000 if container.duration is not None else None
 
 
 def _frame_time(frame, index: int, stream) -> float:

@@ -34,6 +34,7 @@ from emonet_face.faces import FaceMode
 from emonet_face.inputs.images import MAX_IMAGE_PIXELS, load_image
 from emonet_face.media import Expand, FaceExpander, Item, MediaSource
 from emonet_face.options import FaceOptions, check_fps
+from emonet_face.outputs import keep_errors
 from emonet_face.pipeline import EmoNetFace, Scored
 from emonet_face.pipeline.refs import array_image
 from emonet_face.tracking import FaceTracker
@@ -201,6 +202,10 @@ class LiveStats:
     skipped: int = 0
     """Frames received and not scored; once the run ends, ``scored + skipped == received``."""
     rows: int = 0
+    errors: int = 0
+    """Rows with an ``error`` (a frame that cannot be scored, a video file that ends early)."""
+    first_errors: list[str] = field(default_factory=list)
+    """Their first messages (:data:`~emonet_face.outputs.ERRORS_SHOWN`), for a summary."""
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     """Seconds from a frame's arrival to its table (the last 10,000 scored frames)."""
     started: float = field(default_factory=time.monotonic)
@@ -279,6 +284,7 @@ def live_tables(
             table = scorer.score(frame, encode)
             stats.scored += 1
             stats.rows += len(table)
+            stats.errors += keep_errors(stats.first_errors, table)
             stats.latencies.append(time.monotonic() - frame.arrived)
             stats.received, stats.skipped = mailbox.received, mailbox.skipped
             yield table

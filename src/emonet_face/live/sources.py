@@ -56,17 +56,26 @@ class FrameSource:
             self._capture.release()
 
     def _file_frames(self) -> Iterator[Frame]:
+        """The file's frames at its own pace; a file that ends early or breaks midway ends with an
+        error frame (one row saying so) after the frames that decoded."""
         assert self._path is not None
         start = first = None
-        for video_frame in iter_video_frames(self._path, fps=None):
-            now = time.monotonic()
-            if start is None:
-                start, first = now, video_frame.time
-            elif self.realtime:
-                due = start + (video_frame.time - first)  # type: ignore[operator]
-                if due > now:
-                    time.sleep(due - now)
-            yield Frame(video_frame.frame, video_frame.time, video_frame.image)
+        last: Frame | None = None
+        try:
+            for video_frame in iter_video_frames(self._path, fps=None):
+                now = time.monotonic()
+                if start is None:
+                    start, first = now, video_frame.time
+                elif self.realtime:
+                    due = start + (video_frame.time - first)  # type: ignore[operator]
+                    if due > now:
+                        time.sleep(due - now)
+                last = Frame(video_frame.frame, video_frame.time, video_frame.image)
+                yield last
+        except InputError as exc:
+            if last is None:  # not one frame: the source cannot be used
+                raise
+            yield Frame(last.index + 1, last.time, None, error=str(exc))
 
     def _capture_frames(self) -> Iterator[Frame]:
         import cv2

@@ -145,13 +145,13 @@ class EmoNetFace(nn.Module):
             InputError: an option out of range (named as its CLI option).
         """
         opts = _model_options(model, encoder, heads, options)
-        quiet_transformers()
-        loaded = load_model(
-            opts,
-            encoder=None if isinstance(encoder, (str, Path)) else encoder,
-            heads=heads if isinstance(heads, FusedHeads) else None,
-            with_encoder=with_encoder,
-        )
+        with quiet_transformers():  # restored after: a notebook's own transformers logging stays as it was
+            loaded = load_model(
+                opts,
+                encoder=None if isinstance(encoder, (str, Path)) else encoder,
+                heads=heads if isinstance(heads, FusedHeads) else None,
+                with_encoder=with_encoder,
+            )
         result = cls(loaded.heads, loaded.encoder, loaded)
         return result.to(resolve_device(opts.device)) if loaded.heads is not None else result
 

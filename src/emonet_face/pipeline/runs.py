@@ -21,7 +21,7 @@ from emonet_face.errors import InputError
 from emonet_face.inputs import load_image
 from emonet_face.inputs.video import is_video
 from emonet_face.options import FaceOptions
-from emonet_face.outputs import check_output_suffix, done_keys, open_writer, read_table, write_table
+from emonet_face.outputs import check_output_suffix, done_keys, keep_errors, open_writer, read_table, write_table
 from emonet_face.pipeline.scorer import Annotate
 from emonet_face.runfolder import refuse_if_in_use
 from emonet_face.tracking import FaceTracker, TrackSummary
@@ -64,14 +64,17 @@ class RunOptions:
 
 @dataclass
 class RunSummary:
-    """What a run did: rows scored, rows with an error, inputs skipped as already done, and the table
-    (when the run kept it in memory: no ``out``)."""
+    """What a run did: rows scored, rows with an error (the first ones' messages), inputs skipped as
+    already done, and the table (when the run kept it in memory: no ``out``)."""
 
     rows: int = 0
     errors: int = 0
     skipped: int = 0
     out: Path | None = None
     table: pd.DataFrame | None = field(default=None, repr=False)
+    first_errors: list[str] = field(default_factory=list)
+    """The ``error`` of the first failed rows (:data:`~emonet_face.outputs.ERRORS_SHOWN`; each names its
+    input): what a summary names, the rest being in the output's ``error`` column."""
 
     @property
     def scored(self) -> int:
@@ -121,7 +124,7 @@ def _write(stream: Iterable[pd.DataFrame], run: RunOptions, metadata: dict[str, 
 
 def _counted(result: RunSummary, frame: pd.DataFrame) -> pd.DataFrame:
     result.rows += len(frame)
-    result.errors += int(frame["error"].notna().sum())
+    result.errors += keep_errors(result.first_errors, frame)
     return frame
 
 

@@ -570,19 +570,22 @@ def differentiable_encoder(
     local_files_only: bool | None = None,
 ) -> ImageEncoder:
     """The PyTorch encoder that gradient methods differentiate: ``encoder`` itself when it is one, else
-    a PyTorch copy of the same checkpoint (int8 runs get a copy at ``auto`` precision). An exported
-    folder has no checkpoint to copy: a one-line error says to use occlusion."""
+    a PyTorch copy of the same checkpoint at the precision ``encoder`` computes in (OpenVINO runs
+    float32 for a bfloat16 request on a CPU without bf16: the copy does too, and the maps say what the
+    scores say; int8 runs get a copy at ``auto`` precision). An exported folder has no checkpoint to
+    copy: a one-line error says to use occlusion."""
     if isinstance(encoder, ImageEncoder):
         return encoder
     if encoder.graph_heads is not None:
         raise ModelLoadError(
             f"{encoder.name}: an exported folder has no PyTorch encoder for gradients; use --method occlusion"
         )
+    runs = encoder.describe().get("precision") or dtype
     twin = load_encoder(
         encoder.name,
         backend="torch",
         device=device,
-        dtype=None if str(dtype) == "int8" else dtype,
+        dtype=None if str(runs) == "int8" else runs,
         revision=encoder.revision,
         cache_dir=cache_dir,
         local_files_only=local_files_only,

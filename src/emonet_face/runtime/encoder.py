@@ -9,8 +9,8 @@ as the released heads expect.
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ from PIL import Image
 from torch import nn
 
 from emonet_face.errors import ModelLoadError, damaged_file
+from emonet_face.heads import is_heads_folder
 from emonet_face.hub import DEFAULT_ENCODER, ENCODER_PATTERNS, resolve_model_dir
 from emonet_face.runtime.base import Encoded
 
@@ -97,7 +98,8 @@ def load_image_processor(folder: Path) -> Any:
     kwargs = {"backend": "pil"} if major >= 5 else {"use_fast": False}
     _check_json(folder / "preprocessor_config.json")
     try:
-        return AutoImageProcessor.from_pretrained(str(folder), **kwargs)
+        with quiet_transformers():
+            return AutoImageProcessor.from_pretrained(str(folder), **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"{folder}: no usable image processor (preprocessor_config.json): {exc}") from None
 
@@ -142,6 +144,11 @@ class EncoderCheckpoint:
             what="encoder",
         )
         config_path = folder / "config.json"
+        if is_heads_folder(folder):
+            raise ModelLoadError(
+                f"{folder}: holds emonet-face heads (model_<key>_best.pth), not an encoder; pass it as --heads, "
+                "and to --encoder a SigLIP2 folder (config.json + model.safetensors) or Hub id"
+            )
         try:
             config = json.loads(config_path.read_bytes())
             model_type = config["model_type"]
@@ -180,16 +187,12 @@ class EncoderCheckpoint:
         import transformers
 
         vision_cls = getattr(transformers, _VISION_CLASSES[self.model_type])
-        logger = logging.getLogger("transformers.modeling_utils")
-        previous = logger.level
         _check_safetensors(self.folder)
-        logger.setLevel(logging.ERROR)  # "text weights not used" is expected, not a user problem
         try:
-            return vision_cls.from_pretrained(str(self.folder), dtype=dtype, attn_implementation=attn_implementation)
+            with quiet_transformers():  # "text weights not used" is expected, not a user problem
+                return vision_cls.from_pretrained(str(self.folder), dtype=dtype, attn_implementation=attn_implementation)
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"{self.folder}: could not load the encoder weights ({exc})") from None
-        finally:
-            logger.setLevel(previous)
 
 
 class ImageEncoder(nn.Module):
@@ -314,10 +317,23 @@ def describe_encoder_run(runtime: Any, *, backend: str, precision: str, device: 
     }
 
 
-def quiet_transformers() -> None:
-    """Loading a vision tower out of a full checkpoint is expected to skip weights: keep the
-    terminal for our own progress bar and errors."""
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Transformers' messages and progress bars silenced while we load a checkpoint, then restored.
+
+    Loading a vision tower out of a full checkpoint is expected to skip weights, and transformers
+    says so (and more: "layers were not sharded", a "Loading weights" bar); the terminal is kept for
+    our own progress bar and errors. The settings are put back afterwards, so that a notebook's
+    own transformers logging is left as it was."""
     from transformers.utils import logging as hf_logging
 
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()

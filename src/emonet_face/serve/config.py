@@ -87,7 +87,8 @@ class ServeConfig:
 
     @property
     def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1024 * 1024)
+        """``--max-upload-mb`` in bytes (1 MB = 1,000,000 bytes, as messages count: :func:`~emonet_face.errors.format_size`)."""
+        return int(self.max_upload_mb * 1_000_000)
 
 
 def load_model(config: ServeConfig) -> EmoNetFace:

@@ -12,18 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-__all__ = ["UploadTooLarge", "error_response", "install_error_handlers", "mb"]
+__all__ = ["UploadTooLarge", "error_response", "install_error_handlers"]
 
 log = logging.getLogger("emonet_face.serve")
 
 
 class UploadTooLarge(Exception):
     """The request body passed ``--max-upload-mb`` while it was being read."""
-
-
-def mb(n: int) -> str:
-    """A byte count as messages show it (``20.0 MB``)."""
-    return f"{n / (1024 * 1024):.1f} MB"
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

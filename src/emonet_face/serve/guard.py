@@ -6,7 +6,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from emonet_face.serve.errors import UploadTooLarge, mb
+from emonet_face.errors import format_size
+from emonet_face.serve.errors import UploadTooLarge
 
 __all__ = ["BodyGuard"]
 
@@ -31,7 +32,7 @@ class BodyGuard:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await body.drain()
             message = (
-                f"request body of {mb(int(declared))} is over the upload limit of {mb(self.limit)}; "
+                f"request body of {format_size(int(declared))} is over the upload limit of {format_size(self.limit)}; "
                 "send smaller or fewer files (the server's --max-upload-mb)"
             )
             await _send_json(send, 413, {"error": message})
@@ -58,7 +59,7 @@ class _CountedBody:
             self.done = not message.get("more_body", False)
             if self.read > self.limit:
                 raise UploadTooLarge(
-                    f"request body over the upload limit of {mb(self.limit)}; send smaller or fewer files "
+                    f"request body over the upload limit of {format_size(self.limit)}; send smaller or fewer files "
                     "(the server's --max-upload-mb)"
                 )
         elif message["type"] == "http.disconnect":

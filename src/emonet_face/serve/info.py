@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -13,6 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from emonet_face import taxonomy as tx
 from emonet_face._version import __version__
+from emonet_face.hub import MODELS
 from emonet_face.pipeline import EmoNetFace
 from emonet_face.serve.config import ServeConfig
 from emonet_face.serve.deps import ServiceDep, authorised, ready
@@ -59,10 +61,8 @@ def _info(net: EmoNetFace, config: ServeConfig, service: Service, version: str) 
     settings = {k: v for k, v in asdict(config).items() if k != "api_key"}
     return {
         "package_version": version,
-        "model": config.model,
-        "encoder": getattr(encoder, "name", None),
+        **served_model(net, config),
         "encoder_revision": getattr(encoder, "revision", None),
-        "heads": net.heads_ref,
         "heads_revision": config.revision,
         "backend": described.get("backend", config.backend),  # what runs, not what was asked ("auto")
         "precision": described.get("precision", config.dtype),
@@ -79,3 +79,39 @@ def _info(net: EmoNetFace, config: ServeConfig, service: Service, version: str) 
                     "items": service.batcher.items if service.batcher else 0},
         "auth": config.api_key is not None,
     }  # fmt: skip
+
+
+def served_model(net: EmoNetFace, config: ServeConfig) -> dict[str, Any]:
+    """What is served, not what ``--model`` defaulted to: ``model`` is the released name only when its
+    own heads and encoder are served; else the bundle or export folder, or "HEADS + ENCODER" (folder
+    names, or Hub ids). ``heads`` / ``encoder``: the folder paths or Hub ids; ``*_source``: ``hub``,
+    ``folder``, ``bundle`` or ``export``."""
+    encoder = getattr(net.encoder, "name", None)
+    if net.bundle is not None:
+        sources = ("bundle", "bundle")
+    elif net.heads is None:
+        sources = ("export", "export")
+    else:
+        sources = (_source(net.heads_ref), _source(encoder))
+    if sources[0] in ("bundle", "export"):
+        model = str(config.model)
+    elif config.model in MODELS and config.heads is None and config.encoder is None:
+        model = config.model
+    else:
+        model = " + ".join(_label(ref) for ref in (net.heads_ref, encoder) if ref is not None)
+    return {
+        "model": model,
+        "heads": net.heads_ref,
+        "heads_source": sources[0],
+        "encoder": encoder,
+        "encoder_source": sources[1] if encoder is not None else None,
+    }
+
+
+def _source(ref: str | None) -> str:
+    return "folder" if ref is not None and Path(ref).expanduser().is_dir() else "hub"
+
+
+def _label(ref: str) -> str:
+    """A folder by its name, a Hub id as it is."""
+    return Path(ref).name if _source(ref) == "folder" else ref

@@ -43,12 +43,12 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket
 
+from emonet_face.errors import format_size
 from emonet_face.faces import FaceMode
 from emonet_face.live import Frame, FrameScorer
 from emonet_face.media import Item
 from emonet_face.serve.batcher import Batcher, QueueFull
 from emonet_face.serve.deps import ServiceDep
-from emonet_face.serve.errors import mb
 from emonet_face.serve.records import records
 from emonet_face.serve.service import Service
 
@@ -151,7 +151,7 @@ class _Stream:
             elif len(data) > self.limit:
                 frame.image = None  # not kept: only its size is reported
                 frame.error = (
-                    f"frame {index}: {mb(len(data))} is over the upload limit of {mb(self.limit)}; send smaller "
+                    f"frame {index}: {format_size(len(data))} is over the upload limit of {format_size(self.limit)}; send smaller "
                     "frames (the server's --max-upload-mb)"
                 )
             self.waiting = frame  # newest wins: a frame still waiting here is skipped
