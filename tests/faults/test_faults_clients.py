@@ -189,3 +189,31 @@ def test_an_upload_cut_off_half_way_leaves_no_temporary_file(small_server, tmp_p
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
     monkeypatch.undo()
     assert_still_serving(url, jpeg(96))
+
+
+def test_a_connection_stuck_closing_is_dropped(monkeypatch):
+    """uvicorn closes a stream whose keep-alive pings go unanswered gracefully; with bytes still buffered
+    for a client that reads nothing, that close never ends. The stream's watcher aborts it."""
+    import asyncio
+
+    from emonet_face.serve import stream
+
+    class Connection:  # the two transport methods the watcher uses, on a connection stuck closing
+        aborted = 0
+
+        def is_closing(self) -> bool:
+            return True
+
+        def abort(self) -> None:
+            self.aborted += 1
+
+    monkeypatch.setattr(stream, "STUCK_CLOSE_S", 0.2)
+    connection = Connection()
+
+    async def watch_for(seconds: float) -> None:
+        watcher = asyncio.create_task(stream._drop_when_stuck(connection))
+        await asyncio.sleep(seconds)
+        watcher.cancel()
+
+    asyncio.run(watch_for(1.0))
+    assert connection.aborted == 1

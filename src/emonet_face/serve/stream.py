@@ -57,6 +57,7 @@ from emonet_face.media import Item
 from emonet_face.serve.batcher import Batcher, QueueFull
 from emonet_face.serve.deps import ServiceDep
 from emonet_face.serve.errors import mb
+from emonet_face.serve.guard import TRANSPORT_KEY
 from emonet_face.serve.records import records
 from emonet_face.serve.service import Service
 
@@ -85,6 +86,9 @@ CLOSE_NOT_READING = 1008
 CLOSE_WRITE_S = 1.0
 """How long the close frame of a stalled client may take to be written before the connection is dropped."""
 SLOW_SEND_S = 0.05
+"""A reply not taken within this is a slow reader's: the stream stops being waited for by forming batches."""
+STUCK_CLOSE_S = 5.0
+"""A connection closing for this long without ending (its buffered bytes unread) is dropped."""
 """A reply not taken within this is a slow reader's: the stream stops being waited for by forming batches."""
 MAX_REASON_BYTES = 123  # RFC 6455: a close reason fits in a control frame
 
@@ -303,15 +307,19 @@ async def _serve(session: _Stream) -> None:
     service.streams += 1
     receiver = asyncio.create_task(session.receive())
     scoring = asyncio.create_task(session.score_forever())
+    tasks = [receiver, scoring]
+    transport = _transport(session.websocket)
+    if transport is not None:
+        tasks.append(asyncio.create_task(_drop_when_stuck(transport)))
     try:
-        await asyncio.wait({receiver, scoring}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         service.streams -= 1
         if service.batcher is not None:
             service.batcher.withdraw(session)
-        for task in (receiver, scoring):
+        for task in tasks:
             task.cancel()
-        for task in (receiver, scoring):
+        for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
         if scoring.done() and not scoring.cancelled() and scoring.exception() is not None:
@@ -331,16 +339,36 @@ async def _close_stalled(websocket: WebSocket, waited_s: float) -> None:
 
 
 def _drop_connection(websocket: WebSocket) -> None:
-    """Abort the TCP connection under ``websocket`` at once, without flushing what is buffered for it.
-
-    ASGI has no message for this: a graceful close waits until the buffered bytes are read, which a
-    stalled client never does, so the connection and its buffers would live until the kernel gives
-    up. uvicorn's WebSocket protocol (the object whose ``send`` Starlette holds) exposes its asyncio
-    transport; under another server this does nothing and the graceful close stays."""
-    protocol = getattr(getattr(websocket, "_send", None), "__self__", None)
-    transport = getattr(protocol, "transport", None)
-    if transport is not None and hasattr(transport, "abort"):
+    """Abort the TCP connection under ``websocket`` at once, without flushing what is buffered for it."""
+    transport = _transport(websocket)
+    if transport is not None:
         transport.abort()
+
+
+def _transport(websocket: WebSocket) -> Any:
+    """The connection's asyncio transport (:class:`~emonet_face.serve.guard.TransportHandle`), or ``None``
+    under a server that does not expose it (graceful closes only, then)."""
+    return websocket.scope.get(TRANSPORT_KEY)
+
+
+async def _drop_when_stuck(transport: Any) -> None:
+    """Abort a connection that is closing but cannot finish (runs until cancelled with its stream).
+
+    uvicorn closes a connection whose keep-alive pings go unanswered gracefully; when bytes are still
+    buffered for a client that reads nothing, the close never completes, the stream never hears of
+    it and would hold its slot for good. Closing for :data:`STUCK_CLOSE_S` is stuck: aborted, the
+    stream then ends as for any lost connection."""
+    closing_since: float | None = None
+    while True:
+        await asyncio.sleep(STUCK_CLOSE_S / 2)
+        if not transport.is_closing():
+            closing_since = None
+        elif closing_since is None:
+            closing_since = time.monotonic()
+        elif time.monotonic() - closing_since >= STUCK_CLOSE_S:
+            log.info("%s: a connection closing for %g s without ending; dropped", STREAM_PATH, STUCK_CLOSE_S)
+            transport.abort()
+            closing_since = math.inf  # aborted once: wait to be cancelled
 
 
 def _is_disconnect(error: BaseException | None) -> bool:
