@@ -334,6 +334,7 @@ def _litert_log_filtered() -> Iterator[None]:
 
 
 def _redirected_stderr() -> Iterator[None]:
+    """Descriptor 2 on a temporary file while the caller's block runs; its lines but ``INFO:`` ones replayed after."""
     sys.stderr.flush()
     try:
         saved = os.dup(2)
