@@ -16,8 +16,9 @@ run side by side for ``--minutes``, each in its own thread:
 * **abandoned** uploads: a multipart upload whose client closes the socket half-way;
 * **streams**: normal ones (``/v1/stream``, 20 frames, every reply read, closed properly), streams
   that **vanish** (a frame sent, then the TCP socket closed without a close frame, half of them with
-  a reset), and **stalled** readers (frames sent, no reply ever read; the server should close them
-  after its ``--send-timeout-s``).
+  a reset), and **stalled** readers (frames sent, no reply ever read, until the server closes them:
+  after its ``--send-timeout-s`` once their buffers are full, or when its keep-alive pings go
+  unanswered, 40 s; a reader still open after 60 s counts as an error).
 
 Reported: per quarter of the run, valid requests answered per second and their p50 / p99 latency,
 stream frames answered; errors by kind; the server's resident memory (psutil RSS) at the start
