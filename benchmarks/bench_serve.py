@@ -101,7 +101,8 @@ class Server:
     """``emonet-face serve`` in a subprocess, stopped with SIGTERM."""
 
     def __init__(
-        self, encoder: Path, heads: Path, *extra: str, threads: int | None = None, backend: str = "auto"
+        self, encoder: Path, heads: Path, *extra: str, threads: int | None = None, backend: str = "auto",
+        faces: str = "none", log: Path | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -109,8 +110,10 @@ class Server:
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)
         command = [sys.executable, "-m", "emonet_face", "serve", "--encoder", str(encoder), "--heads", str(heads),
-                   "--device", "cpu", "--faces", "none", "--port", str(self.port), "--backend", backend, *extra]  # fmt: skip
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the server runs
+                   "--device", "cpu", "--faces", faces, "--port", str(self.port), "--backend", backend, *extra]  # fmt: skip
+        # open as long as the server runs; a named log is opened for appending: its stdout and stderr
+        # writes then never overwrite each other, however the server's libraries handle the two
+        self.log = tempfile.TemporaryFile() if log is None else open(log, "ab+")  # noqa: SIM115
         self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def __enter__(self) -> Server:

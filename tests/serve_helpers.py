@@ -25,22 +25,28 @@ def make_config(encoder_dir, heads_dir, **overrides):
 
 
 @contextmanager
-def serving(config, *, loader=None, wait_ready: bool = True) -> Iterator[tuple]:
+def serving(config, *, loader=None, wait_ready: bool = True, send_buffer: int | None = None) -> Iterator[tuple]:
     """``create_app(config, loader=loader)`` served until the block ends; yields ``(base URL, app)``."""
     from emonet_face.serve import create_app
 
     app = create_app(config) if loader is None else create_app(config, loader=loader)
-    with running_server(app, wait_ready=wait_ready) as url:
+    with running_server(app, wait_ready=wait_ready, send_buffer=send_buffer) as url:
         yield url, app
 
 
 @contextmanager
-def running_server(app, *, wait_ready: bool = True, timeout: float = 60.0) -> Iterator[str]:
-    """Serve ``app`` until the block ends; yields its base URL."""
+def running_server(
+    app, *, wait_ready: bool = True, timeout: float = 60.0, send_buffer: int | None = None
+) -> Iterator[str]:
+    """Serve ``app`` until the block ends; yields its base URL. ``send_buffer``: the kernel's send
+    buffer of every connection, in bytes (set on the listening socket, which accepted ones inherit),
+    so that a client that never reads fills it after a few replies."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

@@ -54,6 +54,10 @@ MaxUploadOpt = Annotated[
 MaxStreamsOpt = Annotated[
     int, typer.Option("--max-streams", min=1, help="Live WebSocket streams (/v1/stream) at once; more are refused.")
 ]
+SendTimeoutOpt = Annotated[
+    float,
+    typer.Option("--send-timeout-s", min=0.001, help="Close a live stream whose client reads no reply for this long."),
+]
 WorkersOpt = Annotated[
     int | None, typer.Option("--workers", min=1, help="Threads that decode and detect faces (default: cores, max 4).")
 ]
@@ -108,6 +112,7 @@ def serve(
     max_queue: MaxQueueOpt = 256,
     max_upload_mb: MaxUploadOpt = 20.0,
     max_streams: MaxStreamsOpt = 8,
+    send_timeout_s: SendTimeoutOpt = 10.0,
     workers: WorkersOpt = None,
     api_key_env: ApiKeyEnvOpt = None,
 ) -> None:
@@ -127,7 +132,7 @@ def serve(
             faces=faces, detector=detector, margin=margin, min_face_score=min_face_score, align=align,
             max_batch_size=max_batch_size, batch_timeout_ms=batch_timeout_ms, max_queue=max_queue,
             max_upload_mb=max_upload_mb, workers=workers or _default_workers(), max_streams=max_streams,
-            api_key=_api_key(api_key_env),
+            send_timeout_s=send_timeout_s, api_key=_api_key(api_key_env),
         )  # fmt: skip
         failure = run_server(config, host, port)
         if failure is not None:

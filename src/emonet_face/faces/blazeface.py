@@ -34,6 +34,7 @@ import os
 import struct
 import sys
 import tempfile
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -315,13 +316,25 @@ def _mirrored(found: Detections) -> Detections:
     return Detections(boxes, points, found.scores)
 
 
+_STDERR_REDIRECT = threading.Lock()
+"""Descriptor 2 belongs to the whole process: one redirection at a time (two interleaved ones would leave
+it pointing at a deleted temporary file, and every later line on stderr, a server's log included, lost)."""
+
+
 @contextmanager
 def _litert_log_filtered() -> Iterator[None]:
     """LiteRT's C++ code writes ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` to the
     process's stderr when an interpreter is first allocated, past Python and past ``--quiet``, and
     no environment variable or option of ``ai-edge-litert`` turns it off. So file descriptor 2
     points to a temporary file while an interpreter is built, and every line of it but LiteRT's
-    ``INFO:`` lines goes on to the real stderr afterwards (warnings and errors stay visible)."""
+    ``INFO:`` lines goes on to the real stderr afterwards (warnings and errors stay visible).
+    Detectors built in several threads at once (a server's decode threads) take turns."""
+    with _STDERR_REDIRECT:
+        yield from _redirected_stderr()
+
+
+def _redirected_stderr() -> Iterator[None]:
+    """Descriptor 2 on a temporary file while the caller's block runs; its lines but ``INFO:`` ones replayed after."""
     sys.stderr.flush()
     try:
         saved = os.dup(2)

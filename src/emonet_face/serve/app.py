@@ -35,7 +35,7 @@ from emonet_face.errors import error_text
 from emonet_face.pipeline import EmoNetFace
 from emonet_face.serve.config import BACKENDS, FACE_MODES, ServeConfig, load_model
 from emonet_face.serve.errors import install_error_handlers
-from emonet_face.serve.guard import BodyGuard
+from emonet_face.serve.guard import BodyGuard, TransportHandle
 from emonet_face.serve.info import STATIC
 from emonet_face.serve.info import router as info_router
 from emonet_face.serve.predict import router as predict_router
@@ -62,6 +62,7 @@ def create_app(config: ServeConfig, loader: Callable[[ServeConfig], EmoNetFace] 
     app.state.service = Service(config, loader)
     app.state.config = config
     app.add_middleware(BodyGuard, limit=config.max_upload_bytes)
+    app.add_middleware(TransportHandle)
     install_error_handlers(app)
     app.include_router(info_router)
     app.include_router(predict_router)

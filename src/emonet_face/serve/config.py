@@ -43,6 +43,8 @@ class ServeConfig:
     workers: int = 2
     max_streams: int = 8
     """Live WebSocket streams (``/v1/stream``) open at once; more are refused (close code 1013)."""
+    send_timeout_s: float = 10.0
+    """A stream whose client takes no reply for this long (it stopped reading) is closed (code 1008)."""
     api_key: str | None = field(default=None, repr=False)
 
     @property
@@ -80,6 +82,7 @@ class ServeConfig:
             "--max-upload-mb": self.max_upload_mb <= 0 and "must be positive",
             "--workers": self.workers < 1 and "must be at least 1",
             "--max-streams": self.max_streams < 1 and "must be at least 1",
+            "--send-timeout-s": not self.send_timeout_s > 0 and "must be positive",
         }
         for option, problem in problems.items():
             if problem:

@@ -9,12 +9,16 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 __all__ = ["UploadTooLarge", "error_response", "install_error_handlers"]
 
 log = logging.getLogger("emonet_face.serve")
+
+CLIENT_CLOSED = 499
+"""The status logged for a request whose client left before it was read (nginx's convention; no one receives it)."""
 
 
 class UploadTooLarge(Exception):
@@ -50,6 +54,14 @@ async def too_large(request: Request, exc: UploadTooLarge) -> JSONResponse:
     return error_response(413, str(exc))
 
 
+async def client_left(request: Request, exc: ClientDisconnect) -> Response:
+    """The client closed the connection before its request was read (an upload cut short): nothing
+    to answer and nothing wrong with the server, so no traceback; the upload folder is removed by
+    :func:`~emonet_face.serve.deps.request_slot` as on every path."""
+    log.info("%s %s: the client disconnected before its request was read", request.method, request.url.path)
+    return Response(status_code=CLIENT_CLOSED)
+
+
 async def crashed(request: Request, exc: Exception) -> JSONResponse:
     log.exception("%s %s failed", request.method, request.url.path)
     return error_response(500, f"internal error ({type(exc).__name__}); the server log has the details")
@@ -60,4 +72,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, invalid)  # type: ignore[arg-type]
     app.add_exception_handler(UploadTooLarge, too_large)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientDisconnect, client_left)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, crashed)

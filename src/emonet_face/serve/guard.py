@@ -1,4 +1,5 @@
-"""The request body limit (``--max-upload-mb``), enforced while the body is read."""
+"""The request body limit (``--max-upload-mb``), enforced while the body is read, and the handle a
+live stream needs to drop a connection whose client stopped reading (:class:`TransportHandle`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from typing import Any
 from emonet_face.errors import format_size
 from emonet_face.serve.errors import UploadTooLarge
 
-__all__ = ["BodyGuard"]
+__all__ = ["TRANSPORT_KEY", "BodyGuard", "TransportHandle"]
+
+TRANSPORT_KEY = "emonet_face.transport"
+"""Where :class:`TransportHandle` puts a WebSocket connection's asyncio transport in its ASGI scope."""
 
 
 class BodyGuard:
@@ -83,3 +87,23 @@ async def _send_json(send: Callable, status: int, payload: dict) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class TransportHandle:
+    """ASGI middleware: puts the server's asyncio transport of each WebSocket connection into its
+    scope (:data:`TRANSPORT_KEY`; absent when the server does not expose one).
+
+    ASGI has no message to drop a connection: a graceful close waits until the bytes buffered for the
+    client are read, which a client that stopped reading never does, so its connection and buffers
+    would live until the kernel gives up. uvicorn hands the app its protocol's bound ``send``, whose
+    object holds the transport; this middleware sits outside Starlette's wrappers and sees it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "websocket":
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if hasattr(transport, "abort") and hasattr(transport, "is_closing"):
+                scope[TRANSPORT_KEY] = transport
+        await self.app(scope, receive, send)

@@ -75,6 +75,7 @@ def _info(net: EmoNetFace, config: ServeConfig, service: Service, version: str) 
         ],
         "families": [{"name": f, "colour": FAMILY_COLOURS[f]} for f in tx.FAMILIES],
         "settings": settings,
+        "load": {"streams": service.streams, "requests": service.in_progress},
         "batches": {"run": service.batcher.batches if service.batcher else 0,
                     "items": service.batcher.items if service.batcher else 0},
         "auth": config.api_key is not None,

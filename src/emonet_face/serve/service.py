@@ -63,7 +63,25 @@ class Service:
             timeout_s=self.config.batch_timeout_ms / 1000,
             max_queue=self.config.max_queue,
         ).start()
+        self._warm_decode_threads()
         self.net = net
+
+    def _warm_decode_threads(self) -> None:
+        """Start every decode thread and load its face detector now, before ``/health`` says ok: the
+        first requests do not wait for it, and the server's memory is what it will stay (loaded on
+        first use, one detector per thread made a fresh server grow by tens of MB under its first
+        streams, which looked like a leak)."""
+        if self.config.faces == "none":
+            return
+        workers = self.config.workers
+        barrier = threading.Barrier(workers)  # each task holds its thread until all have one
+
+        def warm() -> None:
+            self.detector()
+            barrier.wait(timeout=120)
+
+        for started in [self.pool.submit(warm) for _ in range(workers)]:
+            started.result()
 
     def close(self) -> None:
         if self.batcher is not None:

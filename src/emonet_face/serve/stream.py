@@ -22,6 +22,14 @@ Protocol (one connection = one stream):
 * Refusals close the connection with a code and a one-line reason: 1008 (wrong or missing key, bad
   parameter), 1013 (try again later: too many streams, ``--max-streams``, or the model is still
   loading). On SIGTERM the server closes every stream with 1012 (service restart).
+* **A client must read its replies.** Each connection has one reply in flight (the next frame is
+  scored only once the last reply is handed over), so a client that stops reading costs no
+  encoder time and holds at most one frame and one reply. A reply the connection cannot take for
+  ``send_timeout_s`` (:class:`~emonet_face.serve.config.ServeConfig`; the socket's buffers are
+  full) closes it with 1008 and a one-line reason; if even the close frame cannot be written, the
+  connection is dropped. A client that vanishes without a close frame is noticed by the TCP
+  connection closing, or by the server's keep-alive pings (unanswered for 20 s); either way its
+  tasks are cancelled and its slot and memory are released.
 
 Frames of every stream go through the same :class:`~emonet_face.serve.batcher.Batcher` as
 ``/v1/predict``: faces of several streams that are ready together are encoded in one batch.
@@ -49,11 +57,13 @@ from emonet_face.live import Frame, FrameScorer
 from emonet_face.media import Item
 from emonet_face.serve.batcher import Batcher, QueueFull
 from emonet_face.serve.deps import ServiceDep
+from emonet_face.serve.guard import TRANSPORT_KEY
 from emonet_face.serve.records import records
 from emonet_face.serve.service import Service
 
 __all__ = [
     "CLOSE_BAD_REQUEST",
+    "CLOSE_NOT_READING",
     "CLOSE_TRY_LATER",
     "KEY_PREFIX",
     "STREAM_PATH",
@@ -71,6 +81,15 @@ KEY_PREFIX = "bearer."
 """A subprotocol ``bearer.<base64url(key)>`` carries the API key for clients that cannot set headers."""
 CLOSE_BAD_REQUEST = 1008
 CLOSE_TRY_LATER = 1013
+CLOSE_NOT_READING = 1008
+"""A client that leaves its replies unread for ``send_timeout_s`` is closed with this code (policy violation)."""
+CLOSE_WRITE_S = 1.0
+"""How long the close frame of a stalled client may take to be written before the connection is dropped."""
+SLOW_SEND_S = 0.05
+"""A reply not taken within this is a slow reader's: the stream stops being waited for by forming batches."""
+STUCK_CLOSE_S = 5.0
+"""A connection closing for this long without ending (its buffered bytes unread) is dropped."""
+"""A reply not taken within this is a slow reader's: the stream stops being waited for by forming batches."""
 MAX_REASON_BYTES = 123  # RFC 6455: a close reason fits in a control frame
 
 
@@ -131,6 +150,7 @@ class _Stream:
         self.scorer = scorer
         self.limit = service.config.max_upload_bytes
         self.min_interval = 1.0 / fps if fps else 0.0
+        self.send_timeout = service.config.send_timeout_s
         self.started = time.monotonic()
         self.next_index = 0
         self.waiting: Frame | None = None
@@ -170,9 +190,29 @@ class _Stream:
                 continue
             last_start = time.monotonic()
             reply = await self.score(frame)
-            await self.websocket.send_text(json.dumps(reply, allow_nan=False))
+            if not await self.send(json.dumps(reply, allow_nan=False)):
+                return
             if self.waiting is None or self.min_interval:  # nothing to submit right away: no batch waits for us
                 self.batcher.withdraw(self)
+
+    async def send(self, text: str) -> bool:
+        """Hand one reply to the connection; ``False`` (and the connection closed) when the client has
+        not made room for it within ``send_timeout_s``: it stopped reading. A reply that is not taken
+        at once withdraws the stream from the batcher, so no batch waits for a slow reader."""
+        sending = asyncio.ensure_future(self.websocket.send_text(text))
+        try:
+            done, _ = await asyncio.wait({sending}, timeout=SLOW_SEND_S)
+            if not done:
+                self.batcher.withdraw(self)
+                done, _ = await asyncio.wait({sending}, timeout=self.send_timeout - SLOW_SEND_S)
+            if not done:
+                log.info("%s: a client left its replies unread for %g s; closed", STREAM_PATH, self.send_timeout)
+                await _close_stalled(self.websocket, self.send_timeout)
+                return False
+            sending.result()  # a client gone meanwhile: its error ends the stream
+            return True
+        finally:
+            sending.cancel()  # a no-op once sent; else nothing is left waiting on a dead connection
 
     async def score(self, frame: Frame) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -267,21 +307,68 @@ async def _serve(session: _Stream) -> None:
     service.streams += 1
     receiver = asyncio.create_task(session.receive())
     scoring = asyncio.create_task(session.score_forever())
+    tasks = [receiver, scoring]
+    transport = _transport(session.websocket)
+    if transport is not None:
+        tasks.append(asyncio.create_task(_drop_when_stuck(transport)))
     try:
-        await asyncio.wait({receiver, scoring}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         service.streams -= 1
         if service.batcher is not None:
             service.batcher.withdraw(session)
-        for task in (receiver, scoring):
+        for task in tasks:
             task.cancel()
-        for task in (receiver, scoring):
+        for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
         if scoring.done() and not scoring.cancelled() and scoring.exception() is not None:
             error = scoring.exception()
             if not _is_disconnect(error):
                 log.error("%s: the stream ended on %s: %s", STREAM_PATH, type(error).__name__, error)
+
+
+async def _close_stalled(websocket: WebSocket, waited_s: float) -> None:
+    """Close a client that stopped reading (1008, one line); drop the connection if even the close
+    frame cannot be written within :data:`CLOSE_WRITE_S` (its socket's buffers are full)."""
+    reason = _reason(f"replies left unread for {waited_s:g} s; read every reply (or ask fewer with ?fps=)")
+    try:
+        await asyncio.wait_for(websocket.close(CLOSE_NOT_READING, reason), CLOSE_WRITE_S)
+    except Exception:  # timed out or already gone: nothing more can reach this client
+        _drop_connection(websocket)
+
+
+def _drop_connection(websocket: WebSocket) -> None:
+    """Abort the TCP connection under ``websocket`` at once, without flushing what is buffered for it."""
+    transport = _transport(websocket)
+    if transport is not None:
+        transport.abort()
+
+
+def _transport(websocket: WebSocket) -> Any:
+    """The connection's asyncio transport (:class:`~emonet_face.serve.guard.TransportHandle`), or ``None``
+    under a server that does not expose it (graceful closes only, then)."""
+    return websocket.scope.get(TRANSPORT_KEY)
+
+
+async def _drop_when_stuck(transport: Any) -> None:
+    """Abort a connection that is closing but cannot finish (runs until cancelled with its stream).
+
+    uvicorn closes a connection whose keep-alive pings go unanswered gracefully; when bytes are still
+    buffered for a client that reads nothing, the close never completes, the stream never hears of
+    it and would hold its slot for good. Closing for :data:`STUCK_CLOSE_S` is stuck: aborted, the
+    stream then ends as for any lost connection."""
+    closing_since: float | None = None
+    while True:
+        await asyncio.sleep(STUCK_CLOSE_S / 2)
+        if not transport.is_closing():
+            closing_since = None
+        elif closing_since is None:
+            closing_since = time.monotonic()
+        elif time.monotonic() - closing_since >= STUCK_CLOSE_S:
+            log.info("%s: a connection closing for %g s without ending; dropped", STREAM_PATH, STUCK_CLOSE_S)
+            transport.abort()
+            closing_since = math.inf  # aborted once: wait to be cancelled
 
 
 def _is_disconnect(error: BaseException | None) -> bool:
