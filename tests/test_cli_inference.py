@@ -66,7 +66,7 @@ def test_bad_image_gives_error_row_and_exit_1(images, model_args, tmp_path):
         (["predict", "{img}", "--heads", "{empty}"], "no model_<key>_best.pth"),
         (["predict", "{img}", "--out", "x.xlsx"], "unknown output format"),
         (["predict", "{img}", "--dtype", "int4"], "--dtype int4"),
-        (["predict", "{img}", "--backend", "torch", "--dtype", "int8"], "ONNX Runtime only"),
+        (["predict", "{img}", "--backend", "torch", "--dtype", "int8"], "int8 runs on ONNX Runtime on the CPU"),
         (["predict", "{img}", "--resume"], "--resume needs --out"),
         (["predict", "{img}", "--model", "medium"], "unknown model"),
         (["predict", "{img}", "--heads", "nobody/no-such-heads"], "offline"),

@@ -71,7 +71,9 @@ def check_precision(
     image_column: ImageColumnOpt = None,
     carry_json: CarryJsonOpt = True,
 ) -> None:
-    """Score PHOTOS in float32 and in --dtype; report agreement per head and overall; exit 0 pass, 1 fail."""
+    """Compare a precision with float32 on photos.
+
+    Score PHOTOS in float32 and in --dtype; report agreement per head and overall; exit 0 pass, 1 fail."""
     with user_errors():
         from emonet_face.inputs import discover_inputs
         from emonet_face.pipeline.precision import check_precision as run_check

@@ -15,9 +15,8 @@ ENGINES = ("local", "ray")
 
 def require_ray() -> Any:
     """``import ray`` or a one-line error saying how to install it."""
+    ray = require_extra("ray", feature="--engine ray", extra="ray", package="Ray Data")
     require_extra("ray.data", feature="--engine ray", extra="ray", package="Ray Data")
-    import ray
-
     return ray
 
 
