@@ -52,6 +52,7 @@ from emonet_face import taxonomy as tx  # noqa: E402
 from emonet_face.explain import Explainer, faithfulness_curves  # noqa: E402
 from emonet_face.heads import FusedHeads, HeadArchitecture  # noqa: E402
 from emonet_face.pipeline import EmoNetFace  # noqa: E402
+from encoder_models import random_weights  # noqa: E402
 from explain_toy import (  # noqa: E402  (the toy model lives with the tests that use it)
     GRID,
     TOY_KEY,
@@ -164,18 +165,7 @@ def build_real(workdir: Path):
     config = SiglipVisionConfig(**SO400M, patch_size=16, image_size=384)
     with torch.device("meta"):
         model = SiglipVisionModel(config)
-    model = model.to_empty(device="cpu")
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("bias"):
-                param.zero_()
-            elif "norm" in name:
-                param.fill_(1.0)
-            else:
-                param.normal_(0.0, 0.02)
-        for name, buffer in model.named_buffers():
-            if "position_ids" in name:
-                buffer.copy_(torch.arange(buffer.shape[-1]).expand_as(buffer))
+    model = random_weights(model)
     model.eval()
     folder = workdir / "so400m-processor"
     folder.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,26 @@ def build_models(root: Path, *, real_size: bool) -> tuple[Path, Path]:
     return encoder, build_heads(root / "heads-tiny-random", TINY["hidden_size"], TINY_HEADS)
 
 
+def random_weights(model: Any) -> Any:
+    """A model built on meta tensors, materialised with random weights in place: N(0, 0.02), biases
+    0, norms 1, position ids counted (fast even at real size: nothing is initialised twice)."""
+    import torch
+
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                param.zero_()
+            elif "norm" in name:
+                param.fill_(1.0)
+            else:
+                param.normal_(0.0, 0.02)
+        for name, buffer in model.named_buffers():
+            if "position_ids" in name:
+                buffer.copy_(torch.arange(buffer.shape[-1]).expand_as(buffer))
+    return model
+
+
 def build_encoder(folder: Path, vision: dict, text: dict) -> Path:
     """A random SigLIP checkpoint (text + vision) written with ``save_pretrained``: weights N(0, 0.02),
     biases 0, norms 1 (initialised in place from meta tensors: fast even at real size)."""
@@ -60,18 +81,7 @@ def build_encoder(folder: Path, vision: dict, text: dict) -> Path:
     torch.manual_seed(0)
     with torch.device("meta"):
         model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
-    model = model.to_empty(device="cpu")
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("bias"):
-                param.zero_()
-            elif "norm" in name:
-                param.fill_(1.0)
-            else:
-                param.normal_(0.0, 0.02)
-        for name, buffer in model.named_buffers():
-            if "position_ids" in name:
-                buffer.copy_(torch.arange(buffer.shape[-1]).expand_as(buffer))
+    model = random_weights(model)
     tmp = folder.with_name(folder.name + ".partial")
     model.save_pretrained(tmp)
     (tmp / "preprocessor_config.json").write_text(json.dumps(siglip2_preprocessor_config(vision["image_size"])))
