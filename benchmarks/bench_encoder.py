@@ -242,7 +242,7 @@ def end_to_end(runs: dict[str, dict], args: argparse.Namespace) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--cache", type=Path, default=Path("/tmp/emonet-face-bench-encoder"),
                         help="random models, photos, converted encoders and outputs (kept between runs)")
     parser.add_argument("--real-size", action="store_true", help="the so400m/16-384 architecture (built once)")
