@@ -5,23 +5,20 @@ answering everyone else."""
 
 from __future__ import annotations
 
-import base64
 import io
 import itertools
 import json
 import logging
-import os
 import socket
-import struct
 import time
 from collections.abc import Callable
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 from websockets.sync.client import connect
 
+from raw_websocket import vanish, ws_binary_frame, ws_handshake
 from serve_helpers import make_config, serving
 
 BOUND_S = 30.0
@@ -45,39 +42,6 @@ def crowd(astronaut: Image.Image) -> bytes:
     buffer = io.BytesIO()
     grid.save(buffer, "JPEG", quality=85)
     return buffer.getvalue()
-
-
-def ws_handshake(port: int, *, rcvbuf: int | None = None, faces: str = "none") -> socket.socket:
-    """A plain socket that has completed a WebSocket handshake on ``/v1/stream``."""
-    sock = socket.socket()
-    if rcvbuf:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.settimeout(BOUND_S)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET /v1/stream?faces={faces} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        answer += sock.recv(1024)
-    assert answer.startswith(b"HTTP/1.1 101"), answer[:80]
-    return sock
-
-
-def ws_binary(data: bytes) -> bytes:
-    """One masked binary frame, as a client sends it (RFC 6455)."""
-    mask = os.urandom(4)
-    size = len(data)
-    if size < 126:
-        header = struct.pack("!BB", 0x82, 0x80 | size)
-    elif size < 1 << 16:
-        header = struct.pack("!BBH", 0x82, 0x80 | 126, size)
-    else:
-        header = struct.pack("!BBQ", 0x82, 0x80 | 127, size)
-    masked = np.frombuffer(data, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), size)
-    return header + mask + masked.tobytes()
 
 
 def poll(check: Callable[[], bool], what: str) -> None:
@@ -116,11 +80,10 @@ def test_streams_that_vanish_without_a_close_frame_give_back_their_slots(small_s
     url, _ = small_server
     port = int(url.rsplit(":", 1)[1])
     for i in range(6):  # three times the slots: a slot kept by a gone client would refuse the next ones
-        sock = ws_handshake(port)
-        sock.sendall(ws_binary(jpeg(i)))
-        if i % 2:  # a reset (the client's machine went away) or a plain FIN (the process died)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()
+        sock = ws_handshake(port, query="faces=none", timeout=BOUND_S)
+        sock.sendall(ws_binary_frame(jpeg(i)))
+        # a reset (the client's machine went away) or a plain FIN (the process died)
+        vanish(sock, reset=bool(i % 2))
         poll(lambda: load(url)["streams"] == 0, f"vanished stream {i} still holds its slot")
     assert_still_serving(url, jpeg(99))
 
@@ -129,8 +92,8 @@ def test_a_client_that_never_reads_is_closed_and_slows_no_one(small_server, capl
     url, _ = small_server
     port = int(url.rsplit(":", 1)[1])
     caplog.set_level(logging.INFO, logger="emonet_face.serve")
-    sock = ws_handshake(port, rcvbuf=2048, faces="detect")
-    frame = ws_binary(crowd(astronaut))
+    sock = ws_handshake(port, rcvbuf=2048, query="faces=detect", timeout=BOUND_S)
+    frame = ws_binary_frame(crowd(astronaut))
     closed = False
     deadline = time.monotonic() + BOUND_S
     try:
@@ -156,10 +119,10 @@ def test_other_clients_are_answered_while_one_stalls(small_server):
     """While a stalled reader holds one of the two slots, a stream and /v1/predict are answered."""
     url, _ = small_server
     port = int(url.rsplit(":", 1)[1])
-    sock = ws_handshake(port, rcvbuf=2048)
+    sock = ws_handshake(port, rcvbuf=2048, query="faces=none", timeout=BOUND_S)
     try:
         for _ in range(40):  # far more replies than its buffers hold
-            sock.sendall(ws_binary(jpeg(2)))
+            sock.sendall(ws_binary_frame(jpeg(2)))
         assert_still_serving(url, jpeg(97))
     finally:
         sock.close()
