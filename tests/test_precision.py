@@ -209,6 +209,9 @@ def test_the_int8_graph_keeps_the_pooling_head_in_float32(tiny_encoder_dir, tmp_
     plain = [n.name for n in nodes if n.op_type == "MatMul"]
     assert quantised and any("/encoder/layers." in n for n in quantised)
     assert not any("/head/" in n for n in quantised) and any("/head/mlp/" in n for n in plain)
+    # each layer's bias add + tanh-GELU (eight elementwise nodes) is one FastGelu, as is the pooling head's
+    ops = [n.op_type for n in nodes]
+    assert ops.count("FastGelu") == 2 + 1 and "Tanh" not in ops
 
 
 def test_download_with_int8_stores_the_graph_that_int8_runs_use(tiny_encoder_dir, tiny_heads_dir, images, tmp_path, own_cache):

@@ -205,7 +205,11 @@ class FusedHeads(nn.Module):
         arch: HeadArchitecture,
         neutral_mean: Sequence[float] | None = None,
         chunk_size: int = 512,
+        *,
+        initialise: bool = True,
     ) -> None:
+        """``initialise=False`` leaves the weights unset, for callers that load them next (the random
+        ``nn.Linear``-style initialisation of the Large heads costs 0.5 s of every start)."""
         super().__init__()
         self.keys: tuple[str, ...] = tuple(keys)
         self.arch = arch
@@ -217,9 +221,10 @@ class FusedHeads(nn.Module):
         for fan_in, fan_out in itertools.pairwise(widths):
             weight = torch.empty(n_heads, fan_out, fan_in)
             bias = torch.empty(n_heads, fan_out)
-            bound = 1.0 / math.sqrt(fan_in)  # nn.Linear's default initialisation, per head
-            nn.init.uniform_(weight, -bound, bound)
-            nn.init.uniform_(bias, -bound, bound)
+            if initialise:
+                bound = 1.0 / math.sqrt(fan_in)  # nn.Linear's default initialisation, per head
+                nn.init.uniform_(weight, -bound, bound)
+                nn.init.uniform_(bias, -bound, bound)
             self.weights.append(nn.Parameter(weight))
             self.biases.append(nn.Parameter(bias))
         means = (
@@ -254,12 +259,11 @@ class FusedHeads(nn.Module):
             raise ModelLoadError(f"heads have different architectures ({detail}, …); load one model size at a time")
         arch = distinct.pop()
         means = [float((neutral_means or {}).get(k, 0.0)) for k in keys]
-        fused = cls(keys, arch, means)
-        with torch.no_grad():
-            for layer in range(len(fused.weights)):
-                idx = 3 * layer
-                fused.weights[layer].copy_(torch.stack([states[k][f"layers.{idx}.weight"].float() for k in keys]))
-                fused.biases[layer].copy_(torch.stack([states[k][f"layers.{idx}.bias"].float() for k in keys]))
+        fused = cls(keys, arch, means, initialise=False)
+        for layer in range(len(fused.weights)):
+            idx = 3 * layer
+            fused.weights[layer] = nn.Parameter(torch.stack([states[k][f"layers.{idx}.weight"].float() for k in keys]))
+            fused.biases[layer] = nn.Parameter(torch.stack([states[k][f"layers.{idx}.bias"].float() for k in keys]))
         return fused
 
     def head_state_dict(self, key: str) -> dict[str, torch.Tensor]:
@@ -454,7 +458,7 @@ def _load_safetensors(folder: Path, chunk_size: int) -> FusedHeads:
         tensors = load_file(str(folder / SAFETENSORS_FILE))
     except Exception as exc:  # SafetensorError (no common base): a file cut short or overwritten
         raise damaged_file(folder / SAFETENSORS_FILE, exc) from None
-    fused = FusedHeads(keys, arch, means, chunk_size=chunk_size)
+    fused = FusedHeads(keys, arch, means, chunk_size=chunk_size, initialise=False)
     try:
         fused.load_state_dict({**tensors, "neutral_mean": torch.tensor(means)})
     except RuntimeError as exc:

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
 from emonet_face import taxonomy as tx
 
@@ -122,6 +121,8 @@ class FaceTracker:
         assigned: list[int | None] = [None] * len(boxes)
         if state.tracks and len(boxes):
             score = self._affinity(state.tracks, boxes, units)
+            from scipy.optimize import linear_sum_assignment  # on first use: 0.5 s of start-up otherwise
+
             rows, cols = linear_sum_assignment(-np.nan_to_num(score, nan=-1e6))
             for r, c in zip(rows, cols):
                 if math.isfinite(score[r, c]):

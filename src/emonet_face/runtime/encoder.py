@@ -9,6 +9,8 @@ as the released heads expect.
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from emonet_face.errors import ModelLoadError, damaged_file
 from emonet_face.heads import is_heads_folder
 from emonet_face.hub import DEFAULT_ENCODER, ENCODER_PATTERNS, resolve_model_dir
 from emonet_face.runtime.base import Encoded
+from emonet_face.runtime.preprocess import preprocessor_from_config
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -90,13 +93,26 @@ _VISION_CLASSES = {
 
 
 def load_image_processor(folder: Path) -> Any:
-    """The checkpoint's own image processor, PIL backend (the numerical reference; needs no torchvision)."""
+    """The checkpoint's own preprocessing: :class:`~emonet_face.runtime.preprocess.SiglipPreprocessor`
+    when ``preprocessor_config.json`` describes what it reproduces bit for bit (SigLIP and fixed-size
+    SigLIP2 checkpoints; no transformers import, which compiled runtimes then never pay), else
+    transformers' own processor, PIL backend (the numerical reference; needs no torchvision)."""
+    config_path = folder / "preprocessor_config.json"
+    _check_json(config_path)
+    try:
+        config = json.loads(config_path.read_bytes())
+    except OSError:
+        config = None
+    own = preprocessor_from_config(config) if isinstance(config, dict) else None
+    return own if own is not None else _transformers_image_processor(folder)
+
+
+def _transformers_image_processor(folder: Path) -> Any:
     import transformers
     from transformers import AutoImageProcessor
 
     major = int(transformers.__version__.split(".")[0])
     kwargs = {"backend": "pil"} if major >= 5 else {"use_fast": False}
-    _check_json(folder / "preprocessor_config.json")
     try:
         with quiet_transformers():
             return AutoImageProcessor.from_pretrained(str(folder), **kwargs)
@@ -285,7 +301,7 @@ class ImageEncoder(nn.Module):
     def describe_processor(proc: Any) -> dict[str, Any]:
         """The preprocessing fields of :meth:`describe` (shared with the other backends)."""
         return {
-            "processor": type(proc).__name__,
+            "processor": getattr(proc, "processor_type", type(proc).__name__),
             "size": getattr(proc, "size", None),
             "resample": int(getattr(proc, "resample", -1)) if getattr(proc, "resample", None) is not None else None,
             "image_mean": list(getattr(proc, "image_mean", []) or []),
@@ -324,7 +340,15 @@ def quiet_transformers() -> Iterator[None]:
     Loading a vision tower out of a full checkpoint is expected to skip weights, and transformers
     says so (and more: "layers were not sharded", a "Loading weights" bar); the terminal is kept for
     our own progress bar and errors. The settings are put back afterwards, so that a notebook's
-    own transformers logging is left as it was."""
+    own transformers logging is left as it was.
+
+    Transformers is not imported to silence it (0.7 s that a compiled runtime, which never needs
+    it, would pay): when it is not imported yet, the block runs with ``TRANSFORMERS_VERBOSITY=error``,
+    which it reads if the block imports it, and its own default level is set afterwards."""
+    if "transformers" not in sys.modules:
+        with _quiet_first_import():
+            yield
+        return
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -337,3 +361,23 @@ def quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+@contextmanager
+def _quiet_first_import() -> Iterator[None]:
+    """The block with ``TRANSFORMERS_VERBOSITY=error``; if it imported transformers, its level is then
+    set to what the user's environment would have given it."""
+    name = "TRANSFORMERS_VERBOSITY"
+    users = os.environ.get(name)
+    os.environ[name] = "error"
+    try:
+        yield
+    finally:
+        if users is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = users
+        if "transformers.utils.logging" in sys.modules:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity(hf_logging.log_levels.get(users or "", hf_logging.WARNING))
