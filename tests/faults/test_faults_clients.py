@@ -44,11 +44,12 @@ def crowd(astronaut: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def poll(check: Callable[[], bool], what: str) -> None:
+def poll(check: Callable[[], bool], what: str | Callable[[], str]) -> None:
+    """Wait for ``check``; fail naming ``what`` (a callable: described when the wait fails, not before)."""
     deadline = time.monotonic() + BOUND_S
     while not check():
         if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {BOUND_S:g} s")
+            pytest.fail(f"{what() if callable(what) else what}: not within {BOUND_S:g} s")
         time.sleep(0.1)
 
 
@@ -146,7 +147,8 @@ def test_an_upload_cut_off_half_way_leaves_no_temporary_file(small_server, tmp_p
             f"Content-Length: {body_size}\r\n\r\n".encode() + head + b"\xff" * 2_000_000
         )
         poll(lambda: any(temp.iterdir()), "the server's upload folder")  # the request is being read
-    poll(lambda: not any(temp.iterdir()), f"temporary files left behind: {sorted(p.name for p in temp.rglob('*'))}")
+    # described when the wait fails (the server deletes its upload folder meanwhile); the folder's own entries
+    poll(lambda: not any(temp.iterdir()), lambda: f"temporary files left behind: {sorted(p.name for p in temp.iterdir())}")
     poll(lambda: load(url)["requests"] == 0, "the cut-off request still counted in progress")
     assert any("disconnected before its request was read" in r.getMessage() for r in caplog.records)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
