@@ -78,8 +78,9 @@ def test_a_saved_config_reads_back_the_same_for_us_and_for_transformers(tmp_path
         {"size": {"shortest_edge": 32}},
         {"resample": None},  # unstated: transformers' default changed between releases
         {"image_mean": [0.5, 0.5]},
+        {"image_mean": 0.5},
     ],
-    ids=["naflex", "crop", "shortest-edge", "no-resample", "two-means"],
+    ids=["naflex", "crop", "shortest-edge", "no-resample", "two-means", "scalar-mean"],
 )
 def test_configs_it_does_not_reproduce_go_to_transformers(change, tmp_path):
     config = {**siglip2_preprocessor_config(32), **change}

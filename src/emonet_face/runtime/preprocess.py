@@ -124,7 +124,9 @@ def preprocessor_from_config(config: Mapping[str, Any]) -> SiglipPreprocessor | 
     if any(name not in config for name in REQUIRED_FIELDS):
         return None
     size, mean, std = config["size"], config["image_mean"], config["image_std"]
-    if not isinstance(size, Mapping) or set(size) != {"height", "width"} or len(mean) != 3 or len(std) != 3:
+    if not isinstance(size, Mapping) or set(size) != {"height", "width"}:
+        return None
+    if not all(isinstance(v, (list, tuple)) and len(v) == 3 for v in (mean, std)):  # a scalar mean: transformers'
         return None
     return SiglipPreprocessor(
         size={"height": int(size["height"]), "width": int(size["width"])},

@@ -5,6 +5,7 @@ timeline of the top emotions over a video. Matplotlib, Agg backend (no display n
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -29,11 +30,13 @@ __all__ = [
 
 
 def pyplot() -> ModuleType:
-    """``matplotlib.pyplot`` on the Agg backend, imported when a picture is first drawn: 0.4 s of
-    start-up that runs and programs without pictures never pay."""
-    import matplotlib
+    """``matplotlib.pyplot``, imported when a picture is first drawn (0.4 s of start-up that runs and
+    programs without pictures never pay): on the Agg backend (no display needed) if we import it
+    first; a session that already chose a backend keeps it (switching would close its figures)."""
+    if "matplotlib.pyplot" not in sys.modules:
+        import matplotlib
 
-    matplotlib.use("Agg")
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
