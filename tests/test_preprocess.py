@@ -6,23 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from emonet_face.runtime.encoder import load_image_processor, siglip2_preprocessor_config
+from emonet_face.runtime.encoder import _transformers_image_processor, load_image_processor, siglip2_preprocessor_config
 from emonet_face.runtime.preprocess import SiglipPreprocessor, preprocessor_from_config
-
-
-def _transformers_processor(folder: Path):
-    """The independent reference: transformers' own processor for the same file."""
-    import transformers
-    from transformers import AutoImageProcessor
-
-    kwargs = {"backend": "pil"} if int(transformers.__version__.split(".")[0]) >= 5 else {"use_fast": False}
-    return AutoImageProcessor.from_pretrained(str(folder), **kwargs)
 
 
 def _odd_images() -> list[Image.Image]:
@@ -48,7 +38,7 @@ def test_pixels_equal_transformers_bit_for_bit(config, tmp_path):
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
     ours = load_image_processor(tmp_path)
     assert isinstance(ours, SiglipPreprocessor)
-    reference = _transformers_processor(tmp_path)
+    reference = _transformers_image_processor(tmp_path)  # the independent reference: transformers' own
     for image in _odd_images():
         mine = ours(images=[image], return_tensors="pt")["pixel_values"].numpy()
         theirs = reference(images=[image], return_tensors="pt")["pixel_values"].numpy()
@@ -66,7 +56,7 @@ def test_a_saved_config_reads_back_the_same_for_us_and_for_transformers(tmp_path
     assert saved == tmp_path / "preprocessor_config.json"
     assert load_image_processor(tmp_path) == preprocessor_from_config(config)
     image = _odd_images()[2]
-    theirs = _transformers_processor(tmp_path)(images=[image], return_tensors="pt")["pixel_values"]
+    theirs = _transformers_image_processor(tmp_path)(images=[image], return_tensors="pt")["pixel_values"]
     assert theirs.numpy().tobytes() == load_image_processor(tmp_path)([image])["pixel_values"].numpy().tobytes()
 
 

@@ -59,13 +59,13 @@ def siglip2_preprocessor_config(image_size: int = 384) -> dict[str, Any]:
     }
 
 
-def _check_json(path: Path) -> None:
-    """A JSON file of a checkpoint that exists but does not parse (cut short, overwritten) is a damaged
-    file, named with how to get it again (not "no usable processor")."""
-    if not path.is_file():
-        return
+def _read_json(path: Path) -> Any:
+    """A checkpoint's JSON file, None when it is missing. One that exists but does not parse (cut
+    short, overwritten) is a damaged file, named with how to get it again (not "no usable processor")."""
     try:
-        json.loads(path.read_bytes())
+        return json.loads(path.read_bytes())
+    except OSError:
+        return None
     except (ValueError, UnicodeDecodeError) as exc:
         raise damaged_file(path, exc) from None
 
@@ -97,12 +97,7 @@ def load_image_processor(folder: Path) -> Any:
     when ``preprocessor_config.json`` describes what it reproduces bit for bit (SigLIP and fixed-size
     SigLIP2 checkpoints; no transformers import, which compiled runtimes then never pay), else
     transformers' own processor, PIL backend (the numerical reference; needs no torchvision)."""
-    config_path = folder / "preprocessor_config.json"
-    _check_json(config_path)
-    try:
-        config = json.loads(config_path.read_bytes())
-    except OSError:
-        config = None
+    config = _read_json(folder / "preprocessor_config.json")
     own = preprocessor_from_config(config) if isinstance(config, dict) else None
     return own if own is not None else _transformers_image_processor(folder)
 
